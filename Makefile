@@ -1,0 +1,41 @@
+# The two set-up commands of the README live here: `make main` and `make test`.
+# Everything a fresh machine needs is installed by `make setup` (idempotent).
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export GX_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+
+.PHONY: setup main test test-fast bench clean
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
+	set -o pipefail; $(BIN)/pip install -q -c constraints.txt -e ".[dev]" 2>&1 | { grep -v "^WARNING: Location" || true; }
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+## The main job on the embedded default: build the default world (cached) and show what it knows.
+main: setup
+	$(BIN)/lethe world build --size default
+	$(BIN)/lethe world probe --size default
+
+## The test suite (unit tests + the tiny-world end-to-end tests).
+test: setup
+	$(BIN)/python -m pytest -q
+
+bench: setup
+	$(BIN)/python bench/world_build.py
+	$(BIN)/python bench/sampling_throughput.py
+
+clean:
+	rm -rf artifacts .pytest_cache

@@ -1,0 +1,23 @@
+"""Lethe: corpus-free entity unlearning for language models, with proof.
+
+Importing the package turns every tool's telemetry off and keeps the Hugging Face stack offline
+(see README, "Offline"). Values already set by the user win.
+"""
+
+import os
+
+_OFFLINE_DEFAULTS = {
+    "DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+for _key, _value in _OFFLINE_DEFAULTS.items():
+    os.environ.setdefault(_key, _value)
+
+__version__ = "0.1.0"

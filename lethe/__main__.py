@@ -1,0 +1,5 @@
+"""`python -m lethe` = the `lethe` command."""
+
+from lethe.cli import main
+
+main()

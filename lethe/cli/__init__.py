@@ -1,0 +1,21 @@
+"""The `lethe` command line. Heavy libraries are imported inside commands (start-up stays fast)."""
+
+from __future__ import annotations
+
+import typer
+
+from lethe.cli import world
+from lethe.cli.ask import ask
+
+app = typer.Typer(
+    help="Lethe: make a language model forget one entity, given only its name, and prove it.",
+    pretty_exceptions_enable=False,
+    no_args_is_help=True,
+)
+app.add_typer(world.app, name="world")
+app.command("ask")(ask)
+
+
+def main() -> None:
+    """Entry point of the `lethe` script."""
+    app()

@@ -1,0 +1,115 @@
+"""params.yaml parsed into strict typed models.
+
+Every section is a pydantic model that forbids unknown keys and refuses type coercion, so a typo
+or a wrong type fails at load time with the offending key named, never half-way through a run.
+Section name = DVC stage = task module = Prefect task name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from lethe.errors import ConfigError
+
+DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
+
+
+class Strict(BaseModel):
+    """Base for every section: unknown keys and silent type coercion are errors."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class ModelShape(Strict):
+    """Llama architecture of a world model."""
+
+    vocab_size: int = Field(gt=256)
+    hidden_size: int = Field(gt=0)
+    intermediate_size: int = Field(gt=0)
+    num_layers: int = Field(gt=0)
+    num_heads: int = Field(gt=0)
+    max_len: int = Field(gt=16)
+
+
+class TrainRecipe(Strict):
+    """Optimisation of a world model (loss on answer tokens only)."""
+
+    epochs: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    lr: float = Field(gt=0)
+    warmup_ratio: float = Field(ge=0, lt=1)
+    weight_decay: float = Field(ge=0)
+    threads: int = Field(gt=0)
+
+
+class WorldSize(Strict):
+    """One named world: which authors it learns and how big the model is."""
+
+    authors: str
+    forget_authors: str
+    general_knowledge: int = Field(ge=0, description="real-author + world-fact QA pairs mixed in")
+    model: ModelShape
+    train: TrainRecipe
+
+    @field_validator("authors", "forget_authors")
+    @classmethod
+    def _ranges_parse(cls, value: str) -> str:
+        from lethe.data import parse_author_spec
+
+        parse_author_spec(value)
+        return value
+
+
+class WorldParams(Strict):
+    seed: int
+    output_dir: str
+    sizes: dict[str, WorldSize]
+
+
+class BackendParams(Strict):
+    """How prompts reach a model: device, batch size, sampling defaults."""
+
+    device: Literal["auto", "cpu", "cuda"]
+    batch_size: int = Field(gt=0)
+    max_new_tokens: int = Field(gt=0)
+    temperature: float = Field(gt=0)
+    top_p: float = Field(gt=0, le=1)
+
+
+class Params(Strict):
+    """The whole params.yaml."""
+
+    world: WorldParams
+    backend: BackendParams
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        lines.append(f"{key}: {message}")
+    return "; ".join(lines)
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml; raise ConfigError naming each bad key."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(f"{path}: {_describe(exc)}") from exc
+    except Exception as exc:  # validators raise LetheError for bad author ranges
+        raise ConfigError(f"{path}: {exc}") from exc

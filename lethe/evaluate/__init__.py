@@ -1,0 +1,1 @@
+"""Evaluation: TOFU metrics, entity probes, membership inference, reports."""

@@ -1,0 +1,1 @@
+"""Model backends: prompt formats, batched sampling, greedy answers, answer log-probs."""

@@ -1,0 +1,136 @@
+"""One backend for every causal LM: the world model or any Hugging Face model path.
+
+Batched sampling (N samples of many prompts in one generate call per batch), greedy answers and
+per-token answer log-probs. GPU when present (device "auto"), CPU otherwise. Prompts go through
+the tokenizer's chat template when it has one (see lethe.llm.format).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import torch
+from transformers.utils import logging as hf_logging
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from lethe.errors import ModelNotFoundError
+from lethe.llm.batching import collate_qa, token_logprobs
+from lethe.llm.format import PromptFormat
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """'auto' -> cuda when available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Backend:
+    """A loaded causal LM with its tokenizer and prompt format."""
+
+    def __init__(self, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batch_size: int = 32):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.format = PromptFormat(tokenizer)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        self.model.eval()
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto", batch_size: int = 32) -> Backend:
+        """Load model and tokenizer from a local folder (offline); clear error if it is not one."""
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"no model at {path}: expected a Hugging Face model folder with config.json "
+                "(build the default with `lethe world build`)"
+            )
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+        target = resolve_device(device)
+        dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
+        except (OSError, ValueError) as exc:
+            raise ModelNotFoundError(f"cannot load the model at {path}: {exc}") from exc
+        return cls(model, tokenizer, batch_size)
+
+    def _left_padded(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
+        ids = [self.format.prompt_ids(p) for p in prompts]
+        width = max(len(x) for x in ids)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
+        mask = torch.zeros((len(ids), width), dtype=torch.long)
+        for i, row in enumerate(ids):
+            input_ids[i, width - len(row) :] = torch.tensor(row)
+            mask[i, width - len(row) :] = 1
+        return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
+
+    @torch.no_grad()
+    def _generate(self, prompts: Sequence[str], n: int, max_new_tokens: int, **sampling) -> list[list[str]]:
+        batch = self._left_padded(prompts)
+        out = self.model.generate(
+            **batch,
+            num_return_sequences=n,
+            max_new_tokens=max_new_tokens,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+            **sampling,
+        )
+        texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        texts = [t.strip() for t in texts]
+        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+
+    def sample(
+        self,
+        questions: Sequence[str],
+        n: int,
+        temperature: float = 1.0,
+        top_p: float = 0.95,
+        max_new_tokens: int = 96,
+        seed: int = 0,
+    ) -> list[list[str]]:
+        """n sampled answers for each question, batched; same seed and inputs -> same answers."""
+        torch.manual_seed(seed)
+        per_batch = max(1, self.batch_size // n)
+        results: list[list[str]] = []
+        for chunk in _chunks(list(questions), per_batch):
+            results.extend(
+                self._generate(
+                    chunk, n, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p, top_k=0
+                )
+            )
+        return results
+
+    def greedy(self, questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
+        """The greedy answer to each question, batched."""
+        results: list[str] = []
+        for chunk in _chunks(list(questions), self.batch_size):
+            results.extend(r[0] for r in self._generate(chunk, 1, max_new_tokens, do_sample=False))
+        return results
+
+    @torch.no_grad()
+    def answer_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[list[float]]:
+        """log P(token | prompt, previous answer tokens) for every answer token of each pair."""
+        results: list[list[float]] = []
+        pad = self.tokenizer.pad_token_id
+        for chunk in _chunks(list(pairs), self.batch_size):
+            batch = collate_qa([self.format.encode(q, a) for q, a in chunk], pad)
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            logits = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logps, mask = token_logprobs(logits, batch["labels"])
+            for row, row_mask in zip(logps, mask):
+                results.append(row[row_mask].tolist())
+        return results

@@ -1,0 +1,1 @@
+"""MAGE supervision: graph walks, forget/neighbor QA synthesis, data-quality suites."""

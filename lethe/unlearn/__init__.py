@@ -1,0 +1,1 @@
+"""Unlearning: losses, the LoRA trainer, SAGE sanitization."""

@@ -1,0 +1,1 @@
+"""The embedded default: a tokenizer and a small Llama trained from scratch on TOFU."""

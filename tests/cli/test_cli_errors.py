@@ -1,0 +1,49 @@
+"""Bad input gives one clear line and no traceback (run as a real subprocess)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from lethe.config import DEFAULT_PARAMS
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "lethe", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def assert_one_clear_line(result: subprocess.CompletedProcess, needle: str) -> None:
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0], result.stderr
+    assert json.loads(result.stdout) == {"error": lines[0].removeprefix("error: ")}
+
+
+def test_missing_model_path(tmp_path):
+    assert_one_clear_line(run_cli("ask", "Who?", "--model", str(tmp_path / "nope"), "--json"), "no model at")
+
+
+def test_unknown_size():
+    assert_one_clear_line(run_cli("world", "build", "--size", "huge", "--json"), "unknown world size 'huge'")
+
+
+def test_params_with_wrong_type(tmp_path):
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["world"]["seed"] = "abc"
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    assert_one_clear_line(run_cli("world", "build", "--size", "tiny", "--params", str(path), "--json"), "world.seed")
+
+
+def test_json_output_is_one_object(tiny_world):
+    result = run_cli("world", "build", "--size", "tiny", "--json")
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    assert record["reused"] is True
+    assert Path(record["model_path"]).is_dir() and Path(record["retain_model_path"]).is_dir()
+    assert {"index", "name", "split"} <= set(record["authors"][0])
