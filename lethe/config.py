@@ -21,7 +21,7 @@ DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 class Strict(BaseModel):
     """Base for every section: unknown keys and silent type coercion are errors."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, populate_by_name=True)
 
 
 class ModelShape(Strict):
@@ -80,11 +80,80 @@ class BackendParams(Strict):
     top_p: float = Field(gt=0, le=1)
 
 
+class ElicitParams(Strict):
+    """MAGE step 1: N sampled recalls of the anchor."""
+
+    samples: int = Field(gt=0, description="N responses per anchor")
+    prompts: list[str] = Field(min_length=1, description="templates with {anchor}")
+    temperature: float = Field(gt=0)
+    top_p: float = Field(gt=0, le=1)
+    max_new_tokens: int = Field(gt=0)
+    seed: int
+
+
+class ScoreParams(Strict):
+    """MAGE step 2: keep memories with strength s(v) >= tau."""
+
+    tau: float = Field(gt=0, le=1)
+
+
+class ExpandParams(Strict):
+    """MAGE step 3: target-conditioned hop expansion."""
+
+    hops: int = Field(ge=0, description="K: hops beyond the anchor's own recall")
+    samples: int = Field(gt=0, description="N responses per expanded node")
+    prompts: list[str] = Field(min_length=1, description="templates with {anchor} and {node}")
+    max_nodes_per_hop: int = Field(gt=0)
+    adaptive_stop: bool
+    stop_threshold: float = Field(ge=0, le=1, description="min share of responses pointing back to the anchor")
+    max_model_calls: int = Field(gt=0, description="budget of sampled responses for the whole graph")
+
+
+class SampleParams(Strict):
+    """MAGE step 4: strength-weighted random walks."""
+
+    walks: int = Field(gt=0, description="R")
+    max_length: int = Field(gt=0, description="L (edges)")
+    alpha: float = Field(ge=0, description="visit penalty exponent")
+    eta: float = Field(ge=0, le=1, description="min mean edge strength of a kept path")
+    seed: int
+
+
+class SynthesizeParams(Strict):
+    """MAGE step 5: forget and neighbor QA sets."""
+
+    mode: Literal["auto", "extractive", "generative"]
+    neighbor_nodes: int = Field(ge=0, description="graph neighbors elicited for the neighbor set")
+    neighbor_samples: int = Field(gt=0)
+    max_forget: int = Field(gt=0)
+    max_neighbor: int = Field(ge=0)
+    seed: int
+
+
+class ValidateParams(Strict):
+    """MAGE step 6: data-quality checks (Great Expectations)."""
+
+    min_forget_rows: int = Field(gt=0)
+    min_neighbor_rows: int = Field(ge=0)
+    min_answer_chars: int = Field(ge=1)
+    max_answer_chars: int = Field(gt=1)
+    max_question_chars: int = Field(gt=1)
+    forget_mention_mostly: float = Field(gt=0, le=1, description="share of forget questions naming the target")
+    strong_node_strength: float = Field(gt=0, le=1)
+    min_strong_coverage: float = Field(ge=0, le=1)
+
+
 class Params(Strict):
     """The whole params.yaml."""
 
     world: WorldParams
     backend: BackendParams
+    elicit: ElicitParams
+    score: ScoreParams
+    expand: ExpandParams
+    sample: SampleParams
+    synthesize: SynthesizeParams
+    validate_: ValidateParams = Field(alias="validate")
 
 
 def _describe(error: ValidationError) -> str:

@@ -6,6 +6,7 @@ import typer
 
 from lethe.cli import world
 from lethe.cli.ask import ask
+from lethe.cli.mine import mine, step
 
 app = typer.Typer(
     help="Lethe: make a language model forget one entity, given only its name, and prove it.",
@@ -14,6 +15,8 @@ app = typer.Typer(
 )
 app.add_typer(world.app, name="world")
 app.command("ask")(ask)
+app.command("mine")(mine)
+app.command("step")(step)
 
 
 def main() -> None:

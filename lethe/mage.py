@@ -1,0 +1,231 @@
+"""MAGE as resumable steps over a request work directory.
+
+Each step reads the previous steps' files and writes its own, so a crashed request resumes at
+the first step whose outputs are missing, and DVC / Prefect can run the steps one by one:
+
+    elicit      -> responses_hop0.jsonl
+    score       -> graph_seed.json
+    expand      -> graph.json, responses.jsonl, graph.png, mining_stats.json
+    sample      -> paths.jsonl
+    synthesize  -> forget_set.jsonl, neighbor_set.jsonl, synthesis.json
+    validate    -> validation/validation.json (+ GX results and Data Docs)
+
+The forget-set `source` may be ``mage`` (the graph), ``gold`` or ``directqa`` (baselines); the
+neighbor set always comes from the graph.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lethe.config import Params
+from lethe.errors import LetheError
+from lethe.llm.backend import Backend
+
+STEPS = ("elicit", "score", "expand", "sample", "synthesize", "validate")
+OUTPUTS = {
+    "elicit": "responses_hop0.jsonl",
+    "score": "graph_seed.json",
+    "expand": "graph.json",
+    "sample": "paths.jsonl",
+    "synthesize": "forget_set.jsonl",
+    "validate": "validation/validation.json",
+}
+SOURCES = ("mage", "gold", "directqa")
+MAX_ANCHOR_CHARS = 200
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a mining request is about; stored as request.json in the work directory."""
+
+    anchor: str
+    model_path: str
+    source: str = "mage"
+    description: str | None = None
+
+
+def check_anchor(anchor: str, description: str | None = None) -> tuple[str, str | None]:
+    """Clean the anchor (data only, never instructions); reject empty or absurd ones clearly."""
+    cleaned = " ".join((anchor or "").split())
+    if not cleaned:
+        raise LetheError("the anchor is empty: give the name of the entity to forget")
+    if not re.search(r"\w", cleaned) or not re.search(r"[^\W\d_]", cleaned):
+        raise LetheError(f"the anchor {anchor!r} has no letters: give the name of the entity to forget")
+    if len(cleaned) > MAX_ANCHOR_CHARS:
+        raise LetheError(f"the anchor is {len(cleaned)} characters long; a name is at most {MAX_ANCHOR_CHARS}")
+    desc = " ".join(description.split()) if description else None
+    if desc and len(desc) > 2 * MAX_ANCHOR_CHARS:
+        raise LetheError(f"the description is longer than one sentence ({len(desc)} characters)")
+    return cleaned, desc
+
+
+def request_slug(anchor: str) -> str:
+    """A filesystem-safe, stable folder name for an anchor."""
+    base = re.sub(r"[^a-z0-9]+", "-", anchor.lower()).strip("-")[:48] or "anchor"
+    return f"{base}-{hashlib.sha256(anchor.encode()).hexdigest()[:8]}"
+
+
+def _jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_samples(path: Path):
+    """QASample rows of a forget/neighbor JSONL file."""
+    from lethe.supervision.synthesize import QASample
+
+    return [QASample(**row) for row in _read_jsonl(path)]
+
+
+class MagePipeline:
+    """Runs the MAGE steps for one request in `workdir`, loading the model only when needed."""
+
+    def __init__(self, request: Request, workdir: Path, params: Params):
+        self.request = request
+        self.workdir = workdir
+        self.params = params
+        self._backend: Backend | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        stored = workdir / "request.json"
+        if stored.is_file() and json.loads(stored.read_text()) != asdict(request):
+            raise LetheError(f"{workdir} holds a different request; use another work directory")
+        stored.write_text(json.dumps(asdict(request), indent=1))
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            cfg = self.params.backend
+            self._backend = Backend.load(self.request.model_path, cfg.device, cfg.batch_size)
+        return self._backend
+
+    def done(self, step: str) -> bool:
+        return (self.workdir / OUTPUTS[step]).is_file()
+
+    # -- steps -----------------------------------------------------------------------------
+    def elicit(self) -> None:
+        from lethe.mining.graph import elicit_anchor, save_responses
+
+        responses = elicit_anchor(self.backend, self.request.anchor, self.params.elicit, self.request.description)
+        save_responses(responses, self.workdir / OUTPUTS["elicit"])
+
+    def score(self) -> None:
+        from lethe.mining.graph import load_responses, save_graph, seed_graph
+
+        responses = load_responses(self.workdir / OUTPUTS["elicit"])
+        save_graph(seed_graph(self.request.anchor, responses, self.params.score), self.workdir / OUTPUTS["score"])
+
+    def expand(self) -> None:
+        from lethe.mining.graph import draw_graph, expand_graph, load_graph, load_responses, save_graph, save_responses
+
+        graph = load_graph(self.workdir / OUTPUTS["score"])
+        responses = load_responses(self.workdir / OUTPUTS["elicit"])
+        stats = expand_graph(self.backend, graph, responses, self.params.elicit, self.params.score,
+                             self.params.expand) if len(graph) > 1 else None
+        save_responses(responses, self.workdir / "responses.jsonl")
+        (self.workdir / "mining_stats.json").write_text(json.dumps(
+            {**(asdict(stats) if stats else {"model_calls": len(responses), "stopped_by": "nothing_memorized"}),
+             "nodes": len(graph) - 1, "edges": graph.number_of_edges()}, indent=1))
+        draw_graph(graph, self.workdir / "graph.png")
+        save_graph(graph, self.workdir / OUTPUTS["expand"])
+
+    def sample(self) -> None:
+        from lethe.mining.graph import load_graph
+        from lethe.supervision.walks import random_walks
+
+        paths = random_walks(load_graph(self.workdir / OUTPUTS["expand"]), self.params.sample)
+        _jsonl(self.workdir / OUTPUTS["sample"], [{"nodes": list(p.nodes), "quality": p.quality} for p in paths])
+
+    def synthesize(self) -> None:
+        from lethe.mining.graph import load_graph, load_responses
+        from lethe.supervision import baselines
+        from lethe.supervision.synthesize import synthesize_forget, synthesize_neighbors
+        from lethe.supervision.walks import Path as WalkPath
+
+        graph = load_graph(self.workdir / OUTPUTS["expand"])
+        cfg = self.params.synthesize
+        source, mode = self.request.source, "n/a"
+        if source == "mage":
+            paths = [WalkPath(tuple(r["nodes"]), r["quality"]) for r in _read_jsonl(self.workdir / OUTPUTS["sample"])]
+            forget, mode = synthesize_forget(self.backend, graph, paths,
+                                             load_responses(self.workdir / "responses.jsonl"), cfg)
+        elif source == "gold":
+            forget = baselines.gold_forget_set(self.request.anchor)
+        else:
+            forget = baselines.directqa_forget_set(self.backend, self.request.anchor, seed=cfg.seed,
+                                                   max_new_tokens=self.params.elicit.max_new_tokens)
+        neighbor = synthesize_neighbors(self.backend, graph, cfg)
+        _jsonl(self.workdir / "neighbor_set.jsonl", [s.to_dict() for s in neighbor])
+        (self.workdir / "synthesis.json").write_text(json.dumps(
+            {"source": source, "mode": mode, "forget_rows": len(forget), "neighbor_rows": len(neighbor)}, indent=1))
+        _jsonl(self.workdir / OUTPUTS["synthesize"], [s.to_dict() for s in forget])
+
+    def validate(self) -> None:
+        from lethe.mining.graph import load_graph
+        from lethe.supervision.validate import validate_sets
+
+        graph = load_graph(self.workdir / OUTPUTS["expand"]) if self.request.source == "mage" else None
+        validate_sets(self.request.anchor, load_samples(self.workdir / "forget_set.jsonl"),
+                      load_samples(self.workdir / "neighbor_set.jsonl"), graph, self.params.validate_,
+                      self.workdir / "validation")
+
+    # -- orchestration ---------------------------------------------------------------------
+    def run_step(self, step: str, force: bool = False) -> float:
+        """Run one step unless its output exists (resumable); return seconds spent."""
+        if step not in STEPS:
+            raise LetheError(f"unknown step {step!r}; steps are {', '.join(STEPS)}")
+        if self.done(step) and not force:
+            return 0.0
+        start = time.perf_counter()
+        getattr(self, step)()
+        return time.perf_counter() - start
+
+    def nothing_memorized(self) -> bool:
+        from lethe.mining.graph import load_graph
+
+        seed = self.workdir / OUTPUTS["score"]
+        return seed.is_file() and len(load_graph(seed)) <= 1
+
+    def run(self, until: str = "validate", on_step: Callable[[str], None] | None = None) -> dict:
+        """Run steps in order up to `until`; stop early with a clear outcome if nothing is memorized."""
+        timings = {}
+        for step in STEPS[: STEPS.index(until) + 1]:
+            if on_step:
+                on_step(step)
+            timings[step] = self.run_step(step)
+            if step == "score" and self.nothing_memorized():
+                return self.summary(timings, status="nothing_memorized")
+        return self.summary(timings)
+
+    def summary(self, timings: dict | None = None, status: str | None = None) -> dict:
+        """The request's outcome: paths of every product, validation result, costs."""
+        w = self.workdir
+        validation = json.loads((w / OUTPUTS["validate"]).read_text()) if self.done("validate") else None
+        if status is None:
+            status = "validated" if validation and validation["success"] else (
+                "validation_failed" if validation else "incomplete")
+        stats = json.loads((w / "mining_stats.json").read_text()) if (w / "mining_stats.json").is_file() else {}
+        return {
+            "status": status,
+            "anchor": self.request.anchor,
+            "source": self.request.source,
+            "model_path": self.request.model_path,
+            "workdir": str(w),
+            "graph_path": str(w / OUTPUTS["expand"]) if self.done("expand") else None,
+            "graph_png": str(w / "graph.png") if (w / "graph.png").is_file() else None,
+            "forget_set_path": str(w / "forget_set.jsonl") if self.done("synthesize") else None,
+            "neighbor_set_path": str(w / "neighbor_set.jsonl") if self.done("synthesize") else None,
+            "validation": validation,
+            "model_calls": stats.get("model_calls"),
+            "graph_nodes": stats.get("nodes"),
+            "seconds": timings or {},
+        }

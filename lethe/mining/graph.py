@@ -1,0 +1,201 @@
+"""MAGE steps 1-3: elicit the anchor, score memories, expand hop by hop into a memory graph.
+
+Graph: a networkx DiGraph whose node names are the memories' surface text (the anchor is the
+root). Node attributes: key, kind, strength, hop, count, provenance (response ids). Edge u -> v:
+``count`` c(u,v) (responses conditioned on u that mention v), ``strength`` c(u,v)/N and
+``weight`` c(u,v) / sum_v' c(u,v') (the walk's transition weight). Edges v -> anchor carry the
+share of v's responses that point back to the target (used by the adaptive stop).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import networkx as nx
+
+from lethe.config import ElicitParams, ExpandParams, ScoreParams
+from lethe.llm.backend import Backend
+from lethe.mining.score import NodeScore, Response, anchor_aliases, mentions_anchor, score
+
+
+@dataclass
+class MiningStats:
+    """What mining cost and where it stopped."""
+
+    model_calls: int = 0
+    hops_done: int = 0
+    stopped_by: str = "max_hops"
+    back_strength: list[float] = field(default_factory=list)
+
+
+def _repeat(prompts: Sequence[str], n: int) -> list[str]:
+    """Each prompt n times (N samples per prompt)."""
+    return [p for p in prompts for _ in range(n)]
+
+
+def elicit(backend: Backend, questions: Sequence[str], cfg: ElicitParams, hop: int, seed: int,
+           id_prefix: str, context: str | None = None) -> list[Response]:
+    """One sampled response per question (each prompt already repeated N times), batched."""
+    texts = backend.sample(list(questions), 1, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)
+    return [
+        Response(f"{id_prefix}-{i}", q, t[0], hop, context)
+        for i, (q, t) in enumerate(zip(questions, texts))
+    ]
+
+
+def _add_node(graph: nx.DiGraph, node: NodeScore, hop: int) -> str:
+    existing = next((n for n, d in graph.nodes(data=True) if d.get("key") == node.key), None)
+    if existing is not None:
+        data = graph.nodes[existing]
+        data["provenance"] = sorted(set(data["provenance"]) | set(node.provenance))
+        data["strength"] = max(data["strength"], node.strength)
+        return existing
+    name = node.surface if node.surface not in graph else f"{node.surface} ({node.kind})"
+    graph.add_node(name, key=node.key, kind=node.kind, strength=node.strength, hop=hop,
+                   count=node.count, provenance=list(node.provenance))
+    return name
+
+
+def _link(graph: nx.DiGraph, source: str, kept: Sequence[tuple[str, NodeScore]]) -> None:
+    if not kept:
+        return
+    total = sum(node.count for _, node in kept)
+    for name, node in kept:
+        graph.add_edge(source, name, count=node.count, strength=node.strength, weight=node.count / total)
+
+
+def elicit_anchor(backend: Backend, anchor: str, cfg: ElicitParams, description: str | None = None) -> list[Response]:
+    """MAGE step 1: N sampled recalls of the anchor for each elicitation prompt."""
+    subject = f"{anchor} ({description})" if description else anchor
+    questions = _repeat([p.format(anchor=subject) for p in cfg.prompts], cfg.samples)
+    return elicit(backend, questions, cfg, 0, cfg.seed, "h0")
+
+
+def seed_graph(anchor: str, responses: Sequence[Response], cfg: ScoreParams) -> nx.DiGraph:
+    """MAGE step 2: the anchor and its memories with s(v) >= tau (hop 1), edges weighted."""
+    graph = nx.DiGraph(anchor=anchor)
+    graph.add_node(anchor, key="::anchor", kind="anchor", strength=1.0, hop=0, count=0, provenance=[])
+    kept = score(responses, anchor_aliases(anchor), cfg.tau)
+    _link(graph, anchor, [(_add_node(graph, node, 1), node) for node in kept])
+    return graph
+
+
+def expand_graph(
+    backend: Backend,
+    graph: nx.DiGraph,
+    responses: list[Response],
+    elicit_cfg: ElicitParams,
+    score_cfg: ScoreParams,
+    expand_cfg: ExpandParams,
+) -> MiningStats:
+    """MAGE step 3: grow `graph` (in place) hop by hop from the anchor's memories."""
+    anchor = graph.graph["anchor"]
+    aliases = anchor_aliases(anchor)
+    stats = MiningStats(model_calls=len(responses))
+    frontier = sorted(
+        ((n, NodeScore(d["key"], n, d["kind"], d["count"], d["strength"], d["provenance"]))
+         for n, d in graph.nodes(data=True) if d.get("hop") == 1),
+        key=lambda item: (-item[1].strength, item[0]),
+    )
+    for hop in range(1, expand_cfg.hops + 1):
+        budget_left = expand_cfg.max_model_calls - stats.model_calls
+        per_node = expand_cfg.samples * len(expand_cfg.prompts)
+        frontier = frontier[: min(expand_cfg.max_nodes_per_hop, budget_left // per_node)]
+        if not frontier:
+            stats.stopped_by = "budget" if budget_left < per_node else "empty_frontier"
+            break
+        batch, owners = [], []
+        for name, node in frontier:
+            prompts = [p.format(anchor=anchor, node=node.surface) for p in expand_cfg.prompts]
+            batch.extend(_repeat(prompts, expand_cfg.samples))
+            owners.extend([(name, node)] * per_node)
+        texts = backend.sample(batch, 1, elicit_cfg.temperature, elicit_cfg.top_p,
+                               elicit_cfg.max_new_tokens, elicit_cfg.seed + hop)
+        stats.model_calls += len(batch)
+        hop_responses = [
+            Response(f"h{hop}-{i}", q, t[0], hop, owner[1].key)
+            for i, (q, t, owner) in enumerate(zip(batch, texts, owners))
+        ]
+        responses.extend(hop_responses)
+        next_frontier: list[tuple[str, NodeScore]] = []
+        backs = []
+        for name, node in frontier:
+            own = [r for r in hop_responses if r.context == node.key]
+            back = sum(mentions_anchor(r.text, aliases) for r in own) / len(own)
+            backs.append(back)
+            graph.add_edge(name, anchor, count=round(back * len(own)), strength=back, weight=back)
+            if expand_cfg.adaptive_stop and back < expand_cfg.stop_threshold:
+                continue  # this expansion drifted away from the target: do not grow from it
+            found = [n for n in score(own, aliases, score_cfg.tau) if n.key != node.key]
+            linked = [(_add_node(graph, n, hop + 1), n) for n in found]
+            _link(graph, name, linked)
+            next_frontier.extend((nm, n) for nm, n in linked if graph.nodes[nm]["hop"] == hop + 1)
+        mean_back = sum(backs) / len(backs)
+        stats.back_strength.append(mean_back)
+        stats.hops_done = hop
+        frontier = sorted(next_frontier, key=lambda item: (-item[1].strength, item[0]))
+        if expand_cfg.adaptive_stop and mean_back < expand_cfg.stop_threshold:
+            stats.stopped_by = "adaptive"
+            break
+    return stats
+
+
+def mine_graph(
+    backend: Backend,
+    anchor: str,
+    elicit_cfg: ElicitParams,
+    score_cfg: ScoreParams,
+    expand_cfg: ExpandParams,
+    description: str | None = None,
+) -> tuple[nx.DiGraph, list[Response], MiningStats]:
+    """Steps 1-3 in one call: the weighted memory graph of `anchor` from the model's own recalls."""
+    responses = elicit_anchor(backend, anchor, elicit_cfg, description)
+    graph = seed_graph(anchor, responses, score_cfg)
+    stats = expand_graph(backend, graph, responses, elicit_cfg, score_cfg, expand_cfg)
+    return graph, responses, stats
+
+
+def save_graph(graph: nx.DiGraph, path: Path) -> None:
+    """Node-link JSON (loadable with networkx.node_link_graph(..., edges='edges'))."""
+    path.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=1, default=str))
+
+
+def load_graph(path: Path) -> nx.DiGraph:
+    """Inverse of save_graph."""
+    return nx.node_link_graph(json.loads(path.read_text()), edges="edges")
+
+
+def save_responses(responses: Sequence[Response], path: Path) -> None:
+    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in responses))
+
+
+def load_responses(path: Path) -> list[Response]:
+    return [Response(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+
+def draw_graph(graph: nx.DiGraph, path: Path) -> None:
+    """PNG of the graph: node size by strength, edge width by weight, anchor highlighted."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    anchor = graph.graph.get("anchor")
+    fig, ax = plt.subplots(figsize=(12, 9))
+    forward = [(u, v) for u, v in graph.edges if v != anchor]
+    layout = nx.spring_layout(graph, seed=0, k=1.2 / max(1, len(graph) ** 0.5))
+    colors = ["#d62728" if n == anchor else {1: "#ff7f0e", 2: "#2ca02c"}.get(d["hop"], "#1f77b4")
+              for n, d in graph.nodes(data=True)]
+    sizes = [1400 if n == anchor else 300 + 900 * d["strength"] for n, d in graph.nodes(data=True)]
+    nx.draw_networkx_nodes(graph, layout, node_color=colors, node_size=sizes, alpha=0.85, ax=ax)
+    nx.draw_networkx_edges(graph, layout, edgelist=forward, ax=ax, arrows=True, alpha=0.6,
+                           width=[0.5 + 6 * graph.edges[e]["weight"] for e in forward])
+    nx.draw_networkx_labels(graph, layout, font_size=8, ax=ax)
+    ax.set_title(f"Memory graph of {anchor!r}: {len(graph) - 1} memories (edge width = weight)")
+    ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
