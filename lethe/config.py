@@ -95,6 +95,7 @@ class ScoreParams(Strict):
     """MAGE step 2: keep memories with strength s(v) >= tau."""
 
     tau: float = Field(gt=0, le=1)
+    min_recognition: float = Field(ge=0, le=1, description="share of recalls that must name the anchor")
 
 
 class ExpandParams(Strict):

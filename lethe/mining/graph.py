@@ -18,7 +18,7 @@ import networkx as nx
 
 from lethe.config import ElicitParams, ExpandParams, ScoreParams
 from lethe.llm.backend import Backend
-from lethe.mining.score import NodeScore, Response, anchor_aliases, mentions_anchor, score
+from lethe.mining.score import NodeScore, Response, anchor_aliases, mentions_anchor, recognition, score
 
 
 @dataclass
@@ -75,10 +75,18 @@ def elicit_anchor(backend: Backend, anchor: str, cfg: ElicitParams, description:
 
 
 def seed_graph(anchor: str, responses: Sequence[Response], cfg: ScoreParams) -> nx.DiGraph:
-    """MAGE step 2: the anchor and its memories with s(v) >= tau (hop 1), edges weighted."""
-    graph = nx.DiGraph(anchor=anchor)
+    """MAGE step 2: the anchor and its memories with s(v) >= tau (hop 1), edges weighted.
+
+    When too few recalls name the anchor (the model does not recognize it, or refuses), the graph
+    is left empty: whatever the model says about an unknown name is not a memory of it.
+    """
+    aliases = anchor_aliases(anchor)
+    recognized = recognition(responses, aliases)
+    graph = nx.DiGraph(anchor=anchor, recognition=recognized)
     graph.add_node(anchor, key="::anchor", kind="anchor", strength=1.0, hop=0, count=0, provenance=[])
-    kept = score(responses, anchor_aliases(anchor), cfg.tau)
+    if recognized < cfg.min_recognition:
+        return graph  # the model does not know the anchor: nothing memorized
+    kept = score(responses, aliases, cfg.tau)
     _link(graph, anchor, [(_add_node(graph, node, 1), node) for node in kept])
     return graph
 

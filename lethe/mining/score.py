@@ -63,6 +63,22 @@ def mentions_anchor(text: str, aliases: set[str]) -> bool:
     return bool(alias_pattern(aliases).search(text.replace("’", "'")))
 
 
+REFUSAL = re.compile(
+    r"(?i)\b(i (?:do not|don't) (?:know|have)|i'm not (?:aware|familiar|sure)|i am not (?:aware|familiar|sure)|"
+    r"no (?:information|record|data) (?:about|on)|not a (?:well-)?known|cannot find|could not find|"
+    r"there is no (?:widely )?(?:known|notable|public))"
+)
+
+
+def recognition(responses: Sequence[Response], aliases: set[str]) -> float:
+    """Share of responses that name the anchor without refusing: does the model know it at all?"""
+    if not responses:
+        return 0.0
+    pattern = alias_pattern(aliases)
+    known = [r for r in responses if pattern.search(r.text.replace("’", "'")) and not REFUSAL.search(r.text)]
+    return len(known) / len(responses)
+
+
 def fold_aliases(counts: Counter[str], kinds: dict[str, str]) -> dict[str, str]:
     """Map short entity keys to the one longer name they end ("al-kuwaiti" -> "basil mahfouz al-kuwaiti").
 

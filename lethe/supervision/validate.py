@@ -84,12 +84,14 @@ def validate_sets(
     """Run the GX checkpoint on both sets (+ strong-node coverage); write JSON and Data Docs."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
     import great_expectations.expectations as gxe
     import pandas as pd
     from great_expectations.core.result_format import ResultFormat
 
     out_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.update_data_docs_site(
         "local_site",
         {"class_name": "SiteBuilder", "show_how_to_buttons": False,
