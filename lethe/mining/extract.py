@@ -150,5 +150,5 @@ def extract(text: str) -> list[Mention]:
 
 def split_sentences(text: str) -> list[str]:
     """Sentences of a response (keeps quoted titles intact well enough for extraction)."""
-    parts = re.split(r"(?<=[.!?])\s+(?=[A-Z\"“])", text.strip())
+    parts = re.split(r"(?:(?<=[.!?])|(?<=[.!?][\"”]))\s+(?=[A-Z\"“])", text.strip())
     return [p.strip() for p in parts if p.strip()]

@@ -1,0 +1,24 @@
+"""Prefect flow: one anchor through the MAGE steps, each a tracked task."""
+
+from __future__ import annotations
+
+from prefect import flow
+
+from tasks.elicit import elicit
+from tasks.expand import expand
+from tasks.sample import sample
+from tasks.score import score
+from tasks.synthesize import synthesize
+from tasks.validate import validate
+
+
+@flow(name="mine")
+def mine_flow(request: dict, workdir: str, params_path: str | None = None) -> dict:
+    """elicit -> score -> expand -> sample -> synthesize -> validate; stops if nothing is memorized."""
+    elicit(request, workdir, params_path)
+    result = score(request, workdir, params_path)
+    if result["nothing_memorized"]:
+        return {**result, "status": "nothing_memorized"}
+    for step in (expand, sample, synthesize, validate):
+        result = step(request, workdir, params_path)
+    return result

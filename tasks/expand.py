@@ -1,0 +1,11 @@
+"""Prefect task for the MAGE step 'expand' (see lethe.mage)."""
+
+from prefect import task
+
+from tasks.mage_step import run_mage_step
+
+
+@task(name="expand", retries=1, retry_delay_seconds=5)
+def expand(request: dict, workdir: str, params_path: str | None = None) -> dict:
+    """Run the 'expand' step for a request; resumable (a finished step is not re-run)."""
+    return run_mage_step("expand", request, workdir, params_path)
