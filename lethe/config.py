@@ -144,6 +144,15 @@ class ValidateParams(Strict):
     min_strong_coverage: float = Field(ge=0, le=1)
 
 
+class RequestParams(Strict):
+    """The request that the DVC pipeline's mining stages run (the CLI takes any anchor)."""
+
+    anchor: str
+    world: str
+    source: Literal["mage", "gold", "directqa"]
+    workdir: str
+
+
 class Params(Strict):
     """The whole params.yaml."""
 
@@ -155,6 +164,7 @@ class Params(Strict):
     sample: SampleParams
     synthesize: SynthesizeParams
     validate_: ValidateParams = Field(alias="validate")
+    request: RequestParams
 
 
 def _describe(error: ValidationError) -> str:

@@ -25,7 +25,7 @@ COLUMNS = ["question", "answer", "kind", "source", "statement", "path", "edge", 
 
 def _alias_regex(anchor: str) -> str:
     parts = sorted(anchor_aliases(anchor), key=len, reverse=True)
-    return r"(?i)(^|[^\w])(" + "|".join(re.escape(p) for p in parts) + r")([^\w]|$)"
+    return r"(?i)(?:^|[^\w])(?:" + "|".join(re.escape(p) for p in parts) + r")(?:[^\w]|$)"
 
 
 def strong_node_coverage(graph: nx.DiGraph, forget: Sequence[QASample], min_strength: float) -> list[dict]:

@@ -1,0 +1,183 @@
+"""Unlearning objectives, one class per method, registered by their params.yaml name.
+
+Semantics follow the open-unlearning framework (GradAscent, GradDiff, NPO, SimNPO) on answer
+tokens only. With LoRA the reference model of NPO and KL is the same network with the adapter
+disabled (peft ``disable_adapter()``), i.e. the model before unlearning.
+
+Deviations from open-unlearning, on purpose:
+- ``ga_kl``'s KL term is averaged over answer tokens of the retain batch only (open-unlearning
+  averages over every position of the sequence, prompts included); we keep the model's answers,
+  not its prompt modelling, close to the reference.
+- ``npo`` is the forget term alone; ``npo_gd`` adds the retain NLL (open-unlearning's NPO
+  config always includes a retain term: that is our ``npo_gd``).
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lethe.errors import LetheError
+from lethe.llm.batching import token_logprobs
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class MethodParams:
+    """Coefficients shared by the methods (from params.yaml `unlearn`)."""
+
+    beta: float = 0.1  # NPO / SimNPO inverse temperature
+    gamma: float = 0.0  # SimNPO reward margin
+    forget_weight: float = 1.0
+    retain_weight: float = 1.0
+
+
+def sequence_logprob(model, batch: Batch, mean: bool = False) -> torch.Tensor:
+    """Sum (or mean) of answer-token log-probs per sequence."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    logps, mask = token_logprobs(logits, batch["labels"])
+    total = logps.sum(-1)
+    return total / mask.sum(-1).clamp(min=1) if mean else total
+
+
+def nll(model, batch: Batch) -> torch.Tensor:
+    """Mean answer-token negative log-likelihood (the usual LM loss on the answer span)."""
+    return model(**batch).loss
+
+
+def reference(model):
+    """Context in which `model` is the reference (adapter disabled), without gradients."""
+    disable = getattr(model, "disable_adapter", None)
+    return disable() if disable else nullcontext()
+
+
+class Method:
+    """An unlearning objective; `loss` returns (total loss, named parts for the curves)."""
+
+    name = ""
+    needs_retain = False
+
+    def __init__(self, params: MethodParams):
+        self.p = params
+
+    def loss(self, model, forget: Batch, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+        raise NotImplementedError
+
+    def retain_term(self, model, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+        if retain is None:
+            raise LetheError(f"method {self.name!r} needs a retain set (the neighbor set is empty)")
+        value = nll(model, retain)
+        return self.p.retain_weight * value, {"retain_nll": value.item()}
+
+
+REGISTRY: dict[str, type[Method]] = {}
+
+
+def register(cls: type[Method]) -> type[Method]:
+    REGISTRY[cls.name] = cls
+    return cls
+
+
+@register
+class GradientAscent(Method):
+    """GA: maximize the forget NLL."""
+
+    name = "ga"
+
+    def loss(self, model, forget, retain):
+        value = nll(model, forget)
+        return -self.p.forget_weight * value, {"forget_nll": value.item()}
+
+
+@register
+class GradientDifference(Method):
+    """GA+GD (GradDiff): forget ascent + retain NLL descent."""
+
+    name = "ga_gd"
+    needs_retain = True
+
+    def loss(self, model, forget, retain):
+        forget_nll = nll(model, forget)
+        retain_loss, parts = self.retain_term(model, retain)
+        return -self.p.forget_weight * forget_nll + retain_loss, {"forget_nll": forget_nll.item(), **parts}
+
+
+@register
+class GradientAscentKL(Method):
+    """GA+KL: forget ascent + KL(reference || model) on retain answer tokens."""
+
+    name = "ga_kl"
+    needs_retain = True
+
+    def loss(self, model, forget, retain):
+        if retain is None:
+            raise LetheError("method 'ga_kl' needs a retain set (the neighbor set is empty)")
+        forget_nll = nll(model, forget)
+        inputs = {"input_ids": retain["input_ids"], "attention_mask": retain["attention_mask"]}
+        with torch.no_grad(), reference(model):
+            ref_logits = model(**inputs).logits[:, :-1].float()
+        logits = model(**inputs).logits[:, :-1].float()
+        mask = retain["labels"][:, 1:] != -100
+        kl = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(ref_logits[mask], -1),
+                      reduction="batchmean", log_target=True)
+        total = -self.p.forget_weight * forget_nll + self.p.retain_weight * kl
+        return total, {"forget_nll": forget_nll.item(), "retain_kl": kl.item()}
+
+
+@register
+class NPO(Method):
+    """NPO: -(2/beta) log sigmoid(-beta * (log p(y|x) - log p_ref(y|x))), sequence-summed log-probs."""
+
+    name = "npo"
+
+    def npo_term(self, model, forget):
+        with torch.no_grad(), reference(model):
+            ref = sequence_logprob(model, forget)
+        current = sequence_logprob(model, forget)
+        ratio = current - ref
+        value = -(2.0 / self.p.beta) * F.logsigmoid(-self.p.beta * ratio).mean()
+        return self.p.forget_weight * value, {"npo": value.item(), "log_ratio": ratio.mean().item(),
+                                              "forget_nll": nll(model, forget).item()}
+
+    def loss(self, model, forget, retain):
+        return self.npo_term(model, forget)
+
+
+@register
+class NPOGradientDifference(NPO):
+    """NPO + retain NLL (open-unlearning's NPO configuration)."""
+
+    name = "npo_gd"
+    needs_retain = True
+
+    def loss(self, model, forget, retain):
+        forget_loss, parts = self.npo_term(model, forget)
+        retain_loss, retain_parts = self.retain_term(model, retain)
+        return forget_loss + retain_loss, {**parts, **retain_parts}
+
+
+@register
+class SimNPO(Method):
+    """SimNPO: -(2/beta) log sigmoid(beta * NLL_mean(y|x) - gamma), no reference; + retain NLL."""
+
+    name = "simnpo"
+    needs_retain = True
+
+    def loss(self, model, forget, retain):
+        avg_nll = -sequence_logprob(model, forget, mean=True)
+        value = -(2.0 / self.p.beta) * F.logsigmoid(self.p.beta * avg_nll - self.p.gamma).mean()
+        retain_loss, parts = self.retain_term(model, retain)
+        return self.p.forget_weight * value + retain_loss, {"simnpo": value.item(),
+                                                            "forget_nll": avg_nll.mean().item(), **parts}
+
+
+def get_method(name: str, params: MethodParams) -> Method:
+    """The registered method `name`, or a clear error listing the known ones."""
+    if name not in REGISTRY:
+        raise LetheError(f"unknown unlearning method {name!r}; known: {', '.join(sorted(REGISTRY))}")
+    return REGISTRY[name](params)
+
