@@ -144,6 +144,60 @@ class ValidateParams(Strict):
     min_strong_coverage: float = Field(ge=0, le=1)
 
 
+class LoraParams(Strict):
+    """The LoRA adapter that carries the unlearning update."""
+
+    r: int = Field(gt=0)
+    alpha: int = Field(gt=0)
+    dropout: float = Field(ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+
+
+class UnlearnParams(Strict):
+    """Unlearning: method, optimisation, early stop, checkpoints."""
+
+    method: str
+    lr: float = Field(gt=0)
+    max_steps: int = Field(gt=0)
+    batch_size: int = Field(gt=0)
+    seed: int
+    beta: float = Field(gt=0)
+    gamma: float = Field(ge=0)
+    forget_weight: float = Field(ge=0)
+    retain_weight: float = Field(ge=0)
+    forget_nll_bound: float = Field(gt=0, description="early stop once the forget NLL exceeds this")
+    checkpoint_every: int = Field(gt=0)
+    gradient_checkpointing: bool
+    general_retain_rows: int = Field(ge=0, description="extra retain QA from world authors outside every eval split")
+    merge: bool
+    threads: int = Field(gt=0)
+    lora: LoraParams
+
+
+class SageParams(Strict):
+    """SAGE spectral sanitization of the final update."""
+
+    enabled: bool
+    retain_proxy_rows: int = Field(gt=0)
+    lam: float = Field(gt=0, description="lambda: strength of the retain-covariance shrinkage")
+    mu: float = Field(ge=0, description="mu: protection of forget-input directions")
+
+
+class EvaluateParams(Strict):
+    """Evaluation suite sizes (subsets keep a CPU evaluation to a minute or two)."""
+
+    forget_split: Literal["forget01", "forget05", "forget10"]
+    retain_rows: int = Field(gt=0)
+    general_rows: int = Field(gt=0, description="rows of real_authors and of world_facts each")
+    neighbor_rows: int = Field(ge=0)
+    holdout: Literal["holdout01", "holdout05", "holdout10"]
+    max_new_tokens: int = Field(gt=0)
+    probes: bool
+    mia: bool
+    mia_k: float = Field(gt=0, le=1)
+    seed: int
+
+
 class RequestParams(Strict):
     """The request that the DVC pipeline's mining stages run (the CLI takes any anchor)."""
 
@@ -164,6 +218,9 @@ class Params(Strict):
     sample: SampleParams
     synthesize: SynthesizeParams
     validate_: ValidateParams = Field(alias="validate")
+    unlearn: UnlearnParams
+    sage: SageParams
+    evaluate: EvaluateParams
     request: RequestParams
 
 

@@ -1,0 +1,88 @@
+"""Evaluation reports: one metrics JSON, a markdown table, and two plots per run."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+HEADLINE = (
+    "forget_Q_A_ROUGE", "forget_Q_A_Prob", "forget_Truth_Ratio", "forget_quality", "model_utility",
+    "retain_Q_A_ROUGE", "ra_Q_A_ROUGE", "wf_Q_A_ROUGE", "neighbor_rouge", "forget_set_rouge",
+    "probe_paraphrase_rouge", "probe_fill_blank_recall", "probe_prefix_injection_rouge", "probe_role_play_rouge",
+    "probe_other_language_rouge", "probe_reverse_query_leak", "mia_loss_auc", "mia_zlib_auc", "mia_min_k_auc",
+    "mia_min_k_plus_plus_auc",
+)
+
+
+def public(metrics: dict) -> dict:
+    """Metrics without private per-sample arrays (keys starting with '_')."""
+    return {k: v for k, v in metrics.items() if not k.startswith("_")}
+
+
+def markdown_table(before: dict, after: dict | None = None) -> str:
+    """Metric | before | after | after/before, for the headline metrics present."""
+    lines = ["| metric | before | after | after / before |", "|---|---|---|---|"] if after else \
+        ["| metric | value |", "|---|---|"]
+    for key in HEADLINE:
+        if key not in before:
+            continue
+        if after is None:
+            lines.append(f"| {key} | {before[key]:.4g} |")
+            continue
+        b, a = before[key], after.get(key, math.nan)
+        ratio = a / b if b else math.nan
+        lines.append(f"| {key} | {b:.4g} | {a:.4g} | {ratio:.3g} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
+    """forget-vs-utility before/after, and per-probe bars; returns the PNG paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    fig, ax = plt.subplots(figsize=(5, 4))
+    for label, m, color in (("before", before, "#1f77b4"), ("after", after, "#d62728")):
+        ax.scatter(m.get("model_utility", math.nan), m.get("forget_Q_A_ROUGE", math.nan), s=90, c=color, label=label)
+    ax.set_xlabel("model utility (higher is better)")
+    ax.set_ylabel("forget ROUGE-L recall (lower is better)")
+    ax.set_xlim(0, 1.05)
+    ax.set_ylim(0, 1.05)
+    ax.legend()
+    ax.set_title("Forgetting vs utility")
+    fig.tight_layout()
+    path = path_prefix.with_name(path_prefix.name + "_forget_vs_utility.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    paths.append(str(path))
+
+    keys = [k for k in HEADLINE if k.startswith(("probe_", "neighbor", "mia_")) and k in before]
+    if keys:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        x = range(len(keys))
+        ax.bar([i - 0.2 for i in x], [before[k] for k in keys], width=0.4, label="before")
+        ax.bar([i + 0.2 for i in x], [after.get(k, math.nan) for k in keys], width=0.4, label="after")
+        ax.set_xticks(list(x), [k.replace("probe_", "").replace("_", " ") for k in keys], rotation=35, ha="right",
+                      fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.legend()
+        ax.set_title("Probes (forget probes: lower is better; neighbor: higher is better; MIA AUC: 0.5 is ideal)")
+        fig.tight_layout()
+        path = path_prefix.with_name(path_prefix.name + "_probes.png")
+        fig.savefig(path, dpi=100)
+        plt.close(fig)
+        paths.append(str(path))
+    return paths
+
+
+def write_report(out_dir: Path, before: dict, after: dict | None, extra: dict | None = None) -> dict:
+    """metrics.json, report.md and plots in out_dir; returns the paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    payload = {"before": public(before), "after": public(after) if after else None, **(extra or {})}
+    (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1, default=float))
+    (out_dir / "report.md").write_text("# Evaluation\n\n" + markdown_table(before, after))
+    plots = plot_report(before, after, out_dir / "report") if after else []
+    return {"metrics_path": str(out_dir / "metrics.json"), "report_path": str(out_dir / "report.md"), "plots": plots}

@@ -1,0 +1,117 @@
+"""The evaluation suite: which rows to score, and every metric of one model in one dict.
+
+The plan is derived from the target model's world record when it has one (a world model knows
+which authors it learned), so every split is limited to authors the model could know. For any
+other Hugging Face model the full TOFU splits are used.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lethe.config import EvaluateParams
+from lethe.data import QA, PerturbedQA, author_qa, load_holdout, load_perturbed, split_author_indices
+from lethe.evaluate.mia import mia_report
+from lethe.evaluate.probes import forget_probes, neighbor_probe
+from lethe.evaluate.rouge import rouge_l_recall
+from lethe.evaluate.tofu import score_split, tofu_metrics
+from lethe.llm.backend import Backend
+from lethe.supervision.baselines import author_index
+
+
+@dataclass
+class EvalPlan:
+    """Rows of every split for one evaluation."""
+
+    targets: list[str]
+    forget: list[PerturbedQA]
+    retain: list[PerturbedQA]
+    real_authors: list[PerturbedQA]
+    world_facts: list[PerturbedQA]
+    holdout: list[QA]
+    neighbors: list[QA]
+    retain_model_path: str | None = None
+    forget_set: list[tuple[str, str]] = field(default_factory=list)
+
+
+def world_record(model_path: str | Path) -> dict | None:
+    """The world.json of a world model folder (None for any other model)."""
+    record = Path(model_path).parent / "world.json"
+    return json.loads(record.read_text()) if record.is_file() else None
+
+
+def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[str] = (),
+               forget_set: Sequence[tuple[str, str]] = ()) -> EvalPlan:
+    """Rows to evaluate: target authors (or the configured forget split), retain, general, MIA, neighbors."""
+    rng = random.Random(cfg.seed)
+    record = world_record(model_path)
+    known = {a["index"] for a in record["authors"]} if record else set(range(200))
+    if targets:
+        indices = [author_index(t) for t in targets]
+    else:
+        indices = [i for i in split_author_indices(cfg.forget_split) if i in known]
+    forget = [r for r in load_perturbed("forget10") if r.author_index in indices]
+    if any(i < 180 for i in indices):  # targets outside TOFU's forget splits: no perturbations, plain QA
+        forget += [PerturbedQA(q.question, q.answer, q.author_index, q.author, q.answer, (), q.question)
+                   for i in indices if i < 180 for q in author_qa(i)]
+    retain = [r for r in load_perturbed("retain") if r.author_index in known and r.author_index not in indices]
+    eval_authors = set(indices) | set(split_author_indices("retain"))
+    neighbor_pool = [q for q in (qa for i in sorted(known - eval_authors) for qa in author_qa(i))]
+
+    def subset(rows, n):
+        rows = list(rows)
+        return rows if len(rows) <= n else sorted(rng.sample(rows, n), key=rows.index)
+
+    return EvalPlan(
+        targets=[author_qa(i)[0].author for i in indices],
+        forget=forget,
+        retain=subset(retain, cfg.retain_rows),
+        real_authors=subset(load_perturbed("real_authors"), cfg.general_rows),
+        world_facts=subset(load_perturbed("world_facts"), cfg.general_rows),
+        holdout=list(load_holdout(cfg.holdout)),
+        neighbors=subset(neighbor_pool, cfg.neighbor_rows),
+        retain_model_path=record["retain_model_path"] if record else None,
+        forget_set=list(forget_set),
+    )
+
+
+def retain_model_ratios(plan: EvalPlan, device: str, batch_size: int) -> list[float] | None:
+    """Truth ratios of the retain model on the forget rows (reference for forget quality)."""
+    if not plan.retain_model_path or not plan.forget or not all(r.perturbed_answers for r in plan.forget):
+        return None
+    backend = Backend.load(plan.retain_model_path, device, batch_size)
+    return score_split(backend, plan.forget, 1).truth_ratio.tolist()
+
+
+def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
+             reference_ratios: Sequence[float] | None) -> dict:
+    """Every metric of one model (TOFU, probes, neighbor, MIA, forget-set recall) with timings."""
+    start = time.perf_counter()
+    has_perturbations = all(r.perturbed_answers for r in plan.forget)
+    metrics, scores = tofu_metrics(backend, plan.forget if has_perturbations else [], plan.retain,
+                                   plan.real_authors, plan.world_facts, reference_ratios, cfg.max_new_tokens)
+    if plan.forget and not has_perturbations:
+        answers = backend.greedy([r.question for r in plan.forget], cfg.max_new_tokens)
+        metrics["forget_Q_A_ROUGE"] = sum(rouge_l_recall(a, r.answer) for a, r in zip(answers, plan.forget)) / len(answers)
+    if cfg.probes and plan.forget:
+        for target in plan.targets:
+            rows = [r for r in plan.forget if r.author == target]
+            for key, value in forget_probes(backend, rows, target, cfg.max_new_tokens).items():
+                metrics[key] = metrics.get(key, 0.0) + value / len(plan.targets)
+    if plan.neighbors:
+        metrics["neighbor_rouge"] = neighbor_probe(backend, plan.neighbors, cfg.max_new_tokens)
+    if cfg.mia and plan.forget:
+        metrics.update(mia_report(backend, [(r.question, r.answer) for r in plan.forget],
+                                  [(q.question, q.answer) for q in plan.holdout], cfg.mia_k))
+    if plan.forget_set:
+        answers = backend.greedy([q for q, _ in plan.forget_set], cfg.max_new_tokens)
+        metrics["forget_set_rouge"] = sum(rouge_l_recall(a, g) for a, (_, g) in zip(answers, plan.forget_set)) / len(answers)
+    metrics["eval_seconds"] = time.perf_counter() - start
+    if "forget" in scores:
+        metrics["_forget_truth_ratios"] = scores["forget"].truth_ratio.tolist()
+    return metrics
