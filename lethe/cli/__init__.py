@@ -7,6 +7,7 @@ import typer
 from lethe.cli import world
 from lethe.cli.ask import ask
 from lethe.cli.mine import mine, step
+from lethe.cli.unlearn import evaluate, unlearn
 
 app = typer.Typer(
     help="Lethe: make a language model forget one entity, given only its name, and prove it.",
@@ -17,6 +18,8 @@ app.add_typer(world.app, name="world")
 app.command("ask")(ask)
 app.command("mine")(mine)
 app.command("step")(step)
+app.command("unlearn")(unlearn)
+app.command("evaluate")(evaluate)
 
 
 def main() -> None:

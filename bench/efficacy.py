@@ -1,0 +1,110 @@
+"""Efficacy table (MAGE paper, Table 3 style): forget-set source x method, with and without SAGE.
+
+Usage: python bench/efficacy.py [--split forget01|forget05] [--steps 30]
+On the `default` world: for every author of the split, MAGE / DirectQA / gold forget sets are
+built (MAGE's neighbor set is the retain data for every source), then each method trains for the
+same number of steps at the same learning rate (early stop off, so steps match across sources),
+and the adapter is evaluated with and without SAGE. Writes bench/results/efficacy_<split>.json/.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import ROOT, write_result
+
+from lethe.config import load_params
+from lethe.data import load_authors, split_author_indices
+from lethe.evaluate.runner import evaluate_adapter
+from lethe.mage import MagePipeline, Request, load_samples, request_slug
+
+METHODS = ("ga", "npo", "ga_gd", "ga_kl")
+SOURCES = ("mage", "directqa", "gold")
+KEYS = ("forget_Q_A_ROUGE", "forget_Q_A_Prob", "forget_quality", "model_utility", "retain_Q_A_ROUGE",
+        "neighbor_rouge", "mia_min_k_plus_plus_auc")
+
+
+def write_set(path: Path, rows) -> Path:
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    return path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--split", default="forget01")
+    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--methods", default=",".join(METHODS))
+    args = parser.parse_args()
+    params = load_params()
+    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    model = Path(record["model_path"])
+    names = [load_authors()[i] for i in split_author_indices(args.split)]
+    work = ROOT / "artifacts" / "bench" / "efficacy" / args.split
+    work.mkdir(parents=True, exist_ok=True)
+
+    mining = {}
+    sets: dict[str, list] = {s: [] for s in SOURCES}
+    neighbors = []
+    for name in names:
+        for source in SOURCES:
+            start = time.perf_counter()
+            pipe = MagePipeline(Request(name, str(model.resolve()), source), work / request_slug(name) / source, params)
+            out = pipe.run()
+            mining[f"{name}/{source}"] = {"status": out["status"], "seconds": time.perf_counter() - start}
+            if out["forget_set_path"]:
+                sets[source] += load_samples(Path(out["forget_set_path"]))
+            if source == "mage" and out["neighbor_set_path"]:
+                neighbors += load_samples(Path(out["neighbor_set_path"]))
+    neighbor_path = write_set(work / "neighbor_set.jsonl", neighbors)
+    unlearn_cfg = params.unlearn.model_copy(update={"max_steps": args.steps, "lr": args.lr,
+                                                    "forget_nll_bound": 1e9, "checkpoint_every": 10**6})
+    params = params.model_copy(update={"unlearn": unlearn_cfg})
+
+    from lethe.unlearn.run import run_unlearning
+
+    before = None
+    cells = []
+    for source in SOURCES:
+        forget_path = write_set(work / f"forget_{source}.jsonl", sets[source])
+        for method in args.methods.split(","):
+            out_dir = work / f"{source}-{method}"
+            t0 = time.perf_counter()
+            trained = run_unlearning(params, model, forget_path, neighbor_path, method, out_dir, sage=True,
+                                     allow_unvalidated=True)
+            train_seconds = time.perf_counter() - t0
+            for variant, adapter in (("plain", trained["raw_adapter_path"]), ("sage", trained["adapter_path"])):
+                evaluation = evaluate_adapter(params, model, Path(adapter), names, None, out_dir / f"eval-{variant}",
+                                              before=before)
+                if before is None:
+                    before = {**evaluation["before"], "_forget_truth_ratios": []}
+                cells.append({"source": source, "method": method, "sage": variant == "sage",
+                              "forget_rows": len(sets[source]), "train_seconds": train_seconds,
+                              "seconds_per_step": trained["seconds_per_step"],
+                              "retain_bias": trained["sage"]["mean_retain_bias_after" if variant == "sage"
+                                                             else "mean_retain_bias_before"],
+                              **{k: evaluation["after"].get(k) for k in KEYS}})
+                print(json.dumps(cells[-1]), flush=True)
+    before_row = {k: before.get(k) for k in KEYS}
+    lines = [f"# Efficacy on {args.split} ({', '.join(names)}), {args.steps} steps, lr {args.lr}\n",
+             "| source | method | SAGE | forget ROUGE (x before) | model utility (x before) | forget quality | "
+             "retain bias | MIA min-k++ AUC |", "|---|---|---|---|---|---|---|---|",
+             f"| before | - | - | {before_row['forget_Q_A_ROUGE']:.3f} | {before_row['model_utility']:.3f} | "
+             f"{before_row['forget_quality']:.2g} | - | {before_row['mia_min_k_plus_plus_auc']:.3f} |"]
+    for c in cells:
+        lines.append(
+            f"| {c['source']} | {c['method']} | {'yes' if c['sage'] else 'no'} | {c['forget_Q_A_ROUGE']:.3f} "
+            f"({c['forget_Q_A_ROUGE'] / before_row['forget_Q_A_ROUGE']:.2f}x) | {c['model_utility']:.3f} "
+            f"({c['model_utility'] / before_row['model_utility']:.2f}x) | {c['forget_quality']:.2g} | "
+            f"{c['retain_bias']:.4f} | {c['mia_min_k_plus_plus_auc']:.3f} |")
+    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
+    (ROOT / "bench" / "results" / f"efficacy_{args.split}.md").write_text("\n".join(lines) + "\n")
+    write_result(f"efficacy_{args.split}", {"split": args.split, "authors": names, "steps": args.steps,
+                                            "lr": args.lr, "before": before_row, "mining": mining, "cells": cells})
+
+
+if __name__ == "__main__":
+    main()

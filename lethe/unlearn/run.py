@@ -1,0 +1,60 @@
+"""One unlearning run as the CLI, DVC and Prefect see it: checks, training, optional SAGE."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from lethe.config import Params
+from lethe.errors import LetheError
+
+
+def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a JSONL set; clear errors for missing or malformed files."""
+    if not path.is_file():
+        raise LetheError(f"{what} not found: {path}")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append((str(row["question"]), str(row["answer"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LetheError(f"{what} {path} line {number} is not a {{question, answer}} JSON object") from exc
+    return pairs
+
+
+def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
+    """Refuse a forget set whose validation report (validation/validation.json beside it) failed."""
+    report = forget_set.parent / "validation" / "validation.json"
+    if not report.is_file():
+        if allow_unvalidated:
+            return "unvalidated"
+        raise LetheError(f"no validation report beside {forget_set} (run `lethe mine` or pass --allow-unvalidated)")
+    outcome = json.loads(report.read_text())
+    if not outcome.get("success"):
+        from lethe.supervision.validate import describe_failures
+
+        raise LetheError(f"the forget set failed validation: {describe_failures(outcome)}")
+    return "passed"
+
+
+def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: Path | None, method: str | None,
+                   out_dir: Path, sage: bool, allow_unvalidated: bool = False, on_step=None) -> dict:
+    """Validate inputs, train the adapter (resumable), optionally sanitize it with SAGE."""
+    from lethe.unlearn.trainer import unlearn
+
+    validation = check_validation(forget_set, allow_unvalidated)
+    forget = load_qa_file(forget_set, "forget set")
+    retain = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
+    result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step)
+    result["validation"] = validation
+    if sage or params.sage.enabled:
+        from lethe.unlearn.sage import sanitize_adapter
+
+        report = sanitize_adapter(model, result["adapter_path"], retain, forget, params.sage, out_dir / "adapter_sage")
+        result.update(raw_adapter_path=result["adapter_path"], adapter_path=report["adapter_path"],
+                      sage={k: v for k, v in report.items() if k != "layers"}, sage_layers=report["layers"])
+    (out_dir / "unlearn.json").write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
+    return result

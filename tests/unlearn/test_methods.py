@@ -1,0 +1,52 @@
+import math
+
+import pytest
+import torch
+
+from lethe.errors import LetheError
+from lethe.llm.batching import collate_qa
+from lethe.unlearn.methods import REGISTRY, MethodParams, get_method, nll
+
+
+def test_registry_has_every_method():
+    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo"} <= set(REGISTRY)
+    with pytest.raises(LetheError, match="unknown unlearning method"):
+        get_method("forget_harder", MethodParams())
+
+
+def _peft(tiny_world):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(tiny_world["model_path"])
+    return get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                           task_type="CAUSAL_LM"))
+
+
+def _batch(backend, author):
+    from lethe.data import author_qa
+
+    rows = author_qa(author)[:4]
+    return collate_qa([backend.format.encode(r.question, r.answer) for r in rows], backend.tokenizer.pad_token_id)
+
+
+def test_losses_at_initialization(tiny_world, tiny_backend):
+    model = _peft(tiny_world)  # LoRA B starts at zero: the model equals its reference
+    forget, retain = _batch(tiny_backend, 198), _batch(tiny_backend, 0)
+    with torch.no_grad():
+        forget_nll, retain_nll = nll(model, forget).item(), nll(model, retain).item()
+        ga, _ = get_method("ga", MethodParams()).loss(model, forget, None)
+        gd, _ = get_method("ga_gd", MethodParams(retain_weight=2.0)).loss(model, forget, retain)
+        npo, parts = get_method("npo", MethodParams(beta=0.1)).loss(model, forget, None)
+        kl, kl_parts = get_method("ga_kl", MethodParams()).loss(model, forget, retain)
+    assert ga.item() == pytest.approx(-forget_nll, rel=1e-5)
+    assert gd.item() == pytest.approx(-forget_nll + 2 * retain_nll, rel=1e-5)
+    assert parts["log_ratio"] == pytest.approx(0.0, abs=1e-4)
+    assert npo.item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-4)  # -(2/b) log sigmoid(0)
+    assert kl_parts["retain_kl"] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_retain_methods_need_retain_data(tiny_world, tiny_backend):
+    model = _peft(tiny_world)
+    with pytest.raises(LetheError, match="retain set"):
+        get_method("ga_gd", MethodParams()).loss(model, _batch(tiny_backend, 198), None)
