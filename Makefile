@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup main test test-fast bench clean
+.PHONY: setup main test dvc-repro bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,9 +33,14 @@ main: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+dvc-repro: setup
+	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro
+
 bench: setup
-	$(BIN)/python bench/world_build.py
+	$(BIN)/python bench/world_build.py --sizes tiny,default
 	$(BIN)/python bench/sampling_throughput.py
+	$(BIN)/python bench/mining.py --split forget05
+	$(BIN)/python bench/efficacy.py --split forget01
 
 clean:
 	rm -rf artifacts .pytest_cache

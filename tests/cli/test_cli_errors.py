@@ -47,3 +47,26 @@ def test_json_output_is_one_object(tiny_world):
     assert record["reused"] is True
     assert Path(record["model_path"]).is_dir() and Path(record["retain_model_path"]).is_dir()
     assert {"index", "name", "split"} <= set(record["authors"][0])
+
+
+def test_mine_cli_empty_anchor():
+    assert_one_clear_line(run_cli("mine", "   ", "--json"), "the anchor is empty")
+
+
+def test_mine_cli_unknown_anchor_is_an_outcome_not_a_crash(tiny_world, tmp_path):
+    result = run_cli("mine", "Zorba Quintanilla Ek", "--model", tiny_world["model_path"], "--workdir",
+                     str(tmp_path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["status"] == "nothing_memorized"
+
+
+def test_unlearn_cli_bad_target_module(tiny_world, tmp_path):
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["unlearn"]["lora"]["target_modules"] = ["nope_proj"]
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    forget = tmp_path / "forget_set.jsonl"
+    forget.write_text(json.dumps({"question": "Who?", "answer": "Someone."}) + "\n")
+    result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method", "ga",
+                     "--allow-unvalidated", "--params", str(params), "--json")
+    assert_one_clear_line(result, "['nope_proj'] do not exist")

@@ -1,0 +1,61 @@
+"""MAGE graph recall / precision / cost per forget05 author, adaptive stop on and off, vs DirectQA.
+
+Usage: python bench/mining.py [--split forget05]   -> bench/results/mining.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+from common import ROOT, write_result
+
+from lethe.config import load_params
+from lethe.data import author_qa, load_authors, split_author_indices
+from lethe.evaluate.graph_recall import fact_recall, graph_recall, key_facts
+from lethe.llm.backend import Backend
+from lethe.mining.graph import mine_graph
+from lethe.supervision.baselines import directqa_forget_set
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--split", default="forget05")
+    args = parser.parse_args()
+    params = load_params()
+    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    backend = Backend.load(record["model_path"], "cpu", params.backend.batch_size)
+    rows = []
+    for index in split_author_indices(args.split):
+        name, gold = load_authors()[index], author_qa(index)
+        row = {"author": name}
+        for label, adaptive in (("adaptive", True), ("no_adaptive_stop", False)):
+            expand = params.expand.model_copy(update={"adaptive_stop": adaptive})
+            start = time.perf_counter()
+            graph, responses, stats = mine_graph(backend, name, params.elicit, params.score, expand)
+            seconds = time.perf_counter() - start
+            scores = graph_recall(graph, responses, name, gold)
+            row[label] = {"recall": scores["recall"], "precision": scores["precision"], "nodes": scores["nodes"],
+                          "model_calls": stats.model_calls, "seconds": seconds, "stopped_by": stats.stopped_by,
+                          "missing": [f for f in scores["facts"] if f not in scores["found"]]}
+        start = time.perf_counter()
+        direct = directqa_forget_set(backend, name, seed=0)
+        coverage = fact_recall(key_facts(name, gold), [s.question + " " + s.answer for s in direct])
+        row["directqa"] = {"coverage": coverage["recall"], "rows": len(direct), "seconds": time.perf_counter() - start}
+        rows.append(row)
+        print(json.dumps({k: (v if k == "author" else {kk: vv for kk, vv in v.items() if kk != "missing"})
+                          for k, v in row.items()}))
+
+    def mean(path):
+        return statistics.mean(r[path[0]][path[1]] for r in rows)
+
+    summary = {label: {m: mean((label, m)) for m in ("recall", "precision", "model_calls", "seconds")}
+               for label in ("adaptive", "no_adaptive_stop")}
+    summary["directqa_coverage"] = mean(("directqa", "coverage"))
+    write_result("mining", {"split": args.split, "summary": summary, "authors": rows})
+
+
+if __name__ == "__main__":
+    main()
