@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -38,8 +39,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--methods", default=",".join(METHODS))
+    parser.add_argument("--retain-rows", type=int, default=100)
+    parser.add_argument("--general-rows", type=int, default=40)
+    parser.add_argument("--neighbor-rows", type=int, default=40)
     args = parser.parse_args()
     params = load_params()
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
+        "retain_rows": args.retain_rows, "general_rows": args.general_rows, "neighbor_rows": args.neighbor_rows})})
     record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
     model = Path(record["model_path"])
     names = [load_authors()[i] for i in split_author_indices(args.split)]
@@ -72,6 +78,7 @@ def main() -> None:
         forget_path = write_set(work / f"forget_{source}.jsonl", sets[source])
         for method in args.methods.split(","):
             out_dir = work / f"{source}-{method}"
+            shutil.rmtree(out_dir, ignore_errors=True)
             t0 = time.perf_counter()
             trained = run_unlearning(params, model, forget_path, neighbor_path, method, out_dir, sage=True,
                                      allow_unvalidated=True)
@@ -103,7 +110,7 @@ def main() -> None:
     (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
     (ROOT / "bench" / "results" / f"efficacy_{args.split}.md").write_text("\n".join(lines) + "\n")
     write_result(f"efficacy_{args.split}", {"split": args.split, "authors": names, "steps": args.steps,
-                                            "lr": args.lr, "before": before_row, "mining": mining, "cells": cells})
+                                            "lr": args.lr, "evaluate": params.evaluate.model_dump(), "before": before_row, "mining": mining, "cells": cells})
 
 
 if __name__ == "__main__":

@@ -16,6 +16,8 @@ _OFFLINE_DEFAULTS = {
     "TRANSFORMERS_OFFLINE": "1",
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # also silences transformers' weight-loading bars
+    "TRANSFORMERS_VERBOSITY": "error",
 }
 for _key, _value in _OFFLINE_DEFAULTS.items():
     os.environ.setdefault(_key, _value)

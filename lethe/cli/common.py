@@ -68,10 +68,12 @@ def progress_bars() -> Iterator[Callable[[str], Callable[[int, int, float], None
     ) as bars:
 
         def factory(label: str) -> Callable[[int, int, float], None]:
-            task = bars.add_task(label, total=None, info="")
+            task: list = []  # created at the first step, so an early error prints no empty bar
 
             def update(step: int, total: int, value: float) -> None:
-                bars.update(task, completed=step, total=total, info=f"loss {value:.4f}")
+                if not task:
+                    task.append(bars.add_task(label, total=total, info=""))
+                bars.update(task[0], completed=step, total=total, info=f"loss {value:.4f}")
 
             return update
 
