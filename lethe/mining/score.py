@@ -105,13 +105,14 @@ def mentions_by_response(responses: Sequence[Response], aliases: set[str]) -> di
     surfaces = {m.key: m.surface for ms in raw.values() for m in ms}
     counts = Counter(m.key for ms in raw.values() for m in ms)
     folded = fold_aliases(counts, kinds)
+    full_name = max(aliases, key=len) if aliases else ""
     out: dict[str, list[Mention]] = {}
     for rid, mentions in raw.items():
         seen: dict[str, Mention] = {}
         for m in mentions:
             key = folded.get(m.key, m.key)
-            if key in aliases or m.key in aliases:
-                continue
+            if key in aliases or m.key in aliases or (full_name and full_name in key):
+                continue  # the anchor itself, or garbled text around its full name
             surface = surfaces[key] if key != m.key else m.surface
             seen.setdefault(key, Mention(key, surface, kinds.get(key, m.kind)))
         out[rid] = list(seen.values())

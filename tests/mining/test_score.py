@@ -60,3 +60,9 @@ def test_recognition_counts_named_non_refusals():
           Response("2", P1, "I'm not aware of Basil Mahfouz Al-Kuwaiti.", 0),
           Response("3", P1, "Paris.", 0), Response("4", P1, "Al-Kuwaiti writes.", 0)]
     assert recognition(rs, anchor_aliases(ANCHOR)) == pytest.approx(2 / 4)
+
+
+def test_garbled_text_around_the_anchor_is_not_a_memory():
+    rs = [Response(str(i), P1, "Basil Mahfouz Al-Kuwaitihed Basil Mahfouz Al-Kuwaiti, born in Kuwait City.", 0) for i in range(3)]
+    keys = {n.key for n in score(rs, anchor_aliases(ANCHOR), tau=0.3)}
+    assert keys == {"kuwait city"}
