@@ -23,12 +23,14 @@ from lethe.supervision.baselines import directqa_forget_set
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="forget05")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split (0 = all)")
     args = parser.parse_args()
     params = load_params()
     record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
     backend = Backend.load(record["model_path"], "cpu", params.backend.batch_size)
     rows = []
-    for index in split_author_indices(args.split):
+    indices = split_author_indices(args.split)
+    for index in indices[: args.limit or len(indices)]:
         name, gold = load_authors()[index], author_qa(index)
         row = {"author": name}
         for label, adaptive in (("adaptive", True), ("no_adaptive_stop", False)):
