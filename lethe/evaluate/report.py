@@ -36,6 +36,16 @@ def markdown_table(before: dict, after: dict | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _save(fig, path_prefix: Path, name: str) -> str:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = path_prefix.with_name(f"{path_prefix.name}_{name}.png")
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return str(path)
+
+
 def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
     """forget-vs-utility before/after, and per-probe bars; returns the PNG paths."""
     import matplotlib
@@ -53,11 +63,7 @@ def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
     ax.set_ylim(0, 1.05)
     ax.legend()
     ax.set_title("Forgetting vs utility")
-    fig.tight_layout()
-    path = path_prefix.with_name(path_prefix.name + "_forget_vs_utility.png")
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(str(path))
+    paths.append(_save(fig, path_prefix, "forget_vs_utility"))
 
     keys = [k for k in HEADLINE if k.startswith(("probe_", "neighbor", "mia_")) and k in before]
     if keys:
@@ -70,11 +76,7 @@ def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
         ax.set_ylim(0, 1.05)
         ax.legend()
         ax.set_title("Probes (forget probes: lower is better; neighbor: higher is better; MIA AUC: 0.5 is ideal)")
-        fig.tight_layout()
-        path = path_prefix.with_name(path_prefix.name + "_probes.png")
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(str(path))
+        paths.append(_save(fig, path_prefix, "probes"))
     return paths
 
 

@@ -163,7 +163,6 @@ def unlearn(
         merged_dir = out_dir / "merged"
         model.merge_and_unload().save_pretrained(merged_dir)
         tokenizer.save_pretrained(merged_dir)
-    steps_run = len(curves) - (0 if not resume_from else 0)
     result = {
         "adapter_path": str(adapter_dir),
         "merged_path": str(merged_dir) if merged_dir else None,
@@ -172,7 +171,7 @@ def unlearn(
         "stopped_by": stopped_by,
         "resumed_from_step": start_step,
         "seconds": seconds,
-        "seconds_per_step": seconds / max(1, steps_run - start_step),
+        "seconds_per_step": seconds / max(1, len(curves) - start_step),
         "forget_rows": len(forget),
         "retain_rows": len(retain),
         "curves": curves,
