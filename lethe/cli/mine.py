@@ -33,11 +33,9 @@ def pipeline_for(anchor: str, description, model, workdir, source, params_path):
     anchor, description = check_anchor(anchor, description)
     if source not in SOURCES:
         raise LetheError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    model_path = Path(model) if model else default_model_path(params)
-    if not (model_path / "config.json").is_file():
-        from lethe.errors import ModelNotFoundError
+    from lethe.llm.backend import require_model_dir
 
-        raise ModelNotFoundError(f"no model at {model_path}: expected a Hugging Face model folder with config.json")
+    model_path = require_model_dir(model if model else default_model_path(params))
     workdir = workdir or Path("artifacts/requests") / request_slug(anchor) / source
     request = Request(anchor=anchor, model_path=str(model_path.resolve()), source=source, description=description)
     return MagePipeline(request, Path(workdir), params)

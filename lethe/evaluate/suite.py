@@ -61,7 +61,7 @@ def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[st
                    for i in indices if i < 180 for q in author_qa(i)]
     retain = [r for r in load_perturbed("retain") if r.author_index in known and r.author_index not in indices]
     eval_authors = set(indices) | set(split_author_indices("retain"))
-    neighbor_pool = [q for q in (qa for i in sorted(known - eval_authors) for qa in author_qa(i))]
+    neighbor_pool = [qa for i in sorted(known - eval_authors) for qa in author_qa(i)]
 
     def subset(rows, n):
         rows = list(rows)

@@ -26,6 +26,17 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def require_model_dir(path: str | Path) -> Path:
+    """The path as a Path if it holds a Hugging Face model (config.json); else a clear error."""
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise ModelNotFoundError(
+            f"no model at {path}: expected a Hugging Face model folder with config.json "
+            "(build the default with `lethe world build`)"
+        )
+    return path
+
+
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -50,12 +61,7 @@ class Backend:
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", batch_size: int = 32) -> Backend:
         """Load model and tokenizer from a local folder (offline); clear error if it is not one."""
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise ModelNotFoundError(
-                f"no model at {path}: expected a Hugging Face model folder with config.json "
-                "(build the default with `lethe world build`)"
-            )
+        path = require_model_dir(path)
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         target = resolve_device(device)

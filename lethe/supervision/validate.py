@@ -9,7 +9,6 @@ graph's strong nodes. Results are kept as GX JSON and Data Docs HTML.
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -82,7 +81,6 @@ def validate_sets(
     out_dir: Path,
 ) -> dict:
     """Run the GX checkpoint on both sets (+ strong-node coverage); write JSON and Data Docs."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     import great_expectations.expectations as gxe

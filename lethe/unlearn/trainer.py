@@ -18,7 +18,7 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lethe.config import UnlearnParams
-from lethe.errors import LetheError, ModelNotFoundError
+from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import MethodParams, get_method
@@ -38,9 +38,9 @@ def check_target_modules(model: torch.nn.Module, targets: Sequence[str]) -> None
 
 def load_base(model_path: str | Path, device: torch.device):
     """Base model and tokenizer from a local folder (clear error when it is not one)."""
-    path = Path(model_path)
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(f"no model at {path}: expected a Hugging Face model folder with config.json")
+    from lethe.llm.backend import require_model_dir
+
+    path = require_model_dir(model_path)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
