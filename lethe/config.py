@@ -198,6 +198,44 @@ class EvaluateParams(Strict):
     seed: int
 
 
+class GateParams(Strict):
+    """Thresholds of the promotion gate (see lethe.ops.gate.decide)."""
+
+    max_forget_ratio: float = Field(ge=0, description="forget ROUGE-L recall after / before, at most")
+    min_utility_ratio: float = Field(ge=0, description="model utility after / the original base model's, at least")
+    min_forget_quality: float = Field(ge=0, le=1, description="TOFU forget quality after, at least (and not worse)")
+    require_data_quality: bool
+    auto_promote: bool = Field(description="a passing challenger becomes champion without `lethe promote`")
+
+
+class RegistryParams(Strict):
+    """Where requests, lineage and models live. Environment variables override for production."""
+
+    tracking_uri: str = Field(description="MLflow tracking URI; empty = the local stack (LETHE_TRACKING_URI)")
+    experiment: str
+    model_prefix: str = Field(description="registered model name = prefix + target model name")
+    queue_url: str = Field(description="SQLAlchemy URL of the request queue and audit ledger (LETHE_QUEUE_URL)")
+    workdir: str = Field(description="one folder per request below this")
+    dvc_store: str = Field(description="DVC project (no git) that versions per-request outputs")
+    dvc_remote: str = Field(description="S3 URL of the DVC remote (LETHE_DVC_REMOTE)")
+    compliance_dir: str
+    retries: int = Field(ge=0, description="retries of tasks that talk to servers")
+    retry_delay_seconds: float = Field(ge=0)
+
+
+class StackParams(Strict):
+    """The local stack started by `lethe stack up`: moto S3 server and MLflow server on loopback."""
+
+    host: str
+    mlflow_port: int = Field(gt=0, lt=65536)
+    s3_port: int = Field(gt=0, lt=65536)
+    state_dir: str
+    artifact_bucket: str
+    dvc_bucket: str
+    schedule_cron: str = Field(description="cron of the compliance run served by `lethe serve`")
+    timezone: str
+
+
 class RequestParams(Strict):
     """The request that the DVC pipeline's mining stages run (the CLI takes any anchor)."""
 
@@ -221,6 +259,9 @@ class Params(Strict):
     unlearn: UnlearnParams
     sage: SageParams
     evaluate: EvaluateParams
+    gate: GateParams
+    registry: RegistryParams
+    stack: StackParams
     request: RequestParams
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from lethe.config import Params, load_params
@@ -25,3 +27,15 @@ def tiny_backend(tiny_world: dict, params: Params):
     from lethe.llm.backend import Backend
 
     return Backend.load(tiny_world["model_path"], "cpu", params.backend.batch_size)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory):
+    """One Prefect test server for the whole session, with its own PREFECT_HOME."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect_home"))
+    os.environ.pop("PREFECT_API_URL", None)
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

@@ -7,6 +7,8 @@ import typer
 from lethe.cli import world
 from lethe.cli.ask import ask
 from lethe.cli.mine import mine, step
+from lethe.cli.ops import (compliance_run_command, forget, promote, request_app, rollback, serve,
+                           stack_app)
 from lethe.cli.unlearn import evaluate, unlearn
 
 app = typer.Typer(
@@ -20,6 +22,13 @@ app.command("mine")(mine)
 app.command("step")(step)
 app.command("unlearn")(unlearn)
 app.command("evaluate")(evaluate)
+app.command("forget")(forget)
+app.add_typer(request_app, name="request")
+app.command("promote")(promote)
+app.command("rollback")(rollback)
+app.command("compliance-run")(compliance_run_command)
+app.command("serve")(serve)
+app.add_typer(stack_app, name="stack")
 
 
 def main() -> None:

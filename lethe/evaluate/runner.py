@@ -27,13 +27,13 @@ def with_adapter(backend: Backend, adapter: Path) -> Backend:
 
 
 def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets, forget_set: Path | None,
-                     out_dir: Path, before: dict | None = None) -> dict:
+                     out_dir: Path, before: dict | None = None, entity_only: bool = False) -> dict:
     """Metrics before and after; `before` may be passed in to skip re-scoring the base model."""
     from lethe.unlearn.run import load_qa_file
 
     cfg, backend_cfg = params.evaluate, params.backend
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
-    plan = build_plan(model, cfg, targets, pairs)
+    plan = build_plan(model, cfg, targets, pairs, entity_only)
     reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
     base = Backend.load(model, backend_cfg.device, backend_cfg.batch_size)
     if before is None:

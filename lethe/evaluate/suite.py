@@ -46,13 +46,19 @@ def world_record(model_path: str | Path) -> dict | None:
 
 
 def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[str] = (),
-               forget_set: Sequence[tuple[str, str]] = ()) -> EvalPlan:
-    """Rows to evaluate: target authors (or the configured forget split), retain, general, MIA, neighbors."""
+               forget_set: Sequence[tuple[str, str]] = (), entity_only: bool = False) -> EvalPlan:
+    """Rows to evaluate: target authors (or the configured forget split), retain, general, MIA, neighbors.
+
+    entity_only: the forgotten entity is not a benchmark author (no targets): score forgetting on
+    the request's own forget set only, never on the configured forget split.
+    """
     rng = random.Random(cfg.seed)
     record = world_record(model_path)
     known = {a["index"] for a in record["authors"]} if record else set(range(200))
     if targets:
         indices = [author_index(t) for t in targets]
+    elif entity_only:
+        indices = []
     else:
         indices = [i for i in split_author_indices(cfg.forget_split) if i in known]
     forget = [r for r in load_perturbed("forget10") if r.author_index in indices]

@@ -1,20 +1,5 @@
 """The MAGE flow under Prefect's test harness: every step a tracked task, resumable, outcome correct."""
 
-import os
-
-import pytest
-
-
-@pytest.fixture(scope="session")
-def prefect_harness(tmp_path_factory):
-    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect_home"))
-    os.environ.pop("PREFECT_API_URL", None)
-    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
 
 def test_mine_flow_runs_each_step_as_a_task(prefect_harness, tiny_world, tmp_path):
     from prefect.client.orchestration import get_client

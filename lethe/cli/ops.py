@@ -1,0 +1,263 @@
+"""Operations commands: `forget`, `request`, `promote`, `rollback`, `compliance-run`, `serve`, `stack`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import typer
+
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.mine import MODEL_OPTION
+from lethe.errors import LetheError
+
+stack_app = typer.Typer(help="The local MLflow + S3 servers on 127.0.0.1.", no_args_is_help=True)
+request_app = typer.Typer(help="The request queue and its audit ledger.", no_args_is_help=True)
+
+
+def _prefect_home() -> None:
+    os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+
+
+def _base_model(model: Path | None, cfg) -> Path:
+    from lethe.cli.mine import default_model_path
+    from lethe.llm.backend import require_model_dir
+
+    return require_model_dir(model if model else default_model_path(cfg))
+
+
+def run_request(request_id: str, base_model: Path, env, params: Path | None) -> dict:
+    """Run (or resume) one queued request through the Prefect flow; a failure is a clear error."""
+    _prefect_home()
+    from flows.unlearn_request import unlearn_request
+    from lethe.ops.queue import RequestQueue
+
+    state = unlearn_request(request_id, str(base_model), env.to_dict(), str(params) if params else None,
+                            return_state=True)
+    if state.is_failed():
+        record = RequestQueue(env.queue_url).get(request_id)
+        error = (record.result or {}).get("error", state.message)
+        raise LetheError(f"request {request_id} failed: {error}. It is resumable: run the same command again")
+    return state.result()
+
+
+def forget(
+    anchor: str = typer.Argument(..., help="Name of the entity to forget."),
+    model: Path = MODEL_OPTION,
+    description: str = typer.Option(None, "--description", help="One sentence that disambiguates the anchor."),
+    requester: str = typer.Option("cli", "--requester", help="Who asks (kept in the audit ledger)."),
+    reason: str = typer.Option("right-to-be-forgotten request", "--reason", help="Why (kept in the audit ledger)."),
+    params: Path = PARAMS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Queue one request and run it end to end: mine, unlearn, evaluate, version, gate, register."""
+    with user_errors(as_json):
+        from lethe.mage import check_anchor
+        from lethe.ops.environment import resolve
+        from lethe.ops.queue import RequestQueue
+
+        cfg = params_from(params)
+        base = _base_model(model, cfg)
+        anchor, description = check_anchor(anchor, description)
+        with stderr.status("starting the MLflow and S3 servers"):
+            env = resolve(cfg)
+        record, created = RequestQueue(env.queue_url).add(anchor, str(base.resolve()), requester, reason,
+                                                          description)
+        stderr.print(f"request {record.id} ({'new' if created else 'already queued: ' + record.status})")
+        result = {**run_request(record.id, base, env, params), "created": created}
+    emit(result, as_json, _summary)
+
+
+def _summary(r: dict) -> None:
+    stderr.print(f"\n[bold]request {r['request_id']}: {r['status']}[/]")
+    before, after = r.get("before") or {}, r.get("after") or {}
+    forget_key = "forget_Q_A_ROUGE" if "forget_Q_A_ROUGE" in after else "forget_set_rouge"
+    if after:
+        stderr.print(f"  forgetting ({forget_key}): {before.get(forget_key, float('nan')):.3f} -> "
+                     f"{after.get(forget_key, float('nan')):.3f}")
+        stderr.print(f"  model utility: {before.get('model_utility', float('nan')):.3f} -> "
+                     f"{after.get('model_utility', float('nan')):.3f}")
+    gate = r.get("gate") or {}
+    if gate:
+        stderr.print(f"  gate: {'passed' if gate.get('passed') else 'rejected'}"
+                     + ("" if gate.get("passed") else ": " + "; ".join(gate.get("reasons", []))))
+    if r.get("model_version"):
+        stderr.print(f"  {r['model_name']} version {r['model_version']}"
+                     f"{' is now champion' if r.get('promoted') else ''}")
+    for label, key in (("MLflow UI", "mlflow_ui"), ("report", "report_path"), ("graph", "graph_png")):
+        if r.get(key):
+            stderr.print(f"  {label}: {r[key]}")
+
+
+@request_app.command("add")
+def request_add(
+    anchor: str = typer.Argument(..., help="Name of the entity to forget."),
+    requester: str = typer.Option(..., "--requester", help="Who asks."),
+    reason: str = typer.Option(..., "--reason", help="Why."),
+    description: str = typer.Option(None, "--description"),
+    model: Path = MODEL_OPTION,
+    params: Path = PARAMS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """Queue a request for the next compliance run (a duplicate joins the existing one)."""
+    with user_errors(as_json):
+        from lethe.mage import check_anchor
+        from lethe.ops.queue import RequestQueue
+
+        cfg = params_from(params)
+        base = _base_model(model, cfg)
+        anchor, description = check_anchor(anchor, description)
+        record, created = RequestQueue(_queue_url(cfg)).add(anchor, str(base.resolve()), requester, reason,
+                                                            description)
+    emit({**record.to_dict(), "created": created}, as_json,
+         lambda r: stderr.print(f"{r['id']} {r['status']} {r['anchor']!r}{'' if created else ' (already queued)'}"))
+
+
+def _queue_url(cfg) -> str:
+    return os.environ.get("LETHE_QUEUE_URL") or cfg.registry.queue_url
+
+
+@request_app.command("list")
+def request_list(status: str = typer.Option(None, "--status"), params: Path = PARAMS_OPTION,
+                 as_json: bool = JSON_OPTION) -> None:
+    """Requests, oldest first."""
+    with user_errors(as_json):
+        from lethe.ops.queue import RequestQueue
+
+        records = [r.to_dict() for r in RequestQueue(_queue_url(params_from(params))).list(status)]
+
+    def human(result: dict) -> None:
+        for r in result["requests"]:
+            stderr.print(f"{r['id']}  {r['status']:<17} {r['created_at']}  {r['anchor']}")
+
+    emit({"requests": records}, as_json, human)
+
+
+@request_app.command("show")
+def request_show(request_id: str, params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """One request with its audit trail."""
+    with user_errors(as_json):
+        from lethe.ops.queue import RequestQueue
+
+        queue = RequestQueue(_queue_url(params_from(params)))
+        result = {**queue.get(request_id).to_dict(), "audit": queue.audit_log(request_id)}
+
+    def human(r: dict) -> None:
+        stderr.print(f"{r['id']} {r['status']} {r['anchor']!r} by {r['requester']}: {r['reason']}")
+        for event in r["audit"]:
+            stderr.print(f"  {event['at']} {event['event']} {event['detail']}")
+
+    emit(result, as_json, human)
+
+
+def promote(version: str = typer.Argument(..., help="Model version to make champion."),
+            model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--actor"),
+            params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Promote a version that passed the gate to `champion` (the previous champion is recorded)."""
+    with user_errors(as_json):
+        from lethe.ops import registry
+        from lethe.ops.environment import resolve
+        from lethe.ops.queue import RequestQueue
+        from lethe.ops.request_steps import model_name_for
+
+        cfg = params_from(params)
+        env = resolve(cfg)
+        name = model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
+        previous = registry.promote(registry.client(env.tracking_uri), name, version)
+        RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
+            "alias": "champion", "model": name, "version": version, "previous": previous, "by": "promote"})
+    emit({"model_name": name, "champion": version, "previous_champion": previous}, as_json,
+         lambda r: stderr.print(f"{name}: champion is version {version} (was {previous})"))
+
+
+def rollback(model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--actor"),
+             params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Point `champion` back at the version it replaced."""
+    with user_errors(as_json):
+        from lethe.ops import registry
+        from lethe.ops.environment import resolve
+        from lethe.ops.queue import RequestQueue
+        from lethe.ops.request_steps import model_name_for
+
+        cfg = params_from(params)
+        env = resolve(cfg)
+        name = model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
+        old, new = registry.rollback(registry.client(env.tracking_uri), name)
+        RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
+            "alias": "champion", "model": name, "version": new, "previous": old, "by": "rollback"})
+    emit({"model_name": name, "champion": new, "rolled_back": old}, as_json,
+         lambda r: stderr.print(f"{name}: champion rolled back from version {old} to {new}"))
+
+
+def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
+                           as_json: bool = JSON_OPTION) -> None:
+    """Process every pending request, then re-audit the champion against every forgotten entity."""
+    with user_errors(as_json):
+        _prefect_home()
+        from flows.compliance_run import compliance_run
+        from lethe.ops.environment import resolve
+
+        cfg = params_from(params)
+        env = resolve(cfg)
+        result = compliance_run(str(_base_model(model, cfg)), env.to_dict(), str(params) if params else None)
+
+    def human(r: dict) -> None:
+        stderr.print(f"processed {len(r['processed'])} request(s); report: {r['report_path']}")
+        for row in r["audit"]["entities"]:
+            stderr.print(f"  {row['anchor']}: {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
+                         f"({row['base_recall']:.3f} -> {row['champion_recall']:.3f})")
+
+    emit(result, as_json, human)
+
+
+def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
+          cron: str = typer.Option(None, "--cron", help="Override the schedule (default: stack.schedule_cron).")) -> None:
+    """Serve the scheduled compliance run locally (a Prefect runner; Ctrl-C stops it)."""
+    with user_errors(False):
+        _prefect_home()
+        from flows.compliance_run import compliance_run
+        from lethe.ops.environment import resolve
+
+        cfg = params_from(params)
+        env = resolve(cfg)
+        base = _base_model(model, cfg)
+        stderr.print(f"serving compliance-run on cron {cron or cfg.stack.schedule_cron} ({cfg.stack.timezone})")
+        compliance_run.serve(name="compliance-run", cron=cron or cfg.stack.schedule_cron,
+                             parameters={"base_model": str(base), "ops": env.to_dict(),
+                                         "params_path": str(params) if params else None})
+
+
+@stack_app.command("up")
+def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Start (or find) the local MLflow server (SQLite store) and S3 server (moto)."""
+    with user_errors(as_json):
+        from dataclasses import asdict
+
+        from lethe.ops.stack import LocalStack
+
+        with stderr.status("starting"):
+            info = asdict(LocalStack(params_from(params).stack).up())
+    emit(info, as_json, lambda r: stderr.print(f"MLflow UI: {r['tracking_uri']}  S3: {r['s3_endpoint']}"))
+
+
+@stack_app.command("down")
+def stack_down(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Stop the local servers (moto's bucket contents are lost; the SQLite store stays)."""
+    with user_errors(as_json):
+        from lethe.ops.stack import LocalStack
+
+        stopped = LocalStack(params_from(params).stack).down()
+    emit({"stopped": stopped}, as_json, lambda r: stderr.print("stopped" if stopped else "nothing was running"))
+
+
+@stack_app.command("status")
+def stack_status(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """Whether the local servers are up, and where."""
+    with user_errors(as_json):
+        from dataclasses import asdict
+
+        from lethe.ops.stack import LocalStack
+
+        info = LocalStack(params_from(params).stack).info()
+    emit({"running": info is not None, **(asdict(info) if info else {})}, as_json,
+         lambda r: stderr.print(f"up: {r['tracking_uri']}" if r["running"] else "down"))

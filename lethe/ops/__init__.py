@@ -1,0 +1,1 @@
+"""Operations: request queue, promotion gate, lineage, local servers, MLflow registry."""

@@ -1,0 +1,43 @@
+"""Lineage facts recorded on every registered version: code, parameters, data and model hashes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+from pathlib import Path
+
+from lethe.config import Params
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
+
+
+def git_commit(repo: Path | None = None) -> str:
+    """HEAD of the project's git checkout, with '+dirty' when tracked files changed; 'unknown' outside git."""
+    cwd = repo or Path(__file__).resolve().parents[2]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def params_hash(params: Params) -> str:
+    """SHA-256 (first 16 hex) of the fully parsed parameters."""
+    blob = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def model_hash(model_dir: str | Path) -> str:
+    """SHA-256 (first 16 hex) over a model folder's weight, config and tokenizer files."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(model_dir).rglob("*")):
+        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
+            digest.update(path.relative_to(model_dir).as_posix().encode())
+            with path.open("rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+    return digest.hexdigest()[:16]
