@@ -207,3 +207,39 @@ def test_mlflow_down_mid_request_fails_resumably_and_never_half_registers(stack,
     assert len(runs) == 1
     version = registry.find_version(client, MODEL_NAME, record.id)
     assert version.tags["lineage.request_id"] == record.id and version.tags["gate.status"]
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = Path("test-artifacts")
+
+
+def test_mlflow_ui_shows_the_version_and_its_lineage(stack, first):
+    """Headless Chromium opens the MLflow UI of this test run and finds the version's lineage tags."""
+    import os
+
+    if not CHROMIUM.exists():
+        if os.environ.get("LETHE_REQUIRE_BROWSER") == "1":
+            pytest.fail("Chromium is required (.ci/run installs it) but /usr/bin/chromium is missing")
+        pytest.skip("no Chromium here (`apt-get install chromium`; CI installs it)")
+    from playwright.sync_api import sync_playwright
+
+    url = f"{stack['env'].tracking_uri}/#/models/{MODEL_NAME}/versions/{first['model_version']}"
+    SCREENSHOTS.mkdir(exist_ok=True)
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 2000})
+            page.goto(url)
+            lineage = page.get_by_text("lineage.request_id").first
+            lineage.wait_for(timeout=60_000)
+            body = page.inner_text("body")
+            lineage.scroll_into_view_if_needed()
+            page.screenshot(path=str(SCREENSHOTS / "mlflow_model_version.png"))
+        finally:
+            browser.close()
+    assert f"Version {first['model_version']}" in body
+    for tag in ("lineage.request_id", "lineage.git_commit", "lineage.dvc_md5.forget_set", "gate.status"):
+        assert tag in body
+    assert first["request_id"] in body and first["dvc_md5"]["forget_set"] in body
