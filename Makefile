@@ -24,10 +24,13 @@ $(STAMP): pyproject.toml constraints.txt
 
 setup: $(STAMP)
 
-## The main job on the embedded default: build the default world (cached) and show what it knows.
+## The main job on the embedded default: build the default world (cached), then one full
+## right-to-be-forgotten request for a forget01 author through the Prefect flow (local MLflow +
+## S3 servers started on 127.0.0.1 and left running for the UI; `lethe stack down` stops them).
+ANCHOR ?= Basil Mahfouz Al-Kuwaiti
 main: setup
 	$(BIN)/lethe world build --size default
-	$(BIN)/lethe world probe --size default
+	$(BIN)/lethe forget "$(ANCHOR)" --requester make-main --reason "embedded default demo"
 
 ## The test suite (unit tests + the tiny-world end-to-end tests).
 test: setup
@@ -41,6 +44,7 @@ bench: setup
 	$(BIN)/python bench/sampling_throughput.py
 	$(BIN)/python bench/mining.py --split forget05
 	$(BIN)/python bench/efficacy.py --split forget01
+	$(BIN)/python bench/main_job.py
 
 clean:
 	rm -rf artifacts .pytest_cache
