@@ -34,8 +34,9 @@ def main() -> None:
     parser.add_argument("--size", default="default")
     args = parser.parse_args()
     root = ROOT / "artifacts" / "bench" / "main_job"
-    subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
-                   cwd=ROOT, capture_output=True) if (root / "params.yaml").is_file() else None
+    if (root / "params.yaml").is_file():  # a stack left by an earlier run of this benchmark
+        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
+                       cwd=ROOT, capture_output=True, check=False)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     raw = yaml.safe_load((ROOT / "params.yaml").read_text())

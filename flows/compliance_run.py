@@ -7,7 +7,6 @@ writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run)
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, task

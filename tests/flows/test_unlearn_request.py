@@ -85,7 +85,7 @@ def _s3_keys(stack, bucket: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def first(stack):
-    request_id, state = _submit(stack, FIRST)
+    _, state = _submit(stack, FIRST)
     assert state.is_completed(), state.message
     return state.result()
 
@@ -143,7 +143,7 @@ def test_same_request_twice_is_one_run(stack, first):
 
 
 def test_second_request_composes_and_the_audit_shows_both_forgotten(stack, first):
-    request_id, state = _submit(stack, SECOND)
+    _, state = _submit(stack, SECOND)
     second = state.result()
     assert second["status"] == COMPLETED and second["promoted"], second.get("gate")
     assert second["previous_champion"] == first["model_version"]
