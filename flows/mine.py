@@ -12,9 +12,9 @@ from tasks.synthesize import synthesize
 from tasks.validate import validate
 
 
-@flow(name="mine")
-def mine_flow(request: dict, workdir: str, params_path: str | None = None) -> dict:
-    """elicit -> score -> expand -> sample -> synthesize -> validate; stops if nothing is memorized."""
+def run_mining_tasks(request: dict, workdir: str, params_path: str | None = None) -> dict:
+    """elicit -> score -> expand -> sample -> synthesize -> validate as tasks of the calling flow;
+    stops after score with status `nothing_memorized` when the model recalls nothing."""
     elicit(request, workdir, params_path)
     result = score(request, workdir, params_path)
     if result["nothing_memorized"]:
@@ -22,3 +22,9 @@ def mine_flow(request: dict, workdir: str, params_path: str | None = None) -> di
     for step in (expand, sample, synthesize, validate):
         result = step(request, workdir, params_path)
     return result
+
+
+@flow(name="mine")
+def mine_flow(request: dict, workdir: str, params_path: str | None = None) -> dict:
+    """The MAGE steps for one request; stops if nothing is memorized."""
+    return run_mining_tasks(request, workdir, params_path)

@@ -15,16 +15,11 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
+from flows.mine import run_mining_tasks
 from lethe.config import load_params
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RUNNING, RequestQueue
 from tasks import request_ops
-from tasks.elicit import elicit
-from tasks.expand import expand
-from tasks.sample import sample
-from tasks.score import score
-from tasks.synthesize import synthesize
-from tasks.validate import validate
 
 
 def _retrying(task_fn, retries: int, delay: float):
@@ -68,13 +63,10 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
     base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan["run_id"],
             "model_name": plan["model_name"], "model_version": None, "promoted": False, "adapter_path": None,
             "tracking_uri": env.tracking_uri, "workdir": plan["workdir"]}
-    elicit(mine_request, mine_dir, params_path)
-    if score(mine_request, mine_dir, params_path)["nothing_memorized"]:
+    mined = run_mining_tasks(mine_request, mine_dir, params_path)
+    if mined["status"] == "nothing_memorized":
         queue.audit("nothing_memorized", request_id, detail={"anchor": record["anchor"]})
         return {**base, "status": "nothing_memorized"}
-    for step in (expand, sample, synthesize):
-        step(mine_request, mine_dir, params_path)
-    mined = validate(mine_request, mine_dir, params_path)
     if not mined["validation"]["success"]:
         from lethe.supervision.validate import describe_failures
 

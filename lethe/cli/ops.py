@@ -26,6 +26,24 @@ def _base_model(model: Path | None, cfg) -> Path:
     return require_model_dir(model if model else default_model_path(cfg))
 
 
+def _checked_request(anchor: str, description: str | None, model: Path | None, cfg) -> tuple[str, str | None, Path]:
+    """Clean anchor and description and the base model folder; clear errors before anything starts."""
+    from lethe.mage import check_anchor
+
+    base = _base_model(model, cfg)
+    anchor, description = check_anchor(anchor, description)
+    return anchor, description, base
+
+
+def _registry_target(model: Path | None, params: Path | None):
+    """(services, registered model name) of the target model, for alias commands."""
+    from lethe.ops.environment import resolve
+    from lethe.ops.request_steps import model_name_for
+
+    cfg = params_from(params)
+    return resolve(cfg), model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
+
+
 def run_request(request_id: str, base_model: Path, env, params: Path | None) -> dict:
     """Run (or resume) one queued request through the Prefect flow; a failure is a clear error."""
     _prefect_home()
@@ -52,13 +70,11 @@ def forget(
 ) -> None:
     """Queue one request and run it end to end: mine, unlearn, evaluate, version, gate, register."""
     with user_errors(as_json):
-        from lethe.mage import check_anchor
         from lethe.ops.environment import resolve
         from lethe.ops.queue import RequestQueue
 
         cfg = params_from(params)
-        base = _base_model(model, cfg)
-        anchor, description = check_anchor(anchor, description)
+        anchor, description, base = _checked_request(anchor, description, model, cfg)
         with stderr.status("starting the MLflow and S3 servers"):
             env = resolve(cfg)
         record, created = RequestQueue(env.queue_url).add(anchor, str(base.resolve()), requester, reason,
@@ -101,20 +117,15 @@ def request_add(
 ) -> None:
     """Queue a request for the next compliance run (a duplicate joins the existing one)."""
     with user_errors(as_json):
-        from lethe.mage import check_anchor
+        from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
         cfg = params_from(params)
-        base = _base_model(model, cfg)
-        anchor, description = check_anchor(anchor, description)
-        record, created = RequestQueue(_queue_url(cfg)).add(anchor, str(base.resolve()), requester, reason,
+        anchor, description, base = _checked_request(anchor, description, model, cfg)
+        record, created = RequestQueue(queue_url(cfg)).add(anchor, str(base.resolve()), requester, reason,
                                                             description)
     emit({**record.to_dict(), "created": created}, as_json,
          lambda r: stderr.print(f"{r['id']} {r['status']} {r['anchor']!r}{'' if created else ' (already queued)'}"))
-
-
-def _queue_url(cfg) -> str:
-    return os.environ.get("LETHE_QUEUE_URL") or cfg.registry.queue_url
 
 
 @request_app.command("list")
@@ -122,9 +133,10 @@ def request_list(status: str = typer.Option(None, "--status"), params: Path = PA
                  as_json: bool = JSON_OPTION) -> None:
     """Requests, oldest first."""
     with user_errors(as_json):
+        from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
-        records = [r.to_dict() for r in RequestQueue(_queue_url(params_from(params))).list(status)]
+        records = [r.to_dict() for r in RequestQueue(queue_url(params_from(params))).list(status)]
 
     def human(result: dict) -> None:
         for r in result["requests"]:
@@ -137,9 +149,10 @@ def request_list(status: str = typer.Option(None, "--status"), params: Path = PA
 def request_show(request_id: str, params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
     """One request with its audit trail."""
     with user_errors(as_json):
+        from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
-        queue = RequestQueue(_queue_url(params_from(params)))
+        queue = RequestQueue(queue_url(params_from(params)))
         result = {**queue.get(request_id).to_dict(), "audit": queue.audit_log(request_id)}
 
     def human(r: dict) -> None:
@@ -156,13 +169,9 @@ def promote(version: str = typer.Argument(..., help="Model version to make champ
     """Promote a version that passed the gate to `champion` (the previous champion is recorded)."""
     with user_errors(as_json):
         from lethe.ops import registry
-        from lethe.ops.environment import resolve
         from lethe.ops.queue import RequestQueue
-        from lethe.ops.request_steps import model_name_for
 
-        cfg = params_from(params)
-        env = resolve(cfg)
-        name = model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
+        env, name = _registry_target(model, params)
         previous = registry.promote(registry.client(env.tracking_uri), name, version)
         RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
             "alias": "champion", "model": name, "version": version, "previous": previous, "by": "promote"})
@@ -175,13 +184,9 @@ def rollback(model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--act
     """Point `champion` back at the version it replaced."""
     with user_errors(as_json):
         from lethe.ops import registry
-        from lethe.ops.environment import resolve
         from lethe.ops.queue import RequestQueue
-        from lethe.ops.request_steps import model_name_for
 
-        cfg = params_from(params)
-        env = resolve(cfg)
-        name = model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
+        env, name = _registry_target(model, params)
         old, new = registry.rollback(registry.client(env.tracking_uri), name)
         RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
             "alias": "champion", "model": name, "version": new, "previous": old, "by": "rollback"})

@@ -18,7 +18,7 @@ from lethe.config import EvaluateParams
 from lethe.data import QA, PerturbedQA, author_qa, load_holdout, load_perturbed, split_author_indices
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
-from lethe.evaluate.rouge import rouge_l_recall
+from lethe.evaluate.rouge import mean_rouge_l_recall
 from lethe.evaluate.tofu import score_split, tofu_metrics
 from lethe.llm.backend import Backend
 from lethe.supervision.baselines import author_index
@@ -103,7 +103,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
                                    plan.real_authors, plan.world_facts, reference_ratios, cfg.max_new_tokens)
     if plan.forget and not has_perturbations:
         answers = backend.greedy([r.question for r in plan.forget], cfg.max_new_tokens)
-        metrics["forget_Q_A_ROUGE"] = sum(rouge_l_recall(a, r.answer) for a, r in zip(answers, plan.forget)) / len(answers)
+        metrics["forget_Q_A_ROUGE"] = mean_rouge_l_recall(answers, [r.answer for r in plan.forget])
     if cfg.probes and plan.forget:
         for target in plan.targets:
             rows = [r for r in plan.forget if r.author == target]
@@ -116,7 +116,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
                                   [(q.question, q.answer) for q in plan.holdout], cfg.mia_k))
     if plan.forget_set:
         answers = backend.greedy([q for q, _ in plan.forget_set], cfg.max_new_tokens)
-        metrics["forget_set_rouge"] = sum(rouge_l_recall(a, g) for a, (_, g) in zip(answers, plan.forget_set)) / len(answers)
+        metrics["forget_set_rouge"] = mean_rouge_l_recall(answers, [g for _, g in plan.forget_set])
     metrics["eval_seconds"] = time.perf_counter() - start
     if "forget" in scores:
         metrics["_forget_truth_ratios"] = scores["forget"].truth_ratio.tolist()

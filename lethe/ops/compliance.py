@@ -41,10 +41,9 @@ def _forget_pairs(params: Params, env: OpsEnv, request_id: str) -> list[tuple[st
 
 
 def _recall(backend, pairs: list[tuple[str, str]], max_new_tokens: int) -> float:
-    from lethe.evaluate.rouge import rouge_l_recall
+    from lethe.evaluate.rouge import mean_rouge_l_recall
 
-    answers = backend.greedy([q for q, _ in pairs], max_new_tokens)
-    return sum(rouge_l_recall(a, gold) for a, (_, gold) in zip(answers, pairs)) / max(len(pairs), 1)
+    return mean_rouge_l_recall(backend.greedy([q for q, _ in pairs], max_new_tokens), [a for _, a in pairs])
 
 
 def audit_champion(params: Params, env: OpsEnv, base_model: str | Path) -> dict[str, Any]:

@@ -37,14 +37,19 @@ class OpsEnv:
         return DvcStore(self.dvc_store, self.dvc_remote, self.s3_endpoint, self.credentials)
 
 
+def queue_url(params: Params) -> str:
+    """SQL URL of the request queue: LETHE_QUEUE_URL, else params.yaml (no server needed)."""
+    return os.environ.get("LETHE_QUEUE_URL") or params.registry.queue_url
+
+
 def resolve(params: Params, start_stack: bool = True) -> OpsEnv:
     """Service locations from the environment, else the local stack (started when needed)."""
     cfg = params.registry
-    queue_url = os.environ.get("LETHE_QUEUE_URL") or cfg.queue_url
+    queue = queue_url(params)
     remote = os.environ.get("LETHE_DVC_REMOTE") or cfg.dvc_remote
     configured = tracking_uri_from_env(cfg.tracking_uri)
     if configured:
-        return OpsEnv(configured, queue_url, cfg.dvc_store, remote, os.environ.get("MLFLOW_S3_ENDPOINT_URL"),
+        return OpsEnv(configured, queue, cfg.dvc_store, remote, os.environ.get("MLFLOW_S3_ENDPOINT_URL"),
                       os.environ.get("LETHE_BACKEND_STORE_URI", "see the tracking server's configuration"))
     from lethe.errors import LetheError
     from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
@@ -55,5 +60,5 @@ def resolve(params: Params, start_stack: bool = True) -> OpsEnv:
         raise LetheError("the local stack is not running: start it with `lethe stack up`")
     local_remote = remote if os.environ.get("LETHE_DVC_REMOTE") else f"s3://{info.dvc_bucket}/store"
     os.environ.update(LOCAL_CREDENTIALS)  # boto3 / DVC subprocesses talk to the local S3 server
-    return OpsEnv(info.tracking_uri, queue_url, str(Path(cfg.dvc_store).resolve()), local_remote,
+    return OpsEnv(info.tracking_uri, queue, str(Path(cfg.dvc_store).resolve()), local_remote,
                   info.s3_endpoint, info.backend_store_uri, dict(LOCAL_CREDENTIALS))

@@ -51,6 +51,10 @@ class RequestPlan:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def reference_utility(self, before: dict[str, Any]) -> float:
+        """Utility of the original base model: inherited from the champion, else measured now."""
+        return self.base_utility if self.base_utility is not None else before["model_utility"]
+
 
 def model_name_for(base_model: str | Path, prefix: str) -> str:
     """Registered model name of a target model: world models by size, others by folder name."""
@@ -147,9 +151,8 @@ def lineage_tags(params: Params, plan: RequestPlan, md5s: dict[str, str], run_id
 def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lineage: dict[str, str]) -> GateDecision:
     """The gate's decision for this request (pure; see lethe.ops.gate)."""
     before, after = evaluation["before"], evaluation["after"]
-    base_utility = plan.base_utility if plan.base_utility is not None else before["model_utility"]
     validation = json.loads((plan.mine_dir / "validation" / "validation.json").read_text())
-    return decide(before, after, base_utility, bool(validation.get("success")),
+    return decide(before, after, plan.reference_utility(before), bool(validation.get("success")),
                   {k.removeprefix("lineage."): v for k, v in lineage.items()}, params.gate)
 
 
@@ -182,10 +185,9 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     if existing is None:
         model_info = registry.log_model(run_id, [Path(a) for a in chain], Path(plan.base_model),
                                         params.evaluate.max_new_tokens)
-        base_utility = plan.base_utility if plan.base_utility is not None else before["model_utility"]
         tags = {**lineage, "lineage.adapter_chain": json.dumps(chain), "lethe.anchor": plan.anchor,
                 "gate.status": decision.status, "gate.reasons": "; ".join(decision.reasons) or "none",
-                "gate.base_utility": f"{base_utility:.6f}",
+                "gate.base_utility": f"{plan.reference_utility(before):.6f}",
                 **{f"gate.{c.name}": str(c.value) for c in decision.checks}}
         version = registry.register_version(client, plan.model_name, run_id, model_info, tags)
     else:
