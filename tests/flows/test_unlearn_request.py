@@ -35,12 +35,12 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _write_params(root: Path, **gate) -> Path:
+def _write_params(root: Path, ports: tuple[int, int], **gate) -> Path:
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"),
                            retries=1, retry_delay_seconds=1.0)
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=_PORTS[0], s3_port=_PORTS[1])
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=ports[0], s3_port=ports[1])
     # The tiny world is a weak miner: on the composed champion the forget-NLL early stop fired after
     # ~13 steps, and Nikolai Abilov's MAGE set only reached 0.76x (40 steps) / 0.60x (80 steps) of
     # his benchmark ROUGE. The pipeline, not the method, is under test here: 80 steps, gate 0.7x.
@@ -51,17 +51,17 @@ def _write_params(root: Path, **gate) -> Path:
     return path
 
 
-_PORTS = (_free_port(), _free_port())
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, prefect_harness, tiny_world):
     root = tmp_path_factory.mktemp("ops")
-    params_path = _write_params(root)
+    # Ports are picked just before the servers start: picked earlier, the Prefect harness (or any
+    # other process) may take one in between.
+    ports = (_free_port(), _free_port())
+    params_path = _write_params(root, ports)
     params = load_params(params_path)
     local = LocalStack(params.stack)
     env = resolve(params)  # starts moto + MLflow
-    yield {"root": root, "params_path": params_path, "params": params, "env": env, "local": local,
+    yield {"root": root, "ports": ports, "params_path": params_path, "params": params, "env": env, "local": local,
            "model": tiny_world["model_path"], "queue": RequestQueue(env.queue_url)}
     local.down()
 
@@ -164,7 +164,7 @@ def test_second_request_composes_and_the_audit_shows_both_forgotten(stack, first
 def test_failing_gate_is_rejected_and_champion_unchanged(stack, first):
     client = registry.client(stack["env"].tracking_uri)
     champion_before = registry.alias_version(client, MODEL_NAME, "champion").version
-    impossible = _write_params(stack["root"], max_forget_ratio=0.0)
+    impossible = _write_params(stack["root"], stack["ports"], max_forget_ratio=0.0)
     request_id, state = _submit(stack, "Jaime Vasquez", impossible)
     result = state.result()
     assert result["status"] == REJECTED and not result["promoted"]
