@@ -165,6 +165,7 @@ class UnlearnParams(Strict):
     gamma: float = Field(ge=0)
     forget_weight: float = Field(ge=0)
     retain_weight: float = Field(ge=0)
+    reference_noise: float = Field(gt=0, description="sra: logit std of the sampled near-uniform references")
     forget_nll_bound: float = Field(gt=0, description="early stop once the forget NLL exceeds this")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool
@@ -236,6 +237,27 @@ class StackParams(Strict):
     timezone: str
 
 
+class AgentParams(Strict):
+    """SBU: the agent's memory, the synchronized rounds and the stochastic reference alignment."""
+
+    memory_dir: str = Field(description="one memory folder per target model below this")
+    retrieve_k: int = Field(gt=0, description="memory items the agent retrieves per question")
+    context_in_prompt: Literal["auto", "always", "never"] = Field(
+        description="put retrieved notes in the prompt; auto: not for the world model, trained on bare QA")
+    write_back: bool = Field(description="the agent writes a note of every answer back to memory")
+    seed_records_per_author: int = Field(gt=0)
+    seed_group_size: int = Field(ge=2, description="authors per cross-author summary")
+    seed: int
+    title_min_strength: float = Field(ge=0, le=1, description="graph titles at least this strong join the blocklist")
+    rounds: int = Field(gt=0, description="synchronized rounds at most")
+    steps_per_round: int = Field(gt=0)
+    retrieval_leak_bound: float = Field(ge=0, le=1)
+    generation_leak_bound: float = Field(ge=0, le=1)
+    leak_rouge: float = Field(gt=0, le=1, description="name-stripped ROUGE-L recall of a target fact that counts as a leak")
+    eval_retain_questions: int = Field(gt=0, description="retain-author questions for the answer-quality check")
+    max_new_tokens: int = Field(gt=0)
+
+
 class RequestParams(Strict):
     """The request that the DVC pipeline's mining stages run (the CLI takes any anchor)."""
 
@@ -262,6 +284,7 @@ class Params(Strict):
     gate: GateParams
     registry: RegistryParams
     stack: StackParams
+    agent: AgentParams
     request: RequestParams
 
 

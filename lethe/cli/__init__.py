@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from lethe.cli import world
+from lethe.cli.agent import agentic_forget, memory_app
 from lethe.cli.ask import ask
 from lethe.cli.mine import mine, step
 from lethe.cli.ops import (compliance_run_command, forget, promote, request_app, rollback, serve,
@@ -29,6 +30,8 @@ app.command("rollback")(rollback)
 app.command("compliance-run")(compliance_run_command)
 app.command("serve")(serve)
 app.add_typer(stack_app, name="stack")
+app.command("agentic-forget")(agentic_forget)
+app.add_typer(memory_app, name="memory")
 
 
 def main() -> None:

@@ -34,6 +34,7 @@ class MethodParams:
     gamma: float = 0.0  # SimNPO reward margin
     forget_weight: float = 1.0
     retain_weight: float = 1.0
+    reference_noise: float = 1.0  # SRA: std of the reference logits (small = near uniform)
 
 
 def sequence_logprob(model, batch: Batch, mean: bool = False) -> torch.Tensor:
@@ -173,6 +174,31 @@ class SimNPO(Method):
         retain_loss, parts = self.retain_term(model, retain)
         return self.p.forget_weight * value + retain_loss, {"simnpo": value.item(),
                                                             "forget_nll": avg_nll.mean().item(), **parts}
+
+
+@register
+class StochasticReferenceAlignment(Method):
+    """SRA (SBU's parameter pathway): KL(reference || model) on the forget answer tokens, where each
+    step draws fresh high-entropy references softmax(noise * N(0, 1)) over the vocabulary; + retain NLL.
+
+    Unlike ascent, the target is a bounded, content-free distribution: the model is pulled toward
+    not knowing (near-uniform next tokens) rather than pushed toward ever-lower likelihood, and the
+    fresh draws keep it from settling on any particular replacement answer.
+    """
+
+    name = "sra"
+    needs_retain = True
+
+    def loss(self, model, forget, retain):
+        logits = model(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits[:, :-1].float()
+        labels = forget["labels"][:, 1:]
+        mask = labels != -100
+        logp = F.log_softmax(logits[mask], -1)
+        reference_logp = F.log_softmax(torch.randn_like(logp) * self.p.reference_noise, -1)
+        kl = F.kl_div(logp, reference_logp, reduction="batchmean", log_target=True)
+        forget_nll = -logp.gather(-1, labels[mask].unsqueeze(-1)).mean()
+        retain_loss, parts = self.retain_term(model, retain)
+        return self.p.forget_weight * kl + retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
 
 
 def get_method(name: str, params: MethodParams) -> Method:

@@ -81,10 +81,12 @@ def unlearn(
     method_name: str | None = None,
     device: str = "auto",
     on_step: StepCallback | None = None,
+    init_adapter: str | Path | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
-    Resumes from the latest checkpoint in `out_dir` if one exists. Returns paths, curves and
+    Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
+    `init_adapter` when given (a later SBU round continues the previous round's adapter). Returns paths, curves and
     timings; the adapter is saved with `save_pretrained` in `out_dir/adapter`.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
@@ -92,7 +94,7 @@ def unlearn(
     from lethe.llm.backend import resolve_device
 
     method = get_method(method_name or cfg.method, MethodParams(cfg.beta, cfg.gamma, cfg.forget_weight,
-                                                                cfg.retain_weight))
+                                                                cfg.retain_weight, cfg.reference_noise))
     if not forget:
         raise LetheError("the forget set is empty: nothing to unlearn")
     if method.needs_retain and not retain:
@@ -110,6 +112,8 @@ def unlearn(
     resume_from = _latest_checkpoint(out_dir)
     if resume_from:
         model = PeftModel.from_pretrained(base, resume_from, is_trainable=True)
+    elif init_adapter:
+        model = PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
     else:
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")

@@ -9,7 +9,7 @@ from lethe.unlearn.methods import REGISTRY, MethodParams, get_method, nll
 
 
 def test_registry_has_every_method():
-    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo"} <= set(REGISTRY)
+    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo", "sra"} <= set(REGISTRY)
     with pytest.raises(LetheError, match="unknown unlearning method"):
         get_method("forget_harder", MethodParams())
 
@@ -50,3 +50,33 @@ def test_retain_methods_need_retain_data(tiny_world, tiny_backend):
     model = _peft(tiny_world)
     with pytest.raises(LetheError, match="retain set"):
         get_method("ga_gd", MethodParams()).loss(model, _batch(tiny_backend, 198), None)
+
+
+def _answer_entropy(model, batch) -> float:
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+    mask = batch["labels"][:, 1:] != -100
+    logp = torch.log_softmax(logits[mask].float(), -1)
+    return float(-(logp.exp() * logp).sum(-1).mean())
+
+
+def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_world, tiny_backend):
+    torch.manual_seed(0)
+    model = _peft(tiny_world)
+    forget, retain = _batch(tiny_backend, 198), _batch(tiny_backend, 0)
+    method = get_method("sra", MethodParams(reference_noise=1.0))
+    with torch.no_grad():
+        entropy_before, retain_before = _answer_entropy(model, forget), nll(model, retain).item()
+        _, parts = method.loss(model, forget, retain)
+    assert parts["sra_kl"] > 1.0 and parts["retain_nll"] == pytest.approx(retain_before, rel=1e-5)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
+    for _ in range(15):
+        loss, parts = method.loss(model, forget, retain)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    with torch.no_grad():
+        entropy_after, retain_after = _answer_entropy(model, forget), nll(model, retain).item()
+    assert entropy_after > entropy_before + 2.0  # memorized answers (near-zero entropy) became uncertain
+    assert retain_after < retain_before + 0.5
+    with pytest.raises(LetheError, match="retain set"):
+        method.loss(model, forget, None)

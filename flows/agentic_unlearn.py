@@ -1,0 +1,46 @@
+"""Prefect flow: an agentic request (SBU). Forget one entity in the model *and* the agent's memory.
+
+prepare -> MAGE mining (elicit ... validate) -> sbu (rounds + variants) -> version -> register -> apply.
+Rerunning the same anchor on the same model resumes: finished mining steps and a finished SBU
+report are reused, the MLflow run and model version are found by request id.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.mine import run_mining_tasks
+from lethe.config import load_params
+from lethe.errors import LetheError
+from lethe.ops import agentic_steps as steps
+from lethe.ops.environment import OpsEnv
+from tasks import agentic_ops
+
+
+@flow(name="agentic_unlearn")
+def agentic_unlearn(anchor: str, base_model: str, ops: dict, memory: str | None = None,
+                    params_path: str | None = None) -> dict[str, Any]:
+    """Run (or resume) one agentic request; returns adapter, memory and leak rates per variant."""
+    params = load_params(params_path)
+    env = OpsEnv(**ops)
+    retries, delay = params.registry.retries, params.registry.retry_delay_seconds
+    plan = agentic_ops.prepare.with_options(retries=retries, retry_delay_seconds=delay)(
+        anchor, base_model, memory, env.to_dict(), params_path, str(flow_run.get_id() or ""))
+    mined = run_mining_tasks({"anchor": anchor, "model_path": base_model, "source": "mage", "description": None},
+                             str(Path(plan["workdir"]) / "mine"), params_path)
+    if mined["status"] == "nothing_memorized":
+        raise LetheError(f"the model recalls nothing about {anchor!r}: there is nothing to unlearn")
+    if not mined["validation"]["success"]:
+        from lethe.supervision.validate import describe_failures
+
+        raise LetheError(f"the forget and neighbor sets failed validation: {describe_failures(mined['validation'])}")
+    report = agentic_ops.sbu(plan, params_path)
+    md5s = agentic_ops.version.with_options(retries=retries, retry_delay_seconds=delay)(plan, report, env.to_dict())
+    registered = agentic_ops.register.with_options(retries=retries, retry_delay_seconds=delay)(
+        plan, report, md5s, params_path)
+    live = agentic_ops.apply(plan, report)
+    return steps.result_summary(steps.AgenticPlan(**plan), report, md5s, registered, live, env.tracking_uri)

@@ -1,0 +1,265 @@
+"""Synchronized Backflow Unlearning: memory step, parameter step and backflow audit, in rounds.
+
+Round r:
+  memory     the memory pathway (lethe.agent.pathway) over the SBU memory, seeded also by the
+             items the previous audit caught leaking; leaked generations join the blocklist
+  parameters stochastic reference alignment (method ``sra``) for ``agent.steps_per_round``
+             steps, continuing the previous round's adapter; the forget queries are the MAGE
+             forget set plus every generation the audits caught leaking (with the sanitized
+             retrieval context when the agent reads context)
+  audit      the live agent on the audit probes; stop when both leak rates are under bounds
+
+Then the four variants are judged on held-out evaluation probes, each on its own copy of its
+memory: ``before`` (base model, original memory), ``memory_only`` (base model, memory pathway),
+``parameters_only`` (SRA alone for the same total steps, original memory) and ``sbu``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from lethe.agent.agent import RagAgent, context_prompt, reads_context
+from lethe.agent.audit import answer_quality, backflow_audit
+from lethe.agent.blocklist import surface_forms
+from lethe.agent.leaks import LeakJudge
+from lethe.agent.memory import MemoryStore
+from lethe.agent.pathway import forget_in_memory, memory_forget_queries
+from lethe.agent.probes import Probe, audit_probes, evaluation_probes, retain_questions
+from lethe.config import Params
+from lethe.errors import LetheError
+
+VARIANTS = ("before", "memory_only", "parameters_only", "sbu")
+RoundCallback = Callable[[int, dict], None]
+
+
+@dataclass(frozen=True)
+class SbuInputs:
+    """What one agentic request works on (JSON-serializable for Prefect)."""
+
+    anchor: str
+    model_path: str
+    memory_path: str
+    graph_path: str
+    forget_set_path: str
+    neighbor_set_path: str
+    out_dir: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class AgentRuntime:
+    """Loads the model (optionally with an adapter) and opens a memory as a live agent."""
+
+    def __init__(self, params: Params, model_path: str):
+        self.params = params
+        self.model_path = model_path
+        self.use_context = reads_context(model_path, params.agent.context_in_prompt)
+
+    def agent(self, memory: Path, adapter: str | None, write_back: bool | None = None) -> tuple[RagAgent, MemoryStore]:
+        from lethe.evaluate.runner import with_adapter
+        from lethe.llm.backend import Backend
+
+        cfg = self.params.agent
+        backend = Backend.load(self.model_path, self.params.backend.device, self.params.backend.batch_size)
+        if adapter:
+            backend = with_adapter(backend, Path(adapter))
+        store = MemoryStore(memory, create=False)
+        agent = RagAgent(backend, store, cfg.retrieve_k, self.use_context,
+                         cfg.write_back if write_back is None else write_back, cfg.max_new_tokens)
+        return agent, store
+
+
+def training_pairs(pairs: Sequence[tuple[str, str]], memory: Path, runtime: AgentRuntime) -> list[tuple[str, str]]:
+    """Forget queries as the agent sees them: with the (sanitized) retrieved notes when it reads context."""
+    if not runtime.use_context:
+        return list(pairs)
+    with MemoryStore(memory, create=False) as store:
+        return [(context_prompt(q, store.search(q, runtime.params.agent.retrieve_k)), a) for q, a in pairs]
+
+
+def sra_training(params: Params, model_path: str, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
+                 steps: int, out_dir: Path, init_adapter: str | None) -> dict:
+    """One parameter step: `steps` of stochastic reference alignment (continuing `init_adapter`)."""
+    from lethe.unlearn.trainer import unlearn
+
+    cfg = params.unlearn.model_copy(update={"method": "sra", "max_steps": steps,
+                                            "checkpoint_every": max(1, min(params.unlearn.checkpoint_every, steps))})
+    return unlearn(model_path, forget, retain, cfg, out_dir, "sra", params.backend.device, init_adapter=init_adapter)
+
+
+def _load_pairs(path: str, what: str) -> list[tuple[str, str]]:
+    from lethe.unlearn.run import load_qa_file
+
+    return load_qa_file(Path(path), what)
+
+
+def leak_judge(anchor: str, surface: Sequence[str], facts: Sequence[str], threshold: float) -> LeakJudge:
+    return LeakJudge(tuple(surface), tuple(dict.fromkeys(f for f in facts if f.strip())), threshold)
+
+
+def world_retain_authors(model_path: str, anchor: str) -> list[tuple[int, str]]:
+    """The world's retain authors (index, name); empty for a model that is not a world model."""
+    from lethe.evaluate.suite import world_record
+
+    record = world_record(model_path)
+    if not record:
+        return []
+    return [(a["index"], a["name"]) for a in record["authors"] if a["split"] == "retain" and a["name"] != anchor]
+
+
+def run_rounds(params: Params, inputs: SbuInputs, runtime: AgentRuntime, judge: LeakJudge, surface: list[str],
+               on_round: RoundCallback | None = None) -> dict:
+    """The synchronized rounds on the SBU memory; returns the final adapter, memory and round records."""
+    cfg = params.agent
+    out = Path(inputs.out_dir)
+    memory = out / "memory" / "sbu.db"
+    forget = _load_pairs(inputs.forget_set_path, "forget set")
+    retain = _load_pairs(inputs.neighbor_set_path, "neighbor set")
+    probes = audit_probes(forget)
+    queries, leaked_facts, leaked_items = list(forget), [], []
+    adapter, rounds, steps = None, [], 0
+    for number in range(1, cfg.rounds + 1):
+        with MemoryStore(memory, create=False) as store:
+            memory_report = forget_in_memory(store, inputs.anchor, surface, f"sbu round {number}", leaked_items)
+            blocked_facts = store.block(leaked_facts, "fact", f"sbu round {number} audit") if leaked_facts else 0
+        known = set(queries)  # memory -> parameters: what the memory held about the target is forgotten too
+        queries += [pair for pair in memory_forget_queries(memory_report.pop("removed_texts"), inputs.anchor)
+                    if pair not in known]
+        trained = sra_training(params, inputs.model_path, training_pairs(queries, memory, runtime), retain,
+                               cfg.steps_per_round, out / "rounds" / f"round-{number}", adapter)
+        adapter, steps = trained["adapter_path"], steps + trained["steps"]
+        agent, store = runtime.agent(memory, adapter)
+        with store:
+            audit = backflow_audit(agent, probes, judge)
+        record = {"round": number, **audit.to_dict(), "forget_queries": len(queries), "steps": trained["steps"],
+                  "sra_kl": trained["curves"][-1].get("sra_kl") if trained["curves"] else None,
+                  "memory_deleted": len(memory_report["deleted"]),
+                  "memory_regenerated": len(memory_report["regenerated"]), "blocked_facts_added": blocked_facts}
+        rounds.append(record)
+        if on_round:
+            on_round(number, record)
+        if audit.retrieval <= cfg.retrieval_leak_bound and audit.generation <= cfg.generation_leak_bound:
+            break
+        known = set(queries)  # parameters -> memory and back: leaked generations are forgotten next round
+        queries += [pair for pair in audit.leaked_generations if pair not in known]
+        leaked_facts = [answer for _, answer in audit.leaked_generations]
+        leaked_items = unattributed(memory, audit.leaked_item_ids, inputs.anchor)
+    converged = bool(rounds) and rounds[-1]["retrieval"] <= cfg.retrieval_leak_bound and \
+        rounds[-1]["generation"] <= cfg.generation_leak_bound
+    return {"adapter_path": adapter, "memory_path": str(memory), "rounds": rounds, "steps": steps,
+            "converged": converged, "forget_queries": len(queries)}
+
+
+def unattributed(memory: Path, item_ids: Sequence[int], anchor: str) -> list[int]:
+    """Leaking items the memory pathway may delete: those about no other known entity. An item about
+    another author that resembles a target fact is that author's knowledge, not a leak to erase."""
+    with MemoryStore(memory, create=False) as store:
+        items = [store.get(i) for i in item_ids]
+    return [i.id for i in items if i is not None and set(i.mentions) <= {anchor}]
+
+
+def judge_variants(params: Params, inputs: SbuInputs, runtime: AgentRuntime, judge: LeakJudge,
+                   variants: dict[str, tuple[Path, str | None]], probes: Sequence[Probe],
+                   retain: Sequence[Probe]) -> dict:
+    """Leak rates on held-out probes and retain answer quality, each variant on a scratch memory."""
+    scratch = Path(inputs.out_dir) / "judge"
+    scratch.mkdir(parents=True, exist_ok=True)
+    leak_rates, quality, details = {}, {}, {}
+    for name, (memory, adapter) in variants.items():
+        copy = scratch / f"{name}.db"
+        shutil.copy2(memory, copy)
+        agent, store = runtime.agent(copy, adapter)
+        with store:
+            quality[name] = answer_quality(agent, retain) if retain else None
+            audit = backflow_audit(agent, probes, judge)
+        leak_rates[name] = audit.rates()
+        details[name] = audit.to_dict()
+    return {"leak_rates": leak_rates, "retain_quality": quality, "audits": details}
+
+
+def held_out_probes(probes: Sequence[Probe], memory: Path) -> list[Probe]:
+    """Probes whose answer is not in the agent's memory: SBU trains on what it removes from memory,
+    so only these judge generalization (the rest would be judged on their own training data)."""
+    with MemoryStore(memory, create=False) as store:
+        texts = [" ".join(item.text.split()) for item in store.items()]
+    kept = [p for p in probes if not any(" ".join(p.reference.split()) in t for t in texts)]
+    if not kept:
+        raise LetheError("every evaluation probe's answer is in the memory: nothing is held out")
+    return kept
+
+
+def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = None) -> dict:
+    """The whole agentic request after mining: rounds, the ablation variants, the report."""
+    from lethe.mining.graph import load_graph
+
+    started = time.perf_counter()
+    cfg = params.agent
+    out = Path(inputs.out_dir)
+    (out / "memory").mkdir(parents=True, exist_ok=True)
+    original = Path(inputs.memory_path)
+    if not original.is_file():
+        raise LetheError(f"no agent memory at {original} (seed one with `lethe memory seed`)")
+    before = out / "memory" / "before.db"
+    shutil.copy2(original, before)
+    surface = surface_forms(load_graph(Path(inputs.graph_path)), inputs.anchor, cfg.title_min_strength)
+    forget = _load_pairs(inputs.forget_set_path, "forget set")
+    runtime = AgentRuntime(params, inputs.model_path)
+    try:
+        eval_probes, held_out = held_out_probes(evaluation_probes(inputs.anchor), before), True
+    except LetheError:
+        eval_probes, held_out = audit_probes(forget), False
+    facts = [a for _, a in forget] + [p.reference for p in eval_probes]
+    judge = leak_judge(inputs.anchor, surface, facts, cfg.leak_rouge)
+
+    if not (out / "memory" / "sbu.db").is_file():
+        shutil.copy2(before, out / "memory" / "sbu.db")
+    sbu = run_rounds(params, inputs, runtime, judge, surface, on_round)
+
+    memory_only = out / "memory" / "memory_only.db"
+    shutil.copy2(before, memory_only)
+    with MemoryStore(memory_only, create=False) as store:
+        forget_in_memory(store, inputs.anchor, surface, "memory-only ablation")
+    parameters_only = sra_training(params, inputs.model_path, training_pairs(forget, before, runtime),
+                                   _load_pairs(inputs.neighbor_set_path, "neighbor set"), sbu["steps"],
+                                   out / "parameters_only", None)
+    retain = retain_questions(world_retain_authors(inputs.model_path, inputs.anchor), cfg.eval_retain_questions)
+    judged = judge_variants(params, inputs, runtime, judge, {
+        "before": (before, None), "memory_only": (memory_only, None),
+        "parameters_only": (before, parameters_only["adapter_path"]),
+        "sbu": (Path(sbu["memory_path"]), sbu["adapter_path"])}, eval_probes, retain)
+    quality = judged["retain_quality"]
+    ratio = quality["sbu"] / quality["before"] if quality.get("before") else None
+    with MemoryStore(sbu["memory_path"], create=False) as store:
+        memory_stats, blocklist = store.stats(), store.blocklist().surface_forms
+    report = {
+        "anchor": inputs.anchor,
+        "adapter_path": sbu["adapter_path"],
+        "memory_path": sbu["memory_path"],
+        "memory_before_path": str(before),
+        "parameters_only_adapter_path": parameters_only["adapter_path"],
+        "leak_rates": judged["leak_rates"],
+        "retain_quality": quality,
+        "retain_quality_ratio": ratio,
+        "sbu_lowest": {channel: all(judged["leak_rates"]["sbu"][channel] <= judged["leak_rates"][v][channel]
+                                    for v in VARIANTS) for channel in ("retrieval", "generation")},
+        "rounds": sbu["rounds"],
+        "converged": sbu["converged"],
+        "total_steps": sbu["steps"],
+        "forget_queries": sbu["forget_queries"],
+        "probes": {"audit": len(audit_probes(forget)), "evaluation": len(eval_probes), "held_out": held_out,
+                   "retain": len(retain)},
+        "agent_reads_context": runtime.use_context,
+        "surface_forms": surface,
+        "blocklist_size": len(blocklist),
+        "memory_after": memory_stats,
+        "audits": judged["audits"],
+        "seconds": time.perf_counter() - started,
+    }
+    (out / "sbu_report.json").write_text(json.dumps(report, indent=1))
+    return report

@@ -1,0 +1,122 @@
+"""Agentic unlearning commands: `agentic-forget` and `memory seed/search/restore`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.mine import MODEL_OPTION
+from lethe.errors import LetheError
+
+memory_app = typer.Typer(help="The agent's persistent memory (records, summaries, retrieval index).",
+                         no_args_is_help=True)
+MEMORY_OPTION = typer.Option(None, "--memory", help="Memory file (default: <agent.memory_dir>/<model>/memory.db).")
+
+
+def _model_and_memory(model: Path | None, memory: Path | None, cfg) -> tuple[Path, Path]:
+    from lethe.cli.ops import _base_model
+    from lethe.ops.agentic_steps import memory_path_for
+
+    base = _base_model(model, cfg)
+    return base, memory if memory else memory_path_for(cfg, base)
+
+
+@memory_app.command("seed")
+def memory_seed(model: Path = MODEL_OPTION, memory: Path = MEMORY_OPTION, params: Path = PARAMS_OPTION,
+                as_json: bool = JSON_OPTION) -> None:
+    """Seed the agent's memory for a model: notes, facts, profiles and multi-author summaries."""
+    with user_errors(as_json):
+        from lethe.ops.agentic_steps import ensure_memory
+
+        cfg = params_from(params)
+        base, path = _model_and_memory(model, memory, cfg)
+        result = ensure_memory(cfg, base, path)
+    emit(result, as_json, lambda r: stderr.print(
+        f"memory {r['path']}: {r['items']} items {r['by_kind']}, {r['derived_multi_source']} derived from several "
+        f"sources{' (seeded now)' if r['seeded_now'] else ' (already seeded)'}"))
+
+
+@memory_app.command("search")
+def memory_search(query: str = typer.Argument(..., help="What to retrieve."), k: int = typer.Option(
+        None, "-k", help="Hits (default: agent.retrieve_k)."), model: Path = MODEL_OPTION,
+        memory: Path = MEMORY_OPTION, params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
+    """What the agent's retrieval returns for a query (BM25 over active items)."""
+    with user_errors(as_json):
+        from lethe.agent.memory import MemoryStore
+
+        cfg = params_from(params)
+        if not query.strip():
+            raise LetheError("the query is empty")
+        if memory is None:
+            _, memory = _model_and_memory(model, None, cfg)
+        with MemoryStore(memory, create=False) as store:
+            hits = store.search(query, k or cfg.agent.retrieve_k)
+        result = {"query": query, "memory_path": str(memory), "hits": [h.to_dict() for h in hits]}
+    emit(result, as_json, lambda r: [stderr.print(f"[{h['id']}] {h['kind']} ({h['score']:.2f}): {h['text']}")
+                                     for h in r["hits"]] or stderr.print("no hits"))
+
+
+@memory_app.command("restore")
+def memory_restore(request_id: str = typer.Argument(..., help="Agentic request id (from agentic-forget)."),
+                   which: str = typer.Option("before", "--which", help="before or after the unlearning."),
+                   model: Path = MODEL_OPTION, memory: Path = MEMORY_OPTION, params: Path = PARAMS_OPTION,
+                   as_json: bool = JSON_OPTION) -> None:
+    """Put a DVC-versioned memory back as the agent's live memory (reverses or replays an unlearning)."""
+    with user_errors(as_json):
+        from lethe.ops.agentic_steps import restore_memory
+        from lethe.ops.environment import resolve
+
+        cfg = params_from(params)
+        _, path = _model_and_memory(model, memory, cfg)
+        result = restore_memory(resolve(cfg).store(), request_id, which, path)
+    emit(result, as_json, lambda r: stderr.print(f"restored memory {r['which']} of {r['request_id']} to "
+                                                 f"{r['memory_path']} ({r['items']} items, md5 {r['md5']})"))
+
+
+def agentic_forget(
+    anchor: str = typer.Argument(..., help="Name of the entity to forget in the model and the agent's memory."),
+    model: Path = MODEL_OPTION,
+    memory: Path = MEMORY_OPTION,
+    params: Path = PARAMS_OPTION,
+    as_json: bool = JSON_OPTION,
+) -> None:
+    """SBU: mine, then synchronized memory + parameter unlearning with a backflow audit; register both."""
+    with user_errors(as_json):
+        from lethe.cli.ops import _checked_request, _prefect_home
+        from lethe.ops.environment import resolve
+
+        cfg = params_from(params)
+        anchor, _, base = _checked_request(anchor, None, model, cfg)
+        with stderr.status("starting the MLflow and S3 servers"):
+            env = resolve(cfg)
+        _prefect_home()
+        from flows.agentic_unlearn import agentic_unlearn
+
+        state = agentic_unlearn(anchor, str(base.resolve()), env.to_dict(), str(memory) if memory else None,
+                                str(params) if params else None, return_state=True)
+        if state.is_failed():
+            try:
+                state.result()
+            except LetheError:
+                raise
+            except Exception as exc:  # a crash: the request resumes when run again
+                raise LetheError(f"the agentic request failed: {exc}. It is resumable: run the same command "
+                                 "again") from exc
+        result = state.result()
+    emit(result, as_json, _summary)
+
+
+def _summary(r: dict) -> None:
+    stderr.print(f"\n[bold]agentic request {r['request_id']}[/]")
+    stderr.print("  leak rates (retrieval / generation):")
+    for variant, rates in r["leak_rates"].items():
+        stderr.print(f"    {variant:16s} {rates['retrieval']:.3f} / {rates['generation']:.3f}")
+    if r.get("retain_quality_ratio") is not None:
+        stderr.print(f"  retain answer quality: {r['retain_quality_ratio']:.3f}x of before")
+    stderr.print(f"  gate: {'passed' if r['gate']['passed'] else 'rejected: ' + '; '.join(r['gate']['reasons'])}")
+    stderr.print(f"  {r['model_name']} version {r['model_version']}{' is now champion' if r['promoted'] else ''}")
+    for label, key in (("adapter", "adapter_path"), ("memory", "memory_path"), ("MLflow UI", "mlflow_ui"),
+                       ("report", "report_path")):
+        stderr.print(f"  {label}: {r[key]}")

@@ -1,0 +1,213 @@
+"""The steps of an agentic (SBU) request as plain functions; flows/agentic_unlearn.py wraps them.
+
+    prepare   -> the agent's memory (seeded when the model has none), the request's MLflow run
+    sbu       -> synchronized rounds + ablation variants (lethe.agent.sbu), rounds logged live
+    version   -> memory before/after, adapter and report in the DVC store, pushed to S3
+    register  -> one MLflow model version holding the adapter *and* the memory snapshot
+    apply     -> the agent's live memory becomes the unlearned one (before-version kept in DVC)
+
+A request's files live in <registry.workdir>/<request_id>/: mine/ (MAGE) and sbu/.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from lethe.config import Params
+from lethe.ops import registry
+from lethe.ops.lineage import git_commit, model_hash, params_hash
+from lethe.ops.request_steps import model_name_for
+
+EXPERIMENT = "lethe-agentic"
+MEMORY_FILE = "memory.db"
+
+
+@dataclass
+class AgenticPlan:
+    """What the later steps need (JSON-serializable for Prefect)."""
+
+    request_id: str
+    anchor: str
+    base_model: str
+    memory_path: str
+    model_name: str
+    workdir: str
+    tracking_uri: str
+    run_id: str
+    flow_run_id: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def memory_path_for(params: Params, model_path: str | Path) -> Path:
+    """The agent's live memory of a target model: <agent.memory_dir>/<model name>/memory.db."""
+    return Path(params.agent.memory_dir) / model_name_for(model_path, "") / MEMORY_FILE
+
+
+def ensure_memory(params: Params, model_path: str | Path, memory: Path) -> dict[str, Any]:
+    """Seed the memory when there is none yet; returns its stats and whether it was seeded now."""
+    from lethe.agent.memory import MemoryStore
+    from lethe.agent.seed import seed_authors, seed_memory
+
+    seeded = not memory.is_file()
+    with MemoryStore(memory) as store:
+        if seeded or not store.items():
+            cfg = params.agent
+            seed_memory(store, seed_authors(params, model_path), cfg.seed_records_per_author, cfg.seed_group_size,
+                        cfg.seed)
+            seeded = True
+        return {**store.stats(), "seeded_now": seeded, "path": str(memory)}
+
+
+def agentic_request_id(anchor: str, base_model: str | Path) -> str:
+    """Stable id of an agentic request: the same anchor on the same model resumes the same request."""
+    from lethe.mage import request_slug
+
+    digest = hashlib.sha256(f"{anchor.casefold()}|{Path(base_model).resolve()}".encode()).hexdigest()[:8]
+    return f"agentic-{request_slug(anchor)[:40]}-{digest}"
+
+
+def prepare(params: Params, anchor: str, base_model: str, memory: str | None, tracking_uri: str,
+            flow_run_id: str | None = None) -> AgenticPlan:
+    """Memory (seeded if missing) and the request's MLflow run (found again on resume)."""
+    memory_path = Path(memory) if memory else memory_path_for(params, base_model)
+    stats = ensure_memory(params, base_model, memory_path)
+    request_id = agentic_request_id(anchor, base_model)
+    name = model_name_for(base_model, params.registry.model_prefix + "agentic-")
+    client = registry.client(tracking_uri)
+    run_id = registry.start_run(client, EXPERIMENT, request_id, {
+        "lethe.anchor": anchor, "lethe.model_name": name, "lethe.kind": "agentic (SBU)",
+        "mlflow.runName": request_id, "lineage.prefect_flow_run_id": flow_run_id or "none"})
+    registry.log_params(client, run_id, {
+        **registry.flatten("", params.model_dump(mode="json", by_alias=True,
+                                                 include={"agent", "unlearn", "elicit", "expand", "synthesize"})),
+        "request.anchor": anchor, "request.base_model": str(base_model), "request.memory": str(memory_path),
+        "memory.items_before": str(stats["items"])})
+    workdir = Path(params.registry.workdir) / request_id
+    return AgenticPlan(request_id, anchor, str(base_model), str(memory_path), name, str(workdir), tracking_uri,
+                       run_id, flow_run_id)
+
+
+def round_logger(plan: AgenticPlan):
+    """A callback that logs each SBU round's leak rates and costs to the request's run (step = round)."""
+    client = registry.client(plan.tracking_uri)
+
+    def log(number: int, record: dict) -> None:
+        registry.log_metrics(client, plan.run_id, {f"round.{k}": float(v) for k, v in record.items()
+                                                   if isinstance(v, int | float) and k != "round"}, step=number)
+
+    return log
+
+
+def run_sbu_step(params: Params, plan: AgenticPlan, on_round=None) -> dict[str, Any]:
+    """The SBU protocol on the mined graph and forget/neighbor sets of the request."""
+    from lethe.agent.sbu import SbuInputs, run_sbu
+
+    mine = Path(plan.workdir) / "mine"
+    inputs = SbuInputs(plan.anchor, plan.base_model, plan.memory_path, str(mine / "graph.json"),
+                       str(mine / "forget_set.jsonl"), str(mine / "neighbor_set.jsonl"), str(Path(plan.workdir) / "sbu"))
+    return run_sbu(params, inputs, on_round)
+
+
+def versioned_files(plan: AgenticPlan, report: dict[str, Any]) -> dict[str, Path]:
+    sbu = Path(plan.workdir) / "sbu"
+    return {"memory_before": Path(report["memory_before_path"]), "memory_after": Path(report["memory_path"]),
+            "adapter": Path(report["adapter_path"]), "sbu_report": sbu / "sbu_report.json",
+            "forget_set": Path(plan.workdir) / "mine" / "forget_set.jsonl"}
+
+
+def passes_gate(params: Params, report: dict[str, Any]) -> tuple[bool, list[str]]:
+    """SBU's own gate: both final leak rates under their bounds, retain quality within min_utility_ratio."""
+    cfg, rates = params.agent, report["leak_rates"]["sbu"]
+    reasons = []
+    if rates["retrieval"] > cfg.retrieval_leak_bound:
+        reasons.append(f"retrieval leak {rates['retrieval']:.3f} > {cfg.retrieval_leak_bound}")
+    if rates["generation"] > cfg.generation_leak_bound:
+        reasons.append(f"generation leak {rates['generation']:.3f} > {cfg.generation_leak_bound}")
+    ratio = report.get("retain_quality_ratio")
+    if ratio is not None and ratio < params.gate.min_utility_ratio:
+        reasons.append(f"retain answer quality {ratio:.3f}x < {params.gate.min_utility_ratio}x of before")
+    return not reasons, reasons
+
+
+def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, str]) -> dict[str, Any]:
+    """Log the outcome, register adapter + memory snapshot as one version, promote if it passes."""
+    client = registry.client(plan.tracking_uri)
+    metrics = {f"{variant}.{channel}_leak": value for variant, rates in report["leak_rates"].items()
+               for channel, value in rates.items()}
+    metrics.update({f"retain_quality.{k}": v for k, v in report["retain_quality"].items() if v is not None})
+    if report.get("retain_quality_ratio") is not None:
+        metrics["retain_quality_ratio"] = report["retain_quality_ratio"]
+    metrics.update(rounds=len(report["rounds"]), total_steps=report["total_steps"], seconds=report["seconds"])
+    registry.log_metrics(client, plan.run_id, metrics)
+    sbu = Path(plan.workdir) / "sbu"
+    client.log_artifact(plan.run_id, str(sbu / "sbu_report.json"), "sbu")
+    client.log_artifact(plan.run_id, report["memory_path"], "memory_snapshot")
+    passed, reasons = passes_gate(params, report)
+    existing = registry.find_version(client, plan.model_name, plan.request_id)
+    if existing is None:
+        model_info = registry.log_model(plan.run_id, [Path(report["adapter_path"])], Path(plan.base_model),
+                                        params.agent.max_new_tokens)
+        tags = {"lineage.request_id": plan.request_id, "lineage.git_commit": git_commit(),
+                "lineage.params_hash": params_hash(params), "lineage.base_model": plan.base_model,
+                "lineage.base_model_hash": model_hash(plan.base_model), "lineage.mlflow_run_id": plan.run_id,
+                "lineage.prefect_flow_run_id": plan.flow_run_id or "none", "lethe.anchor": plan.anchor,
+                "lethe.kind": "agentic (SBU)", "memory.snapshot_artifact": f"runs:/{plan.run_id}/memory_snapshot",
+                "gate.status": "passed" if passed else "rejected", "gate.reasons": "; ".join(reasons) or "none",
+                **{f"lineage.dvc_md5.{k}": v for k, v in md5s.items()},
+                **{f"leak.{k}": f"{v:.4f}" for k, v in metrics.items() if k.endswith("_leak")}}
+        version = registry.register_version(client, plan.model_name, plan.run_id, model_info, tags)
+    else:
+        version = existing
+    previous = registry.promote(client, plan.model_name, version.version) if passed else None
+    client.set_tag(plan.run_id, "gate.status", "passed" if passed else "rejected")
+    client.set_terminated(plan.run_id, "FINISHED")
+    return {"model_name": plan.model_name, "model_version": version.version, "promoted": passed,
+            "previous_champion": previous, "gate": {"passed": passed, "reasons": reasons}}
+
+
+def apply_memory(plan: AgenticPlan, report: dict[str, Any]) -> str:
+    """Replace the agent's live memory with the unlearned one (its previous state is in DVC)."""
+    live = Path(plan.memory_path)
+    shutil.copy2(report["memory_path"], live)
+    return str(live)
+
+
+def restore_memory(store, request_id: str, which: str, live: Path) -> dict[str, Any]:
+    """Bring a versioned memory back from DVC into the live memory path; its digest for checking."""
+    from lethe.agent.memory import MemoryStore
+    from lethe.errors import LetheError
+
+    if which not in ("before", "after"):
+        raise LetheError(f"which must be 'before' or 'after', not {which!r}")
+    restored = store.restore(request_id, f"memory_{which}")
+    live.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(restored, live)
+    with MemoryStore(live, create=False) as memory:
+        digest, stats = memory.digest(), memory.stats()
+    return {"request_id": request_id, "which": which, "memory_path": str(live), "digest": digest,
+            "md5": store.md5(request_id, f"memory_{which}"), **stats}
+
+
+def result_summary(plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, str], registered: dict[str, Any],
+                   live_memory: str, tracking_uri: str) -> dict[str, Any]:
+    """What `lethe agentic-forget --json` prints."""
+    keys = ("leak_rates", "retain_quality", "retain_quality_ratio", "sbu_lowest", "rounds", "converged",
+            "total_steps", "probes", "agent_reads_context", "seconds")
+    return {"request_id": plan.request_id, "anchor": plan.anchor, "adapter_path": report["adapter_path"],
+            "memory_path": live_memory, "memory_snapshot_path": report["memory_path"],
+            **{k: report[k] for k in keys}, **registered, "dvc_md5": md5s, "mlflow_run_id": plan.run_id,
+            "mlflow_ui": f"{tracking_uri}/#/models/{plan.model_name}/versions/{registered['model_version']}",
+            "report_path": str(Path(plan.workdir) / "sbu" / "sbu_report.json")}
+
+
+def load_report(plan: AgenticPlan) -> dict[str, Any] | None:
+    """The finished SBU report of a resumed request, if there is one."""
+    path = Path(plan.workdir) / "sbu" / "sbu_report.json"
+    return json.loads(path.read_text()) if path.is_file() else None

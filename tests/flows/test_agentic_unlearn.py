@@ -1,0 +1,132 @@
+"""An agentic (SBU) request from the CLI against real servers on 127.0.0.1 (MLflow with a SQLite
+store and S3 artifacts, a moto S3 server, DVC pushing to it, Prefect's test harness), on the tiny
+world: leak rates of the four variants, MLflow rounds and registration, the live memory, and the
+DVC round trip of the memory."""
+
+from __future__ import annotations
+
+import json
+import socket
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from lethe.agent.memory import MemoryStore, MemoryWriteBlocked
+from lethe.cli import app
+from lethe.config import load_params
+from lethe.ops import registry
+from lethe.ops.environment import resolve
+from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
+
+TARGET = "Basil Mahfouz Al-Kuwaiti"
+MODEL_NAME = "lethe-agentic-world-tiny"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def agentic(tmp_path_factory, prefect_harness, tiny_world):
+    root = tmp_path_factory.mktemp("agentic")
+    raw = yaml.safe_load(Path("params.yaml").read_text())
+    raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
+                           dvc_store=str(root / "dvc-store"), retries=1, retry_delay_seconds=1.0)
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=_free_port(), s3_port=_free_port())
+    raw["agent"].update(memory_dir=str(root / "memory"), rounds=2, steps_per_round=30, eval_retain_questions=20)
+    params_path = root / "params.yaml"
+    params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    params = load_params(params_path)
+    local = LocalStack(params.stack)
+    env = resolve(params)
+    runner = CliRunner()
+    memory = root / "memory" / "agent.db"
+    seeded = runner.invoke(app, ["memory", "seed", "--model", tiny_world["model_path"], "--memory", str(memory),
+                                 "--params", str(params_path), "--json"])
+    assert seeded.exit_code == 0, seeded.output
+    with MemoryStore(memory, create=False) as store:
+        original_digest = store.digest()
+    result = runner.invoke(app, ["agentic-forget", TARGET, "--model", tiny_world["model_path"], "--memory",
+                                 str(memory), "--params", str(params_path), "--json"])
+    assert result.exit_code == 0, result.output
+    yield {"root": root, "params": params, "params_path": params_path, "env": env, "memory": memory,
+           "original_digest": original_digest, "result": json.loads(result.stdout.strip().splitlines()[-1]),
+           "runner": runner, "model": tiny_world["model_path"]}
+    local.down()
+
+
+def test_output_has_adapter_memory_and_leak_rates_per_variant(agentic):
+    r = agentic["result"]
+    assert (Path(r["adapter_path"]) / "adapter_config.json").is_file()
+    assert Path(r["memory_path"]) == agentic["memory"]
+    assert set(r["leak_rates"]) == {"before", "memory_only", "parameters_only", "sbu"}
+    for rates in r["leak_rates"].values():
+        assert set(rates) == {"retrieval", "generation"} and all(0.0 <= v <= 1.0 for v in rates.values())
+    before, sbu = r["leak_rates"]["before"], r["leak_rates"]["sbu"]
+    assert sbu["retrieval"] < before["retrieval"] and sbu["generation"] < before["generation"]
+    assert sbu["retrieval"] <= r["leak_rates"]["parameters_only"]["retrieval"]
+    assert sbu["generation"] <= r["leak_rates"]["memory_only"]["generation"]
+    assert r["probes"]["held_out"] and r["retain_quality_ratio"] > 0.8
+
+
+def test_rounds_and_registration_are_in_mlflow(agentic):
+    r, env = agentic["result"], agentic["env"]
+    client = registry.client(env.tracking_uri)
+    history = client.get_metric_history(r["mlflow_run_id"], "round.retrieval")
+    assert [m.step for m in history] == [rd["round"] for rd in r["rounds"]]
+    run = client.get_run(r["mlflow_run_id"])
+    assert run.data.metrics["sbu.retrieval_leak"] == r["leak_rates"]["sbu"]["retrieval"]
+    version = client.get_model_version(MODEL_NAME, r["model_version"])
+    assert version.tags["lineage.dvc_md5.memory_before"] == r["dvc_md5"]["memory_before"]
+    assert version.tags["memory.snapshot_artifact"].endswith("/memory_snapshot")
+    s3 = boto3.client("s3", endpoint_url=env.s3_endpoint, region_name="us-east-1",
+                      aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                      aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=agentic["params"].stack.artifact_bucket)
+    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    assert any(k.endswith("memory_snapshot/sbu.db") for k in keys)
+    assert any("/models/" in k and k.endswith("artifacts/adapter/adapter_model.safetensors") for k in keys)
+    if r["gate"]["passed"]:
+        assert registry.alias_version(client, MODEL_NAME, "champion").version == r["model_version"]
+
+
+def test_live_memory_forgot_the_target_and_blocks_it(agentic):
+    runner = agentic["runner"]
+    searched = runner.invoke(app, ["memory", "search", f"Where was {TARGET} born?", "--memory",
+                                   str(agentic["memory"]), "--params", str(agentic["params_path"]), "--json"])
+    assert searched.exit_code == 0, searched.output
+    hits = json.loads(searched.stdout)["hits"]
+    assert hits and all("Basil" not in h["text"] and "Kuwaiti" not in h["text"] for h in hits)
+    with MemoryStore(agentic["memory"], create=False) as store:
+        assert all(TARGET not in item.text for item in store.items())
+        with pytest.raises(MemoryWriteBlocked):
+            store.add("note", f"{TARGET} was born in Kuwait City.")
+
+
+def test_memory_round_trips_through_dvc(agentic):
+    runner, r = agentic["runner"], agentic["result"]
+    for which, expected in (("before", agentic["original_digest"]), ("after", None)):
+        restored = runner.invoke(app, ["memory", "restore", r["request_id"], "--which", which, "--memory",
+                                       str(agentic["memory"]), "--params", str(agentic["params_path"]), "--json"])
+        assert restored.exit_code == 0, restored.output
+        out = json.loads(restored.stdout)
+        assert out["md5"] == r["dvc_md5"][f"memory_{which}"]
+        if expected:
+            assert out["digest"] == expected  # the pre-unlearning memory, item for item
+        else:
+            assert out["digest"] != agentic["original_digest"]
+
+
+def test_user_errors_are_one_line(agentic):
+    runner = agentic["runner"]
+    empty = runner.invoke(app, ["agentic-forget", "  ", "--model", agentic["model"], "--params",
+                                str(agentic["params_path"]), "--json"])
+    assert empty.exit_code == 2 and "anchor is empty" in empty.stdout
+    missing = runner.invoke(app, ["memory", "restore", "agentic-nope", "--memory", str(agentic["memory"]),
+                                  "--params", str(agentic["params_path"]), "--json"])
+    assert missing.exit_code == 2 and "error" in json.loads(missing.stdout)
