@@ -1,4 +1,4 @@
-"""An agentic (SBU) request from the CLI against real servers on 127.0.0.1 (MLflow with a SQLite
+"""An agentic (SBU) request (the flow behind `lethe agentic-forget`) against real servers on 127.0.0.1 (MLflow with a SQLite
 store and S3 artifacts, a moto S3 server, DVC pushing to it, Prefect's test harness), on the tiny
 world: leak rates of the four variants, MLflow rounds and registration, the live memory, and the
 DVC round trip of the memory."""
@@ -51,11 +51,15 @@ def agentic(tmp_path_factory, prefect_harness, tiny_world):
     assert seeded.exit_code == 0, seeded.output
     with MemoryStore(memory, create=False) as store:
         original_digest = store.digest()
-    result = runner.invoke(app, ["agentic-forget", TARGET, "--model", tiny_world["model_path"], "--memory",
-                                 str(memory), "--params", str(params_path), "--json"])
-    assert result.exit_code == 0, result.output
+    # The flow runs in-process, not through CliRunner: Prefect's log handlers would keep CliRunner's
+    # captured streams, which are closed after invoke, and crash later tests' logging.
+    from flows.agentic_unlearn import agentic_unlearn
+
+    state = agentic_unlearn(TARGET, str(Path(tiny_world["model_path"]).resolve()), env.to_dict(), str(memory),
+                            str(params_path), return_state=True)
+    assert state.is_completed(), state.message
     yield {"root": root, "params": params, "params_path": params_path, "env": env, "memory": memory,
-           "original_digest": original_digest, "result": json.loads(result.stdout.strip().splitlines()[-1]),
+           "original_digest": original_digest, "result": state.result(),
            "runner": runner, "model": tiny_world["model_path"]}
     local.down()
 
