@@ -25,7 +25,7 @@ def main() -> None:
     for anchor in args.authors:
         started = time.perf_counter()
         done = subprocess.run([sys.executable, "-m", "lethe", "agentic-forget", anchor, "--json"],
-                              capture_output=True, text=True)
+                              capture_output=True, text=True, check=False)
         if done.returncode != 0:
             sys.exit(f"agentic-forget {anchor!r} failed: {done.stdout[-500:]} {done.stderr[-2000:]}")
         result = json.loads(done.stdout.strip().splitlines()[-1])

@@ -253,7 +253,8 @@ class AgentParams(Strict):
     steps_per_round: int = Field(gt=0)
     retrieval_leak_bound: float = Field(ge=0, le=1)
     generation_leak_bound: float = Field(ge=0, le=1)
-    leak_rouge: float = Field(gt=0, le=1, description="name-stripped ROUGE-L recall of a target fact that counts as a leak")
+    leak_rouge: float = Field(gt=0, le=1, description="name-stripped overlap with a target fact that counts as a leak: "
+                              "ROUGE-L recall of a generated answer, content-word ROUGE-L F1 of a memory sentence")
     eval_retain_questions: int = Field(gt=0, description="retain-author questions for the answer-quality check")
     max_new_tokens: int = Field(gt=0)
 

@@ -8,7 +8,7 @@ the memory's blocklist. That write-back is how an agent's parameters leak into i
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from lethe.agent.memory import Item, MemoryStore, MemoryWriteBlocked
@@ -25,7 +25,6 @@ class AgentTurn:
     answer: str
     note_id: int | None = None
     blocked: str | None = None
-    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         return {"question": self.question, "hits": [h.to_dict() for h in self.hits], "answer": self.answer,
@@ -67,12 +66,15 @@ class RagAgent:
             return list(questions)
         return [context_prompt(q, h) for q, h in zip(questions, hits)]
 
-    def ask(self, questions: Sequence[str]) -> list[AgentTurn]:
-        """Answer a batch: retrieve for each, generate (batched, greedy), then write notes in order."""
+    def ask(self, questions: Sequence[str], write_back: bool | None = None) -> list[AgentTurn]:
+        """Answer a batch: retrieve for each, generate (batched, greedy), then write notes in order
+        (unless `write_back`, default the agent's setting, is off)."""
         hits = [self.store.search(q, self.k) for q in questions]
         answers = self.backend.greedy(self.prompts(questions, hits), self.max_new_tokens)
         turns = [AgentTurn(q, h, a) for q, h, a in zip(questions, hits, answers)]
-        if self.write_back:
+        if write_back is None:
+            write_back = self.write_back
+        if write_back:
             for turn in turns:
                 self.remember(turn)
             self.store.commit()

@@ -63,9 +63,5 @@ def backflow_audit(agent: RagAgent, probes: Sequence[Probe], judge: LeakJudge, p
 
 def answer_quality(agent: RagAgent, probes: Sequence[Probe]) -> float:
     """Mean ROUGE-L recall of the agent's answers against the gold answers (no write-back)."""
-    write_back, agent.write_back = agent.write_back, False
-    try:
-        turns = agent.ask([p.question for p in probes])
-    finally:
-        agent.write_back = write_back
+    turns = agent.ask([p.question for p in probes], write_back=False)
     return sum(rouge_l_recall(t.answer, p.reference) for t, p in zip(turns, probes)) / max(1, len(probes))

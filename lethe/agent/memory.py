@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Self
 
 from lethe.errors import LetheError
 
@@ -124,7 +125,7 @@ class MemoryStore:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> MemoryStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -284,7 +285,9 @@ class MemoryStore:
         return [{"at": a, "action": b, "item_id": c, "detail": d} for a, b, c, d in rows]
 
     def stats(self) -> dict:
-        count = lambda sql: self.db.execute(sql).fetchone()[0]  # noqa: E731
+        def count(sql: str) -> int:
+            return self.db.execute(sql).fetchone()[0]
+
         return {
             "items": count("SELECT COUNT(*) FROM items"),
             "active": count("SELECT COUNT(*) FROM items WHERE status = 'active'"),

@@ -124,8 +124,9 @@ def forget_in_memory(store: MemoryStore, anchor: str, surface_forms: list[str], 
     store.block([anchor, *surface_forms], "surface", source)
     guard = store.blocklist()
     seeds = set(find_seeds(store, anchor, surface_forms)) | {i for i in extra_seeds if store.get(i) is not None}
-    plan = plan_forgetting(seeds, store.edges())
-    parents, _ = _adjacency(store.edges())
+    edges = store.edges()
+    plan = plan_forgetting(seeds, edges)
+    parents, _ = _adjacency(edges)
     for item in plan.regenerate:
         store.invalidate(item, f"derived from forgotten content ({source})")
     removed_texts = [store.get(item).text for item in plan.delete]

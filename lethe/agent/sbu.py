@@ -114,16 +114,15 @@ def world_retain_authors(model_path: str, anchor: str) -> list[tuple[int, str]]:
 
 
 def run_rounds(params: Params, inputs: SbuInputs, runtime: AgentRuntime, judge: LeakJudge, surface: list[str],
+               forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probes: Sequence[Probe],
                on_round: RoundCallback | None = None) -> dict:
-    """The synchronized rounds on the SBU memory; returns the final adapter, memory and round records."""
+    """The synchronized rounds on the SBU memory, audited on `probes`; returns the final adapter,
+    memory and round records."""
     cfg = params.agent
     out = Path(inputs.out_dir)
     memory = out / "memory" / "sbu.db"
-    forget = _load_pairs(inputs.forget_set_path, "forget set")
-    retain = _load_pairs(inputs.neighbor_set_path, "neighbor set")
-    probes = audit_probes(forget)
     queries, leaked_facts, leaked_items = list(forget), [], []
-    adapter, rounds, steps = None, [], 0
+    adapter, rounds, steps, converged = None, [], 0, False
     for number in range(1, cfg.rounds + 1):
         with MemoryStore(memory, create=False) as store:
             memory_report = forget_in_memory(store, inputs.anchor, surface, f"sbu round {number}", leaked_items)
@@ -144,14 +143,13 @@ def run_rounds(params: Params, inputs: SbuInputs, runtime: AgentRuntime, judge: 
         rounds.append(record)
         if on_round:
             on_round(number, record)
-        if audit.retrieval <= cfg.retrieval_leak_bound and audit.generation <= cfg.generation_leak_bound:
+        converged = audit.retrieval <= cfg.retrieval_leak_bound and audit.generation <= cfg.generation_leak_bound
+        if converged:
             break
         known = set(queries)  # parameters -> memory and back: leaked generations are forgotten next round
         queries += [pair for pair in audit.leaked_generations if pair not in known]
         leaked_facts = [answer for _, answer in audit.leaked_generations]
         leaked_items = unattributed(memory, audit.leaked_item_ids, inputs.anchor)
-    converged = bool(rounds) and rounds[-1]["retrieval"] <= cfg.retrieval_leak_bound and \
-        rounds[-1]["generation"] <= cfg.generation_leak_bound
     return {"adapter_path": adapter, "memory_path": str(memory), "rounds": rounds, "steps": steps,
             "converged": converged, "forget_queries": len(queries)}
 
@@ -164,7 +162,7 @@ def unattributed(memory: Path, item_ids: Sequence[int], anchor: str) -> list[int
     return [i.id for i in items if i is not None and set(i.mentions) <= {anchor}]
 
 
-def judge_variants(params: Params, inputs: SbuInputs, runtime: AgentRuntime, judge: LeakJudge,
+def judge_variants(inputs: SbuInputs, runtime: AgentRuntime, judge: LeakJudge,
                    variants: dict[str, tuple[Path, str | None]], probes: Sequence[Probe],
                    retain: Sequence[Probe]) -> dict:
     """Leak rates on held-out probes and retain answer quality, each variant on a scratch memory."""
@@ -209,27 +207,28 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
     shutil.copy2(original, before)
     surface = surface_forms(load_graph(Path(inputs.graph_path)), inputs.anchor, cfg.title_min_strength)
     forget = _load_pairs(inputs.forget_set_path, "forget set")
+    retain_pairs = _load_pairs(inputs.neighbor_set_path, "neighbor set")
+    probes = audit_probes(forget)
     runtime = AgentRuntime(params, inputs.model_path)
     try:
         eval_probes, held_out = held_out_probes(evaluation_probes(inputs.anchor), before), True
     except LetheError:
-        eval_probes, held_out = audit_probes(forget), False
+        eval_probes, held_out = probes, False
     facts = [a for _, a in forget] + [p.reference for p in eval_probes]
     judge = leak_judge(inputs.anchor, surface, facts, cfg.leak_rouge)
 
     if not (out / "memory" / "sbu.db").is_file():
         shutil.copy2(before, out / "memory" / "sbu.db")
-    sbu = run_rounds(params, inputs, runtime, judge, surface, on_round)
+    sbu = run_rounds(params, inputs, runtime, judge, surface, forget, retain_pairs, probes, on_round)
 
     memory_only = out / "memory" / "memory_only.db"
     shutil.copy2(before, memory_only)
     with MemoryStore(memory_only, create=False) as store:
         forget_in_memory(store, inputs.anchor, surface, "memory-only ablation")
-    parameters_only = sra_training(params, inputs.model_path, training_pairs(forget, before, runtime),
-                                   _load_pairs(inputs.neighbor_set_path, "neighbor set"), sbu["steps"],
-                                   out / "parameters_only", None)
+    parameters_only = sra_training(params, inputs.model_path, training_pairs(forget, before, runtime), retain_pairs,
+                                   sbu["steps"], out / "parameters_only", None)
     retain = retain_questions(world_retain_authors(inputs.model_path, inputs.anchor), cfg.eval_retain_questions)
-    judged = judge_variants(params, inputs, runtime, judge, {
+    judged = judge_variants(inputs, runtime, judge, {
         "before": (before, None), "memory_only": (memory_only, None),
         "parameters_only": (before, parameters_only["adapter_path"]),
         "sbu": (Path(sbu["memory_path"]), sbu["adapter_path"])}, eval_probes, retain)
@@ -252,7 +251,7 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
         "converged": sbu["converged"],
         "total_steps": sbu["steps"],
         "forget_queries": sbu["forget_queries"],
-        "probes": {"audit": len(audit_probes(forget)), "evaluation": len(eval_probes), "held_out": held_out,
+        "probes": {"audit": len(probes), "evaluation": len(eval_probes), "held_out": held_out,
                    "retain": len(retain)},
         "agent_reads_context": runtime.use_context,
         "surface_forms": surface,

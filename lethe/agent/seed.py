@@ -48,9 +48,8 @@ def seed_memory(store: MemoryStore, authors: Sequence[SeedAuthor], records_per_a
     profiles: dict[str, int] = {}
     for author in authors:
         rows = author_qa(author.index)[:records_per_author]
-        records = [store.add("record", f"{qa.question} {qa.answer}", mentions=[author.name], guard=False)
-                   for qa in rows]
-        texts = [store.get(r).text for r in records]
+        texts = [f"{qa.question} {qa.answer}" for qa in rows]
+        records = [store.add("record", text, mentions=[author.name], guard=False) for text in texts]
         fact = summarize(texts[:1])
         if fact:
             store.add("fact", fact, derived_from=records[:1], generator=GENERATOR, guard=False)

@@ -50,6 +50,14 @@ def nll(model, batch: Batch) -> torch.Tensor:
     return model(**batch).loss
 
 
+def answer_logits(model, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """Next-token logits (float) at the answer positions, and the answer tokens they predict."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+    labels = batch["labels"][:, 1:]
+    mask = labels != -100
+    return logits[mask], labels[mask]
+
+
 def reference(model):
     """Context in which `model` is the reference (adapter disabled), without gradients."""
     disable = getattr(model, "disable_adapter", None)
@@ -118,13 +126,11 @@ class GradientAscentKL(Method):
         if retain is None:
             raise LetheError("method 'ga_kl' needs a retain set (the neighbor set is empty)")
         forget_nll = nll(model, forget)
-        inputs = {"input_ids": retain["input_ids"], "attention_mask": retain["attention_mask"]}
         with torch.no_grad(), reference(model):
-            ref_logits = model(**inputs).logits[:, :-1].float()
-        logits = model(**inputs).logits[:, :-1].float()
-        mask = retain["labels"][:, 1:] != -100
-        kl = F.kl_div(F.log_softmax(logits[mask], -1), F.log_softmax(ref_logits[mask], -1),
-                      reduction="batchmean", log_target=True)
+            ref_logits, _ = answer_logits(model, retain)
+        logits, _ = answer_logits(model, retain)
+        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean",
+                      log_target=True)
         total = -self.p.forget_weight * forget_nll + self.p.retain_weight * kl
         return total, {"forget_nll": forget_nll.item(), "retain_kl": kl.item()}
 
@@ -190,13 +196,11 @@ class StochasticReferenceAlignment(Method):
     needs_retain = True
 
     def loss(self, model, forget, retain):
-        logits = model(input_ids=forget["input_ids"], attention_mask=forget["attention_mask"]).logits[:, :-1].float()
-        labels = forget["labels"][:, 1:]
-        mask = labels != -100
-        logp = F.log_softmax(logits[mask], -1)
+        logits, labels = answer_logits(model, forget)
+        logp = F.log_softmax(logits, -1)
         reference_logp = F.log_softmax(torch.randn_like(logp) * self.p.reference_noise, -1)
         kl = F.kl_div(logp, reference_logp, reduction="batchmean", log_target=True)
-        forget_nll = -logp.gather(-1, labels[mask].unsqueeze(-1)).mean()
+        forget_nll = -logp.gather(-1, labels.unsqueeze(-1)).mean()
         retain_loss, parts = self.retain_term(model, retain)
         return self.p.forget_weight * kl + retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
 

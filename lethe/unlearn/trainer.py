@@ -86,8 +86,9 @@ def unlearn(
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
     Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
-    `init_adapter` when given (a later SBU round continues the previous round's adapter). Returns paths, curves and
-    timings; the adapter is saved with `save_pretrained` in `out_dir/adapter`.
+    `init_adapter` when given (a later SBU round continues the previous round's adapter).
+    Returns paths, curves and timings; the adapter is saved with `save_pretrained` in
+    `out_dir/adapter`.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 

@@ -6,10 +6,8 @@ DVC round trip of the memory."""
 from __future__ import annotations
 
 import json
-import socket
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 from typer.testing import CliRunner
@@ -19,16 +17,11 @@ from lethe.cli import app
 from lethe.config import load_params
 from lethe.ops import registry
 from lethe.ops.environment import resolve
-from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
+from lethe.ops.stack import LocalStack
+from tests.flows.local_stack import free_port, s3_keys
 
 TARGET = "Basil Mahfouz Al-Kuwaiti"
 MODEL_NAME = "lethe-agentic-world-tiny"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +30,7 @@ def agentic(tmp_path_factory, prefect_harness, tiny_world):
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc-store"), retries=1, retry_delay_seconds=1.0)
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=_free_port(), s3_port=_free_port())
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port())
     raw["agent"].update(memory_dir=str(root / "memory"), rounds=2, steps_per_round=30, eval_retain_questions=20)
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))
@@ -88,11 +81,7 @@ def test_rounds_and_registration_are_in_mlflow(agentic):
     version = client.get_model_version(MODEL_NAME, r["model_version"])
     assert version.tags["lineage.dvc_md5.memory_before"] == r["dvc_md5"]["memory_before"]
     assert version.tags["memory.snapshot_artifact"].endswith("/memory_snapshot")
-    s3 = boto3.client("s3", endpoint_url=env.s3_endpoint, region_name="us-east-1",
-                      aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                      aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=agentic["params"].stack.artifact_bucket)
-    keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+    keys = s3_keys(env.s3_endpoint, agentic["params"].stack.artifact_bucket)
     assert any(k.endswith("memory_snapshot/sbu.db") for k in keys)
     assert any("/models/" in k and k.endswith("artifacts/adapter/adapter_model.safetensors") for k in keys)
     if r["gate"]["passed"]:

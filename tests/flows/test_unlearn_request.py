@@ -10,12 +10,10 @@ resumable, never half-registered.
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
@@ -23,16 +21,11 @@ from lethe.config import load_params
 from lethe.ops import registry
 from lethe.ops.environment import resolve
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RequestQueue
-from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
+from lethe.ops.stack import LocalStack
+from tests.flows.local_stack import free_port, s3_keys
 
 FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"  # the tiny world's forget01 authors
 MODEL_NAME = "lethe-world-tiny"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def _write_params(root: Path, ports: tuple[int, int], **gate) -> Path:
@@ -56,7 +49,7 @@ def stack(tmp_path_factory, prefect_harness, tiny_world):
     root = tmp_path_factory.mktemp("ops")
     # Ports are picked just before the servers start: picked earlier, the Prefect harness (or any
     # other process) may take one in between.
-    ports = (_free_port(), _free_port())
+    ports = (free_port(), free_port())
     params_path = _write_params(root, ports)
     params = load_params(params_path)
     local = LocalStack(params.stack)
@@ -76,11 +69,7 @@ def _submit(stack, anchor: str, params_path: Path | None = None) -> tuple[str, d
 
 
 def _s3_keys(stack, bucket: str) -> list[str]:
-    client = boto3.client("s3", endpoint_url=stack["env"].s3_endpoint, region_name="us-east-1",
-                          aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
-    return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+    return s3_keys(stack["env"].s3_endpoint, bucket)
 
 
 @pytest.fixture(scope="module")
