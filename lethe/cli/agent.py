@@ -23,6 +23,11 @@ def _model_and_memory(model: Path | None, memory: Path | None, cfg) -> tuple[Pat
     return base, memory if memory else memory_path_for(cfg, base)
 
 
+def _memory_path(model: Path | None, memory: Path | None, cfg) -> Path:
+    """The memory file: --memory as given, else the target model's (which then must exist)."""
+    return memory if memory else _model_and_memory(model, None, cfg)[1]
+
+
 @memory_app.command("seed")
 def memory_seed(model: Path = MODEL_OPTION, memory: Path = MEMORY_OPTION, params: Path = PARAMS_OPTION,
                 as_json: bool = JSON_OPTION) -> None:
@@ -49,8 +54,7 @@ def memory_search(query: str = typer.Argument(..., help="What to retrieve."), k:
         cfg = params_from(params)
         if not query.strip():
             raise LetheError("the query is empty")
-        if memory is None:
-            _, memory = _model_and_memory(model, None, cfg)
+        memory = _memory_path(model, memory, cfg)
         with MemoryStore(memory, create=False) as store:
             hits = store.search(query, k or cfg.agent.retrieve_k)
         result = {"query": query, "memory_path": str(memory), "hits": [h.to_dict() for h in hits]}
@@ -69,7 +73,7 @@ def memory_restore(request_id: str = typer.Argument(..., help="Agentic request i
         from lethe.ops.environment import resolve
 
         cfg = params_from(params)
-        _, path = _model_and_memory(model, memory, cfg)
+        path = _memory_path(model, memory, cfg)
         result = restore_memory(resolve(cfg).store(), request_id, which, path)
     emit(result, as_json, lambda r: stderr.print(f"restored memory {r['which']} of {r['request_id']} to "
                                                  f"{r['memory_path']} ({r['items']} items, md5 {r['md5']})"))
