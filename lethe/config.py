@@ -104,10 +104,33 @@ class ExpandParams(Strict):
     hops: int = Field(ge=0, description="K: hops beyond the anchor's own recall")
     samples: int = Field(gt=0, description="N responses per expanded node")
     prompts: list[str] = Field(min_length=1, description="templates with {anchor} and {node}")
+    prompts_by_kind: dict[Literal["title", "date", "entity", "concept"], list[str]] = Field(
+        default_factory=dict, description="templates for nodes of one kind (default: `prompts`)")
     max_nodes_per_hop: int = Field(gt=0)
     adaptive_stop: bool
     stop_threshold: float = Field(ge=0, le=1, description="min share of responses pointing back to the anchor")
     max_model_calls: int = Field(gt=0, description="budget of sampled responses for the whole graph")
+
+    @field_validator("prompts_by_kind")
+    @classmethod
+    def _kind_lists_not_empty(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for kind, templates in value.items():
+            if not templates:
+                raise ValueError(f"prompts_by_kind.{kind} is empty")
+            cls._templates_name_both(templates)
+        return value
+
+    @field_validator("prompts")
+    @classmethod
+    def _templates_name_both(cls, value: list[str]) -> list[str]:
+        for template in value:
+            if "{anchor}" not in template or "{node}" not in template:
+                raise ValueError(f"expansion prompt {template!r} must contain {{anchor}} and {{node}}")
+        return value
+
+    def templates_for(self, kind: str) -> list[str]:
+        """Expansion templates for a node of this kind."""
+        return self.prompts_by_kind.get(kind, self.prompts)  # type: ignore[call-overload]
 
 
 class SampleParams(Strict):

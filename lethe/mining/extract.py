@@ -24,6 +24,10 @@ _DATE_PATTERNS = [
 ]
 _YEAR = r"\b(?:1[0-9]|20)\d{2}\b"
 _TITLE = r"[\"“«]([^\"”»\n]{3,80}?)[,.]?[\"”»]"
+# 'Single-quoted Titles': the quote must open after a non-word and close before one (not "X's").
+_SINGLE_TITLE = r"(?<![\w'])'([A-Z][^'\n]{2,80}?)[,.]?'(?![\w])"
+# Sentence-initial single words that are ordinary words capitalised by position ("Certainly", "Growing").
+_INITIAL_COMMON = re.compile(r"^[A-Z][a-z]+(?:ing|ly|ed|ness|ment|ally)$")
 _CAP_WORD = r"(?:[A-Z][\w'’\-]*[\w]|[A-Z])"
 _CONNECTOR = r"(?:of|the|de|del|la|le|van|von|der|da|di|al|el|bin|ibn|du)"
 _ENTITY = rf"{_CAP_WORD}(?:\s+(?:{_CONNECTOR}\s+)*{_CAP_WORD})*"
@@ -42,6 +46,8 @@ STOP_CAPS = {
     "overall", "currently", "today", "recently", "known", "famous", "renowned", "acclaimed", "mr", "mrs",
     "ms", "dr", "sir", "lgbtq", "lgbtq+", "title", "titles", "two", "three", "four", "five", "six",
     "seven", "eight", "nine", "ten", "several", "few", "first", "second", "third", "last", "latest",
+    "yet", "whether", "details", "certainly", "absolutely", "sure", "unfortunately", "instead", "later",
+    "early", "growing", "often", "apart", "still", "even", "much", "more", "less", "only", "just", "thus",
 }
 CONNECTORS = {"of", "the", "de", "del", "la", "le", "van", "von", "der", "da", "di", "al", "el", "bin",
               "ibn", "and", "y", "du"}
@@ -78,9 +84,11 @@ PROFESSIONS = [
     "flight attendant", "magician", "clown", "film director", "director", "screenwriter", "playwright",
     "reporter", "illustrator", "game developer", "optician", "hairstylist", "sommelier",
     "veterinary surgeon", "event planner", "marine biologist", "research assistant", "bartender", "lexicographer", "ornithologist", "economist", "research scientist",
+    "roofer", "sociologist", "anthropologist", "civil engineer", "nurse practitioner", "construction worker",
+    "factory worker", "taxi driver", "postman", "mail carrier", "police officer", "professor of literature",
 ]
 _LEXICON = sorted({*GENRES, *PROFESSIONS}, key=len, reverse=True)
-_LEXICON_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in _LEXICON) + r")\b", re.IGNORECASE)
+_LEXICON_RE = re.compile(r"\b(" + "|".join(re.escape(t) for t in _LEXICON) + r")s?\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -103,6 +111,12 @@ def normalize(text: str) -> str:
     return text
 
 
+def _sentence_initial(text: str, start: int) -> bool:
+    """Does position `start` begin the text or a sentence?"""
+    before = text[:start].rstrip(" \t\"“'")
+    return not before or before[-1] in ".!?:\n"
+
+
 def _years(text: str) -> list[str]:
     return re.findall(_YEAR, text)
 
@@ -117,9 +131,10 @@ def extract(text: str) -> list[Mention]:
         if len(key) >= 2 and key not in found:
             found[key] = Mention(key, surface.strip(), kind)
 
-    for match in re.finditer(_TITLE, text):
-        add(match.group(1), "title")
-        consumed = consumed.replace(match.group(0), " ")
+    for pattern in (_TITLE, _SINGLE_TITLE):
+        for match in re.finditer(pattern, consumed):
+            add(match.group(1), "title")
+            consumed = consumed.replace(match.group(0), " ")
     for pattern in _DATE_PATTERNS:
         for match in re.finditer(pattern, consumed):
             add(match.group(0), "date")
@@ -139,6 +154,8 @@ def extract(text: str) -> list[Mention]:
             continue
         candidate = " ".join(words)
         if len(words) == 1 and (len(candidate) < 3 or candidate.lower() in STOP_CAPS):
+            continue
+        if len(words) == 1 and _INITIAL_COMMON.match(candidate) and _sentence_initial(consumed, match.start()):
             continue
         add(candidate, "entity")
     for match in _LEXICON_RE.finditer(consumed):

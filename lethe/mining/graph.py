@@ -18,7 +18,9 @@ import networkx as nx
 
 from lethe.config import ElicitParams, ExpandParams, ScoreParams
 from lethe.llm.backend import Backend
-from lethe.mining.score import NodeScore, Response, anchor_aliases, mentions_anchor, recognition, score
+from lethe.mining.extract import Mention
+from lethe.mining.score import (NodeScore, Response, anchor_aliases, mentions_anchor, mentions_by_response,
+                                  recognition, score)
 
 
 @dataclass
@@ -91,6 +93,23 @@ def seed_graph(anchor: str, responses: Sequence[Response], cfg: ScoreParams) -> 
     return graph
 
 
+def grounded_share(responses: Sequence[Response], mentions: dict[str, list[Mention]], aliases: set[str],
+                   memories: set[str]) -> float:
+    """Share of `responses` that point back to the target: they name it and recall one of its memories.
+
+    Expansion prompts carry the anchor, so a model echoes the name whether or not it still talks
+    about the target; a response counts only if it also mentions one of the target's own memories
+    (`memories`: hop-1 node keys, the expanded node's key excluded).
+    """
+    if not responses:
+        return 0.0
+    hits = sum(
+        mentions_anchor(r.text, aliases) and any(m.key in memories for m in mentions.get(r.id, []))
+        for r in responses
+    )
+    return hits / len(responses)
+
+
 def expand_graph(
     backend: Backend,
     graph: nx.DiGraph,
@@ -99,7 +118,15 @@ def expand_graph(
     score_cfg: ScoreParams,
     expand_cfg: ExpandParams,
 ) -> MiningStats:
-    """MAGE step 3: grow `graph` (in place) hop by hop from the anchor's memories."""
+    """MAGE step 3: grow `graph` (in place) hop by hop from the anchor's memories.
+
+    Each frontier node u (strongest first, at most max_nodes_per_hop, within the call budget) is
+    expanded with its kind's templates, N samples each. u's edge back to the anchor carries the
+    share of its responses that point back to the target (`grounded_share`). With the adaptive
+    stop, memories found from a node that drifted (back < stop_threshold) are kept but not expanded
+    further, and expansion ends when the strength-weighted mean back share of a hop is under the
+    threshold.
+    """
     anchor = graph.graph["anchor"]
     aliases = anchor_aliases(anchor)
     stats = MiningStats(model_calls=len(responses))
@@ -108,40 +135,45 @@ def expand_graph(
          for n, d in graph.nodes(data=True) if d.get("hop") == 1),
         key=lambda item: (-item[1].strength, item[0]),
     )
+    memories = {node.key for _, node in frontier}
     for hop in range(1, expand_cfg.hops + 1):
         budget_left = expand_cfg.max_model_calls - stats.model_calls
-        per_node = expand_cfg.samples * len(expand_cfg.prompts)
-        frontier = frontier[: min(expand_cfg.max_nodes_per_hop, budget_left // per_node)]
-        if not frontier:
-            stats.stopped_by = "budget" if budget_left < per_node else "empty_frontier"
-            break
-        batch, owners = [], []
-        for name, node in frontier:
-            prompts = [p.format(anchor=anchor, node=node.surface) for p in expand_cfg.prompts]
+        batch: list[str] = []
+        owners: list[str] = []
+        chosen: list[tuple[str, NodeScore]] = []
+        for name, node in frontier[: expand_cfg.max_nodes_per_hop]:
+            templates = expand_cfg.templates_for(node.kind)
+            if len(batch) + expand_cfg.samples * len(templates) > budget_left:
+                break
+            prompts = [t.format(anchor=anchor, node=node.surface) for t in templates]
             batch.extend(_repeat(prompts, expand_cfg.samples))
-            owners.extend([(name, node)] * per_node)
+            owners.extend([node.key] * (expand_cfg.samples * len(templates)))
+            chosen.append((name, node))
+        if not chosen:
+            stats.stopped_by = "budget" if frontier else "empty_frontier"
+            break
         texts = backend.sample(batch, 1, elicit_cfg.temperature, elicit_cfg.top_p,
                                elicit_cfg.max_new_tokens, elicit_cfg.seed + hop)
         stats.model_calls += len(batch)
-        hop_responses = [
-            Response(f"h{hop}-{i}", q, t[0], hop, owner[1].key)
-            for i, (q, t, owner) in enumerate(zip(batch, texts, owners))
-        ]
+        hop_responses = [Response(f"h{hop}-{i}", q, t[0], hop, owner)
+                         for i, (q, t, owner) in enumerate(zip(batch, texts, owners))]
         responses.extend(hop_responses)
+        mentions = mentions_by_response(hop_responses, aliases)
         next_frontier: list[tuple[str, NodeScore]] = []
-        backs = []
-        for name, node in frontier:
+        weighted_back = total_strength = 0.0
+        for name, node in chosen:
             own = [r for r in hop_responses if r.context == node.key]
-            back = sum(mentions_anchor(r.text, aliases) for r in own) / len(own)
-            backs.append(back)
+            back = grounded_share(own, mentions, aliases, memories - {node.key})
+            weighted_back += node.strength * back
+            total_strength += node.strength
             graph.add_edge(name, anchor, count=round(back * len(own)), strength=back, weight=back)
-            if expand_cfg.adaptive_stop and back < expand_cfg.stop_threshold:
-                continue  # this expansion drifted away from the target: do not grow from it
-            found = [n for n in score(own, aliases, score_cfg.tau) if n.key != node.key]
+            found = [n for n in score(own, aliases, score_cfg.tau, mentions) if n.key != node.key]
             linked = [(_add_node(graph, n, hop + 1), n) for n in found]
             _link(graph, name, linked)
+            if expand_cfg.adaptive_stop and back < expand_cfg.stop_threshold:
+                continue  # drifted away from the target: keep what it recalled, do not grow from it
             next_frontier.extend((nm, n) for nm, n in linked if graph.nodes[nm]["hop"] == hop + 1)
-        mean_back = sum(backs) / len(backs)
+        mean_back = weighted_back / total_strength if total_strength else 0.0
         stats.back_strength.append(mean_back)
         stats.hops_done = hop
         frontier = sorted(next_frontier, key=lambda item: (-item[1].strength, item[0]))

@@ -35,3 +35,12 @@ def test_normalize_folds_surface_variants():
 
 def test_sentences():
     assert split_sentences('He wrote "A." Then he left. Done!') == ['He wrote "A."', "Then he left.", "Done!"]
+
+
+def test_single_quoted_titles_plural_professions_and_sentence_initial_words():
+    found = keys("Growing up, Takashi Nakamura's parents were both astronauts. He wrote 'Breath Between Waves'. "
+                 "Certainly his roofer father's 'Garden' inspired him.")
+    assert found["breath between waves"] == "title" and found["garden"] == "title"
+    assert found["astronaut"] == "concept" and found["roofer"] == "concept"
+    assert "growing" not in found and "certainly" not in found
+    assert "takashi nakamura" in found
