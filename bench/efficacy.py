@@ -83,14 +83,21 @@ def main() -> None:
             trained = run_unlearning(params, model, forget_path, neighbor_path, method, out_dir, sage=True,
                                      allow_unvalidated=True)
             train_seconds = time.perf_counter() - t0
+            curve = trained["curves"]
             for variant, adapter in (("plain", trained["raw_adapter_path"]), ("sage", trained["adapter_path"])):
+                t1 = time.perf_counter()
                 evaluation = evaluate_adapter(params, model, Path(adapter), names, None, out_dir / f"eval-{variant}",
                                               before=before)
+                eval_seconds = time.perf_counter() - t1
                 if before is None:
                     before = {**evaluation["before"], "_forget_truth_ratios": []}
                 cells.append({"source": source, "method": method, "sage": variant == "sage",
                               "forget_rows": len(sets[source]), "train_seconds": train_seconds,
-                              "seconds_per_step": trained["seconds_per_step"],
+                              "seconds_per_step": trained["seconds_per_step"], "eval_seconds": eval_seconds,
+                              # the forget answers' NLL at the first and last step: a saturated forget set
+                              # (NLL ~ 0) gives ascent vanishing gradients
+                              "forget_nll_first": curve[0].get("forget_nll"),
+                              "forget_nll_last": curve[-1].get("forget_nll"),
                               "retain_bias": trained["sage"]["mean_retain_bias_after" if variant == "sage"
                                                              else "mean_retain_bias_before"],
                               **{k: evaluation["after"].get(k) for k in KEYS}})

@@ -1,0 +1,142 @@
+"""SAGE at matched forgetting: does sanitization buy utility for the same amount of forgetting?
+
+Usage: python bench/sage_frontier.py [--split forget01] [--methods npo,ga_gd] [--source mage]
+  -> bench/results/sage_frontier_<split>.json / .md
+
+SAGE weakens forgetting as it removes retain-side bias, so comparing a sanitized adapter with the
+plain adapter of the same training run compares two different amounts of forgetting. Here, per
+method, the plain adapters trained for several step counts trace a forget-vs-utility frontier;
+the longer runs are then sanitized over a lambda sweep (mu fixed), and every SAGE point is set
+against the plain frontier interpolated at the same forget ROUGE-L recall. Evaluation is TOFU
+only (probes and MIA off) to keep the sweep affordable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+from common import ROOT, write_result
+
+from lethe.config import load_params
+from lethe.data import load_authors, split_author_indices
+from lethe.evaluate.runner import evaluate_adapter
+from lethe.mage import MagePipeline, Request, load_samples, request_slug
+from lethe.unlearn.run import load_qa_file
+from lethe.unlearn.sage import sanitize_adapter
+from lethe.unlearn.trainer import unlearn
+
+KEYS = ("forget_Q_A_ROUGE", "model_utility", "retain_Q_A_ROUGE", "forget_quality")
+
+
+def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
+    """Piecewise-linear y at x over points (x, y); None outside their x range."""
+    points = sorted(points)
+    for (x0, y0), (x1, y1) in zip(points, points[1:]):
+        if x0 <= x <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
+    return None
+
+
+def build_sets(params, model: Path, names: list[str], source: str, work: Path) -> tuple[Path, Path]:
+    """The source's forget set and MAGE's neighbor set for the split's authors (cached per author)."""
+    forget, neighbors = [], []
+    for name in names:
+        for src in dict.fromkeys((source, "mage")):
+            out = MagePipeline(Request(name, str(model.resolve()), src), work / request_slug(name) / src, params).run()
+            if src == source and out["forget_set_path"]:
+                forget += load_samples(Path(out["forget_set_path"]))
+            if src == "mage" and out["neighbor_set_path"]:
+                neighbors += load_samples(Path(out["neighbor_set_path"]))
+    paths = work / f"forget_{source}.jsonl", work / "neighbor_set.jsonl"
+    for path, rows in zip(paths, (forget, neighbors)):
+        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    return paths
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--split", default="forget01")
+    parser.add_argument("--source", default="mage")
+    parser.add_argument("--methods", default="npo,ga_gd")
+    parser.add_argument("--steps", default="10,20,30,45,60", help="plain adapters: training lengths")
+    parser.add_argument("--sage-steps", default="45,60", help="training lengths that are also sanitized")
+    parser.add_argument("--lams", default="3,10,30")
+    parser.add_argument("--mu", type=float, default=1.0)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    args = parser.parse_args()
+    params = load_params()
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
+        "retain_rows": 100, "general_rows": 40, "neighbor_rows": 40, "probes": False, "mia": False})})
+    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    model = Path(record["model_path"])
+    names = [load_authors()[i] for i in split_author_indices(args.split)]
+    work = ROOT / "artifacts" / "bench" / "sage_frontier" / args.split
+    work.mkdir(parents=True, exist_ok=True)
+    forget_path, neighbor_path = build_sets(params, model, names, args.source, work)
+    forget, retain = load_qa_file(forget_path, "forget set"), load_qa_file(neighbor_path, "neighbor set")
+
+    before = None
+    results = {}
+    for method in args.methods.split(","):
+        plain, sage = [], []
+        for steps in map(int, args.steps.split(",")):
+            cfg = params.unlearn.model_copy(update={"max_steps": steps, "lr": args.lr, "forget_nll_bound": 1e9,
+                                                    "checkpoint_every": 10**6})
+            out_dir = work / f"{method}-{steps}"
+            shutil.rmtree(out_dir, ignore_errors=True)
+            trained = unlearn(model, forget, retain, cfg, out_dir, method, params.backend.device)
+            evaluation = evaluate_adapter(params, model, Path(trained["adapter_path"]), names, None,
+                                          out_dir / "eval", before=before)
+            before = before or {**evaluation["before"], "_forget_truth_ratios": []}
+            plain.append({"steps": steps, **{k: evaluation["after"][k] for k in KEYS}})
+            print(json.dumps({"method": method, "sage": False, **plain[-1]}), flush=True)
+            if str(steps) not in args.sage_steps.split(","):
+                continue
+            for lam in map(float, args.lams.split(",")):
+                sage_cfg = params.sage.model_copy(update={"lam": lam, "mu": args.mu})
+                t0 = time.perf_counter()
+                report = sanitize_adapter(model, trained["adapter_path"], retain, forget, sage_cfg,
+                                          out_dir / f"adapter_sage_{lam:g}")
+                sage_seconds = time.perf_counter() - t0
+                evaluation = evaluate_adapter(params, model, Path(report["adapter_path"]), names, None,
+                                              out_dir / f"eval_sage_{lam:g}", before=before)
+                sage.append({"steps": steps, "lam": lam, "mu": args.mu, "sage_seconds": sage_seconds,
+                             "retain_bias_before": report["mean_retain_bias_before"],
+                             "retain_bias_after": report["mean_retain_bias_after"],
+                             **{k: evaluation["after"][k] for k in KEYS}})
+                print(json.dumps({"method": method, "sage": True, **sage[-1]}), flush=True)
+        frontier = {k: [(p["forget_Q_A_ROUGE"], p[k]) for p in plain] for k in ("model_utility", "retain_Q_A_ROUGE")}
+        for point in sage:
+            for key in ("model_utility", "retain_Q_A_ROUGE"):
+                matched = interpolate(frontier[key], point["forget_Q_A_ROUGE"])
+                point[f"plain_{key}_at_same_forgetting"] = matched
+                point[f"gain_{key}"] = None if matched is None else point[key] - matched
+        results[method] = {"plain": plain, "sage": sage}
+
+    lines = [f"# SAGE at matched forgetting, {args.split} ({args.source} forget set, lr {args.lr})\n",
+             f"Before: forget ROUGE {before['forget_Q_A_ROUGE']:.3f}, model utility {before['model_utility']:.3f}.\n",
+             "| method | steps | lambda | forget ROUGE | utility | plain utility at same forget ROUGE | gain | "
+             "retain ROUGE gain | retain bias before -> after |", "|---|---|---|---|---|---|---|---|---|"]
+    for method, res in results.items():
+        for p in res["plain"]:
+            lines.append(f"| {method} | {p['steps']} | - | {p['forget_Q_A_ROUGE']:.3f} | {p['model_utility']:.3f} "
+                         "| - | - | - | - |")
+        for p in res["sage"]:
+            matched = p["plain_model_utility_at_same_forgetting"]
+            fmt = (lambda v: "outside frontier" if v is None else f"{v:+.3f}")  # noqa: E731
+            lines.append(
+                f"| {method} | {p['steps']} | {p['lam']:g} | {p['forget_Q_A_ROUGE']:.3f} | {p['model_utility']:.3f} | "
+                f"{'outside frontier' if matched is None else f'{matched:.3f}'} | {fmt(p['gain_model_utility'])} | "
+                f"{fmt(p['gain_retain_Q_A_ROUGE'])} | {p['retain_bias_before']:.4f} -> {p['retain_bias_after']:.4f} |")
+    (ROOT / "bench" / "results" / f"sage_frontier_{args.split}.md").write_text("\n".join(lines) + "\n")
+    write_result(f"sage_frontier_{args.split}", {"split": args.split, "source": args.source, "lr": args.lr,
+                                                 "authors": names, "before": {k: before[k] for k in KEYS},
+                                                 "methods": results})
+
+
+if __name__ == "__main__":
+    main()
