@@ -1,6 +1,6 @@
 """Efficacy table (MAGE paper, Table 3 style): forget-set source x method, with and without SAGE.
 
-Usage: python bench/efficacy.py [--split forget01|forget05] [--steps 30]
+Usage: python bench/efficacy.py [--split forget01|forget05] [--steps 30] [--no-probes]
 On the `default` world: for every author of the split, MAGE / DirectQA / gold forget sets are
 built (MAGE's neighbor set is the retain data for every source), then each method trains for the
 same number of steps at the same learning rate (early stop off, so steps match across sources),
@@ -33,6 +33,30 @@ def write_set(path: Path, rows) -> Path:
     return path
 
 
+def write_table(split: str, names: list[str], steps: int, lr: float, before: dict, cells: list[dict]) -> Path:
+    """The markdown table of bench/results/efficacy_<split>.md."""
+    def nll_cell(c: dict) -> str:
+        if c.get("forget_nll_first") is None:
+            return "-"
+        return f"{c['forget_nll_first']:.3g} -> {c['forget_nll_last']:.3g}"
+
+    lines = [f"# Efficacy on {split} ({', '.join(names)}), {steps} steps, lr {lr}\n",
+             "| source | method | SAGE | forget ROUGE (x before) | model utility (x before) | forget quality | "
+             "retain bias | MIA min-k++ AUC | forget NLL first -> last step |", "|---|---|---|---|---|---|---|---|---|",
+             f"| before | - | - | {before['forget_Q_A_ROUGE']:.3f} | {before['model_utility']:.3f} | "
+             f"{before['forget_quality']:.2g} | - | {before['mia_min_k_plus_plus_auc']:.3f} | - |"]
+    for c in cells:
+        lines.append(
+            f"| {c['source']} | {c['method']} | {'yes' if c['sage'] else 'no'} | {c['forget_Q_A_ROUGE']:.3f} "
+            f"({c['forget_Q_A_ROUGE'] / before['forget_Q_A_ROUGE']:.2f}x) | {c['model_utility']:.3f} "
+            f"({c['model_utility'] / before['model_utility']:.2f}x) | {c['forget_quality']:.2g} | "
+            f"{c['retain_bias']:.4f} | {c['mia_min_k_plus_plus_auc']:.3f} | {nll_cell(c)} |")
+    path = ROOT / "bench" / "results" / f"efficacy_{split}.md"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="forget01")
@@ -42,10 +66,17 @@ def main() -> None:
     parser.add_argument("--retain-rows", type=int, default=100)
     parser.add_argument("--general-rows", type=int, default=40)
     parser.add_argument("--neighbor-rows", type=int, default=40)
+    parser.add_argument("--no-probes", action="store_true", help="skip the entity probes (not in the table)")
+    parser.add_argument("--table-only", action="store_true", help="rewrite the markdown from the existing JSON")
     args = parser.parse_args()
+    if args.table_only:
+        done = json.loads((ROOT / "bench" / "results" / f"efficacy_{args.split}.json").read_text())
+        write_table(args.split, done["authors"], done["steps"], done["lr"], done["before"], done["cells"])
+        return
     params = load_params()
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
-        "retain_rows": args.retain_rows, "general_rows": args.general_rows, "neighbor_rows": args.neighbor_rows})})
+        "retain_rows": args.retain_rows, "general_rows": args.general_rows, "neighbor_rows": args.neighbor_rows,
+        "probes": not args.no_probes})})
     record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
     model = Path(record["model_path"])
     names = [load_authors()[i] for i in split_author_indices(args.split)]
@@ -103,21 +134,10 @@ def main() -> None:
                               **{k: evaluation["after"].get(k) for k in KEYS}})
                 print(json.dumps(cells[-1]), flush=True)
     before_row = {k: before.get(k) for k in KEYS}
-    lines = [f"# Efficacy on {args.split} ({', '.join(names)}), {args.steps} steps, lr {args.lr}\n",
-             "| source | method | SAGE | forget ROUGE (x before) | model utility (x before) | forget quality | "
-             "retain bias | MIA min-k++ AUC |", "|---|---|---|---|---|---|---|---|",
-             f"| before | - | - | {before_row['forget_Q_A_ROUGE']:.3f} | {before_row['model_utility']:.3f} | "
-             f"{before_row['forget_quality']:.2g} | - | {before_row['mia_min_k_plus_plus_auc']:.3f} |"]
-    for c in cells:
-        lines.append(
-            f"| {c['source']} | {c['method']} | {'yes' if c['sage'] else 'no'} | {c['forget_Q_A_ROUGE']:.3f} "
-            f"({c['forget_Q_A_ROUGE'] / before_row['forget_Q_A_ROUGE']:.2f}x) | {c['model_utility']:.3f} "
-            f"({c['model_utility'] / before_row['model_utility']:.2f}x) | {c['forget_quality']:.2g} | "
-            f"{c['retain_bias']:.4f} | {c['mia_min_k_plus_plus_auc']:.3f} |")
-    (ROOT / "bench" / "results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench" / "results" / f"efficacy_{args.split}.md").write_text("\n".join(lines) + "\n")
-    write_result(f"efficacy_{args.split}", {"split": args.split, "authors": names, "steps": args.steps,
-                                            "lr": args.lr, "evaluate": params.evaluate.model_dump(), "before": before_row, "mining": mining, "cells": cells})
+    write_table(args.split, names, args.steps, args.lr, before_row, cells)
+    write_result(f"efficacy_{args.split}", {"split": args.split, "authors": names, "steps": args.steps, "lr": args.lr,
+                                            "evaluate": params.evaluate.model_dump(), "before": before_row,
+                                            "mining": mining, "cells": cells})
 
 
 if __name__ == "__main__":

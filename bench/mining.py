@@ -1,6 +1,7 @@
 """MAGE graph recall / precision / cost per forget05 author, adaptive stop on and off, vs DirectQA.
 
 Usage: python bench/mining.py [--split forget05] [--limit N]   -> bench/results/mining.json
+       python bench/mining.py --indices 0,1,2 --name mining_heldout  (authors by TOFU index)
 Recall is over the key facts of lethe.evaluate.graph_recall (birth, parents, genre, awards,
 books); `mention_recall` uses the looser earlier definition, for comparison with older runs.
 """
@@ -26,12 +27,14 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--split", default="forget05")
     parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split (0 = all)")
+    parser.add_argument("--indices", default="", help="TOFU author indices instead of a split")
+    parser.add_argument("--name", default="mining", help="result file name under bench/results")
     args = parser.parse_args()
     params = load_params()
     record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
     backend = Backend.load(record["model_path"], "cpu", params.backend.batch_size)
     rows = []
-    indices = split_author_indices(args.split)
+    indices = [int(i) for i in args.indices.split(",")] if args.indices else split_author_indices(args.split)
     for index in indices[: args.limit or len(indices)]:
         name, gold = load_authors()[index], author_qa(index)
         row = {"author": name}
@@ -58,13 +61,14 @@ def main() -> None:
     def mean(path):
         return statistics.mean(r[path[0]][path[1]] for r in rows)
 
-    summary = {label: {m: mean((label, m)) for m in ("recall", "mention_recall", "precision", "model_calls", "seconds")}
-               for label in ("adaptive", "no_adaptive_stop")}
+    measures = ("recall", "mention_recall", "precision", "model_calls", "seconds")
+    summary = {label: {m: mean((label, m)) for m in measures} for label in ("adaptive", "no_adaptive_stop")}
     summary["adaptive_call_saving"] = 1 - summary["adaptive"]["model_calls"] / summary["no_adaptive_stop"]["model_calls"]
     summary["directqa_coverage"] = mean(("directqa", "coverage"))
-    write_result("mining", {"split": args.split, "authors_run": len(rows), "params": {
-        "elicit": params.elicit.model_dump(), "score": params.score.model_dump(), "expand": params.expand.model_dump()},
-        "summary": summary, "authors": rows})
+    used = {"elicit": params.elicit.model_dump(), "score": params.score.model_dump(),
+            "expand": params.expand.model_dump()}
+    write_result(args.name, {"split": None if args.indices else args.split, "indices": indices,
+                             "authors_run": len(rows), "params": used, "summary": summary, "authors": rows})
 
 
 if __name__ == "__main__":

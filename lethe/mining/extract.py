@@ -83,7 +83,8 @@ PROFESSIONS = [
     "obstetrician", "dermatologist", "radiologist", "cardiologist", "pediatrician", "neurosurgeon",
     "flight attendant", "magician", "clown", "film director", "director", "screenwriter", "playwright",
     "reporter", "illustrator", "game developer", "optician", "hairstylist", "sommelier",
-    "veterinary surgeon", "event planner", "marine biologist", "research assistant", "bartender", "lexicographer", "ornithologist", "economist", "research scientist",
+    "veterinary surgeon", "event planner", "marine biologist", "research assistant", "bartender", "lexicographer",
+    "ornithologist", "economist", "research scientist",
     "roofer", "sociologist", "anthropologist", "civil engineer", "nurse practitioner", "construction worker",
     "factory worker", "taxi driver", "postman", "mail carrier", "police officer", "professor of literature",
 ]
