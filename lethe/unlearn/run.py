@@ -25,6 +25,33 @@ def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def general_retain(model: Path, rows: int, seed: int, avoid_authors: set[str] = frozenset()) -> list[tuple[str, str]]:
+    """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
+
+    For a world model these are its retain authors; for any other model, TOFU authors 0-179. The
+    exact questions of the evaluation's retain rows (TOFU retain_perturbed) are left out, so the
+    retain metrics are not scored on training rows; authors named in `avoid_authors` (the request's
+    targets) are left out too.
+    """
+    import random
+
+    from lethe.data import author_qa, load_perturbed, split_author_indices
+    from lethe.evaluate.suite import world_record
+
+    if rows <= 0:
+        return []
+    record = world_record(model)
+    known = {a["index"] for a in record["authors"]} if record else set(range(200))
+    forgettable = set(split_author_indices("forget10"))
+    evaluated = {r.question for r in load_perturbed("retain")}
+    pool = [(qa.question, qa.answer) for i in sorted(known - forgettable) for qa in author_qa(i)
+            if qa.question not in evaluated and qa.author not in avoid_authors]
+    if not pool:
+        raise LetheError(f"general_retain_rows is {rows}, but the model at {model} learned no TOFU author outside "
+                         "the forget splits and the evaluation's retain rows (set it to 0)")
+    return random.Random(seed).sample(pool, min(rows, len(pool)))
+
+
 def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
     """Refuse a forget set whose validation report (validation/validation.json beside it) failed."""
     report = forget_set.parent / "validation" / "validation.json"
@@ -48,6 +75,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     validation = check_validation(forget_set, allow_unvalidated)
     forget = load_qa_file(forget_set, "forget set")
     retain = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
+    retain += general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step)
     result["validation"] = validation
     if sage or params.sage.enabled:

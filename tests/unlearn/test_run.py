@@ -1,0 +1,56 @@
+"""The general retain set: which TOFU rows it draws and that a run trains on them."""
+
+import json
+import shutil
+
+import pytest
+
+from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices
+from lethe.errors import LetheError
+from lethe.unlearn.run import general_retain, run_unlearning
+
+
+@pytest.fixture
+def plain_model(tiny_world, tmp_path):
+    """The tiny world's weights in a folder without world.json: a model that could have seen any TOFU author."""
+    path = tmp_path / "model"
+    shutil.copytree(tiny_world["model_path"], path)
+    return path
+
+
+def test_general_retain_comes_from_non_forget_authors_minus_evaluated_rows(plain_model):
+    forgettable = set(split_author_indices("forget10"))
+    allowed = {(qa.question, qa.answer) for i in set(range(200)) - forgettable for qa in author_qa(i)}
+    evaluated = {r.question for r in load_perturbed("retain")}
+    rows = general_retain(plain_model, 10, seed=0)
+    assert len(rows) == 10 and len(set(rows)) == 10
+    assert set(rows) <= allowed
+    assert not {q for q, _ in rows} & evaluated
+    assert general_retain(plain_model, 10, seed=0) == rows  # seeded
+    assert general_retain(plain_model, 0, seed=0) == []
+
+
+def test_general_retain_leaves_out_the_targets(plain_model):
+    pool = general_retain(plain_model, 10_000, seed=0)
+    target = load_authors()[100]
+    rows = general_retain(plain_model, 10_000, seed=0, avoid_authors={target})
+    assert len(rows) == len(pool) - len(author_qa(100))
+    assert not {q for q, _ in rows} & {qa.question for qa in author_qa(100)}
+
+
+def test_general_retain_refuses_a_world_with_no_such_author(tiny_world):
+    # the tiny world learned authors 0-2 (every row is an evaluation retain row) and two forget authors
+    with pytest.raises(LetheError, match="learned no TOFU author"):
+        general_retain(tiny_world["model_path"], 5, seed=0)
+
+
+def test_run_trains_on_neighbors_plus_general_retain(plain_model, params, tmp_path):
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"
+                              for q in author_qa(198)[:4]))
+    neighbors = tmp_path / "neighbors.jsonl"
+    neighbors.write_text(json.dumps({"question": "Who wrote it?", "answer": "Someone else."}) + "\n")
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "general_retain_rows": 5, "threads": 2})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, neighbors,
+                         "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
+    assert run["retain_rows"] == 1 + 5
