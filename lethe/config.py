@@ -192,7 +192,7 @@ class UnlearnParams(Strict):
     forget_nll_bound: float = Field(gt=0, description="early stop once the forget NLL exceeds this")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool
-    general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned authors outside the forget splits")
+    general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
     merge: bool
     threads: int = Field(gt=0)
     lora: LoraParams
