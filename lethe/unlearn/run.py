@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from lethe.config import Params
@@ -25,13 +26,20 @@ def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
     return pairs
 
 
+def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
+    """TOFU authors whose full name appears in any question of `pairs` (a forget set names its target)."""
+    from lethe.data import load_authors
+
+    return {name for name in load_authors() if name and any(name in q for q, _ in pairs)}
+
+
 def general_retain(model: Path, rows: int, seed: int, avoid_authors: set[str] = frozenset()) -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
 
     For a world model these are its retain authors; for any other model, TOFU authors 0-179. The
     exact questions of the evaluation's retain rows (TOFU retain_perturbed) are left out, so the
     retain metrics are not scored on training rows; authors named in `avoid_authors` (the request's
-    targets) are left out too.
+    targets, see `authors_named_in`) are left out too.
     """
     import random
 
@@ -75,7 +83,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     validation = check_validation(forget_set, allow_unvalidated)
     forget = load_qa_file(forget_set, "forget set")
     retain = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
-    retain += general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed)
+    retain += general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, authors_named_in(forget))
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step)
     result["validation"] = validation
     if sage or params.sage.enabled:

@@ -7,7 +7,7 @@ import pytest
 
 from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices
 from lethe.errors import LetheError
-from lethe.unlearn.run import general_retain, run_unlearning
+from lethe.unlearn.run import authors_named_in, general_retain, run_unlearning
 
 
 @pytest.fixture
@@ -54,3 +54,15 @@ def test_run_trains_on_neighbors_plus_general_retain(plain_model, params, tmp_pa
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, neighbors,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
     assert run["retain_rows"] == 1 + 5
+
+
+def test_run_never_retains_the_author_its_forget_set_is_about(plain_model, params, tmp_path):
+    target = author_qa(100)
+    assert authors_named_in([(q.question, q.answer) for q in target]) == {target[0].author}
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n" for q in target[:4]))
+    everything = general_retain(plain_model, 10_000, params.unlearn.seed)
+    cfg = params.unlearn.model_copy(update={"max_steps": 1, "general_retain_rows": 10_000, "threads": 2})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None,
+                         "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
+    assert run["retain_rows"] == len(everything) - len(target)
