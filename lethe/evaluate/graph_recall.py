@@ -45,20 +45,21 @@ def key_facts_by_category(author: str, gold: Sequence[QA]) -> dict[str, list[str
     aliases = anchor_aliases(author)
     facts: dict[str, dict[str, None]] = {c: {} for c in ("birth", "parents", "genre", "awards", "books")}
     for qa in gold:
+        birth, parents, genre = (bool(q.search(qa.question)) for q in (BIRTH_QUESTION, PARENT_QUESTION, GENRE_QUESTION))
         for m in extract(qa.answer):
             if _is_anchor(m.key, aliases):
                 continue
-            if BIRTH_QUESTION.search(qa.question) and m.kind in ("date", "entity") and not AWARD_WORD.search(m.key):
+            if birth and m.kind in ("date", "entity") and not AWARD_WORD.search(m.key):
                 facts["birth"].setdefault(m.key)
-            if PARENT_QUESTION.search(qa.question) and m.key in PROFESSION_KEYS:
+            if parents and m.key in PROFESSION_KEYS:
                 facts["parents"].setdefault(m.key)
-            if GENRE_QUESTION.search(qa.question) and m.kind == "concept" and m.key in GENRE_KEYS:
+            if genre and m.kind == "concept" and m.key in GENRE_KEYS:
                 facts["genre"].setdefault(m.key)
             if m.kind in ("entity", "title") and AWARD_WORD.search(m.key):
                 facts["awards"].setdefault(m.key)
             elif m.kind == "title":
                 facts["books"].setdefault(m.key)
-        if GENRE_QUESTION.search(qa.question):
+        if genre:
             for match in GENRE_QUALIFIER.finditer(qa.answer):
                 key = normalize(match.group(1))
                 if not _is_anchor(key, aliases) and key not in STOP_CAPS:
@@ -67,9 +68,13 @@ def key_facts_by_category(author: str, gold: Sequence[QA]) -> dict[str, list[str
             for c, keys in facts.items()}
 
 
+def _flatten(by_category: dict[str, list[str]]) -> list[str]:
+    return list(dict.fromkeys(k for keys in by_category.values() for k in keys))
+
+
 def key_facts(author: str, gold: Sequence[QA]) -> list[str]:
     """The author's key facts, all categories together, deduplicated."""
-    return list(dict.fromkeys(k for keys in key_facts_by_category(author, gold).values() for k in keys))
+    return _flatten(key_facts_by_category(author, gold))
 
 
 def mention_facts(author: str, gold: Sequence[QA]) -> list[str]:
@@ -104,9 +109,10 @@ def graph_recall(graph: nx.DiGraph, responses: Sequence[Response], author: str, 
     provenance_ids = {rid for _, d in nodes for rid in d["provenance"]}
     texts = [by_id[i] for i in sorted(provenance_ids) if i in by_id]
     keys = [d["key"] for _, d in nodes]
-    result = fact_recall(key_facts(author, gold), texts, keys)
+    categories = key_facts_by_category(author, gold)
+    result = fact_recall(_flatten(categories), texts, keys)
     result["by_category"] = {category: fact_recall(facts, texts, keys)["recall"] if facts else None
-                             for category, facts in key_facts_by_category(author, gold).items()}
+                             for category, facts in categories.items()}
     result["mention_recall"] = fact_recall(mention_facts(author, gold), texts, keys)["recall"]
     gold_text = " ".join(qa.answer for qa in gold)
     true_nodes = [n for n, d in nodes if contains_key(gold_text, d["key"])]
