@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts: machine facts and JSON output."""
+"""Helpers shared by the benchmark scripts: machine facts, JSON output, forget sets of a split."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import platform
 import resource
 import sys
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,3 +33,29 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=1, default=float))
     print(f"wrote {path}", file=sys.stderr)
     return path
+
+
+def write_set(path: Path, rows) -> Path:
+    """QA samples as JSONL."""
+    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
+    return path
+
+
+def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str], work: Path) -> tuple[dict, Path, dict]:
+    """Each source's forget set over all `names` (one MAGE pipeline run per author and source, cached
+    under `work`), MAGE's neighbor sets together as one file, and each run's status and seconds."""
+    from lethe.mage import MagePipeline, Request, load_samples, request_slug
+
+    sets: dict[str, list] = {s: [] for s in sources}
+    neighbors, mining = [], {}
+    for name in names:
+        for source in dict.fromkeys((*sources, "mage")):
+            start = time.perf_counter()
+            out = MagePipeline(Request(name, str(model.resolve()), source), work / request_slug(name) / source,
+                               params).run()
+            mining[f"{name}/{source}"] = {"status": out["status"], "seconds": time.perf_counter() - start}
+            if source in sets and out["forget_set_path"]:
+                sets[source] += load_samples(Path(out["forget_set_path"]))
+            if source == "mage" and out["neighbor_set_path"]:
+                neighbors += load_samples(Path(out["neighbor_set_path"]))
+    return sets, write_set(work / "neighbor_set.jsonl", neighbors), mining

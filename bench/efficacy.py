@@ -15,22 +15,16 @@ import shutil
 import time
 from pathlib import Path
 
-from common import ROOT, write_result
+from common import ROOT, mine_sets, write_result, write_set
 
 from lethe.config import load_params
 from lethe.data import load_authors, split_author_indices
 from lethe.evaluate.runner import evaluate_adapter
-from lethe.mage import MagePipeline, Request, load_samples, request_slug
 
 METHODS = ("ga", "npo", "ga_gd", "ga_kl")
 SOURCES = ("mage", "directqa", "gold")
 KEYS = ("forget_Q_A_ROUGE", "forget_Q_A_Prob", "forget_quality", "model_utility", "retain_Q_A_ROUGE",
         "neighbor_rouge", "mia_min_k_plus_plus_auc")
-
-
-def write_set(path: Path, rows) -> Path:
-    path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
-    return path
 
 
 def write_table(split: str, names: list[str], steps: int, lr: float, before: dict, cells: list[dict]) -> Path:
@@ -83,20 +77,7 @@ def main() -> None:
     work = ROOT / "artifacts" / "bench" / "efficacy" / args.split
     work.mkdir(parents=True, exist_ok=True)
 
-    mining = {}
-    sets: dict[str, list] = {s: [] for s in SOURCES}
-    neighbors = []
-    for name in names:
-        for source in SOURCES:
-            start = time.perf_counter()
-            pipe = MagePipeline(Request(name, str(model.resolve()), source), work / request_slug(name) / source, params)
-            out = pipe.run()
-            mining[f"{name}/{source}"] = {"status": out["status"], "seconds": time.perf_counter() - start}
-            if out["forget_set_path"]:
-                sets[source] += load_samples(Path(out["forget_set_path"]))
-            if source == "mage" and out["neighbor_set_path"]:
-                neighbors += load_samples(Path(out["neighbor_set_path"]))
-    neighbor_path = write_set(work / "neighbor_set.jsonl", neighbors)
+    sets, neighbor_path, mining = mine_sets(params, model, names, SOURCES, work)
     unlearn_cfg = params.unlearn.model_copy(update={"max_steps": args.steps, "lr": args.lr,
                                                     "forget_nll_bound": 1e9, "checkpoint_every": 10**6})
     params = params.model_copy(update={"unlearn": unlearn_cfg})

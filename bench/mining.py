@@ -63,7 +63,8 @@ def main() -> None:
 
     measures = ("recall", "mention_recall", "precision", "model_calls", "seconds")
     summary = {label: {m: mean((label, m)) for m in measures} for label in ("adaptive", "no_adaptive_stop")}
-    summary["adaptive_call_saving"] = 1 - summary["adaptive"]["model_calls"] / summary["no_adaptive_stop"]["model_calls"]
+    calls = {label: summary[label]["model_calls"] for label in ("adaptive", "no_adaptive_stop")}
+    summary["adaptive_call_saving"] = 1 - calls["adaptive"] / calls["no_adaptive_stop"]
     summary["directqa_coverage"] = mean(("directqa", "coverage"))
     used = {"elicit": params.elicit.model_dump(), "score": params.score.model_dump(),
             "expand": params.expand.model_dump()}

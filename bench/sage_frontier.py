@@ -19,12 +19,11 @@ import shutil
 import time
 from pathlib import Path
 
-from common import ROOT, write_result
+from common import ROOT, mine_sets, write_result, write_set
 
 from lethe.config import load_params
 from lethe.data import load_authors, split_author_indices
 from lethe.evaluate.runner import evaluate_adapter
-from lethe.mage import MagePipeline, Request, load_samples, request_slug
 from lethe.unlearn.run import load_qa_file
 from lethe.unlearn.sage import sanitize_adapter
 from lethe.unlearn.trainer import unlearn
@@ -39,22 +38,6 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return None
-
-
-def build_sets(params, model: Path, names: list[str], source: str, work: Path) -> tuple[Path, Path]:
-    """The source's forget set and MAGE's neighbor set for the split's authors (cached per author)."""
-    forget, neighbors = [], []
-    for name in names:
-        for src in dict.fromkeys((source, "mage")):
-            out = MagePipeline(Request(name, str(model.resolve()), src), work / request_slug(name) / src, params).run()
-            if src == source and out["forget_set_path"]:
-                forget += load_samples(Path(out["forget_set_path"]))
-            if src == "mage" and out["neighbor_set_path"]:
-                neighbors += load_samples(Path(out["neighbor_set_path"]))
-    paths = work / f"forget_{source}.jsonl", work / "neighbor_set.jsonl"
-    for path, rows in zip(paths, (forget, neighbors)):
-        path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))
-    return paths
 
 
 def main() -> None:
@@ -76,7 +59,8 @@ def main() -> None:
     names = [load_authors()[i] for i in split_author_indices(args.split)]
     work = ROOT / "artifacts" / "bench" / "sage_frontier" / args.split
     work.mkdir(parents=True, exist_ok=True)
-    forget_path, neighbor_path = build_sets(params, model, names, args.source, work)
+    sets, neighbor_path, _ = mine_sets(params, model, names, (args.source,), work)
+    forget_path = write_set(work / f"forget_{args.source}.jsonl", sets[args.source])
     forget, retain = load_qa_file(forget_path, "forget set"), load_qa_file(neighbor_path, "neighbor set")
 
     before = None
