@@ -19,8 +19,9 @@ sys.path.insert(0, str(ROOT))
 def machine() -> dict:
     import torch
 
+    cuda = torch.cuda.is_available()
     return {"cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.cuda.is_available(), "platform": platform.platform()}
+            "cuda": cuda, "gpu": torch.cuda.get_device_name(0) if cuda else None, "platform": platform.platform()}
 
 
 def peak_rss_mb() -> float:

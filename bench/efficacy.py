@@ -1,6 +1,9 @@
 """Efficacy table (MAGE paper, Table 3 style): forget-set source x method, with and without SAGE.
 
 Usage: python bench/efficacy.py [--split forget01|forget05] [--steps 30] [--no-probes]
+                               [--methods ga,npo,ga_gd,ga_kl,ga_gd:balanced] [--tag h100]
+A method written NAME:balanced trains with `unlearn.balance_gradients` on (retain gradient
+rescaled to the forget gradient's norm every step).
 On the `default` world: for every author of the split, MAGE / DirectQA / gold forget sets are
 built (MAGE's neighbor set is the retain data for every source), then each method trains for the
 same number of steps at the same learning rate (early stop off, so steps match across sources),
@@ -27,8 +30,9 @@ KEYS = ("forget_Q_A_ROUGE", "forget_Q_A_Prob", "forget_quality", "model_utility"
         "neighbor_rouge", "mia_min_k_plus_plus_auc")
 
 
-def write_table(split: str, names: list[str], steps: int, lr: float, before: dict, cells: list[dict]) -> Path:
-    """The markdown table of bench/results/efficacy_<split>.md."""
+def write_table(name: str, split: str, names: list[str], steps: int, lr: float, before: dict,
+                cells: list[dict]) -> Path:
+    """The markdown table bench/results/<name>.md."""
     def nll_cell(c: dict) -> str:
         if c.get("forget_nll_first") is None:
             return "-"
@@ -45,7 +49,7 @@ def write_table(split: str, names: list[str], steps: int, lr: float, before: dic
             f"({c['forget_Q_A_ROUGE'] / before['forget_Q_A_ROUGE']:.2f}x) | {c['model_utility']:.3f} "
             f"({c['model_utility'] / before['model_utility']:.2f}x) | {c['forget_quality']:.2g} | "
             f"{c['retain_bias']:.4f} | {c['mia_min_k_plus_plus_auc']:.3f} | {nll_cell(c)} |")
-    path = ROOT / "bench" / "results" / f"efficacy_{split}.md"
+    path = ROOT / "bench" / "results" / f"{name}.md"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -62,10 +66,12 @@ def main() -> None:
     parser.add_argument("--neighbor-rows", type=int, default=40)
     parser.add_argument("--no-probes", action="store_true", help="skip the entity probes (not in the table)")
     parser.add_argument("--table-only", action="store_true", help="rewrite the markdown from the existing JSON")
+    parser.add_argument("--tag", default="", help="suffix of the result files (e.g. the device)")
     args = parser.parse_args()
+    name = f"efficacy_{args.split}" + (f"_{args.tag}" if args.tag else "")
     if args.table_only:
-        done = json.loads((ROOT / "bench" / "results" / f"efficacy_{args.split}.json").read_text())
-        write_table(args.split, done["authors"], done["steps"], done["lr"], done["before"], done["cells"])
+        done = json.loads((ROOT / "bench" / "results" / f"{name}.json").read_text())
+        write_table(name, args.split, done["authors"], done["steps"], done["lr"], done["before"], done["cells"])
         return
     params = load_params()
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
@@ -88,11 +94,14 @@ def main() -> None:
     cells = []
     for source in SOURCES:
         forget_path = write_set(work / f"forget_{source}.jsonl", sets[source])
-        for method in args.methods.split(","):
-            out_dir = work / f"{source}-{method}"
+        for spec in args.methods.split(","):
+            method, _, variant_of_method = spec.partition(":")
+            run_params = params.model_copy(update={"unlearn": params.unlearn.model_copy(
+                update={"balance_gradients": variant_of_method == "balanced"})})
+            out_dir = work / f"{source}-{spec.replace(':', '-')}"
             shutil.rmtree(out_dir, ignore_errors=True)
             t0 = time.perf_counter()
-            trained = run_unlearning(params, model, forget_path, neighbor_path, method, out_dir, sage=True,
+            trained = run_unlearning(run_params, model, forget_path, neighbor_path, method, out_dir, sage=True,
                                      allow_unvalidated=True)
             train_seconds = time.perf_counter() - t0
             curve = trained["curves"]
@@ -103,7 +112,7 @@ def main() -> None:
                 eval_seconds = time.perf_counter() - t1
                 if before is None:
                     before = {**evaluation["before"], "_forget_truth_ratios": []}
-                cells.append({"source": source, "method": method, "sage": variant == "sage",
+                cells.append({"source": source, "method": spec, "sage": variant == "sage",
                               "forget_rows": len(sets[source]), "train_seconds": train_seconds,
                               "seconds_per_step": trained["seconds_per_step"], "eval_seconds": eval_seconds,
                               # the forget answers' NLL at the first and last step: a saturated forget set
@@ -115,10 +124,10 @@ def main() -> None:
                               **{k: evaluation["after"].get(k) for k in KEYS}})
                 print(json.dumps(cells[-1]), flush=True)
     before_row = {k: before.get(k) for k in KEYS}
-    write_table(args.split, names, args.steps, args.lr, before_row, cells)
-    write_result(f"efficacy_{args.split}", {"split": args.split, "authors": names, "steps": args.steps, "lr": args.lr,
-                                            "evaluate": params.evaluate.model_dump(), "before": before_row,
-                                            "mining": mining, "cells": cells})
+    write_table(name, args.split, names, args.steps, args.lr, before_row, cells)
+    write_result(name, {"split": args.split, "authors": names, "steps": args.steps, "lr": args.lr,
+                        "evaluate": params.evaluate.model_dump(), "before": before_row, "mining": mining,
+                        "cells": cells})
 
 
 if __name__ == "__main__":

@@ -190,6 +190,8 @@ class UnlearnParams(Strict):
     retain_weight: float = Field(ge=0)
     reference_noise: float = Field(gt=0, description="sra: logit std of the sampled near-uniform references")
     forget_nll_bound: float = Field(gt=0, description="early stop once the forget NLL exceeds this")
+    balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
+                                    "gradient's norm every step (methods with a retain term)")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")

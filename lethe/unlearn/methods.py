@@ -64,8 +64,15 @@ def reference(model):
     return disable() if disable else nullcontext()
 
 
+Terms = tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]
+
+
 class Method:
-    """An unlearning objective; `loss` returns (total loss, named parts for the curves)."""
+    """An unlearning objective: a forget term plus (for some methods) a retain term.
+
+    `terms` returns (forget term, retain term or None, named parts for the curves); `loss` is their
+    sum. The trainer keeps the two apart when it balances their gradients.
+    """
 
     name = ""
     needs_retain = False
@@ -73,8 +80,12 @@ class Method:
     def __init__(self, params: MethodParams):
         self.p = params
 
-    def loss(self, model, forget: Batch, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+    def terms(self, model, forget: Batch, retain: Batch | None) -> Terms:
         raise NotImplementedError
+
+    def loss(self, model, forget: Batch, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+        forget_term, retain_term, parts = self.terms(model, forget, retain)
+        return (forget_term if retain_term is None else forget_term + retain_term), parts
 
     def retain_term(self, model, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
         if retain is None:
@@ -97,9 +108,9 @@ class GradientAscent(Method):
 
     name = "ga"
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         value = nll(model, forget)
-        return -self.p.forget_weight * value, {"forget_nll": value.item()}
+        return -self.p.forget_weight * value, None, {"forget_nll": value.item()}
 
 
 @register
@@ -109,10 +120,10 @@ class GradientDifference(Method):
     name = "ga_gd"
     needs_retain = True
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         forget_nll = nll(model, forget)
         retain_loss, parts = self.retain_term(model, retain)
-        return -self.p.forget_weight * forget_nll + retain_loss, {"forget_nll": forget_nll.item(), **parts}
+        return -self.p.forget_weight * forget_nll, retain_loss, {"forget_nll": forget_nll.item(), **parts}
 
 
 @register
@@ -122,7 +133,7 @@ class GradientAscentKL(Method):
     name = "ga_kl"
     needs_retain = True
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         if retain is None:
             raise LetheError("method 'ga_kl' needs a retain set (the neighbor set is empty)")
         forget_nll = nll(model, forget)
@@ -131,8 +142,8 @@ class GradientAscentKL(Method):
         logits, _ = answer_logits(model, retain)
         kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean",
                       log_target=True)
-        total = -self.p.forget_weight * forget_nll + self.p.retain_weight * kl
-        return total, {"forget_nll": forget_nll.item(), "retain_kl": kl.item()}
+        return (-self.p.forget_weight * forget_nll, self.p.retain_weight * kl,
+                {"forget_nll": forget_nll.item(), "retain_kl": kl.item()})
 
 
 @register
@@ -150,8 +161,9 @@ class NPO(Method):
         return self.p.forget_weight * value, {"npo": value.item(), "log_ratio": ratio.mean().item(),
                                               "forget_nll": nll(model, forget).item()}
 
-    def loss(self, model, forget, retain):
-        return self.npo_term(model, forget)
+    def terms(self, model, forget, retain):
+        forget_loss, parts = self.npo_term(model, forget)
+        return forget_loss, None, parts
 
 
 @register
@@ -161,10 +173,10 @@ class NPOGradientDifference(NPO):
     name = "npo_gd"
     needs_retain = True
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         forget_loss, parts = self.npo_term(model, forget)
         retain_loss, retain_parts = self.retain_term(model, retain)
-        return forget_loss + retain_loss, {**parts, **retain_parts}
+        return forget_loss, retain_loss, {**parts, **retain_parts}
 
 
 @register
@@ -174,12 +186,12 @@ class SimNPO(Method):
     name = "simnpo"
     needs_retain = True
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         avg_nll = -sequence_logprob(model, forget, mean=True)
         value = -(2.0 / self.p.beta) * F.logsigmoid(self.p.beta * avg_nll - self.p.gamma).mean()
         retain_loss, parts = self.retain_term(model, retain)
-        return self.p.forget_weight * value + retain_loss, {"simnpo": value.item(),
-                                                            "forget_nll": avg_nll.mean().item(), **parts}
+        return self.p.forget_weight * value, retain_loss, {"simnpo": value.item(),
+                                                           "forget_nll": avg_nll.mean().item(), **parts}
 
 
 @register
@@ -195,14 +207,14 @@ class StochasticReferenceAlignment(Method):
     name = "sra"
     needs_retain = True
 
-    def loss(self, model, forget, retain):
+    def terms(self, model, forget, retain):
         logits, labels = answer_logits(model, forget)
         logp = F.log_softmax(logits, -1)
         reference_logp = F.log_softmax(torch.randn_like(logp) * self.p.reference_noise, -1)
         kl = F.kl_div(logp, reference_logp, reduction="batchmean", log_target=True)
         forget_nll = -logp.gather(-1, labels.unsqueeze(-1)).mean()
         retain_loss, parts = self.retain_term(model, retain)
-        return self.p.forget_weight * kl + retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
+        return self.p.forget_weight * kl, retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
 
 
 def get_method(name: str, params: MethodParams) -> Method:

@@ -68,7 +68,8 @@ def _normalized(moment: torch.Tensor) -> torch.Tensor:
     return moment / norm if norm > 0 else moment
 
 
-def sanitize_matrix(A: torch.Tensor, C_r: torch.Tensor, C_f: torch.Tensor | None, lam: float, mu: float) -> torch.Tensor:
+def sanitize_matrix(A: torch.Tensor, C_r: torch.Tensor, C_f: torch.Tensor | None, lam: float,
+                    mu: float) -> torch.Tensor:
     """A' = A (I + mu C_f)(I + lam C_r + mu C_f)^-1 (covariances already normalized)."""
     eye = torch.eye(C_r.shape[0], dtype=C_r.dtype)
     keep = eye + (mu * C_f if C_f is not None else 0)
@@ -123,7 +124,8 @@ def sanitize_adapter(base_path: str | Path, adapter_path: str | Path, retain_pro
     mean = lambda key: sum(layer[key] for layer in per_layer) / len(per_layer)  # noqa: E731
     report = {"adapter_path": str(out_path), "lambda": cfg.lam, "mu": cfg.mu,
               "retain_proxy_rows": min(len(retain_proxy), cfg.retain_proxy_rows),
-              "mean_retain_bias_before": mean("retain_bias_before"), "mean_retain_bias_after": mean("retain_bias_after"),
+              "mean_retain_bias_before": mean("retain_bias_before"),
+              "mean_retain_bias_after": mean("retain_bias_after"),
               "layers": per_layer}
     (out_path / "sage_report.json").write_text(json.dumps(report, indent=1))
     return report

@@ -8,6 +8,7 @@ would have taken and ends with the same adapter.
 from __future__ import annotations
 
 import json
+import math
 import random
 import shutil
 import time
@@ -48,7 +49,8 @@ def load_base(model_path: str | Path, device: torch.device):
     return model, tokenizer
 
 
-def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int, seed: int) -> list[tuple[list[int], list[int]]]:
+def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int,
+                   seed: int) -> list[tuple[list[int], list[int]]]:
     """(forget indices, retain indices) for every step, drawn once from the seed."""
     rng = random.Random(seed)
 
@@ -65,6 +67,35 @@ def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int, se
         r = [next(retain_stream) for _ in range(min(batch_size, n_retain))] if retain_stream else []
         schedule.append((f, r))
     return schedule
+
+
+def balanced_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor],
+                      retain_weight: float) -> tuple[torch.Tensor, dict]:
+    """Backward pass whose retain gradient is rescaled to `retain_weight` x the forget gradient's norm.
+
+    On a forget set the model has saturated (answer NLL near 0), the ascent gradient is thousands
+    of times smaller than the retain NLL's gradient, and Adam follows the retain term alone: GA+GD
+    then changes nothing. Rescaling the retain term every step keeps both objectives in play
+    whatever their raw magnitudes. Costs a second backward pass. Leaves the sum in `p.grad`.
+    """
+    forget_term, retain_term, parts = method.terms(model, forget_batch, retain_batch)
+    forget_term.backward()
+    forget_grads = [p.grad.detach().clone() if p.grad is not None else None for p in params]
+    for p in params:
+        p.grad = None
+    retain_term.backward()
+    forget_norm = _norm(forget_grads)
+    retain_norm = _norm([p.grad for p in params])
+    scale = retain_weight * forget_norm / retain_norm if retain_norm > 0 else 0.0
+    for p, g_forget in zip(params, forget_grads):
+        g_retain = p.grad * scale if p.grad is not None else None
+        p.grad = g_forget if g_retain is None else (g_retain if g_forget is None else g_forget + g_retain)
+    total = forget_term.detach() + scale * retain_term.detach()
+    return total, {**parts, "forget_grad_norm": forget_norm, "retain_grad_norm": retain_norm, "retain_scale": scale}
+
+
+def _norm(grads: Sequence[torch.Tensor | None]) -> float:
+    return math.sqrt(sum(float((g.float() ** 2).sum()) for g in grads if g is not None))
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:
@@ -119,7 +150,8 @@ def unlearn(
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
         model = get_peft_model(base, lora)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
 
     fmt = PromptFormat(tokenizer)
     forget_enc = [fmt.encode(q, a) for q, a in forget]
@@ -141,10 +173,13 @@ def unlearn(
         forget_batch = {k: v.to(target) for k, v in collate_qa([forget_enc[i] for i in f_idx], pad).items()}
         retain_batch = ({k: v.to(target) for k, v in collate_qa([retain_enc[i] for i in r_idx], pad).items()}
                         if r_idx else None)
-        loss, parts = method.loss(model, forget_batch, retain_batch)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], 1.0)
+        if cfg.balance_gradients and method.needs_retain:
+            loss, parts = balanced_backward(method, model, forget_batch, retain_batch, trainable, cfg.retain_weight)
+        else:
+            loss, parts = method.loss(model, forget_batch, retain_batch)
+            loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         optimizer.step()
         record = {"step": step + 1, "loss": loss.item(), **parts}
         curves.append(record)
