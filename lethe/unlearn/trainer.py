@@ -73,9 +73,9 @@ def balanced_backward(method, model, forget_batch, retain_batch, params: Sequenc
                       retain_weight: float) -> tuple[torch.Tensor, dict]:
     """Backward pass whose retain gradient is rescaled to `retain_weight` x the forget gradient's norm.
 
-    On a forget set the model has saturated (answer NLL near 0), the ascent gradient is thousands
-    of times smaller than the retain NLL's gradient, and Adam follows the retain term alone: GA+GD
-    then changes nothing. Rescaling the retain term every step keeps both objectives in play
+    On a forget set the model reproduces verbatim (answer NLL near 0), the ascent gradient can be
+    hundreds of times smaller than the retain NLL's gradient; Adam then follows the retain term
+    alone and GA+GD changes nothing. Rescaling the retain term every step keeps both objectives in play
     whatever their raw magnitudes. Costs a second backward pass. Leaves the sum in `p.grad`.
     """
     forget_term, retain_term, parts = method.terms(model, forget_batch, retain_batch)
