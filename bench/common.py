@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -42,6 +43,21 @@ def write_set(path: Path, rows) -> Path:
     return path
 
 
+# Elicitation, scoring and expansion do not depend on the forget-set source: the baselines reuse
+# MAGE's graph (their neighbor sets come from it) instead of mining the same anchor again.
+_MINING_OUTPUTS = ("responses_hop0.jsonl", "graph_seed.json", "graph.json", "responses.jsonl", "mining_stats.json",
+                   "graph.png")
+
+
+def _share_mining(mage_dir: Path, workdir: Path) -> None:
+    if (workdir / "graph.json").is_file() or not (mage_dir / "graph.json").is_file():
+        return
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name in _MINING_OUTPUTS:
+        if (mage_dir / name).is_file():
+            shutil.copy2(mage_dir / name, workdir / name)
+
+
 def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str], work: Path) -> tuple[dict, Path, dict]:
     """Each source's forget set over all `names` (one MAGE pipeline run per author and source, cached
     under `work`), MAGE's neighbor sets together as one file, and each run's status and seconds."""
@@ -50,10 +66,12 @@ def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str],
     sets: dict[str, list] = {s: [] for s in sources}
     neighbors, mining = [], {}
     for name in names:
-        for source in dict.fromkeys((*sources, "mage")):
+        for source in dict.fromkeys(("mage", *sources)):
+            workdir = work / request_slug(name) / source
+            if source != "mage":
+                _share_mining(work / request_slug(name) / "mage", workdir)
             start = time.perf_counter()
-            out = MagePipeline(Request(name, str(model.resolve()), source), work / request_slug(name) / source,
-                               params).run()
+            out = MagePipeline(Request(name, str(model.resolve()), source), workdir, params).run()
             mining[f"{name}/{source}"] = {"status": out["status"], "seconds": time.perf_counter() - start}
             if source in sets and out["forget_set_path"]:
                 sets[source] += load_samples(Path(out["forget_set_path"]))
