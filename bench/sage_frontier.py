@@ -8,7 +8,8 @@ plain adapter of the same training run compares two different amounts of forgett
 method, the plain adapters trained for several step counts trace a forget-vs-utility frontier;
 the longer runs are then sanitized over a lambda sweep (mu fixed), and every SAGE point is set
 against the plain frontier interpolated at the same forget ROUGE-L recall. Evaluation is TOFU
-only (probes and MIA off) to keep the sweep affordable.
+only (probes and MIA off) to keep the sweep affordable. An interrupted sweep resumes: points whose
+evaluation is on disk are read back, not retrained.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ def interpolate(points: list[tuple[float, float]], x: float) -> float | None:
         if x0 <= x <= x1:
             return y0 if x1 == x0 else y0 + (y1 - y0) * (x - x0) / (x1 - x0)
     return None
+
+
+def _finished(eval_dir: Path) -> dict | None:
+    """A point evaluated by an earlier (interrupted) run of this sweep, so it is not trained again."""
+    metrics = eval_dir / "metrics.json"
+    return json.loads(metrics.read_text()) if metrics.is_file() else None
 
 
 def main() -> None:
@@ -71,10 +78,12 @@ def main() -> None:
             cfg = params.unlearn.model_copy(update={"max_steps": steps, "lr": args.lr, "forget_nll_bound": 1e9,
                                                     "checkpoint_every": 10**6})
             out_dir = work / f"{method}-{steps}"
-            shutil.rmtree(out_dir, ignore_errors=True)
-            trained = unlearn(model, forget, retain, cfg, out_dir, method, params.backend.device)
-            evaluation = evaluate_adapter(params, model, Path(trained["adapter_path"]), names, None,
-                                          out_dir / "eval", before=before)
+            evaluation = _finished(out_dir / "eval")
+            if evaluation is None:
+                shutil.rmtree(out_dir, ignore_errors=True)
+                trained = unlearn(model, forget, retain, cfg, out_dir, method, params.backend.device)
+                evaluation = evaluate_adapter(params, model, Path(trained["adapter_path"]), names, None,
+                                              out_dir / "eval", before=before)
             before = before or {**evaluation["before"], "_forget_truth_ratios": []}
             plain.append({"steps": steps, **{k: evaluation["after"][k] for k in KEYS}})
             print(json.dumps({"method": method, "sage": False, **plain[-1]}), flush=True)
@@ -82,12 +91,18 @@ def main() -> None:
                 continue
             for lam in map(float, args.lams.split(",")):
                 sage_cfg = params.sage.model_copy(update={"lam": lam, "mu": args.mu})
-                t0 = time.perf_counter()
-                report = sanitize_adapter(model, trained["adapter_path"], retain, forget, sage_cfg,
-                                          out_dir / f"adapter_sage_{lam:g}")
-                sage_seconds = time.perf_counter() - t0
-                evaluation = evaluate_adapter(params, model, Path(report["adapter_path"]), names, None,
-                                              out_dir / f"eval_sage_{lam:g}", before=before)
+                sage_dir, eval_dir = out_dir / f"adapter_sage_{lam:g}", out_dir / f"eval_sage_{lam:g}"
+                evaluation = _finished(eval_dir)
+                if evaluation is None:
+                    shutil.rmtree(sage_dir, ignore_errors=True)
+                    t0 = time.perf_counter()
+                    report = sanitize_adapter(model, out_dir / "adapter", retain, forget, sage_cfg, sage_dir)
+                    report["seconds"] = time.perf_counter() - t0
+                    (sage_dir / "sage_report.json").write_text(json.dumps(report, indent=1))
+                    evaluation = evaluate_adapter(params, model, Path(report["adapter_path"]), names, None,
+                                                  eval_dir, before=before)
+                report = json.loads((sage_dir / "sage_report.json").read_text())
+                sage_seconds = report.get("seconds")
                 sage.append({"steps": steps, "lam": lam, "mu": args.mu, "sage_seconds": sage_seconds,
                              "retain_bias_before": report["mean_retain_bias_before"],
                              "retain_bias_after": report["mean_retain_bias_after"],
