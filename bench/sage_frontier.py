@@ -52,7 +52,7 @@ def main() -> None:
     parser.add_argument("--split", default="forget01")
     parser.add_argument("--source", default="mage")
     parser.add_argument("--methods", default="npo,ga_gd")
-    parser.add_argument("--steps", default="10,20,30,45,60", help="plain adapters: training lengths")
+    parser.add_argument("--steps", default="10,20,30,35,40,45,60", help="plain adapters: training lengths")
     parser.add_argument("--sage-steps", default="45,60", help="training lengths that are also sanitized")
     parser.add_argument("--lams", default="3,10,30")
     parser.add_argument("--mu", type=float, default=1.0)
