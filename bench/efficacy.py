@@ -95,9 +95,9 @@ def main() -> None:
     for source in SOURCES:
         forget_path = write_set(work / f"forget_{source}.jsonl", sets[source])
         for spec in args.methods.split(","):
-            method, _, variant_of_method = spec.partition(":")
+            method, _, option = spec.partition(":")
             run_params = params.model_copy(update={"unlearn": params.unlearn.model_copy(
-                update={"balance_gradients": variant_of_method == "balanced"})})
+                update={"balance_gradients": option == "balanced"})})
             out_dir = work / f"{source}-{spec.replace(':', '-')}"
             shutil.rmtree(out_dir, ignore_errors=True)
             t0 = time.perf_counter()

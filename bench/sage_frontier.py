@@ -97,11 +97,12 @@ def main() -> None:
                     shutil.rmtree(sage_dir, ignore_errors=True)
                     t0 = time.perf_counter()
                     report = sanitize_adapter(model, out_dir / "adapter", retain, forget, sage_cfg, sage_dir)
-                    report["seconds"] = time.perf_counter() - t0
+                    report["seconds"] = time.perf_counter() - t0  # kept in the report so a resumed sweep has it
                     (sage_dir / "sage_report.json").write_text(json.dumps(report, indent=1))
                     evaluation = evaluate_adapter(params, model, Path(report["adapter_path"]), names, None,
                                                   eval_dir, before=before)
-                report = json.loads((sage_dir / "sage_report.json").read_text())
+                else:
+                    report = json.loads((sage_dir / "sage_report.json").read_text())
                 sage_seconds = report.get("seconds")
                 sage.append({"steps": steps, "lam": lam, "mu": args.mu, "sage_seconds": sage_seconds,
                              "retain_bias_before": report["mean_retain_bias_before"],

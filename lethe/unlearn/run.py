@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 from lethe.config import Params
@@ -33,7 +34,8 @@ def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
     return {name for name in load_authors() if name and any(name in q for q, _ in pairs)}
 
 
-def general_retain(model: Path, rows: int, seed: int, avoid_authors: set[str] = frozenset()) -> list[tuple[str, str]]:
+def general_retain(model: Path, rows: int, seed: int,
+                   avoid_authors: AbstractSet[str] = frozenset()) -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
 
     For a world model these are its retain authors; for any other model, TOFU authors 0-179. The
