@@ -18,6 +18,7 @@ from lethe.config import load_params
 from lethe.errors import LetheError
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
+from lethe.ops.queue import RequestQueue
 from tasks import agentic_ops
 
 
@@ -42,5 +43,8 @@ def agentic_unlearn(anchor: str, base_model: str, ops: dict, memory: str | None 
     md5s = agentic_ops.version.with_options(retries=retries, retry_delay_seconds=delay)(plan, report, env.to_dict())
     registered = agentic_ops.register.with_options(retries=retries, retry_delay_seconds=delay)(
         plan, report, md5s, params_path)
+    RequestQueue(env.queue_url).audit("gate_decision", plan["request_id"], detail={
+        "status": "passed" if registered["gate"]["passed"] else "rejected", "reasons": registered["gate"]["reasons"],
+        "model": registered["model_name"], "model_version": registered["model_version"], "kind": "agentic"})
     live = agentic_ops.apply(plan, report)
     return steps.result_summary(steps.AgenticPlan(**plan), report, md5s, registered, live, env.tracking_uri)

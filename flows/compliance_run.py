@@ -24,7 +24,7 @@ MAX_ATTEMPTS = 3
 
 @task(name="audit_champion", cache_policy=NO_CACHE)
 def audit_champion(base_model: str, ops: dict, params_path: str | None) -> dict:
-    """Champion recall on every forgotten entity's forget set, against the base model."""
+    """Re-elicitation and held-out recall on the champion for every entity forgotten on this model."""
     return compliance.audit_champion(load_params(params_path), OpsEnv(**ops), base_model)
 
 
@@ -36,8 +36,8 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
     queue = RequestQueue(env.queue_url)
     todo = queue.list(PENDING) + [r for r in queue.list(FAILED) if r.attempts < MAX_ATTEMPTS]
     processed = []
-    for record in todo:
-        state = unlearn_request(record.id, base_model, ops, params_path, return_state=True)
+    for record in todo:  # each request on the model it was filed for
+        state = unlearn_request(record.id, record.model, ops, params_path, return_state=True)
         outcome = state.result(raise_on_failure=False) if state.is_completed() else None
         processed.append({"request_id": record.id, "anchor": record.anchor,
                           **(outcome if isinstance(outcome, dict) else {"status": FAILED})})

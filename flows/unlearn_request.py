@@ -1,10 +1,17 @@
 """Prefect flow: one queued request through mining, unlearning, evaluation, versioning, the gate
 and the registry. The request's status and every decision go to the queue's audit ledger.
 
-A request that fails (a server down after the retries, a crash) ends `failed` with its error and
-is resumable: run it again and finished steps are reused from its work directory, its MLflow run
-and model version are found by request id, never duplicated. A completed or rejected request
-returns its stored result without running anything.
+A request that fails (a server down after the retries, a crash, a SIGTERM) ends `failed` with
+its error and is resumable: run it again and it re-plans from the current champion; finished steps
+of the same plan are reused from its work directory, its MLflow run and model version are found by
+request id and starting model, never duplicated. A completed, rejected, superseded or cancelled
+request returns its stored result without running anything.
+
+One runner per request: the flow claims a lease in the queue and renews it while it works; a
+second runner given the same request skips it, and a dead runner's request is taken over once its
+lease expires. Training and promotion of one registered model are serialized by a lock held from
+plan to promotion, and promotion happens only if the champion is still the one the request planned
+from.
 """
 
 from __future__ import annotations
@@ -18,8 +25,37 @@ from prefect.runtime import flow_run
 from flows.mine import run_mining_tasks
 from lethe.config import load_params
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RUNNING, RequestQueue
+from lethe.ops.queue import (CANCELLED, COMPLETED, DEFAULT_LEASE_SECONDS, FAILED, REJECTED, SUPERSEDED, RequestQueue,
+                              runner_id)
+from lethe.ops.request_steps import model_name_for
 from tasks import request_ops
+
+FINAL = (COMPLETED, REJECTED, SUPERSEDED, CANCELLED)
+
+
+class Heartbeat:
+    """Renews the request's lease (and the model lock) in a background thread while the flow works."""
+
+    def __init__(self, queue: RequestQueue, request_id: str, owner: str, lock: str,
+                 seconds: float = DEFAULT_LEASE_SECONDS):
+        import threading
+
+        self.queue, self.request_id, self.owner, self.lock, self.seconds = queue, request_id, owner, lock, seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{request_id}")
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.seconds / 4):
+            self.queue.heartbeat(self.request_id, self.owner, self.seconds)
+            self.queue.renew_lock(self.lock, self.owner, self.seconds)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
 
 
 def _retrying(task_fn, retries: int, delay: float):
@@ -33,22 +69,31 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     record = queue.get(request_id)
-    if record.status in (COMPLETED, REJECTED):
+    if record.status in FINAL:
         queue.audit("rerun_skipped", request_id, detail={"status": record.status})
         return {**(record.result or {}), "status": record.status, "request_id": request_id, "reused": True}
-    if record.status == RUNNING:  # the process that ran it died: resume in place
-        queue.audit("resumed_after_crash", request_id)
-    else:
-        queue.transition(request_id, RUNNING)
+    owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
+    if queue.claim(request_id, owner) is None:
+        holder = queue.get(request_id)
+        queue.audit("claim_refused", request_id, actor=owner, detail={"lease_owner": holder.lease_owner})
+        return {"request_id": request_id, "status": "running_elsewhere", "lease_owner": holder.lease_owner,
+                "reused": True}
+    lock = f"model:{model_name_for(base_model, params.registry.model_prefix)}"
     retries, delay = params.registry.retries, params.registry.retry_delay_seconds
     try:
-        result = _run(params, env, queue, record.to_dict(), base_model, params_path, retries, delay)
-    except Exception as exc:
-        queue.transition(request_id, FAILED, detail={"error": f"{type(exc).__name__}: {exc}"[:1000]},
+        with Heartbeat(queue, request_id, owner, lock):
+            queue.acquire_lock(lock, owner)
+            try:
+                result = _run(params, env, queue, record.to_dict(), base_model, params_path, retries, delay)
+            finally:
+                queue.release_lock(lock, owner)
+    except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
+        queue.transition(request_id, FAILED, actor=owner,
+                         detail={"error": f"{type(exc).__name__}: {exc}"[:1000]},
                          result={"request_id": request_id, "status": FAILED, "error": str(exc)[:1000]})
         raise
     final = COMPLETED if result["status"] in (COMPLETED, "nothing_memorized") else REJECTED
-    queue.transition(request_id, final, result=result, detail={"outcome": result["status"]})
+    queue.transition(request_id, final, actor=owner, result=result, detail={"outcome": result["status"]})
     return result
 
 
@@ -57,8 +102,10 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
     request_id = record["id"]
     plan = _retrying(request_ops.plan, retries, delay)(record, base_model, env.to_dict(), params_path,
                                                        str(flow_run.get_id() or ""))
+    # The description only disambiguates for the person who filed it: it is never put into prompts, so
+    # it cannot end up in forget sets, the DVC remote or MLflow.
     mine_request = {"anchor": record["anchor"], "model_path": plan["start_model"], "source": "mage",
-                    "description": record["description"]}
+                    "description": None}
     mine_dir = str(Path(plan["workdir"]) / "mine")
     base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan["run_id"],
             "model_name": plan["model_name"], "model_version": None, "promoted": False, "adapter_path": None,
@@ -66,12 +113,14 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
     mined = run_mining_tasks(mine_request, mine_dir, params_path)
     if mined["status"] == "nothing_memorized":
         queue.audit("nothing_memorized", request_id, detail={"anchor": record["anchor"]})
+        request_ops.close_run(plan, "nothing_memorized")
         return {**base, "status": "nothing_memorized"}
     if not mined["validation"]["success"]:
         from lethe.supervision.validate import describe_failures
 
         reasons = [f"data_quality: {describe_failures(mined['validation'])}"]
         queue.audit("gate_decision", request_id, detail={"status": "rejected", "reasons": reasons})
+        request_ops.close_run(plan, "rejected")
         return {**base, "status": REJECTED, "gate": {"passed": False, "reasons": reasons},
                 "graph_png": mined.get("graph_png")}
     trained = request_ops.unlearn(plan, params_path)
@@ -83,8 +132,11 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
                                                                  params_path)
     gate = registered["gate"]
     queue.audit("gate_decision", request_id, detail={"status": gate["status"], "reasons": gate["reasons"],
+                                                     "model": registered["model_name"],
                                                      "model_version": registered["model_version"]})
-    if gate["passed"]:
+    registered.update(_retrying(request_ops.promote, retries, delay)(plan, registered["model_version"],
+                                                                     env.to_dict(), params_path))
+    if registered["challenger"]:
         queue.audit("alias_moved", request_id, detail={"alias": "challenger", "model": registered["model_name"],
                                                        "version": registered["model_version"]})
     if registered["promoted"]:
@@ -94,12 +146,15 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
     return {**base, **{k: registered[k] for k in ("model_version", "promoted", "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter,
             "steps": trained.get("steps"), "before": _headline(evaluation["before"]),
-            "after": _headline(evaluation["after"]), "report_path": evaluation.get("report_path"),
+            "after": _headline(evaluation["after"]), "reference": _headline(evaluation.get("reference", {})),
+            "report_path": evaluation.get("report_path"),
             "graph_png": mined.get("graph_png"), "dvc_md5": md5s,
             "mlflow_ui": f"{env.tracking_uri}/#/models/{registered['model_name']}/versions/{registered['model_version']}"}
 
 
+HEADLINE = ("forget_Q_A_ROUGE", "heldout_rouge", "reelicit_return", "relearn_heldout_rouge", "q4_heldout_rouge",
+            "forget_quality", "model_utility", "retain_Q_A_ROUGE", "mia_min_k_plus_plus_auc", "privleak")
+
+
 def _headline(metrics: dict) -> dict:
-    keys = ("forget_Q_A_ROUGE", "forget_set_rouge", "forget_quality", "model_utility", "retain_Q_A_ROUGE",
-            "mia_min_k_plus_plus_auc")
-    return {k: metrics[k] for k in keys if metrics.get(k) is not None}
+    return {k: metrics[k] for k in HEADLINE if metrics.get(k) is not None}

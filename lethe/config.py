@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from lethe.errors import ConfigError
+from lethe.errors import ConfigError, LetheError
 
 DEFAULT_PARAMS = Path(__file__).resolve().parent.parent / "params.yaml"
 
@@ -60,7 +60,10 @@ class WorldSize(Strict):
     def _ranges_parse(cls, value: str) -> str:
         from lethe.data import parse_author_spec
 
-        parse_author_spec(value)
+        try:
+            parse_author_spec(value)
+        except LetheError as exc:  # pydantic then names the key
+            raise ValueError(str(exc)) from exc
         return value
 
 
@@ -80,6 +83,24 @@ class BackendParams(Strict):
     top_p: float = Field(gt=0, le=1)
 
 
+def check_template(template: str, allowed: set[str], required: set[str]) -> str:
+    """A prompt template may name only `allowed` fields and must name `required` ones."""
+    import string
+
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"prompt template {template!r} is malformed: {exc}") from exc
+    unknown, missing = fields - allowed, required - fields
+    if unknown:
+        raise ValueError(f"prompt template {template!r} uses unknown field(s) "
+                         f"{', '.join('{' + f + '}' for f in sorted(unknown))}; allowed: "
+                         f"{', '.join('{' + f + '}' for f in sorted(allowed))}")
+    if missing:
+        raise ValueError(f"prompt template {template!r} must contain {', '.join('{' + f + '}' for f in sorted(missing))}")
+    return template
+
+
 class ElicitParams(Strict):
     """MAGE step 1: N sampled recalls of the anchor."""
 
@@ -89,6 +110,11 @@ class ElicitParams(Strict):
     top_p: float = Field(gt=0, le=1)
     max_new_tokens: int = Field(gt=0)
     seed: int
+
+    @field_validator("prompts")
+    @classmethod
+    def _templates_name_the_anchor(cls, value: list[str]) -> list[str]:
+        return [check_template(t, {"anchor"}, {"anchor"}) for t in value]
 
 
 class ScoreParams(Strict):
@@ -123,10 +149,7 @@ class ExpandParams(Strict):
     @field_validator("prompts")
     @classmethod
     def _templates_name_both(cls, value: list[str]) -> list[str]:
-        for template in value:
-            if "{anchor}" not in template or "{node}" not in template:
-                raise ValueError(f"expansion prompt {template!r} must contain {{anchor}} and {{node}}")
-        return value
+        return [check_template(t, {"anchor", "node"}, {"anchor", "node"}) for t in value]
 
     def templates_for(self, kind: str) -> list[str]:
         """Expansion templates for a node of this kind."""
@@ -176,6 +199,11 @@ class LoraParams(Strict):
     target_modules: list[str] = Field(min_length=1)
 
 
+# The method registry's names (lethe.unlearn.methods.REGISTRY; a test keeps the two equal). Kept
+# here so that loading params.yaml rejects a typo without importing torch.
+METHOD_NAMES = ("ga", "ga_gd", "ga_kl", "npo", "npo_gd", "simnpo", "sra")
+
+
 class UnlearnParams(Strict):
     """Unlearning: method, optimisation, early stop, checkpoints."""
 
@@ -189,7 +217,13 @@ class UnlearnParams(Strict):
     forget_weight: float = Field(ge=0)
     retain_weight: float = Field(ge=0)
     reference_noise: float = Field(gt=0, description="sra: logit std of the sampled near-uniform references")
-    forget_nll_bound: float = Field(gt=0, description="early stop once the forget NLL exceeds this")
+    forget_nll_bound: float = Field(gt=0, description="early stop once the training forget NLL exceeds this "
+                                    "(a training-text criterion: a safety stop only, never evidence)")
+    eval_every: int = Field(ge=0, description="adaptive budget: score the dev probes and the utility proxy every "
+                            "this many steps and stop at the first checkpoint that meets both targets (0: off)")
+    stop_forget_ratio: float = Field(gt=0, le=1, description="dev-probe ROUGE after / before that ends training")
+    stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
+    utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
                                     "gradient's norm every step (methods with a retain term)")
     checkpoint_every: int = Field(gt=0)
@@ -199,6 +233,13 @@ class UnlearnParams(Strict):
     threads: int = Field(gt=0)
     lora: LoraParams
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, value: str) -> str:
+        if value not in METHOD_NAMES:
+            raise ValueError(f"unknown unlearning method {value!r}; known: {', '.join(METHOD_NAMES)}")
+        return value
+
 
 class SageParams(Strict):
     """SAGE spectral sanitization of the final update."""
@@ -207,6 +248,25 @@ class SageParams(Strict):
     retain_proxy_rows: int = Field(gt=0)
     lam: float = Field(gt=0, description="lambda: strength of the retain-covariance shrinkage")
     mu: float = Field(ge=0, description="mu: protection of forget-input directions")
+
+
+class AuditParams(Strict):
+    """The audit: evidence of forgetting from data the unlearning never saw (see lethe.evaluate.audit)."""
+
+    heldout_share: float = Field(gt=0, lt=1, description="share of memory-graph nodes whose QA are held out of "
+                                 "training for the audit")
+    dev_share: float = Field(ge=0, lt=1, description="share of nodes held out for the adaptive budget's stop rule")
+    seed: int
+    strong_strength: float = Field(gt=0, le=1, description="re-elicitation: memories at least this strong count")
+    reelicit_samples: int = Field(gt=0, description="N per elicitation prompt on the unlearned model")
+    reelicit_seed: int = Field(description="differs from elicit.seed: a fresh draw, not a replay")
+    relearn_rows: int = Field(gt=0, description="relearning attack: training forget rows the attacker fine-tunes on")
+    relearn_steps: int = Field(gt=0)
+    relearn_lr: float = Field(gt=0)
+    quantize_bits: list[Literal[4, 8]] = Field(description="weights rounded to these widths (8: row-wise absmax "
+                                               "int8, 4: blockwise NF4) and probed again")
+    quantize_block: int = Field(gt=0, description="NF4 block size (bitsandbytes uses 64)")
+    max_new_tokens: int = Field(gt=0)
 
 
 class EvaluateParams(Strict):
@@ -227,8 +287,20 @@ class EvaluateParams(Strict):
 class GateParams(Strict):
     """Thresholds of the promotion gate (see lethe.ops.gate.decide)."""
 
-    max_forget_ratio: float = Field(ge=0, description="forget ROUGE-L recall after / before, at most")
+    max_forget_ratio: float = Field(ge=0, description="benchmark authors: gold forget ROUGE-L recall after / before")
+    max_heldout_ratio: float = Field(ge=0, description="held-out audit probes: ROUGE-L recall after / before")
+    heldout_floor_margin: float = Field(ge=0, description="...or at most the never-trained reference's + this")
+    max_reelicit_excess: float = Field(ge=0, description="re-elicited strong memories: return share at most the "
+                                       "never-trained reference's + this")
+    max_reelicit_return: float = Field(ge=0, le=1, description="...at most this share without a reference")
+    max_relearn_gap: float = Field(ge=0, description="relearning attack: held-out recall of the attacked model "
+                                   "minus the attacked never-trained reference's, at most")
+    max_relearn_recovery: float = Field(ge=0, description="...without a reference: attacked / before, at most")
+    max_quantized_ratio: float | None = Field(None, ge=0, description="4-bit model's held-out recall after / "
+                                              "before, at most (null: reported, not gated)")
     min_utility_ratio: float = Field(ge=0, description="model utility after / the original base model's, at least")
+    min_utility_part_ratio: float = Field(ge=0, description="each part of model utility after / the base's")
+    min_entity_retention: float = Field(ge=0, description="every other entity's retain ROUGE after / the base's")
     min_forget_quality: float = Field(ge=0, le=1, description="TOFU forget quality after, at least (and not worse)")
     require_data_quality: bool
     auto_promote: bool = Field(description="a passing challenger becomes champion without `lethe promote`")
@@ -260,6 +332,22 @@ class StackParams(Strict):
     dvc_bucket: str
     schedule_cron: str = Field(description="cron of the compliance run served by `lethe serve`")
     timezone: str
+
+    @field_validator("host")
+    @classmethod
+    def _loopback_only(cls, value: str) -> str:
+        import ipaddress
+
+        if value == "localhost":
+            return value
+        try:
+            loopback = ipaddress.ip_address(value).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(f"{value!r} is not a loopback address: the local stack has no authentication and "
+                             "listens on 127.0.0.1 (or ::1) only; point LETHE_TRACKING_URI at a real server instead")
+        return value
 
 
 class AgentParams(Strict):
@@ -306,6 +394,7 @@ class Params(Strict):
     validate_: ValidateParams = Field(alias="validate")
     unlearn: UnlearnParams
     sage: SageParams
+    audit: AuditParams
     evaluate: EvaluateParams
     gate: GateParams
     registry: RegistryParams

@@ -7,7 +7,8 @@ the first step whose outputs are missing, and DVC / Prefect can run the steps on
     score       -> graph_seed.json
     expand      -> graph.json, responses.jsonl, graph.png, mining_stats.json
     sample      -> paths.jsonl
-    synthesize  -> forget_set.jsonl, neighbor_set.jsonl, synthesis.json
+    synthesize  -> forget_set.jsonl (training part), dev_set.jsonl, audit_set.jsonl (held out by
+                   graph node, lethe.supervision.heldout), neighbor_set.jsonl, synthesis.json
     validate    -> validation/validation.json (+ GX results and Data Docs)
 
 The forget-set `source` may be ``mage`` (the graph), ``gold`` or ``directqa`` (baselines); the
@@ -20,6 +21,7 @@ import hashlib
 import json
 import re
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -53,9 +55,13 @@ class Request:
 
 def check_anchor(anchor: str, description: str | None = None) -> tuple[str, str | None]:
     """Clean the anchor (data only, never instructions); reject empty or absurd ones clearly."""
+    if any(unicodedata.category(ch) == "Cc" and ch not in "\t\n\r" for ch in anchor or ""):
+        raise LetheError("the anchor contains control characters: give the plain name of the entity to forget")
     cleaned = " ".join((anchor or "").split())
     if not cleaned:
         raise LetheError("the anchor is empty: give the name of the entity to forget")
+    if "/" in cleaned or "\\" in cleaned:
+        raise LetheError(f"the anchor {anchor!r} looks like a path, not a name: give the name of the entity to forget")
     if not re.search(r"\w", cleaned) or not re.search(r"[^\W\d_]", cleaned):
         raise LetheError(f"the anchor {anchor!r} has no letters: give the name of the entity to forget")
     if len(cleaned) > MAX_ANCHOR_CHARS:
@@ -72,8 +78,16 @@ def request_slug(anchor: str) -> str:
     return f"{base}-{hashlib.sha256(anchor.encode()).hexdigest()[:8]}"
 
 
+def write_atomic(path: Path, text: str) -> None:
+    """Write a step's output whole or not at all: a crash or a full disk mid-write leaves no partial
+    file that would count as done."""
+    tmp = path.with_name(f".{path.name}.partial")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
 def _jsonl(path: Path, rows: list[dict]) -> None:
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -163,20 +177,29 @@ class MagePipeline:
         else:
             forget = baselines.directqa_forget_set(self.backend, self.request.anchor, seed=cfg.seed,
                                                    max_new_tokens=self.params.elicit.max_new_tokens)
+        from lethe.supervision.heldout import split_forget_set
+
+        audit = self.params.audit
+        split = split_forget_set(forget, self.request.anchor, {n: d.get("key", n) for n, d in graph.nodes(data=True)},
+                                 audit.heldout_share, audit.dev_share, audit.seed)
         neighbor = synthesize_neighbors(self.backend, graph, cfg)
         _jsonl(self.workdir / "neighbor_set.jsonl", [s.to_dict() for s in neighbor])
-        (self.workdir / "synthesis.json").write_text(json.dumps(
-            {"source": source, "mode": mode, "forget_rows": len(forget), "neighbor_rows": len(neighbor)}, indent=1))
-        _jsonl(self.workdir / OUTPUTS["synthesize"], [s.to_dict() for s in forget])
+        _jsonl(self.workdir / "dev_set.jsonl", [s.to_dict() for s in split.dev])
+        _jsonl(self.workdir / "audit_set.jsonl", [s.to_dict() for s in split.audit])
+        write_atomic(self.workdir / "synthesis.json", json.dumps(
+            {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": len(forget),
+             "neighbor_rows": len(neighbor), "heldout": split.record()}, indent=1))
+        _jsonl(self.workdir / OUTPUTS["synthesize"], [s.to_dict() for s in split.train])
 
     def validate(self) -> None:
         from lethe.mining.graph import load_graph
         from lethe.supervision.validate import validate_sets
 
         graph = load_graph(self.workdir / OUTPUTS["expand"]) if self.request.source == "mage" else None
+        held_out = [*load_samples(self.workdir / "dev_set.jsonl"), *load_samples(self.workdir / "audit_set.jsonl")]
         validate_sets(self.request.anchor, load_samples(self.workdir / "forget_set.jsonl"),
                       load_samples(self.workdir / "neighbor_set.jsonl"), graph, self.params.validate_,
-                      self.workdir / "validation")
+                      self.workdir / "validation", held_out)
 
     # -- orchestration ---------------------------------------------------------------------
     def run_step(self, step: str, force: bool = False) -> float:
@@ -224,6 +247,7 @@ class MagePipeline:
             "graph_png": str(w / "graph.png") if (w / "graph.png").is_file() else None,
             "forget_set_path": str(w / "forget_set.jsonl") if self.done("synthesize") else None,
             "neighbor_set_path": str(w / "neighbor_set.jsonl") if self.done("synthesize") else None,
+            "audit_set_path": str(w / "audit_set.jsonl") if self.done("synthesize") else None,
             "validation": validation,
             "model_calls": stats.get("model_calls"),
             "graph_nodes": stats.get("nodes"),

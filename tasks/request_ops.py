@@ -36,8 +36,9 @@ def evaluation_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     plan = steps.RequestPlan(**parameters["plan"])
     params = load_params(parameters.get("params_path"))
     parts = [model_hash(plan.start_model), _hash_tree(Path(parameters["adapter"])),
-             _hash_tree(plan.mine_dir / "forget_set.jsonl"), plan.workdir,
-             json.dumps(params.evaluate.model_dump(mode="json"), sort_keys=True)]
+             *(_hash_tree(plan.mine_dir / f"{name}.jsonl") for name in ("forget_set", "dev_set", "audit_set")),
+             plan.workdir, json.dumps([params.evaluate.model_dump(mode="json"), params.audit.model_dump(mode="json")],
+                                      sort_keys=True)]
     return "evaluate-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
@@ -57,7 +58,7 @@ def unlearn(plan: dict, params_path: str | None) -> dict:
 
 @task(name="evaluate", cache_key_fn=evaluation_cache_key, persist_result=True)
 def evaluate(plan: dict, adapter: str, params_path: str | None) -> dict:
-    """Before/after metrics of the request's entity, utility, probes and MIA."""
+    """Before/after metrics of the request's entity, utility, probes and MIA, and the audit."""
     return steps.evaluate_step(load_params(params_path), steps.RequestPlan(**plan), adapter)
 
 
@@ -85,6 +86,26 @@ def register(plan: dict, adapter: str, evaluation: dict, md5s: dict, ops: dict, 
     result = steps.register_step(params, request_plan, adapter, evaluation, md5s, OpsEnv(**ops).dvc_remote,
                                  decision, lineage)
     return {**result, "gate": decision.to_dict(), "lineage": lineage}
+
+
+@task(name="promote", cache_policy=NO_CACHE)
+def promote(plan: dict, version: str, ops: dict, params_path: str | None) -> dict:
+    """Challenger / champion aliases from the ledger's gate verdict, if the champion did not move."""
+    from lethe.ops.queue import RequestQueue
+
+    request_plan = steps.RequestPlan(**plan)
+    verdict = RequestQueue(OpsEnv(**ops).queue_url).gate_verdict(request_plan.model_name, version)
+    return steps.promote_step(load_params(params_path), request_plan, version, verdict)
+
+
+@task(name="close_run", cache_policy=NO_CACHE)
+def close_run(plan: dict, status: str) -> None:
+    """End the request's MLflow run when it stops before registration (nothing memorized, data quality)."""
+    from lethe.ops import registry
+
+    client = registry.client(plan["tracking_uri"])
+    client.set_tag(plan["run_id"], "gate.status", status)
+    client.set_terminated(plan["run_id"], "FINISHED")
 
 
 def data_quality_markdown(validation: dict) -> str:

@@ -35,5 +35,19 @@ app.add_typer(memory_app, name="memory")
 
 
 def main() -> None:
-    """Entry point of the `lethe` script."""
+    """Entry point of the `lethe` script.
+
+    Files Lethe writes (forget sets, graphs, adapters, stores) are readable by their owner only, and
+    a SIGTERM unwinds like Ctrl-C, so a running request ends `failed` (resumable) instead of
+    staying `running`.
+    """
+    import os
+    import signal
+
+    os.umask(0o077)
+
+    def terminate(signum, frame):
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     app()

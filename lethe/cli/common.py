@@ -4,14 +4,16 @@ and one clear line (no traceback) for user errors."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from lethe.config import Params, load_params
@@ -38,19 +40,56 @@ def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]]
 
 def fail(message: str, as_json: bool) -> None:
     """Report a user error as one line (and as a JSON object with --json), exit 2."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if as_json:
         sys.stdout.write(json.dumps({"error": message}) + "\n")
     raise typer.Exit(code=2)
 
 
 @contextmanager
-def user_errors(as_json: bool) -> Iterator[None]:
-    """Turn LetheError into fail(); anything else is a bug and keeps its traceback."""
+def stdout_to_stderr() -> Iterator[None]:
+    """Send everything written to stdout while the block runs to stderr instead.
+
+    Libraries print to stdout (MLflow's "View run ..." lines, a subprocess that inherits fd 1), and
+    `--json` promises exactly one JSON object there. Python-level writes are redirected always; when
+    stdout is the process's real fd 1 it is redirected at the file-descriptor level too, so child
+    processes and C extensions cannot write to it either.
+    """
+    saved_stream, saved_fd = sys.stdout, None
+    try:
+        real_fd = saved_stream.fileno() == 1
+    except (AttributeError, OSError, ValueError):  # an in-memory stream (tests' CliRunner)
+        real_fd = False
+    if real_fd:
+        saved_stream.flush()
+        saved_fd = os.dup(1)
+        os.dup2(2, 1)
+    sys.stdout = sys.stderr
     try:
         yield
-    except LetheError as exc:
-        fail(str(exc), as_json)
+    finally:
+        sys.stdout.flush()
+        sys.stdout = saved_stream
+        if saved_fd is not None:
+            os.dup2(saved_fd, 1)
+            os.close(saved_fd)
+
+
+@contextmanager
+def user_errors(as_json: bool) -> Iterator[None]:
+    """Run a command body: LetheError becomes fail(); anything else is a bug and keeps its traceback.
+
+    With --json the body's stdout goes to stderr (see stdout_to_stderr), so that `emit` or `fail`
+    afterwards writes the only thing on stdout.
+    """
+    message = None
+    with stdout_to_stderr() if as_json else nullcontext():
+        try:
+            yield
+        except LetheError as exc:
+            message = str(exc)
+    if message is not None:
+        fail(message, as_json)
 
 
 @contextmanager

@@ -55,8 +55,13 @@ def run_request(request_id: str, base_model: Path, env, params: Path | None) -> 
     if state.is_failed():
         record = RequestQueue(env.queue_url).get(request_id)
         error = (record.result or {}).get("error", state.message)
-        raise LetheError(f"request {request_id} failed: {error}. It is resumable: run the same command again")
-    return state.result()
+        raise LetheError(f"request {request_id} failed: {error}. It is resumable: run the same command again "
+                         f"(or `lethe request retry {request_id}`)")
+    result = state.result()
+    if result.get("status") == "running_elsewhere":
+        raise LetheError(f"request {request_id} is being run by {result.get('lease_owner')}; its lease expires if "
+                         "that runner dies, and then any runner takes it over")
+    return result
 
 
 def forget(
@@ -86,13 +91,15 @@ def forget(
 
 def _summary(r: dict) -> None:
     stderr.print(f"\n[bold]request {r['request_id']}: {r['status']}[/]")
-    before, after = r.get("before") or {}, r.get("after") or {}
-    forget_key = "forget_Q_A_ROUGE" if "forget_Q_A_ROUGE" in after else "forget_set_rouge"
-    if after:
-        stderr.print(f"  forgetting ({forget_key}): {before.get(forget_key, float('nan')):.3f} -> "
-                     f"{after.get(forget_key, float('nan')):.3f}")
-        stderr.print(f"  model utility: {before.get('model_utility', float('nan')):.3f} -> "
-                     f"{after.get('model_utility', float('nan')):.3f}")
+    before, after, reference = r.get("before") or {}, r.get("after") or {}, r.get("reference") or {}
+    labels = (("forget_Q_A_ROUGE", "gold forget ROUGE (benchmark oracle)"), ("heldout_rouge", "held-out probes"),
+              ("reelicit_return", "re-elicited strong memories"), ("relearn_heldout_rouge", "after a relearning attack"),
+              ("q4_heldout_rouge", "held-out, 4-bit rounded"), ("model_utility", "model utility"))
+    for key, label in labels:
+        if key in after:
+            ref = f"  (never-trained reference {reference[key]:.3f})" if key in reference else ""
+            start = f"{before[key]:.3f} -> " if key in before else ""
+            stderr.print(f"  {label}: {start}{after[key]:.3f}{ref}")
     gate = r.get("gate") or {}
     if gate:
         stderr.print(f"  gate: {'passed' if gate.get('passed') else 'rejected'}"
@@ -166,14 +173,22 @@ def request_show(request_id: str, params: Path = PARAMS_OPTION, as_json: bool = 
 def promote(version: str = typer.Argument(..., help="Model version to make champion."),
             model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--actor"),
             params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Promote a version that passed the gate to `champion` (the previous champion is recorded)."""
+    """Promote a version whose gate decision in the audit ledger passed (a version tag alone is not
+    trusted: anyone who reaches the tracking server can set one)."""
     with user_errors(as_json):
         from lethe.ops import registry
         from lethe.ops.queue import RequestQueue
 
         env, name = _registry_target(model, params)
-        previous = registry.promote(registry.client(env.tracking_uri), name, version)
-        RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
+        queue = RequestQueue(env.queue_url)
+        client = registry.client(env.tracking_uri)
+        registry.get_version(client, name, version)
+        verdict = queue.gate_verdict(name, version)
+        if verdict != "passed":
+            raise LetheError(f"{name} version {version} has no passing gate decision in the audit ledger "
+                             f"({verdict or 'none recorded'}); it cannot become champion")
+        previous = registry.promote(client, name, version)
+        queue.audit("alias_moved", actor=actor, detail={
             "alias": "champion", "model": name, "version": version, "previous": previous, "by": "promote"})
     emit({"model_name": name, "champion": version, "previous_champion": previous}, as_json,
          lambda r: stderr.print(f"{name}: champion is version {version} (was {previous})"))
@@ -181,17 +196,60 @@ def promote(version: str = typer.Argument(..., help="Model version to make champ
 
 def rollback(model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--actor"),
              params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Point `champion` back at the version it replaced."""
+    """Point `champion` back at the version it replaced. The requests whose forgetting that drops are
+    marked superseded and queued again, so the next compliance run forgets them again."""
     with user_errors(as_json):
         from lethe.ops import registry
-        from lethe.ops.queue import RequestQueue
+        from lethe.ops.queue import COMPLETED, SUPERSEDED, RequestQueue
 
         env, name = _registry_target(model, params)
-        old, new = registry.rollback(registry.client(env.tracking_uri), name)
-        RequestQueue(env.queue_url).audit("alias_moved", actor=actor, detail={
+        client = registry.client(env.tracking_uri)
+        queue = RequestQueue(env.queue_url)
+        old, new = registry.rollback(client, name)
+        queue.audit("alias_moved", actor=actor, detail={
             "alias": "champion", "model": name, "version": new, "previous": old, "by": "rollback"})
-    emit({"model_name": name, "champion": new, "rolled_back": old}, as_json,
-         lambda r: stderr.print(f"{name}: champion rolled back from version {old} to {new}"))
+        requeued = []
+        for dropped in registry.versions_between(client, name, old, new):
+            request_id = dropped.tags.get("lineage.request_id")
+            record = queue.get(request_id) if request_id else None
+            if record is None or record.status != COMPLETED:
+                continue
+            queue.transition(request_id, SUPERSEDED, actor=actor, detail={"rolled_back": dropped.version})
+            again, _ = queue.add(record.anchor, record.model, record.requester,
+                                 f"re-queued: version {dropped.version} was rolled back ({record.reason})")
+            requeued.append({"superseded": request_id, "requeued": again.id, "anchor": record.anchor})
+    emit({"model_name": name, "champion": new, "rolled_back": old, "requeued": requeued}, as_json,
+         lambda r: stderr.print(f"{name}: champion rolled back from version {old} to {new}; "
+                                f"{len(requeued)} request(s) queued again"))
+
+
+@request_app.command("retry")
+def request_retry(request_id: str, model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
+                  as_json: bool = JSON_OPTION) -> None:
+    """Run a failed (or pending) request again now; it re-plans from the current champion."""
+    with user_errors(as_json):
+        from lethe.ops.environment import resolve
+        from lethe.ops.queue import FAILED, PENDING, RequestQueue
+
+        cfg = params_from(params)
+        env = resolve(cfg)
+        record = RequestQueue(env.queue_url).get(request_id)
+        if record.status not in (FAILED, PENDING):
+            raise LetheError(f"request {request_id} is {record.status}; only failed or pending requests are retried")
+        result = run_request(request_id, Path(record.model), env, params)
+    emit(result, as_json, _summary)
+
+
+@request_app.command("cancel")
+def request_cancel(request_id: str, actor: str = typer.Option("cli", "--actor"), params: Path = PARAMS_OPTION,
+                   as_json: bool = JSON_OPTION) -> None:
+    """Cancel a pending or failed request (the ledger keeps who and when)."""
+    with user_errors(as_json):
+        from lethe.ops.environment import queue_url
+        from lethe.ops.queue import CANCELLED, RequestQueue
+
+        record = RequestQueue(queue_url(params_from(params))).transition(request_id, CANCELLED, actor=actor)
+    emit(record.to_dict(), as_json, lambda r: stderr.print(f"{r['id']} cancelled"))
 
 
 def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
@@ -210,7 +268,8 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
         stderr.print(f"processed {len(r['processed'])} request(s); report: {r['report_path']}")
         for row in r["audit"]["entities"]:
             stderr.print(f"  {row['anchor']}: {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
-                         f"({row['base_recall']:.3f} -> {row['champion_recall']:.3f})")
+                         f"(held-out recall {row['base_recall']:.3f} -> {row['champion_recall']:.3f}, "
+                         f"re-elicited {row['reelicit_return']})")
 
     emit(result, as_json, human)
 

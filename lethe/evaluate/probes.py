@@ -85,7 +85,7 @@ def forget_probes(backend: Backend, rows: Sequence[PerturbedQA], target: str, ma
     return result
 
 
-def neighbor_probe(backend: Backend, rows: Sequence[QA], max_new_tokens: int) -> float:
-    """Mean ROUGE-L recall on other authors' questions (knowledge that must survive)."""
+def neighbor_probe(backend: Backend, rows: Sequence[QA], max_new_tokens: int) -> list[float]:
+    """ROUGE-L recall of each answer to other authors' questions (knowledge that must survive)."""
     answers = backend.greedy([r.question for r in rows], max_new_tokens)
-    return _mean([rouge_l_recall(a, r.answer) for a, r in zip(answers, rows)])
+    return [rouge_l_recall(a, r.answer) for a, r in zip(answers, rows)]

@@ -11,8 +11,12 @@ HEADLINE = (
     "retain_Q_A_ROUGE", "ra_Q_A_ROUGE", "wf_Q_A_ROUGE", "neighbor_rouge", "forget_set_rouge",
     "probe_paraphrase_rouge", "probe_fill_blank_recall", "probe_prefix_injection_rouge", "probe_role_play_rouge",
     "probe_other_language_rouge", "probe_reverse_query_leak", "mia_loss_auc", "mia_zlib_auc", "mia_min_k_auc",
-    "mia_min_k_plus_plus_auc",
+    "mia_min_k_plus_plus_auc", "privleak",
+    # the audit: data the unlearning never saw (lethe.evaluate.audit)
+    "heldout_rouge", "gold_rouge", "reelicit_return", "relearn_heldout_rouge", "relearn_gold_rouge",
+    "q8_heldout_rouge", "q4_heldout_rouge", "q8_gold_rouge", "q4_gold_rouge",
 )
+AUDIT = ("heldout_rouge", "reelicit_return", "relearn_heldout_rouge", "q4_heldout_rouge", "q8_heldout_rouge")
 
 
 def public(metrics: dict) -> dict:
@@ -20,19 +24,23 @@ def public(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if not k.startswith("_")}
 
 
-def markdown_table(before: dict, after: dict | None = None) -> str:
-    """Metric | before | after | after/before, for the headline metrics present."""
-    lines = ["| metric | before | after | after / before |", "|---|---|---|---|"] if after else \
-        ["| metric | value |", "|---|---|"]
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def markdown_table(before: dict, after: dict | None = None, reference: dict | None = None) -> str:
+    """Metric | before | after | after/before | never-trained reference, for the headline metrics present."""
+    if after is None:
+        lines = ["| metric | value |", "|---|---|"]
+        return "\n".join(lines + [f"| {k} | {_fmt(before[k])} |" for k in HEADLINE if k in before]) + "\n"
+    reference = reference or {}
+    lines = ["| metric | before | after | after / before | never-trained reference |", "|---|---|---|---|---|"]
     for key in HEADLINE:
-        if key not in before:
+        if key not in before and key not in after:
             continue
-        if after is None:
-            lines.append(f"| {key} | {before[key]:.4g} |")
-            continue
-        b, a = before[key], after.get(key, math.nan)
-        ratio = a / b if b else math.nan
-        lines.append(f"| {key} | {b:.4g} | {a:.4g} | {ratio:.3g} |")
+        b, a = before.get(key), after.get(key)
+        ratio = a / b if a is not None and b else None
+        lines.append(f"| {key} | {_fmt(b)} | {_fmt(a)} | {_fmt(ratio)} | {_fmt(reference.get(key))} |")
     return "\n".join(lines) + "\n"
 
 
@@ -46,7 +54,7 @@ def _save(fig, path_prefix: Path, name: str) -> str:
     return str(path)
 
 
-def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
+def plot_report(before: dict, after: dict, path_prefix: Path, reference: dict | None = None) -> list[str]:
     """forget-vs-utility before/after, and per-probe bars; returns the PNG paths."""
     import matplotlib
 
@@ -77,14 +85,29 @@ def plot_report(before: dict, after: dict, path_prefix: Path) -> list[str]:
         ax.legend()
         ax.set_title("Probes (forget probes: lower is better; neighbor: higher is better; MIA AUC: 0.5 is ideal)")
         paths.append(_save(fig, path_prefix, "probes"))
+
+    keys = [k for k in AUDIT if after.get(k) is not None]
+    if keys:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        x = range(len(keys))
+        series = (("before", before), ("after", after), ("never-trained reference", reference or {}))
+        for offset, (label, m) in zip((-0.27, 0.0, 0.27), series):
+            values = [m.get(k) if m.get(k) is not None else math.nan for k in keys]
+            ax.bar([i + offset for i in x], values, width=0.27, label=label)
+        ax.set_xticks(list(x), [k.replace("_", " ") for k in keys], rotation=20, ha="right", fontsize=8)
+        ax.set_ylim(0, 1.05)
+        ax.legend(fontsize=8)
+        ax.set_title("Audit on data the unlearning never saw (lower is better; the reference is the floor)")
+        paths.append(_save(fig, path_prefix, "audit"))
     return paths
 
 
-def write_report(out_dir: Path, before: dict, after: dict | None, extra: dict | None = None) -> dict:
+def write_report(out_dir: Path, before: dict, after: dict | None, extra: dict | None = None,
+                 reference: dict | None = None) -> dict:
     """metrics.json, report.md and plots in out_dir; returns the paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"before": public(before), "after": public(after) if after else None, **(extra or {})}
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1, default=float))
-    (out_dir / "report.md").write_text("# Evaluation\n\n" + markdown_table(before, after))
-    plots = plot_report(before, after, out_dir / "report") if after else []
+    (out_dir / "report.md").write_text("# Evaluation\n\n" + markdown_table(before, after, reference))
+    plots = plot_report(before, after, out_dir / "report", reference) if after else []
     return {"metrics_path": str(out_dir / "metrics.json"), "report_path": str(out_dir / "report.md"), "plots": plots}

@@ -40,4 +40,39 @@ def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets,
         before = evaluate(base, plan, cfg, reference)
     after = evaluate(with_adapter(base, adapter), plan, cfg, reference) if adapter else None
     paths = write_report(out_dir, before, after, {"targets": plan.targets, "adapter": str(adapter) if adapter else None})
-    return {"targets": plan.targets, "before": public(before), "after": public(after) if after else None, **paths}
+    rows = {"before": before.get("_row_rouge", {}), "after": (after or {}).get("_row_rouge", {})}
+    return {"targets": plan.targets, "before": public(before), "after": public(after) if after else None,
+            "row_rouge": rows, "holdout": [(q.question, q.answer) for q in plan.holdout], **paths}
+
+
+def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
+                  gold: list[tuple[str, str]], holdout: list[tuple[str, str]],
+                  reference_model: str | None) -> dict:
+    """The audit (lethe.evaluate.audit) of the starting model, the unlearned model and, where one
+    exists, a model that never knew the entity: {"before", "after", "reference"} metric dicts."""
+    from lethe.evaluate.audit import attack_rows, audit_model, load_plain
+    from lethe.evaluate.mia import mia_report
+    from lethe.mining.graph import load_graph
+    from lethe.unlearn.run import load_qa_file
+
+    cfg, backend_cfg = params.audit, params.backend
+    heldout = load_qa_file(mine_dir / "audit_set.jsonl", "audit set")
+    if not heldout:
+        raise LetheError(f"the audit set {mine_dir / 'audit_set.jsonl'} is empty: nothing was held out")
+    attack = attack_rows(load_qa_file(mine_dir / "forget_set.jsonl", "forget set"), cfg.relearn_rows, cfg.seed)
+    graph = load_graph(mine_dir / "graph.json") if (mine_dir / "graph.json").is_file() else None
+
+    def measure(path: Path | str, with_adapter: Path | None, full: bool) -> dict:
+        backend = load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+        return audit_model(backend, params, anchor, graph if full else None, heldout, attack, gold, with_attack=full)
+
+    before = measure(model, None, full=False)
+    after = measure(model, adapter, full=True)
+    reference: dict = {}
+    if reference_model:
+        reference = measure(reference_model, None, full=True)
+        if gold and holdout and params.evaluate.mia:
+            ref_backend = load_plain(reference_model, None, backend_cfg.device, backend_cfg.batch_size)
+            reference.update(mia_report(ref_backend, gold, holdout, params.evaluate.mia_k))
+    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attack),
+            "heldout_rows": len(heldout)}

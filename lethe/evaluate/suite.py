@@ -86,6 +86,15 @@ def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[st
     )
 
 
+def entity_rouge(rows: Sequence[QA], scores: Sequence[float]) -> dict[str, float]:
+    """Mean ROUGE-L recall per entity (author) the model must keep: the gate's collateral check."""
+    by_author: dict[str, list[float]] = {}
+    for row, value in zip(rows, scores):
+        if row.author:
+            by_author.setdefault(row.author, []).append(float(value))
+    return {author: sum(v) / len(v) for author, v in sorted(by_author.items())}
+
+
 def retain_model_ratios(plan: EvalPlan, device: str, batch_size: int) -> list[float] | None:
     """Truth ratios of the retain model on the forget rows (reference for forget quality)."""
     if not plan.retain_model_path or not plan.forget or not all(r.perturbed_answers for r in plan.forget):
@@ -110,7 +119,14 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
             for key, value in forget_probes(backend, rows, target, cfg.max_new_tokens).items():
                 metrics[key] = metrics.get(key, 0.0) + value / len(plan.targets)
     if plan.neighbors:
-        metrics["neighbor_rouge"] = neighbor_probe(backend, plan.neighbors, cfg.max_new_tokens)
+        neighbor_scores = neighbor_probe(backend, plan.neighbors, cfg.max_new_tokens)
+        metrics["neighbor_rouge"] = float(sum(neighbor_scores) / len(neighbor_scores))
+    else:
+        neighbor_scores = []
+    kept_rows = [*plan.retain, *plan.neighbors]
+    kept_scores = [*(scores["retain"].rouge.tolist() if "retain" in scores else []), *neighbor_scores]
+    metrics["entity_rouge"] = entity_rouge(kept_rows, kept_scores)
+    metrics["_row_rouge"] = {r.question: [r.author, float(v)] for r, v in zip(kept_rows, kept_scores) if r.author}
     if cfg.mia and plan.forget:
         metrics.update(mia_report(backend, [(r.question, r.answer) for r in plan.forget],
                                   [(q.question, q.answer) for q in plan.holdout], cfg.mia_k))

@@ -26,6 +26,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
+
+
 def require_model_dir(path: str | Path) -> Path:
     """The path as a Path if it holds a Hugging Face model (config.json); else a clear error."""
     path = Path(path)
@@ -34,6 +37,9 @@ def require_model_dir(path: str | Path) -> Path:
             f"no model at {path}: expected a Hugging Face model folder with config.json "
             "(build the default with `lethe world build`)"
         )
+    if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
+        raise ModelNotFoundError(f"{path} has a config.json but no weights (*.safetensors or *.bin): the model "
+                                 "folder is incomplete")
     return path
 
 
@@ -59,13 +65,18 @@ class Backend:
         return next(self.model.parameters()).device
 
     @classmethod
-    def load(cls, path: str | Path, device: str = "auto", batch_size: int = 32) -> Backend:
-        """Load model and tokenizer from a local folder (offline); clear error if it is not one."""
+    def load(cls, path: str | Path, device: str = "auto", batch_size: int = 32,
+             dtype: torch.dtype | None = None) -> Backend:
+        """Load model and tokenizer from a local folder (offline); clear error if it is not one.
+
+        dtype: bfloat16 on CUDA and float32 on CPU unless given (the audit needs float32 weights to
+        merge, fine-tune and round).
+        """
         path = require_model_dir(path)
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         target = resolve_device(device)
-        dtype = torch.bfloat16 if target.type == "cuda" else torch.float32
+        dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)

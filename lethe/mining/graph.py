@@ -200,7 +200,9 @@ def mine_graph(
 
 def save_graph(graph: nx.DiGraph, path: Path) -> None:
     """Node-link JSON (loadable with networkx.node_link_graph(..., edges='edges'))."""
-    path.write_text(json.dumps(nx.node_link_data(graph, edges="edges"), indent=1, default=str))
+    from lethe.mage import write_atomic
+
+    write_atomic(path, json.dumps(nx.node_link_data(graph, edges="edges"), indent=1, default=str))
 
 
 def load_graph(path: Path) -> nx.DiGraph:
@@ -209,32 +211,84 @@ def load_graph(path: Path) -> nx.DiGraph:
 
 
 def save_responses(responses: Sequence[Response], path: Path) -> None:
-    path.write_text("".join(json.dumps(asdict(r)) + "\n" for r in responses))
+    from lethe.mage import write_atomic
+
+    write_atomic(path, "".join(json.dumps(asdict(r)) + "\n" for r in responses))
 
 
 def load_responses(path: Path) -> list[Response]:
     return [Response(**json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
 
 
+KIND_COLORS = {"anchor": "#d62728", "entity": "#1f77b4", "title": "#9467bd", "date": "#2ca02c",
+               "concept": "#ff7f0e"}
+
+
+def is_noise(name: str, data: dict) -> bool:
+    """Extraction noise: a memory whose text is a function word or too short to name anything."""
+    from lethe.mining.extract import STOP_CAPS
+
+    key = str(data.get("key", name)).strip().lower()
+    return data.get("kind") != "anchor" and (len(key) < 3 or key in {w.lower() for w in STOP_CAPS}
+                                             or key in {"and", "the", "his", "her", "its", "was", "with"})
+
+
+def _layered_layout(graph: nx.DiGraph, nodes: list[str]) -> dict[str, tuple[float, float]]:
+    """Columns by hop (anchor left), nodes in a column spread evenly and ordered by strength."""
+    columns: dict[int, list[str]] = {}
+    for n in nodes:
+        columns.setdefault(int(graph.nodes[n].get("hop", 0)), []).append(n)
+    layout = {}
+    for hop, members in columns.items():
+        members.sort(key=lambda n: -graph.nodes[n].get("strength", 0))
+        for i, n in enumerate(members):
+            layout[n] = (hop * 3.0, (len(members) - 1) / 2 - i)
+    return layout
+
+
 def draw_graph(graph: nx.DiGraph, path: Path) -> None:
-    """PNG of the graph: node size by strength, edge width by weight, anchor highlighted."""
+    """PNG of the graph: one column per hop, colour by memory kind, size by strength, edge width by
+    weight; extraction noise listed apart instead of drawn; a legend for kinds and strength."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     anchor = graph.graph.get("anchor")
-    fig, ax = plt.subplots(figsize=(12, 9))
-    forward = [(u, v) for u, v in graph.edges if v != anchor]
-    layout = nx.spring_layout(graph, seed=0, k=1.2 / max(1, len(graph) ** 0.5))
-    colors = ["#d62728" if n == anchor else {1: "#ff7f0e", 2: "#2ca02c"}.get(d["hop"], "#1f77b4")
-              for n, d in graph.nodes(data=True)]
-    sizes = [1400 if n == anchor else 300 + 900 * d["strength"] for n, d in graph.nodes(data=True)]
-    nx.draw_networkx_nodes(graph, layout, node_color=colors, node_size=sizes, alpha=0.85, ax=ax)
-    nx.draw_networkx_edges(graph, layout, edgelist=forward, ax=ax, arrows=True, alpha=0.6,
-                           width=[0.5 + 6 * graph.edges[e]["weight"] for e in forward])
-    nx.draw_networkx_labels(graph, layout, font_size=8, ax=ax)
-    ax.set_title(f"Memory graph of {anchor!r}: {len(graph) - 1} memories (edge width = weight)")
+    noise = sorted(n for n, d in graph.nodes(data=True) if is_noise(n, d))
+    nodes = [n for n in graph.nodes if n not in noise]
+    shown = graph.subgraph(nodes)
+    layout = _layered_layout(graph, nodes)
+    tallest = max((sum(1 for n in nodes if graph.nodes[n].get("hop") == h) for h in {graph.nodes[n].get("hop", 0)
+                                                                                    for n in nodes}), default=1)
+    fig, ax = plt.subplots(figsize=(14, max(6, 0.45 * tallest + 2)))
+    forward = [(u, v) for u, v in shown.edges if v != anchor]
+    nx.draw_networkx_edges(shown, layout, edgelist=forward, ax=ax, arrows=True, alpha=0.35, edge_color="#555555",
+                           width=[0.5 + 5 * shown.edges[e]["weight"] for e in forward])
+    colors = [KIND_COLORS.get(graph.nodes[n].get("kind"), "#7f7f7f") for n in nodes]
+    sizes = [900 if n == anchor else 120 + 700 * graph.nodes[n].get("strength", 0) for n in nodes]
+    nx.draw_networkx_nodes(shown, layout, nodelist=nodes, node_color=colors, node_size=sizes, alpha=0.9, ax=ax)
+    for n in nodes:
+        x, y = layout[n]
+        label = n if len(n) <= 28 else n[:26] + "…"
+        ax.text(x + 0.12, y, label, fontsize=8, va="center", ha="left",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.75})
+    hops = sorted({int(graph.nodes[n].get("hop", 0)) for n in nodes})
+    for hop in hops:
+        ax.text(hop * 3.0, (tallest + 1) / 2, "anchor" if hop == 0 else f"hop {hop}", ha="center",
+                fontsize=10, weight="bold")
+    kinds = [Line2D([], [], marker="o", ls="", color=c, label=k, markersize=8) for k, c in KIND_COLORS.items()]
+    strengths = [Line2D([], [], marker="o", ls="", color="#999999", label=f"strength {s}",
+                        markersize=(120 + 700 * s) ** 0.5 / 2) for s in (0.3, 0.6, 1.0)]
+    ax.legend(handles=kinds + strengths, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    if noise:
+        ax.text(1.01, 0.02, "left out (extraction noise):\n" + "\n".join(noise[:12]), transform=ax.transAxes,
+                fontsize=7, va="bottom", color="#777777")
+    ax.set_title(f"Memory graph of {anchor!r}: {len(nodes) - 1} memories over {max(hops, default=0)} hop(s); "
+                 "edge width = co-elicitation weight", pad=18)
+    ax.set_xlim(-0.5, max(hops, default=0) * 3.0 + 2.5)
+    ax.set_ylim(-(tallest + 1) / 2, (tallest + 2) / 2)
     ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)

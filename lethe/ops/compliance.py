@@ -1,9 +1,16 @@
 """Re-audit the champion: does it still forget every entity forgotten so far?
 
-The champion's entities are found by walking its `lineage.parent_version` links. For each, the
-request's forget set (from its work directory, or restored from the DVC remote) is answered by
-the original base model and by the champion; the entity counts as forgotten when the champion's
-ROUGE-L recall is at most `gate.max_forget_ratio` times the base model's.
+The entities are every request the queue holds as `completed` for this model (and, for
+completeness, every anchor on the champion's parent links): a request that was rolled back, or
+whose adapter a concurrent promotion dropped, is audited too, not only what the champion says it
+holds. For each, the audit that needs no training data runs on the champion:
+
+- re-elicitation: MAGE's elicitation on the champion (fresh seed) and the share of the request's
+  strong memories that come back, against the never-trained reference where one exists;
+- held-out probes: recall on the request's audit set (never trained on), champion vs base model.
+
+An entity counts as forgotten when both pass the gate's thresholds. The graph and audit set come
+from the request's work directory, or are restored from the DVC remote.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ from lethe.config import Params
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
-from lethe.ops.request_steps import model_name_for
+from lethe.ops.request_steps import model_name_for, reference_model_for
 
 
 def champion_lineage(client, model_name: str) -> list[Any]:
@@ -31,49 +38,82 @@ def champion_lineage(client, model_name: str) -> list[Any]:
     return chain[::-1]
 
 
-def _forget_pairs(params: Params, env: OpsEnv, request_id: str) -> list[tuple[str, str]]:
+def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, name: str, suffix: str) -> Path:
+    if mine_dir is not None and (mine_dir / f"{name}{suffix}").is_file():
+        return mine_dir / f"{name}{suffix}"
+    return env.store().restore(request_id, name)
+
+
+def audited_entities(params: Params, client, model_name: str, base_model: str | Path,
+                     queue) -> list[dict[str, Any]]:
+    """(anchor, request id, mining folder) of every completed request for this model and of every
+    anchor on the champion's parent links."""
+    entities: dict[str, dict[str, Any]] = {}
+    for record in queue.list("completed"):
+        result = record.result or {}
+        if Path(record.model).resolve() != Path(base_model).resolve() or not result.get("model_version"):
+            continue
+        entities[record.id] = {"anchor": record.anchor, "request_id": record.id,
+                               "version": result.get("model_version"),
+                               "mine_dir": Path(result["workdir"]) / "mine" if result.get("workdir") else None}
+    for version in champion_lineage(client, model_name):
+        request_id = version.tags.get("lineage.request_id")
+        entities.setdefault(request_id, {"anchor": version.tags.get("lethe.anchor"), "request_id": request_id,
+                                         "version": version.version, "mine_dir": None})
+    return list(entities.values())
+
+
+def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> dict[str, Any]:
+    """One row per forgotten entity: re-elicitation and held-out recall on the champion, and the verdict."""
+    from lethe.evaluate.audit import recall, reelicit
+    from lethe.llm.backend import Backend
+    from lethe.mining.graph import load_graph
+    from lethe.ops.queue import RequestQueue
     from lethe.unlearn.run import load_qa_file
 
-    path = Path(params.registry.workdir) / request_id / "mine" / "forget_set.jsonl"
-    if not path.is_file():
-        path = env.store().restore(request_id, "forget_set")
-    return load_qa_file(path, "forget set")
-
-
-def _recall(backend, pairs: list[tuple[str, str]], max_new_tokens: int) -> float:
-    from lethe.evaluate.rouge import mean_rouge_l_recall
-
-    return mean_rouge_l_recall(backend.greedy([q for q, _ in pairs], max_new_tokens), [a for _, a in pairs])
-
-
-def audit_champion(params: Params, env: OpsEnv, base_model: str | Path) -> dict[str, Any]:
-    """One row per forgotten entity: base vs champion recall on its forget set, and the verdict."""
-    from lethe.llm.backend import Backend
-
+    queue = queue or RequestQueue(env.queue_url)
     client = registry.client(env.tracking_uri)
     name = model_name_for(base_model, params.registry.model_prefix)
-    versions = champion_lineage(client, name)
-    if not versions:
-        return {"model_name": name, "champion": None, "entities": [], "all_forgotten": True}
-    champion = versions[-1]
-    chain = json.loads(champion.tags["lineage.adapter_chain"])
-    cfg = params.backend
+    champion = registry.alias_version(client, name, registry.CHAMPION)
+    entities = audited_entities(params, client, name, base_model, queue)
+    if not entities:
+        return {"model_name": name, "champion": champion.version if champion else None, "entities": [],
+                "all_forgotten": True}
+    cfg, gate, tokens = params.backend, params.gate, params.audit.max_new_tokens
+    chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
     base = Backend.load(base_model, cfg.device, cfg.batch_size)
-    composed = Backend.load(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
-                            cfg.device, cfg.batch_size)
+    current = Backend.load(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
+                           cfg.device, cfg.batch_size) if chain else base
+    in_chain = {v.tags.get("lineage.request_id") for v in champion_lineage(client, name)}
+    references: dict[str, Any] = {}
     rows = []
-    for version in versions:
-        request_id = version.tags["lineage.request_id"]
-        pairs = _forget_pairs(params, env, request_id)
-        base_recall = _recall(base, pairs, params.evaluate.max_new_tokens)
-        now = _recall(composed, pairs, params.evaluate.max_new_tokens)
+    for entity in entities:
+        request_id, anchor = entity["request_id"], entity["anchor"]
+        graph = load_graph(_request_file(env, request_id, entity["mine_dir"], "graph", ".json"))
+        heldout = load_qa_file(_request_file(env, request_id, entity["mine_dir"], "audit_set", ".jsonl"), "audit set")
+        back = reelicit(current, anchor, graph, params)["return"]
+        base_recall, now = recall(base, heldout, tokens) or 0.0, recall(current, heldout, tokens) or 0.0
+        back_ref = floor = None
+        reference_path = reference_model_for(anchor, base_model)
+        if reference_path:
+            reference = references.setdefault(reference_path, Backend.load(reference_path, cfg.device,
+                                                                           cfg.batch_size))
+            back_ref = reelicit(reference, anchor, graph, params)["return"]
+            floor = recall(reference, heldout, tokens)
+        limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
         ratio = now / base_recall if base_recall > 0 else 0.0
-        rows.append({"anchor": version.tags.get("lethe.anchor"), "request_id": request_id,
-                     "version": version.version, "questions": len(pairs), "base_recall": base_recall,
-                     "champion_recall": now, "ratio": ratio,
-                     "forgotten": ratio <= params.gate.max_forget_ratio})
-    return {"model_name": name, "champion": champion.version, "entities": rows,
+        heldout_ok = ratio <= gate.max_heldout_ratio or (floor is not None and now <= floor + gate.heldout_floor_margin)
+        rows.append({"anchor": anchor, "request_id": request_id, "version": entity["version"],
+                     "in_champion_chain": request_id in in_chain, "questions": len(heldout),
+                     "base_recall": base_recall, "champion_recall": now, "ratio": ratio, "reference_recall": floor,
+                     "reelicit_return": back, "reelicit_reference": back_ref,
+                     "forgotten": (back is None or back <= limit) and heldout_ok})
+    return {"model_name": name, "champion": champion.version if champion else None, "entities": rows,
             "all_forgotten": all(r["forgotten"] for r in rows)}
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def write_report(out_root: str | Path, processed: list[dict], audit: dict) -> Path:
@@ -87,8 +127,10 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict) -> Pa
     lines += [f"| {p.get('request_id')} | {p.get('anchor', '')} | {p.get('status')} | {p.get('model_version') or '-'} "
               f"| {p.get('promoted', False)} |" for p in processed]
     lines += ["", f"## Champion audit: {audit['model_name']} version {audit['champion']}", "",
-              "| entity | request | base recall | champion recall | ratio | forgotten |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['anchor']} | {r['request_id']} | {r['base_recall']:.3f} | {r['champion_recall']:.3f} | "
-              f"{r['ratio']:.2f} | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
+              "| entity | request | in champion chain | held-out recall base -> champion | re-elicited (reference) "
+              "| forgotten |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['anchor']} | {r['request_id']} | {'yes' if r['in_champion_chain'] else 'NO'} | "
+              f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} | {_fmt(r['reelicit_return'])} "
+              f"({_fmt(r['reelicit_reference'])}) | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"

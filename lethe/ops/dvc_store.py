@@ -48,7 +48,9 @@ class DvcStore:
         done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
                               capture_output=True, text=True)
         if done.returncode != 0:
-            raise LetheError(f"dvc {' '.join(args)} failed: {(done.stderr or done.stdout).strip()[-400:]}")
+            lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            causes = [ln for ln in lines if ln.startswith("ERROR") or "rror" in ln][:3] or lines[-3:]
+            raise LetheError(f"dvc {' '.join(args)} failed: {' | '.join(causes)[:800]}")
         return done.stdout
 
     def _ensure(self) -> None:

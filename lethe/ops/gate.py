@@ -6,7 +6,7 @@ into MLflow tags, the Prefect artifact, the audit ledger and the human summary.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -49,50 +49,143 @@ class GateDecision:
                 "checks": [asdict(c) for c in self.checks]}
 
 
-def forget_metric(metrics: Mapping[str, Any]) -> str:
-    """The forgetting score of a run: TOFU forget ROUGE when the target is a benchmark author,
-    else recall on the request's own forget set."""
-    return "forget_Q_A_ROUGE" if metrics.get("forget_Q_A_ROUGE") is not None else "forget_set_rouge"
+def _ratio(after: float, before: float) -> float:
+    return after / before if before > 0 else (0.0 if after == 0 else float("inf"))
 
 
-def decide(before: Mapping[str, Any], after: Mapping[str, Any], base_utility: float,
-           data_quality_passed: bool, lineage: Mapping[str, str], gate: GateParams) -> GateDecision:
-    """Gate an unlearned model.
+def _missing(name: str, threshold: str, what: str) -> Check:
+    return Check(name, None, threshold, False, f"{what} was not measured")
 
-    before / after: metrics of the starting model (the current champion, or the base model) and
-    of the new one on the requested entity; base_utility: model utility of the original base
-    model, so repeated requests cannot erode utility step by step.
-    """
+
+def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
+                     gate: GateParams) -> Check:
+    """The relearning attack, on every probe set measured (held-out MAGE probes; gold for benchmark
+    authors): the worst gap to the attacked never-trained reference, else recovery relative to before."""
+    gaps, recoveries = [], []
+    for probes in ("heldout", "gold"):
+        attacked = after.get(f"relearn_{probes}_rouge")
+        if attacked is None:
+            continue
+        if reference.get(f"relearn_{probes}_rouge") is not None:
+            gaps.append((attacked - reference[f"relearn_{probes}_rouge"], probes, attacked,
+                         reference[f"relearn_{probes}_rouge"]))
+        elif before.get(f"{probes}_rouge"):
+            recoveries.append((attacked / before[f"{probes}_rouge"], probes, attacked, before[f"{probes}_rouge"]))
+    if gaps:
+        gap, probes, attacked, ref = max(gaps)
+        return Check("relearning", round(gap, 4), f"attacked - attacked reference <= {gate.max_relearn_gap}",
+                     gap <= gate.max_relearn_gap, f"{probes} probes: {attacked:.3f} vs never-trained {ref:.3f}")
+    if recoveries:
+        recovery, probes, attacked, start = max(recoveries)
+        return Check("relearning", round(recovery, 4), f"attacked / before <= {gate.max_relearn_recovery}",
+                     recovery <= gate.max_relearn_recovery, f"{probes} probes: {attacked:.3f} vs before {start:.3f}")
+    return _missing("relearning", f"gap <= {gate.max_relearn_gap}", "the relearning attack")
+
+
+def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
+                      gate: GateParams) -> list[Check]:
+    """Forgetting, judged on data the unlearning never saw: benchmark gold (an extra oracle where it
+    exists), held-out probes, re-elicitation, the relearning attack, and optionally 4-bit rounding."""
     checks: list[Check] = []
-    key = forget_metric(after)
-    f_before, f_after = before.get(key), after.get(key)
-    if f_before is None or f_after is None:
-        checks.append(Check("forget_efficacy", None, f"<= {gate.max_forget_ratio}x before", False,
-                            "no forgetting metric was measured"))
+    if after.get("forget_Q_A_ROUGE") is not None and before.get("forget_Q_A_ROUGE") is not None:
+        ratio = _ratio(after["forget_Q_A_ROUGE"], before["forget_Q_A_ROUGE"])
+        checks.append(Check("gold_forgetting", round(ratio, 4), f"<= {gate.max_forget_ratio}x before",
+                            ratio <= gate.max_forget_ratio,
+                            f"benchmark oracle {before['forget_Q_A_ROUGE']:.3f} -> {after['forget_Q_A_ROUGE']:.3f}"))
+    threshold = f"<= {gate.max_heldout_ratio}x before, or <= reference + {gate.heldout_floor_margin}"
+    h_before, h_after, h_ref = before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")
+    if h_before is None or h_after is None:
+        checks.append(_missing("heldout_forgetting", threshold, "held-out recall"))
     else:
-        ratio = f_after / f_before if f_before > 0 else (0.0 if f_after == 0 else float("inf"))
-        checks.append(Check("forget_efficacy", round(ratio, 4), f"<= {gate.max_forget_ratio}x before",
-                            ratio <= gate.max_forget_ratio, f"{key} {f_before:.3f} -> {f_after:.3f}"))
+        ratio = _ratio(h_after, h_before)
+        at_floor = h_ref is not None and h_after <= h_ref + gate.heldout_floor_margin
+        note = f"{h_before:.3f} -> {h_after:.3f}" + (f"; never-trained reference {h_ref:.3f}" if h_ref is not None
+                                                     else "")
+        checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
+                            ratio <= gate.max_heldout_ratio or at_floor, note))
+    back, back_ref = after.get("reelicit_return"), reference.get("reelicit_return")
+    limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
+    label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None
+             else f"<= {gate.max_reelicit_return} (no reference)")
+    if back is None:
+        checks.append(Check("reelicitation", None, label, None, "the graph has no strong memory to re-elicit"))
+    else:
+        checks.append(Check("reelicitation", round(back, 4), label, back <= limit,
+                            "strength-weighted share of strong memories that came back"))
+    checks.append(relearning_check(before, after, reference, gate))
+    q_before, q_after = before.get("q4_heldout_rouge"), after.get("q4_heldout_rouge")
+    if q_before is not None and q_after is not None:
+        ratio = _ratio(q_after, q_before)
+        gated = gate.max_quantized_ratio is not None
+        checks.append(Check("quantized_4bit", round(ratio, 4),
+                            f"<= {gate.max_quantized_ratio}x before" if gated else "reported",
+                            ratio <= gate.max_quantized_ratio if gated else None, f"{q_before:.3f} -> {q_after:.3f}"))
     q_before, q_after = before.get("forget_quality"), after.get("forget_quality")
-    if q_after is None:
-        checks.append(Check("forget_quality", None, f">= {gate.min_forget_quality} and not worse", None,
-                            "no retain-model reference for this entity"))
-    else:
+    if q_after is not None:
         floor = max(gate.min_forget_quality, q_before if q_before is not None else 0.0)
         checks.append(Check("forget_quality", float(f"{q_after:.4g}"), f">= {floor:.4g}", q_after >= floor))
-    utility = after.get("model_utility")
+    return checks
+
+
+def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: GateParams,
+                   spared: Sequence[str]) -> list[Check]:
+    """What must be kept, against the original base model: utility, each of its parts, and every
+    other entity's knowledge (the target and earlier forgotten entities excepted)."""
+    from lethe.evaluate.tofu import UTILITY_KEYS
+
+    checks: list[Check] = []
+    utility, base_utility = after.get("model_utility"), base.get("model_utility")
     if utility is None or not base_utility:
-        checks.append(Check("utility", None, f">= {gate.min_utility_ratio}x base", False, "utility not measured"))
+        checks.append(_missing("utility", f">= {gate.min_utility_ratio}x base", "utility"))
     else:
         ratio = utility / base_utility
         checks.append(Check("utility", round(ratio, 4), f">= {gate.min_utility_ratio}x base",
                             ratio >= gate.min_utility_ratio, f"{base_utility:.3f} -> {utility:.3f}"))
+    parts = [(k, after[k] / base[k]) for k in UTILITY_KEYS if after.get(k) is not None and base.get(k)]
+    if parts:
+        key, worst = min(parts, key=lambda item: item[1])
+        checks.append(Check("utility_parts", round(worst, 4), f"each >= {gate.min_utility_part_ratio}x base",
+                            worst >= gate.min_utility_part_ratio, f"weakest: {key}"))
+    entities = after.get("entity_rouge") or {}
+    base_entities = after.get("base_entity_rouge") or {}
+    ratios = [(name, entities[name] / base_entities[name]) for name in entities
+              if name not in spared and base_entities.get(name)]
+    if ratios:
+        name, worst = min(ratios, key=lambda item: item[1])
+        checks.append(Check("entity_retention", round(worst, 4), f"every entity >= {gate.min_entity_retention}x base",
+                            worst >= gate.min_entity_retention, f"{len(ratios)} entities; weakest: {name}"))
+    else:
+        checks.append(_missing("entity_retention", f"every entity >= {gate.min_entity_retention}x base",
+                               "other entities' knowledge"))
+    return checks
+
+
+def decide(before: Mapping[str, Any], after: Mapping[str, Any], base: Mapping[str, Any],
+           reference: Mapping[str, Any], data_quality_passed: bool, lineage: Mapping[str, str], gate: GateParams,
+           spared: Sequence[str] = ()) -> GateDecision:
+    """Gate an unlearned model on its audit.
+
+    before / after: metrics of the starting model (the current champion, or the base model) and of
+    the new one; base: the original base model's utility and parts (so repeated requests cannot
+    erode them step by step); reference: the same audit on a model that never knew the entity
+    ({} where none exists); spared: entities whose loss is intended (the target, earlier targets).
+    """
+    checks = [*forgetting_checks(before, after, reference, gate), *keeping_checks(after, base, gate, spared)]
     checks.append(Check("data_quality", "passed" if data_quality_passed else "failed", "GX checkpoints pass",
                         data_quality_passed if gate.require_data_quality else None))
     missing = [k for k in REQUIRED_LINEAGE if not lineage.get(k)]
     checks.append(Check("lineage", "complete" if not missing else "missing " + ", ".join(missing),
                         "every lineage tag present", not missing))
     return GateDecision(all(c.passed is not False for c in checks), checks)
+
+
+def decision_markdown(decision: GateDecision) -> str:
+    """The decision table as markdown (the model version's description, the report)."""
+    lines = [f"**Gate: {decision.status}**", "", "| check | value | threshold | result | note |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['check']} | {r['value']} | {r['threshold']} | {r['result']} | {r['note']} |"
+              for r in decision_table(decision)]
+    return "\n".join(lines) + "\n"
 
 
 def decision_table(decision: GateDecision) -> list[dict[str, Any]]:

@@ -2,8 +2,19 @@
 
 SQLite by default (a file under artifacts/), any SQLAlchemy URL in production (PostgreSQL).
 A request moves pending -> running -> completed | rejected | failed; a failed request may run
-again (it resumes from its work directory). Every transition, gate decision and alias move is an
-audit event; events are only ever inserted (on SQLite a trigger refuses UPDATE and DELETE).
+again (it resumes from its work directory); a rollback marks the requests it dropped `superseded`
+and queues them again; `cancelled` ends a request that has not completed. Every transition, gate
+decision and alias move is an audit event; events are only ever inserted (on SQLite a trigger
+refuses UPDATE and DELETE).
+
+Identity: the normalized anchor (Unicode NFKC, case-folded, spacing collapsed, surrounding
+punctuation dropped: "Nikolai Abilov." is "nikolai abilov") on one base model. A unique index on
+the active requests makes two concurrent submissions of one anchor one request.
+
+Leases: a runner claims a request (owner, expiry) in one conditional UPDATE, renews the lease while
+it works, and releases it when done. A second runner cannot claim a leased request; a crashed
+runner's request is taken over once its lease expires. Per-model locks (same table idea) keep the
+plan-to-promote section of one registered model to one runner at a time.
 
 The anchor is the only user-supplied content kept about the entity: the optional description
 is used while the request runs and is then replaced by its SHA-256 digest.
@@ -13,6 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import os
+import time
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -24,16 +39,20 @@ import sqlalchemy as sa
 from lethe.errors import LetheError
 
 PENDING, RUNNING, COMPLETED, REJECTED, FAILED = "pending", "running", "completed", "rejected-by-gate", "failed"
-STATUSES = (PENDING, RUNNING, COMPLETED, REJECTED, FAILED)
+SUPERSEDED, CANCELLED = "superseded", "cancelled"
+STATUSES = (PENDING, RUNNING, COMPLETED, REJECTED, FAILED, SUPERSEDED, CANCELLED)
 TRANSITIONS = {
-    PENDING: {RUNNING},
+    PENDING: {RUNNING, CANCELLED},
     RUNNING: {COMPLETED, REJECTED, FAILED},
-    FAILED: {RUNNING},
-    COMPLETED: set(),
+    FAILED: {RUNNING, CANCELLED},
+    COMPLETED: {SUPERSEDED},
     REJECTED: set(),
+    SUPERSEDED: set(),
+    CANCELLED: set(),
 }
 # A second submission of the same anchor for the same model joins the existing request.
 JOINABLE = (PENDING, RUNNING, FAILED, COMPLETED)
+DEFAULT_LEASE_SECONDS = 120.0
 
 _meta = sa.MetaData()
 requests_table = sa.Table(
@@ -51,6 +70,17 @@ requests_table = sa.Table(
     sa.Column("updated_at", sa.String(40), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False, default=0),
     sa.Column("result", sa.Text),
+    sa.Column("lease_owner", sa.String(200)),
+    sa.Column("lease_expires", sa.Float),
+)
+_active = requests_table.c.status.in_(JOINABLE)
+sa.Index("uq_active_request", requests_table.c.anchor_key, requests_table.c.model, unique=True,
+         sqlite_where=_active, postgresql_where=_active)
+locks_table = sa.Table(
+    "locks", _meta,
+    sa.Column("name", sa.String(200), primary_key=True),
+    sa.Column("owner", sa.String(200), nullable=False),
+    sa.Column("expires", sa.Float, nullable=False),
 )
 audit_table = sa.Table(
     "audit", _meta,
@@ -75,8 +105,14 @@ def now() -> str:
 
 
 def anchor_key(anchor: str) -> str:
-    """Case- and spacing-folded anchor: the identity used to join duplicate submissions."""
-    return " ".join(anchor.casefold().split())
+    """Normalized anchor: the identity used to join duplicate submissions."""
+    folded = " ".join(unicodedata.normalize("NFKC", anchor).casefold().split())
+    return folded.strip(" .,;:!?\"'()[]{}«»“”‘’")
+
+
+def runner_id() -> str:
+    """Who holds a lease: host and process (a worker, a CLI run)."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +131,8 @@ class RequestRecord:
     updated_at: str
     attempts: int
     result: dict[str, Any] | None
+    lease_owner: str | None = None
+    lease_expires: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -116,37 +154,56 @@ class RequestQueue:
         self.url = url
         self.engine = sa.create_engine(url, future=True)
         _meta.create_all(self.engine)
+        self._migrate()
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as conn:
                 for statement in _APPEND_ONLY:
                     conn.exec_driver_sql(statement)
 
+    def _migrate(self) -> None:
+        """Add the lease columns to a queue created by an earlier version (create_all adds no columns)."""
+        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("requests")}
+        with self.engine.begin() as conn:
+            for name, kind in (("lease_owner", "VARCHAR(200)"), ("lease_expires", "FLOAT")):
+                if name not in columns:
+                    conn.exec_driver_sql(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+
     # -- requests ----------------------------------------------------------------------------
     def add(self, anchor: str, model: str, requester: str, reason: str,
             description: str | None = None) -> tuple[RequestRecord, bool]:
-        """Queue a request; returns (record, created). A duplicate joins the existing request."""
+        """Queue a request; returns (record, created). A duplicate joins the existing request, also when
+        two submissions race (the unique index on active requests decides)."""
         if not requester.strip() or not reason.strip():
             raise LetheError("a request needs a requester and a reason (they go into the audit ledger)")
         key = anchor_key(anchor)
-        with self.engine.begin() as conn:
-            existing = conn.execute(
-                sa.select(requests_table).where(requests_table.c.anchor_key == key,
-                                                requests_table.c.model == model,
-                                                requests_table.c.status.in_(JOINABLE))
-                .order_by(requests_table.c.created_at.desc())).first()
+        if not key:
+            raise LetheError(f"the anchor {anchor!r} is empty once normalized")
+        for _ in range(3):
+            existing = self._active(key, model)
             if existing is not None:
-                record = _record(existing)
-                self._audit(conn, record.id, "duplicate_submission", requester, {"reason": reason})
-                return record, False
+                self.audit("duplicate_submission", existing.id, requester, {"reason": reason})
+                return existing, False
             stamp = now()
             request_id = f"req-{stamp[:10].replace('-', '')}-{uuid.uuid4().hex[:8]}"
-            conn.execute(requests_table.insert().values(
-                id=request_id, anchor=anchor, anchor_key=key, model=model, description=description,
-                description_sha256=hashlib.sha256(description.encode()).hexdigest() if description else None,
-                requester=requester, reason=reason, status=PENDING, created_at=stamp, updated_at=stamp,
-                attempts=0, result=None))
-            self._audit(conn, request_id, "submitted", requester, {"anchor": anchor, "model": model, "reason": reason})
-        return self.get(request_id), True
+            try:
+                with self.engine.begin() as conn:
+                    conn.execute(requests_table.insert().values(
+                        id=request_id, anchor=anchor, anchor_key=key, model=model, description=description,
+                        description_sha256=hashlib.sha256(description.encode()).hexdigest() if description else None,
+                        requester=requester, reason=reason, status=PENDING, created_at=stamp, updated_at=stamp,
+                        attempts=0, result=None))
+                    self._audit(conn, request_id, "submitted", requester,
+                                {"anchor": anchor, "model": model, "reason": reason})
+            except sa.exc.IntegrityError:
+                continue  # another submission of this anchor won the race: join it
+            return self.get(request_id), True
+        raise LetheError(f"could not queue {anchor!r}: concurrent submissions kept conflicting")
+
+    def _active(self, key: str, model: str) -> RequestRecord | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(requests_table).where(requests_table.c.anchor_key == key,
+                                                               requests_table.c.model == model, _active)).first()
+        return _record(row) if row is not None else None
 
     def get(self, request_id: str) -> RequestRecord:
         """One request; a clear error for an unknown id."""
@@ -180,13 +237,88 @@ class RequestQueue:
             values: dict[str, Any] = {"status": status, "updated_at": now()}
             if status == RUNNING:
                 values["attempts"] = row.attempts + 1
+            if status not in (RUNNING,):
+                values.update(lease_owner=None, lease_expires=None)
             if result is not None:
                 values["result"] = json.dumps(result, default=str)
-            if status in (COMPLETED, REJECTED):
+            if status in (COMPLETED, REJECTED, CANCELLED, SUPERSEDED):
                 values["description"] = None  # keep only its digest once the request is done
             conn.execute(requests_table.update().where(requests_table.c.id == request_id).values(**values))
             self._audit(conn, request_id, f"status:{status}", actor, {"from": current, **(detail or {})})
         return self.get(request_id)
+
+    # -- leases --------------------------------------------------------------------------------
+    def claim(self, request_id: str, owner: str, seconds: float = DEFAULT_LEASE_SECONDS) -> RequestRecord | None:
+        """Take the request to run it: pending or failed, or running under an expired lease (its runner
+        died). One conditional UPDATE, so two runners never both win. None when someone else holds it."""
+        current = self.get(request_id)
+        stamp = time.time()
+        claimable = sa.or_(requests_table.c.status.in_((PENDING, FAILED)),
+                           sa.and_(requests_table.c.status == RUNNING,
+                                   sa.or_(requests_table.c.lease_expires.is_(None),
+                                          requests_table.c.lease_expires < stamp)),
+                           sa.and_(requests_table.c.status == RUNNING, requests_table.c.lease_owner == owner))
+        with self.engine.begin() as conn:
+            done = conn.execute(requests_table.update().where(requests_table.c.id == request_id, claimable).values(
+                status=RUNNING, lease_owner=owner, lease_expires=stamp + seconds, updated_at=now(),
+                attempts=requests_table.c.attempts + 1))
+            if done.rowcount != 1:
+                return None
+            event = "lease_taken_over" if current.status == RUNNING else f"status:{RUNNING}"
+            self._audit(conn, request_id, event, owner, {"from": current.status, "previous_owner": current.lease_owner})
+        return self.get(request_id)
+
+    def heartbeat(self, request_id: str, owner: str, seconds: float = DEFAULT_LEASE_SECONDS) -> bool:
+        """Renew the lease; False when it is no longer ours (taken over after expiry)."""
+        with self.engine.begin() as conn:
+            done = conn.execute(requests_table.update().where(
+                requests_table.c.id == request_id, requests_table.c.lease_owner == owner,
+                requests_table.c.status == RUNNING).values(lease_expires=time.time() + seconds))
+        return done.rowcount == 1
+
+    def acquire_lock(self, name: str, owner: str, seconds: float = DEFAULT_LEASE_SECONDS, wait: float = 3600.0,
+                     poll: float = 1.0) -> None:
+        """Hold the named lock (e.g. one per registered model), waiting up to `wait` seconds; an expired
+        holder (crashed) loses it."""
+        deadline = time.monotonic() + wait
+        while True:
+            stamp = time.time()
+            with self.engine.begin() as conn:
+                conn.execute(locks_table.delete().where(locks_table.c.name == name, locks_table.c.expires < stamp))
+                try:
+                    conn.execute(locks_table.insert().values(name=name, owner=owner, expires=stamp + seconds))
+                    return
+                except sa.exc.IntegrityError:
+                    pass
+            with self.engine.begin() as conn:  # re-entrant for the same owner
+                renewed = conn.execute(locks_table.update().where(locks_table.c.name == name,
+                                                                  locks_table.c.owner == owner)
+                                       .values(expires=stamp + seconds))
+                if renewed.rowcount == 1:
+                    return
+            if time.monotonic() > deadline:
+                raise LetheError(f"lock {name!r} is held by another runner; gave up after {wait:.0f} s")
+            time.sleep(poll)
+
+    def renew_lock(self, name: str, owner: str, seconds: float = DEFAULT_LEASE_SECONDS) -> bool:
+        with self.engine.begin() as conn:
+            done = conn.execute(locks_table.update().where(locks_table.c.name == name, locks_table.c.owner == owner)
+                                .values(expires=time.time() + seconds))
+        return done.rowcount == 1
+
+    def release_lock(self, name: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(locks_table.delete().where(locks_table.c.name == name, locks_table.c.owner == owner))
+
+    def gate_verdict(self, model_name: str, version: str) -> str | None:
+        """The gate's status for a model version as the ledger recorded it (not the server's tag)."""
+        verdict = None
+        for event in self.audit_log():
+            detail = event["detail"]
+            if (event["event"] == "gate_decision" and str(detail.get("model_version")) == str(version)
+                    and detail.get("model") == model_name):
+                verdict = detail.get("status")
+        return verdict
 
     # -- audit ---------------------------------------------------------------------------------
     def audit(self, event: str, request_id: str | None = None, actor: str = "lethe",

@@ -122,15 +122,16 @@ def log_model(run_id: str, adapters: Sequence[Path], base_model: Path, max_new_t
             pip_requirements=["torch", "transformers", "peft", "pandas"])
 
 
-def find_version(mlflow_client, model_name: str, request_id: str):
-    """The registered version of a request, or None."""
+def find_version(mlflow_client, model_name: str, request_id: str, start_model_hash: str | None = None):
+    """The registered version of a request (planned from that starting model, when given), or None."""
     from mlflow.exceptions import MlflowException
 
     try:
         versions = mlflow_client.search_model_versions(f"name = '{model_name}'")
     except MlflowException:
         return None
-    matches = [v for v in versions if v.tags.get("lineage.request_id") == request_id]
+    matches = [v for v in versions if v.tags.get("lineage.request_id") == request_id
+               and (start_model_hash is None or v.tags.get("lineage.start_model_hash") == start_model_hash)]
     return matches[0] if matches else None
 
 
@@ -138,7 +139,7 @@ def register_version(mlflow_client, model_name: str, run_id: str, model_info, ta
     """Create the version with every tag at once (idempotent per request id)."""
     from mlflow.exceptions import MlflowException
 
-    existing = find_version(mlflow_client, model_name, tags["lineage.request_id"])
+    existing = find_version(mlflow_client, model_name, tags["lineage.request_id"], tags.get("lineage.start_model_hash"))
     if existing:
         return existing
     try:
@@ -159,9 +160,19 @@ def alias_version(mlflow_client, model_name: str, alias: str):
         return None
 
 
+def get_version(mlflow_client, model_name: str, version: str):
+    """One model version, or a clear error naming what exists."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow_client.get_model_version(model_name, str(version))
+    except MlflowException as exc:
+        raise LetheError(f"{model_name} has no version {version!r} (see the MLflow UI or `lethe request list`)") from exc
+
+
 def promote(mlflow_client, model_name: str, version: str) -> str | None:
     """Make `version` the champion; returns the previous champion's version (recorded on the new one)."""
-    target = mlflow_client.get_model_version(model_name, version)
+    target = get_version(mlflow_client, model_name, version)
     if target.tags.get("gate.status") != "passed":
         raise LetheError(f"{model_name} version {version} did not pass the gate "
                          f"({target.tags.get('gate.status', 'no gate result')}); it cannot become champion")
@@ -188,6 +199,17 @@ def rollback(mlflow_client, model_name: str) -> tuple[str, str]:
     mlflow_client.set_registered_model_alias(model_name, CHAMPION, previous)
     mlflow_client.set_model_version_tag(model_name, current.version, "promotion.rolled_back", "true")
     return current.version, previous
+
+
+def versions_between(mlflow_client, model_name: str, old: str, new: str) -> list[Any]:
+    """Versions on the champion's parent chain from `old` back to (not including) `new`: what a
+    rollback from `old` to `new` un-forgets."""
+    dropped, version = [], get_version(mlflow_client, model_name, old)
+    while version is not None and version.version != str(new):
+        dropped.append(version)
+        parent = version.tags.get("lineage.parent_version", "none")
+        version = get_version(mlflow_client, model_name, parent) if parent != "none" else None
+    return dropped
 
 
 def tracking_uri_from_env(configured: str) -> str | None:

@@ -11,6 +11,7 @@ A request's files live in <registry.workdir>/<request_id>/: mine/ (MAGE), unlear
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import asdict, dataclass, field
@@ -20,10 +21,10 @@ from typing import Any
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.ops import registry
-from lethe.ops.gate import GateDecision, decide
+from lethe.ops.gate import GateDecision, decide, decision_markdown
 from lethe.ops.lineage import git_commit, model_hash, params_hash
 
-VERSIONED = ("forget_set", "neighbor_set", "graph", "validation", "adapter", "metrics")
+VERSIONED = ("forget_set", "neighbor_set", "dev_set", "audit_set", "graph", "validation", "adapter", "metrics")
 
 
 @dataclass
@@ -41,7 +42,7 @@ class RequestPlan:
     run_id: str
     parent_version: str | None = None
     adapter_chain: list[str] = field(default_factory=list)
-    base_utility: float | None = None
+    forgotten: list[str] = field(default_factory=list)  # anchors the champion chain already forgot
     flow_run_id: str | None = None
 
     @property
@@ -50,10 +51,6 @@ class RequestPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def reference_utility(self, before: dict[str, Any]) -> float:
-        """Utility of the original base model: inherited from the champion, else measured now."""
-        return self.base_utility if self.base_utility is not None else before["model_utility"]
 
 
 def model_name_for(base_model: str | Path, prefix: str) -> str:
@@ -68,16 +65,18 @@ def model_name_for(base_model: str | Path, prefix: str) -> str:
 def plan_request(params: Params, request: dict[str, Any], base_model: str, tracking_uri: str,
                  flow_run_id: str | None = None) -> RequestPlan:
     """Resolve the starting model (base + the champion's adapter chain) and open the request's run."""
-    from lethe.ops.compose import compose
+    from lethe.ops.compose import chain_key, compose
 
     cfg = params.registry
     name = model_name_for(base_model, cfg.model_prefix)
     client = registry.client(tracking_uri)
     champion = registry.alias_version(client, name, registry.CHAMPION)
     chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
-    base_utility = float(champion.tags["gate.base_utility"]) if champion else None
-    workdir = Path(cfg.workdir) / request["id"]
+    forgotten = json.loads(champion.tags.get("lineage.forgotten_anchors", "[]")) if champion else []
     start_model = compose(base_model, chain, Path(cfg.workdir) / "_composed")
+    # One folder per starting model: a request that re-plans from a newer champion never reuses
+    # supervision or adapters mined and trained on the old one.
+    workdir = Path(cfg.workdir) / request["id"] / (f"from-{chain_key(chain)}" if chain else "from-base")
     run_id = registry.start_run(client, cfg.experiment, request["id"], {
         "lethe.anchor": request["anchor"], "lethe.model_name": name,
         "lethe.parent_version": champion.version if champion else "none",
@@ -88,7 +87,7 @@ def plan_request(params: Params, request: dict[str, Any], base_model: str, track
         "request.start_model": str(start_model)})
     return RequestPlan(request["id"], request["anchor"], request.get("description"), str(base_model),
                        str(start_model), name, str(workdir), tracking_uri, run_id,
-                       champion.version if champion else None, chain, base_utility, flow_run_id)
+                       champion.version if champion else None, chain, forgotten, flow_run_id)
 
 
 def unlearn_step(params: Params, plan: RequestPlan) -> dict[str, Any]:
@@ -113,21 +112,107 @@ def is_benchmark_author(anchor: str, model: str | Path) -> bool:
     return record is None or index in {a["index"] for a in record["authors"]}
 
 
+def reference_model_for(anchor: str, base_model: str | Path) -> str | None:
+    """A model that never knew the entity: the world's retain model when the anchor is one of the
+    world's forget authors; None otherwise (the audit then reports recovery relative to before)."""
+    from lethe.evaluate.suite import world_record
+
+    record = world_record(base_model)
+    if not record:
+        return None
+    forget = {a["name"] for a in record["authors"] if a["split"] == "forget"}
+    return record["retain_model_path"] if anchor in forget else None
+
+
 def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
-    """Before (the starting model) and after (with the new adapter) on the entity and on utility."""
-    from lethe.evaluate.runner import evaluate_adapter
+    """Before (the starting model) and after (with the new adapter): the TOFU / probe / MIA suite on the
+    entity and on utility, then the audit (held-out probes, re-elicitation, relearning, quantization,
+    privleak) against a never-trained reference where one exists. Reports and plots are rewritten
+    with the audit included."""
+    from lethe.data import author_qa
+    from lethe.evaluate.audit import privleak
+    from lethe.evaluate.report import public, write_report
+    from lethe.evaluate.runner import audit_adapter, evaluate_adapter
+    from lethe.supervision.baselines import author_index
 
     tofu = is_benchmark_author(plan.anchor, plan.start_model)
-    return evaluate_adapter(params, Path(plan.start_model), Path(adapter), [plan.anchor] if tofu else [],
-                            plan.mine_dir / "forget_set.jsonl", Path(plan.workdir) / "evaluation",
-                            entity_only=not tofu)
+    out_dir = Path(plan.workdir) / "evaluation"
+    evaluation = evaluate_adapter(params, Path(plan.start_model), Path(adapter), [plan.anchor] if tofu else [],
+                                  plan.mine_dir / "forget_set.jsonl", out_dir, entity_only=not tofu)
+    gold = [(qa.question, qa.answer) for qa in author_qa(author_index(plan.anchor))] if tofu else []
+    audit = audit_adapter(params, Path(plan.start_model), Path(adapter), plan.anchor, plan.mine_dir, gold,
+                          evaluation["holdout"], reference_model_for(plan.anchor, plan.base_model))
+    before = {**evaluation["before"], **public(audit["before"])}
+    after = {**evaluation["after"], **public(audit["after"])}
+    reference = public(audit["reference"])
+    after["privleak"] = privleak(after.get("mia_min_k_auc"), reference.get("mia_min_k_auc"))
+    base = base_reference(params, plan, evaluation["before"], evaluation["row_rouge"])
+    after["base_entity_rouge"] = base["entity_rouge_now"]
+    memories = audit["after"].get("_reelicit_memories", {})
+    paths = write_report(out_dir, before, after, {"targets": evaluation["targets"], "adapter": str(adapter),
+                                                  "reference": reference, "reelicited_memories": memories,
+                                                  "audit_rows": {"heldout": audit["heldout_rows"],
+                                                                 "attack": audit["attack_rows"]}},
+                         reference=reference)
+    return {"targets": evaluation["targets"], "before": before, "after": after, "reference": reference,
+            "base": {k: v for k, v in base.items() if k != "row_rouge"}, **paths}
+
+
+def _base_cache_path(params: Params, base_model: str) -> Path:
+    key = hashlib.sha256(json.dumps([model_hash(base_model), params.evaluate.model_dump(mode="json")],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return Path(params.registry.workdir) / "_base" / f"{key}.json"
+
+
+def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
+                   rows: dict[str, dict[str, list]]) -> dict[str, Any]:
+    """What the original base model scores: its utility and its parts, and per-row retain ROUGE, so
+    that chained requests are judged against the base and not against an already eroded champion.
+
+    Cached by base-model hash and evaluation parameters; a row the cache lacks is scored on the base
+    model now (rows vary a little with the target, since the target is left out of them).
+    """
+    from lethe.evaluate.rouge import rouge_l_recall
+    from lethe.evaluate.tofu import UTILITY_KEYS
+
+    path = _base_cache_path(params, plan.base_model)
+    cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
+    if Path(plan.start_model).resolve() == Path(plan.base_model).resolve():
+        cache.update({k: before[k] for k in ("model_utility", *UTILITY_KEYS) if k in before})
+        cache["row_rouge"].update(rows["before"])
+    missing = {q: author for q, (author, _) in rows["after"].items() if q not in cache["row_rouge"]}
+    if missing or "model_utility" not in cache:
+        from lethe.data import load_perturbed
+        from lethe.evaluate.suite import build_plan, evaluate
+        from lethe.llm.backend import Backend
+
+        backend = Backend.load(plan.base_model, params.backend.device, params.backend.batch_size)
+        if "model_utility" not in cache:
+            measured = evaluate(backend, build_plan(plan.base_model, params.evaluate, entity_only=True),
+                                params.evaluate.model_copy(update={"probes": False, "mia": False}), None)
+            cache.update({k: measured[k] for k in ("model_utility", *UTILITY_KEYS) if k in measured})
+        answers_by_question = {r.question: r.answer for r in load_perturbed("retain")}
+        from lethe.data import load_full
+
+        answers_by_question.update({qa.question: qa.answer for qa in load_full()})
+        questions = [q for q in missing if q in answers_by_question]
+        answers = backend.greedy(questions, params.evaluate.max_new_tokens)
+        for question, answer in zip(questions, answers):
+            cache["row_rouge"][question] = [missing[question], rouge_l_recall(answer, answers_by_question[question])]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cache))
+    per_entity: dict[str, list[float]] = {}
+    for question, (author, _) in rows["after"].items():
+        if question in cache["row_rouge"]:
+            per_entity.setdefault(author, []).append(cache["row_rouge"][question][1])
+    return {**cache, "entity_rouge_now": {a: sum(v) / len(v) for a, v in sorted(per_entity.items())}}
 
 
 def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any]) -> dict[str, Path]:
     """The request outputs that DVC versions, by name."""
     mine = plan.mine_dir
     return {"forget_set": mine / "forget_set.jsonl", "neighbor_set": mine / "neighbor_set.jsonl",
-            "graph": mine / "graph.json", "validation": mine / "validation", "adapter": Path(adapter),
+            "dev_set": mine / "dev_set.jsonl", "audit_set": mine / "audit_set.jsonl", "graph": mine / "graph.json", "validation": mine / "validation", "adapter": Path(adapter),
             "metrics": Path(evaluation["metrics_path"])}
 
 
@@ -150,10 +235,10 @@ def lineage_tags(params: Params, plan: RequestPlan, md5s: dict[str, str], run_id
 
 def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lineage: dict[str, str]) -> GateDecision:
     """The gate's decision for this request (pure; see lethe.ops.gate)."""
-    before, after = evaluation["before"], evaluation["after"]
     validation = json.loads((plan.mine_dir / "validation" / "validation.json").read_text())
-    return decide(before, after, plan.reference_utility(before), bool(validation.get("success")),
-                  {k.removeprefix("lineage."): v for k, v in lineage.items()}, params.gate)
+    return decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation.get("reference", {}),
+                  bool(validation.get("success")), {k.removeprefix("lineage."): v for k, v in lineage.items()},
+                  params.gate, spared=[plan.anchor, *plan.forgotten])
 
 
 def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: dict[str, Any],
@@ -168,40 +253,65 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     mine, work = plan.mine_dir, Path(plan.workdir)
     before, after = evaluation["before"], evaluation["after"]
     registry.log_metrics(client, run_id, {**{f"before.{k}": v for k, v in before.items()},
-                                          **{f"after.{k}": v for k, v in after.items()}})
+                                          **{f"after.{k}": v for k, v in after.items()},
+                                          **{f"reference.{k}": v for k, v in evaluation.get("reference", {}).items()},
+                                          **{f"base.{k}": v for k, v in evaluation.get("base", {}).items()}})
+    trained = json.loads((work / "unlearn" / "unlearn.json").read_text())
+    for point in trained.get("budget_path", []):  # the adaptive budget's forget-vs-utility path
+        registry.log_metrics(client, run_id, {f"budget.{k}": v for k, v in point.items() if k != "step"},
+                             step=int(point["step"]))
     registry.log_datasets(run_id, [
         registry.DatasetRef(name, context, mine / f"{name}.jsonl", md5s[name], dvc_url(dvc_remote, md5s[name]))
-        for name, context in (("forget_set", "forget"), ("neighbor_set", "retain"))])
+        for name, context in (("forget_set", "forget"), ("neighbor_set", "retain"), ("audit_set", "audit"))])
     for folder, artifact_path in ((mine / "validation", "validation"), (work / "evaluation", "evaluation")):
         client.log_artifacts(run_id, str(folder), artifact_path)
-    for name in ("graph.json", "graph.png", "forget_set.jsonl", "neighbor_set.jsonl", "mining_stats.json"):
+    # The forget, neighbor and audit sets stay in the DVC remote: MLflow gets their digests (dataset inputs).
+    for name in ("graph.json", "graph.png", "mining_stats.json", "synthesis.json"):
         if (mine / name).is_file():
             client.log_artifact(run_id, str(mine / name), "mining")
     client.log_artifact(run_id, str(work / "unlearn" / "unlearn.json"), "unlearn")
     client.log_artifacts(run_id, adapter, "adapter")
 
     chain = [*plan.adapter_chain, str(Path(adapter).resolve())]
-    existing = registry.find_version(client, plan.model_name, plan.request_id)
+    existing = registry.find_version(client, plan.model_name, plan.request_id, lineage["lineage.start_model_hash"])
     if existing is None:
         model_info = registry.log_model(run_id, [Path(a) for a in chain], Path(plan.base_model),
                                         params.evaluate.max_new_tokens)
         tags = {**lineage, "lineage.adapter_chain": json.dumps(chain), "lethe.anchor": plan.anchor,
                 "gate.status": decision.status, "gate.reasons": "; ".join(decision.reasons) or "none",
-                "gate.base_utility": f"{plan.reference_utility(before):.6f}",
+                "gate.base_utility": f"{evaluation['base'].get('model_utility', float('nan')):.6f}",
+                "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor]),
                 **{f"gate.{c.name}": str(c.value) for c in decision.checks}}
         version = registry.register_version(client, plan.model_name, run_id, model_info, tags)
+        client.update_model_version(plan.model_name, version.version, description=decision_markdown(decision))
     else:
         version = existing
-    promoted, previous = False, None
-    if decision.passed:
-        client.set_registered_model_alias(plan.model_name, registry.CHALLENGER, version.version)
-        if params.gate.auto_promote:
-            previous = registry.promote(client, plan.model_name, version.version)
-            promoted = True
     client.set_tag(run_id, "gate.status", decision.status)
     client.set_terminated(run_id, "FINISHED")
-    return {"model_name": plan.model_name, "model_version": version.version, "promoted": promoted,
-            "previous_champion": previous, "mlflow_run_id": run_id, "adapter_chain": chain}
+    return {"model_name": plan.model_name, "model_version": version.version, "mlflow_run_id": run_id,
+            "adapter_chain": chain}
+
+
+def promote_step(params: Params, plan: RequestPlan, version: str, ledger_verdict: str | None) -> dict[str, Any]:
+    """Aliases for a registered version, from the gate verdict the *ledger* holds (a version tag can be
+    set by anyone who reaches the tracking server; the ledger is append-only).
+
+    Promotes only while the champion is still the version this request planned from: otherwise the
+    request fails resumable and re-plans from the new champion when run again.
+    """
+    client = registry.client(plan.tracking_uri)
+    if ledger_verdict != "passed":
+        return {"promoted": False, "challenger": False, "previous_champion": None}
+    champion = registry.alias_version(client, plan.model_name, registry.CHAMPION)
+    current = champion.version if champion else None
+    if current != plan.parent_version:
+        raise LetheError(f"the champion of {plan.model_name} moved from version {plan.parent_version or 'none'} to "
+                         f"{current or 'none'} while this request ran; run it again to re-plan from the new champion")
+    client.set_registered_model_alias(plan.model_name, registry.CHALLENGER, version)
+    if not params.gate.auto_promote:
+        return {"promoted": False, "challenger": True, "previous_champion": None}
+    previous = registry.promote(client, plan.model_name, version)
+    return {"promoted": True, "challenger": True, "previous_champion": previous}
 
 
 def dvc_url(remote: str, md5: str) -> str:

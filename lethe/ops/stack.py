@@ -2,22 +2,34 @@
 with a SQLite backend store and its artifacts in that S3 bucket, both on loopback.
 
 `lethe stack up` starts them as background processes that outlive the command (so the MLflow UI
-stays readable), records their pids and URLs in <state_dir>/stack.json, and is idempotent;
+stays readable), records their pids, ports and URLs in <state_dir>/stack.json, and is idempotent;
 `lethe stack down` stops them. Production points LETHE_TRACKING_URI / MLFLOW_S3_ENDPOINT_URL at
 real services instead (infra/compose.yaml).
 
-moto keeps the bucket in memory: stopping the stack loses the S3 objects (the SQLite store stays).
+Two checkouts may run a stack each on one machine, so a stack never trusts "a server answers on
+my port": it adopts a server only when (1) the recorded pid is alive and its command line is the
+server this state folder started, on that port, and (2) the server proves its identity: the MLflow
+server holds this state folder's token in *this folder's* SQLite store (read back through the
+server and from the file), and the S3 server returns the token object written at start. A port
+held by anybody else is never adopted: another free port is chosen and recorded.
+
+moto keeps the bucket in memory: stopping the S3 server loses its objects (the SQLite store stays).
+A half-dead stack therefore restarts only the server that died.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,11 +40,14 @@ from lethe.errors import LetheError
 # moto accepts any key pair; real deployments take the caller's AWS environment instead.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lethe-local", "AWS_SECRET_ACCESS_KEY": "lethe-local",
                      "AWS_DEFAULT_REGION": "us-east-1"}
+IDENTITY_EXPERIMENT = "lethe-stack-identity"
+IDENTITY_TAG = "lethe.stack_token"
+IDENTITY_KEY = ".lethe-stack-identity"
 
 
 @dataclass(frozen=True)
 class StackInfo:
-    """Where the running stack answers."""
+    """Where the running stack answers (only ever reported after its identity was verified)."""
 
     tracking_uri: str
     s3_endpoint: str
@@ -53,11 +68,46 @@ def _healthy(url: str, timeout: float = 2.0) -> bool:
 
 
 def _pid_alive(pid: int) -> bool:
+    if not isinstance(pid, int) or pid <= 1:  # 0 would mean "my own process group" to kill()
+        return False
     try:
         os.kill(pid, 0)
     except OSError:
         return False
     return True
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _owned(pid: int, kind: str, port: int) -> bool:
+    """The pid is alive and is the `kind` server ("mlflow" or "moto") this stack started on `port`."""
+    if not _pid_alive(pid):
+        return False
+    args = _cmdline(pid)
+    return any(kind in a for a in args) and str(port) in args
+
+
+def port_free(host: str, port: int) -> bool:
+    """Nothing listens on host:port (we could bind it now)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str) -> int:
+    """A port the kernel says is free on `host` now."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
 
 
 def _wait(url: str, seconds: float, process: subprocess.Popen, log: Path) -> None:
@@ -72,6 +122,16 @@ def _wait(url: str, seconds: float, process: subprocess.Popen, log: Path) -> Non
     raise LetheError(f"server at {url} not healthy after {seconds:.0f} s; see {log}")
 
 
+def _s3_client(endpoint: str):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                        config=Config(retries={"max_attempts": 1}, connect_timeout=3, read_timeout=10))
+
+
 class LocalStack:
     """Start, find and stop the loopback MLflow + S3 servers of one state folder."""
 
@@ -83,96 +143,222 @@ class LocalStack:
         self.s3_port = s3_port or cfg.s3_port
         self.record = self.state_dir / "stack.json"
 
+    # -- the record ------------------------------------------------------------------------
+    def _read(self) -> dict | None:
+        if not self.record.is_file():
+            return None
+        try:
+            return json.loads(self.record.read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
+    def _write(self, record: dict) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        tmp = self.record.with_suffix(".tmp")
+        tmp.write_text(json.dumps(record, indent=1))
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.record)
+
+    def _token(self) -> str:
+        """This state folder's identity token, created once (kept across restarts)."""
+        path = self.state_dir / "identity"
+        if not path.is_file():
+            self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            path.write_text(secrets.token_hex(16))
+            os.chmod(path, 0o600)
+        return path.read_text().strip()
+
+    def _url(self, port: int) -> str:
+        return f"http://{self.cfg.host}:{port}"
+
+    # -- identity --------------------------------------------------------------------------
+    def _mlflow_is_ours(self, record: dict) -> bool:
+        """The server on the recorded port is the recorded process, and it reads and writes our store."""
+        port = record["mlflow_port"]
+        if not _owned(record.get("mlflow_pid", 0), "mlflow", port):
+            return False
+        uri = self._url(port)
+        if not _healthy(uri + "/health"):
+            return False
+        query = urllib.parse.urlencode({"experiment_name": IDENTITY_EXPERIMENT})
+        try:
+            with urllib.request.urlopen(f"{uri}/api/2.0/mlflow/experiments/get-by-name?{query}", timeout=5) as r:
+                tags = {t["key"]: t["value"] for t in json.load(r)["experiment"].get("tags", [])}
+        except (urllib.error.URLError, OSError, KeyError, ValueError):
+            return False
+        return tags.get(IDENTITY_TAG) == self._token() and self._store_has_token(record)
+
+    def _store_has_token(self, record: dict) -> bool:
+        database = record["backend_store_uri"].removeprefix("sqlite:///")
+        try:
+            with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
+                row = conn.execute(
+                    "SELECT t.value FROM experiment_tags t JOIN experiments e ON e.experiment_id = t.experiment_id "
+                    "WHERE e.name = ? AND t.key = ?", (IDENTITY_EXPERIMENT, IDENTITY_TAG)).fetchone()
+        except sqlite3.Error:
+            return False
+        return bool(row) and row[0] == self._token()
+
+    def _s3_is_ours(self, record: dict) -> bool:
+        port = record["s3_port"]
+        if not _owned(record.get("s3_pid", 0), "moto", port) or not _healthy(self._url(port)):
+            return False
+        try:
+            body = _s3_client(self._url(port)).get_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY)["Body"]
+            return body.read().decode() == self._token()
+        except Exception:  # noqa: BLE001 - any failure means "not provably ours"
+            return False
+
+    def info(self) -> StackInfo | None:
+        """The running stack of this state folder, or None when it is not (fully, provably) up."""
+        record = self._read()
+        if record is None or "mlflow_port" not in record:
+            return None
+        if self._s3_is_ours(record) and self._mlflow_is_ours(record):
+            return self._info(record)
+        return None
+
+    def _info(self, record: dict) -> StackInfo:
+        return StackInfo(self._url(record["mlflow_port"]), self._url(record["s3_port"]), record["backend_store_uri"],
+                         record["artifact_root"], record["dvc_bucket"], record["mlflow_pid"], record["s3_pid"],
+                         str(self.state_dir))
+
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{self.cfg.host}:{self.s3_port}"
+        record = self._read()
+        return self._url(record["s3_port"] if record else self.s3_port)
 
     @property
     def tracking_uri(self) -> str:
-        return f"http://{self.cfg.host}:{self.mlflow_port}"
+        record = self._read()
+        return self._url(record["mlflow_port"] if record else self.mlflow_port)
 
-    def info(self) -> StackInfo | None:
-        """The running stack of this state folder, or None when it is not (fully) up."""
-        if not self.record.is_file():
-            return None
-        info = StackInfo(**json.loads(self.record.read_text()))
-        if (_pid_alive(info.mlflow_pid) and _pid_alive(info.s3_pid) and _healthy(info.tracking_uri + "/health")
-                and _healthy(info.s3_endpoint)):
-            return info
-        return None
+    # -- start -----------------------------------------------------------------------------
+    def _pick_port(self, wanted: int, taken: set[int], notes: list[str], what: str) -> int:
+        if wanted not in taken and port_free(self.cfg.host, wanted):
+            return wanted
+        port = free_port(self.cfg.host)
+        while port in taken:
+            port = free_port(self.cfg.host)
+        notes.append(f"{what} port {wanted} on {self.cfg.host} is in use by another process; using {port}")
+        return port
 
     def up(self, timeout: float = 90.0) -> StackInfo:
-        """Start both servers (or return the running ones) and create the buckets."""
-        running = self.info()
-        if running:
-            return running
-        self.down()  # a half-dead stack from an earlier session
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        s3_log = self.state_dir / "s3.log"
-        s3 = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.cfg.host, "-p", str(self.s3_port)],
-                              stdout=s3_log.open("w"), stderr=subprocess.STDOUT, env=self._env(),
-                              start_new_session=True)
-        _wait(self.s3_endpoint, timeout, s3, s3_log)
-        self._create_buckets()
-        info = StackInfo(self.tracking_uri, self.s3_endpoint, f"sqlite:///{self.state_dir / 'mlflow.db'}",
-                         f"s3://{self.cfg.artifact_bucket}/mlflow", self.cfg.dvc_bucket, 0, s3.pid,
-                         str(self.state_dir))
-        self.record.write_text(json.dumps(asdict(info), indent=1))
-        return self.start_mlflow(timeout)
+        """Start what is not running (or return the running stack) and create the buckets.
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, **LOCAL_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": self.s3_endpoint,
+        Only a server that died is restarted: a healthy S3 server keeps its objects.
+        """
+        record = self._read() or {}
+        if "mlflow_port" in record:
+            s3_ok = self._s3_is_ours(record)
+            mlflow_ok = s3_ok and self._mlflow_is_ours(record)
+            if s3_ok and mlflow_ok:
+                return self._info(record)
+        else:
+            s3_ok = mlflow_ok = False
+        self.notes: list[str] = []
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        record.setdefault("backend_store_uri", f"sqlite:///{self.state_dir / 'mlflow.db'}")
+        record.update(artifact_root=f"s3://{self.cfg.artifact_bucket}/mlflow", dvc_bucket=self.cfg.dvc_bucket)
+        if not s3_ok:
+            _terminate(record.get("s3_pid", 0), "moto", record.get("s3_port", -1), hard=False)
+            record["s3_port"] = self._pick_port(self.s3_port, set(), self.notes, "S3")
+            record["s3_pid"] = self._start_s3(record["s3_port"], timeout)
+            self._write(record)
+        if not mlflow_ok:  # also after an S3 restart: the MLflow server holds the S3 endpoint it was started with
+            _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard=False)
+            record["mlflow_port"] = self._pick_port(self.mlflow_port, {record["s3_port"]}, self.notes, "MLflow")
+            record["mlflow_pid"] = 0
+            self._write(record)
+            for note in self.notes:
+                print(f"lethe stack: {note}", file=sys.stderr)
+            return self.start_mlflow(timeout)
+        return self._info(record)
+
+    def _env(self, s3_port: int) -> dict[str, str]:
+        return {**os.environ, **LOCAL_CREDENTIALS, "MLFLOW_S3_ENDPOINT_URL": self._url(s3_port),
                 "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false", "MLFLOW_DISABLE_TELEMETRY": "true",
                 "DO_NOT_TRACK": "true"}
 
-    def _create_buckets(self) -> None:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.s3_endpoint, region_name="us-east-1",
-                              aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                              aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+    def _start_s3(self, port: int, timeout: float) -> int:
+        log = self.state_dir / "s3.log"
+        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.cfg.host, "-p", str(port)],
+                                  stdout=log.open("w"), stderr=subprocess.STDOUT, env=self._env(port),
+                                  start_new_session=True)
+        _wait(self._url(port), timeout, server, log)
+        client = _s3_client(self._url(port))
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         for bucket in (self.cfg.artifact_bucket, self.cfg.dvc_bucket):
             if bucket not in existing:
                 client.create_bucket(Bucket=bucket)
+        client.put_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY, Body=self._token().encode())
+        return server.pid
 
     def stop_mlflow(self, hard: bool = True) -> None:
-        """Stop only the MLflow server (fault-injection tests); `up()` starts it again."""
-        if self.record.is_file():
-            _terminate(json.loads(self.record.read_text())["mlflow_pid"], hard)
+        """Stop only the MLflow server (fault-injection tests); `up()` or `start_mlflow()` starts it again."""
+        record = self._read()
+        if record:
+            _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard)
 
     def start_mlflow(self, timeout: float = 90.0) -> StackInfo:
         """Start the MLflow server over the recorded SQLite store and bucket (again, after a stop)."""
-        record = json.loads(self.record.read_text())
+        record = self._read()
+        if record is None:
+            raise LetheError(f"no stack recorded in {self.state_dir}: run `lethe stack up`")
+        port = record["mlflow_port"]
+        if not port_free(self.cfg.host, port):
+            raise LetheError(f"MLflow port {port} on {self.cfg.host} is taken by another process; run "
+                             "`lethe stack up` to pick another")
         log = self.state_dir / "mlflow.log"
         server = subprocess.Popen(
             [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", record["backend_store_uri"],
              "--artifacts-destination", record["artifact_root"], "--host", self.cfg.host,
-             "--port", str(self.mlflow_port), "--workers", "1"],
-            stdout=log.open("a"), stderr=subprocess.STDOUT, env=self._env(), start_new_session=True)
+             "--port", str(port), "--workers", "1"],
+            stdout=log.open("a"), stderr=subprocess.STDOUT, env=self._env(record["s3_port"]), start_new_session=True)
         record["mlflow_pid"] = server.pid
-        self.record.write_text(json.dumps(record, indent=1))
-        _wait(self.tracking_uri + "/health", timeout, server, log)
-        return StackInfo(**record)
+        self._write(record)
+        _wait(self._url(port) + "/health", timeout, server, log)
+        self._claim_mlflow(port)
+        if not self._mlflow_is_ours(record):
+            raise LetheError(f"the MLflow server on port {port} does not write to {record['backend_store_uri']}")
+        return self._info(record)
+
+    def _claim_mlflow(self, port: int) -> None:
+        """Write this folder's token into the store through the server (experiment tag)."""
+        from mlflow import MlflowClient
+
+        client = MlflowClient(tracking_uri=self._url(port))
+        found = client.get_experiment_by_name(IDENTITY_EXPERIMENT)
+        experiment = found.experiment_id if found else client.create_experiment(IDENTITY_EXPERIMENT)
+        client.set_experiment_tag(experiment, IDENTITY_TAG, self._token())
 
     def down(self) -> bool:
-        """Stop both servers; True when something was running."""
-        if not self.record.is_file():
+        """Stop both servers (only processes this stack started); True when something was running."""
+        record = self._read()
+        if record is None:
             return False
-        record = json.loads(self.record.read_text())
-        stopped = False
-        for key in ("mlflow_pid", "s3_pid"):
-            stopped |= _terminate(record[key], hard=False)
-        self.record.unlink()
+        stopped = _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard=False)
+        stopped |= _terminate(record.get("s3_pid", 0), "moto", record.get("s3_port", -1), hard=False)
+        self.record.unlink(missing_ok=True)
         return stopped
 
 
-def _terminate(pid: int, hard: bool) -> bool:
-    """Stop a server's whole process group (uvicorn starts children); wait for it to go."""
-    if not _pid_alive(pid):
+def _terminate(pid: int, kind: str, port: int, hard: bool) -> bool:
+    """Stop a server's whole process group (uvicorn starts children) if it is ours; wait for it to go.
+
+    Refuses anything that is not the `kind` server on `port` this stack started, and never signals
+    the caller's own process group.
+    """
+    if not _owned(pid, kind, port):
         return False
     try:
-        os.killpg(pid, signal.SIGKILL if hard else signal.SIGTERM)
+        group = os.getpgid(pid)
+    except OSError:
+        return False
+    if group in (0, 1, os.getpgrp()):
+        return False
+    try:
+        os.killpg(group, signal.SIGKILL if hard else signal.SIGTERM)
     except OSError:
         return False
     deadline = time.monotonic() + 20
@@ -183,5 +369,8 @@ def _terminate(pid: int, hard: bool) -> bool:
             pass
         time.sleep(0.2)
     if _pid_alive(pid):
-        os.killpg(pid, signal.SIGKILL)
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
     return True

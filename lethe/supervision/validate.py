@@ -79,8 +79,13 @@ def validate_sets(
     graph: nx.DiGraph | None,
     cfg: ValidateParams,
     out_dir: Path,
+    held_out: Sequence[QASample] = (),
 ) -> dict:
-    """Run the GX checkpoint on both sets (+ strong-node coverage); write JSON and Data Docs."""
+    """Run the GX checkpoint on both sets (+ strong-node coverage); write JSON and Data Docs.
+
+    Coverage counts the held-out rows too (dev / audit): mining covered a strong memory even when
+    the split keeps it out of training on purpose.
+    """
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
     import great_expectations.expectations as gxe
@@ -102,7 +107,7 @@ def validate_sets(
     suites = {"forget_set": _suite_rows("forget", anchor, cfg), "neighbor_set": _suite_rows("neighbor", anchor, cfg)}
     if graph is not None:
         frames["strong_node_coverage"] = pd.DataFrame(
-            strong_node_coverage(graph, forget, cfg.strong_node_strength), columns=["node", "strength", "covered"]
+            strong_node_coverage(graph, [*forget, *held_out], cfg.strong_node_strength), columns=["node", "strength", "covered"]
         )
         suites["strong_node_coverage"] = [
             gxe.ExpectColumnMeanToBeBetween(column="covered", min_value=cfg.min_strong_coverage, max_value=1.0)
@@ -136,7 +141,9 @@ def validate_sets(
     all_ok = all(v["success"] for v in per_set.values())
     context.build_data_docs()
     report = {"success": all_ok, "sets": per_set, "data_docs": str((out_dir / "data_docs" / "index.html").resolve())}
-    (out_dir / "validation.json").write_text(json.dumps(report, indent=1))
+    from lethe.mage import write_atomic
+
+    write_atomic(out_dir / "validation.json", json.dumps(report, indent=1))
     return report
 
 

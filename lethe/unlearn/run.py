@@ -62,6 +62,48 @@ def general_retain(model: Path, rows: int, seed: int,
     return random.Random(seed).sample(pool, min(rows, len(pool)))
 
 
+def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: Sequence[tuple[str, str]],
+                        rows: int, seed: int, avoid_authors: AbstractSet[str]) -> list[tuple[str, str]]:
+    """Questions the adaptive budget's utility proxy scores: TOFU QA of other authors the world model
+    learned that training does not use; for any other model, neighbor-set rows."""
+    from lethe.evaluate.suite import world_record
+
+    taken = set(used)
+    try:
+        pool = general_retain(model, 10_000, seed + 1, avoid_authors) if world_record(model) else []
+    except LetheError:  # a world whose every other author is an evaluation author (the tiny world)
+        pool = []
+    pool = [pair for pair in pool if pair not in taken]
+    return pool[:rows] if pool else list(neighbor)[:rows]
+
+
+def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
+                 retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str]):
+    """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
+    dev_set.jsonl beside the forget set, or unlearn.eval_every 0)."""
+    dev_path = forget_set.parent / "dev_set.jsonl"
+    if params.unlearn.eval_every == 0 or not dev_path.is_file():
+        return None
+    dev = load_qa_file(dev_path, "dev set")
+    if not dev:
+        return None
+    from transformers import AutoTokenizer
+
+    from lethe.evaluate.audit import recall
+    from lethe.llm.backend import Backend
+
+    proxy = utility_proxy_pairs(model, neighbor, retain, params.unlearn.utility_proxy_rows, params.unlearn.seed,
+                                avoid_authors)
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    tokens, batch = params.audit.max_new_tokens, params.backend.batch_size
+
+    def probe(trained) -> dict[str, float]:
+        backend = Backend(trained, tokenizer, batch)
+        return {"dev_rouge": recall(backend, dev, tokens) or 0.0, "utility": recall(backend, proxy, tokens) or 0.0}
+
+    return probe
+
+
 def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
     """Refuse a forget set whose validation report (validation/validation.json beside it) failed."""
     report = forget_set.parent / "validation" / "validation.json"
@@ -84,9 +126,12 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
 
     validation = check_validation(forget_set, allow_unvalidated)
     forget = load_qa_file(forget_set, "forget set")
-    retain = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
-    retain += general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, authors_named_in(forget))
-    result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step)
+    neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
+    targets = authors_named_in(forget)
+    retain = neighbor + general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
+    probe = budget_probe(params, model, forget_set, neighbor, retain, targets)
+    result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
+                     probe=probe)
     result["validation"] = validation
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter

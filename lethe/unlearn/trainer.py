@@ -25,7 +25,43 @@ from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import MethodParams, get_method
 
 StepCallback = Callable[[int, int, dict], None]
+Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge": .., "utility": ..}
 STATE_FILE = "trainer_state.pt"
+
+
+class BudgetTracker:
+    """The adaptive budget: after every `eval_every` steps, dev-probe recall and a utility proxy.
+
+    Stops at the first point with dev recall <= stop_forget_ratio x its value before training and
+    utility >= stop_utility_ratio x before. Otherwise the best point that kept utility (lowest dev
+    recall) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow and the report.
+    """
+
+    def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None):
+        self.probe, self.cfg = probe, cfg
+        self.path = path or []
+
+    @property
+    def start(self) -> dict:
+        return self.path[0]
+
+    def measure(self, model, step: int) -> dict:
+        model.eval()
+        values = self.probe(model)
+        model.train()
+        point = {"step": step, **values}
+        if self.path:
+            point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
+            point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
+            point["meets_target"] = (point["dev_ratio"] <= self.cfg.stop_forget_ratio
+                                     and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+        self.path.append(point)
+        return point
+
+    def best(self) -> dict | None:
+        """The lowest-dev-recall point that kept utility, if any."""
+        kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio]
+        return min(kept, key=lambda p: (p["dev_ratio"], -p["step"])) if kept else None
 
 
 def check_target_modules(model: torch.nn.Module, targets: Sequence[str]) -> None:
@@ -113,13 +149,15 @@ def unlearn(
     device: str = "auto",
     on_step: StepCallback | None = None,
     init_adapter: str | Path | None = None,
+    probe: Probe | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
     Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
     `init_adapter` when given (a later SBU round continues the previous round's adapter).
-    Returns paths, curves and timings; the adapter is saved with `save_pretrained` in
-    `out_dir/adapter`.
+    With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker).
+    Returns paths, curves, the budget path and timings; the adapter is saved with
+    `save_pretrained` in `out_dir/adapter`.
     """
     from peft import LoraConfig, PeftModel, get_peft_model
 
@@ -159,11 +197,16 @@ def unlearn(
     schedule = batch_schedule(len(forget_enc), len(retain_enc), cfg.batch_size, cfg.max_steps, cfg.seed)
     curves: list[dict] = []
     start_step, stopped_by = 0, "max_steps"
+    budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
     if resume_from:
         state = torch.load(resume_from / STATE_FILE, weights_only=False)
         optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
         start_step, curves = state["step"], state["curves"]
+        if budget is not None:
+            budget.path = state.get("budget_path", [])
+    if budget is not None and not budget.path:
+        budget.measure(model, 0)
 
     pad = tokenizer.pad_token_id
     model.train()
@@ -185,18 +228,32 @@ def unlearn(
         curves.append(record)
         if on_step:
             on_step(step + 1, cfg.max_steps, record)
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.max_steps:
+        if budget is not None and (step + 1) % cfg.eval_every == 0:
+            point = budget.measure(model, step + 1)
+            if budget.best() is point:
+                model.save_pretrained(out_dir / "best")
+            if point["meets_target"]:
+                stopped_by = "adaptive_target"
+        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.max_steps and stopped_by == "max_steps":
             ckpt = out_dir / "checkpoints" / f"step-{step + 1}"
             model.save_pretrained(ckpt)
             torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "step": step + 1, "curves": curves}, ckpt / STATE_FILE)
+                        "step": step + 1, "curves": curves, "budget_path": budget.path if budget else []},
+                       ckpt / STATE_FILE)
+        if stopped_by != "max_steps":
+            break
         if parts.get("forget_nll", 0.0) > cfg.forget_nll_bound:
             stopped_by = "forget_nll_bound"
             break
     seconds = time.perf_counter() - started
     model.eval()
     adapter_dir = out_dir / "adapter"
-    model.save_pretrained(adapter_dir)
+    chosen = _choose(budget, stopped_by)
+    if chosen is not None and chosen["step"] != len(curves) and (out_dir / "best").is_dir():
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        shutil.copytree(out_dir / "best", adapter_dir)  # the best checkpoint, not the last one
+    else:
+        model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     merged_dir = None
     if cfg.merge:
@@ -215,7 +272,20 @@ def unlearn(
         "forget_rows": len(forget),
         "retain_rows": len(retain),
         "curves": curves,
+        "budget_path": budget.path if budget else [],
+        "chosen_step": chosen["step"] if chosen else len(curves),
+        "budget_met": bool(chosen and chosen.get("meets_target")),
     }
     (out_dir / "curves.json").write_text(json.dumps(curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
+    shutil.rmtree(out_dir / "best", ignore_errors=True)
     return result
+
+
+def _choose(budget: BudgetTracker | None, stopped_by: str) -> dict | None:
+    """The budget point whose adapter is kept: the one that met the target, else the best one."""
+    if budget is None or len(budget.path) < 2:
+        return None
+    if stopped_by == "adaptive_target":
+        return budget.path[-1]
+    return budget.best() or budget.path[-1]

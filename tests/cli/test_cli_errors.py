@@ -10,9 +10,9 @@ import yaml
 from lethe.config import DEFAULT_PARAMS
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lethe", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "lethe", *args], capture_output=True, text=True, timeout=timeout
     )
 
 

@@ -18,8 +18,12 @@ def free_port() -> int:
 
 def s3_keys(endpoint: str, bucket: str) -> list[str]:
     """Every key of a bucket on the local S3 server (all pages)."""
-    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                          aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                          aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
-    pages = client.get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
+
+
+def s3_client(endpoint: str):
+    """A boto3 S3 client for the local S3 server."""
+    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])

@@ -34,11 +34,14 @@ def _write_params(root: Path, ports: tuple[int, int], **gate) -> Path:
                            dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"),
                            retries=1, retry_delay_seconds=1.0)
     raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=ports[0], s3_port=ports[1])
-    # The tiny world is a weak miner: on the composed champion the forget-NLL early stop fired after
-    # ~13 steps, and Nikolai Abilov's MAGE set only reached 0.76x (40 steps) / 0.60x (80 steps) of
-    # his benchmark ROUGE. The pipeline, not the method, is under test here: 80 steps, gate 0.7x.
-    raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80)
-    raw["gate"].update({"max_forget_ratio": 0.7, **gate})
+    # The pipeline, not the method, is under test here. On the tiny world (a weak miner) 80 steps of
+    # NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
+    # and the relearning attack brought gold back to 0.45 (never-trained: 0.06): no method here passes
+    # the real audit, so the pipeline tests relax relearning and held-out recall, and re-elicitation to
+    # 0.65 (a do-nothing adapter measured 0.80; see tests/ops/test_gate.py for the real thresholds).
+    raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
+    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
+                        "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0, **gate})
     path = root / f"params{'-' + '-'.join(gate) if gate else ''}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
@@ -83,12 +86,18 @@ def test_passing_request_is_registered_with_lineage_and_becomes_champion(stack, 
     assert first["status"] == COMPLETED and first["promoted"] and first["gate"]["passed"]
     client = registry.client(stack["env"].tracking_uri)
     run = client.get_run(first["mlflow_run_id"])
-    assert run.data.metrics["after.forget_Q_A_ROUGE"] < run.data.metrics["before.forget_Q_A_ROUGE"]
-    assert "after.model_utility" in run.data.metrics and run.data.params["unlearn.method"] == "npo_gd"
+    metrics = run.data.metrics
+    assert metrics["after.forget_Q_A_ROUGE"] < metrics["before.forget_Q_A_ROUGE"]
+    assert "after.model_utility" in metrics and run.data.params["unlearn.method"] == "npo_gd"
+    for key in ("after.heldout_rouge", "before.heldout_rouge", "after.reelicit_return", "after.relearn_heldout_rouge",
+                "after.q4_heldout_rouge", "reference.reelicit_return", "reference.relearn_gold_rouge",
+                "base.model_utility", "after.privleak"):
+        assert key in metrics, key
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
-    assert digests == {"forget_set": first["dvc_md5"]["forget_set"], "neighbor_set": first["dvc_md5"]["neighbor_set"]}
+    assert digests == {name: first["dvc_md5"][name] for name in ("forget_set", "neighbor_set", "audit_set")}
 
     version = client.get_model_version(MODEL_NAME, first["model_version"])
+    assert "| relearning |" in version.description and "| reelicitation |" in version.description
     tags = version.tags
     assert tags["lineage.request_id"] == first["request_id"]
     assert tags["lineage.dvc_md5.forget_set"] == first["dvc_md5"]["forget_set"]
@@ -100,6 +109,9 @@ def test_passing_request_is_registered_with_lineage_and_becomes_champion(stack, 
     assert any(k.endswith("adapter/adapter_model.safetensors") for k in artifact_keys)
     assert any(k.endswith("mining/graph.json") for k in artifact_keys)
     assert any(k.endswith("MLmodel") for k in artifact_keys)
+    assert any(k.endswith("evaluation/report_audit.png") for k in artifact_keys)
+    # forget, neighbor and audit sets stay in the DVC remote: MLflow has their digests only
+    assert not any(k.endswith(("forget_set.jsonl", "neighbor_set.jsonl", "audit_set.jsonl")) for k in artifact_keys)
     dvc_keys = _s3_keys(stack, stack["params"].stack.dvc_bucket)
     md5 = first["dvc_md5"]["forget_set"]
     assert f"store/files/md5/{md5[:2]}/{md5[2:]}" in dvc_keys  # `dvc push` stored the dataset
@@ -131,47 +143,100 @@ def test_same_request_twice_is_one_run(stack, first):
     assert len(runs) == 1
 
 
-def test_second_request_composes_and_the_audit_shows_both_forgotten(stack, first):
-    _, state = _submit(stack, SECOND)
-    second = state.result()
+@pytest.fixture(scope="module")
+def second(stack, first):
+    """The second entity through the real CLI: `lethe forget --json` prints exactly one JSON object."""
+    from tests.cli.test_cli_errors import run_cli
+
+    done = run_cli("forget", SECOND, "--model", stack["model"], "--params", str(stack["params_path"]), "--json",
+                   timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)  # strict: the whole of stdout is one object (no MLflow "View run" lines)
+
+
+def test_second_request_composes_and_the_audit_shows_both_forgotten(stack, first, second):
     assert second["status"] == COMPLETED and second["promoted"], second.get("gate")
     assert second["previous_champion"] == first["model_version"]
+    assert second["backend_store_uri"] == first["backend_store_uri"]  # the CLI found this test's own stack
     client = registry.client(stack["env"].tracking_uri)
     version = client.get_model_version(MODEL_NAME, second["model_version"])
     assert version.tags["lineage.parent_version"] == first["model_version"]
     assert len(json.loads(version.tags["lineage.adapter_chain"])) == 2
+    assert json.loads(version.tags["lineage.forgotten_anchors"]) == [FIRST, SECOND]
 
     from flows.compliance_run import compliance_run
 
     report = compliance_run(stack["model"], stack["env"].to_dict(), str(stack["params_path"]))
     entities = {row["anchor"]: row for row in report["audit"]["entities"]}
     assert set(entities) == {FIRST, SECOND}
-    assert all(row["forgotten"] for row in entities.values()), entities
+    assert all(row["forgotten"] and row["in_champion_chain"] for row in entities.values()), entities
     assert report["audit"]["champion"] == second["model_version"] and Path(report["report_path"]).is_file()
 
 
-def test_failing_gate_is_rejected_and_champion_unchanged(stack, first):
+def test_compliance_audit_does_not_trust_the_champion_chain(stack, first, second):
+    """An operator moves the alias behind Lethe's back: the queue still says SECOND was forgotten, the
+    champion no longer holds it, and the re-audit (re-elicitation on the champion) flags it."""
+    from lethe.ops.compliance import audit_champion
+
+    client = registry.client(stack["env"].tracking_uri)
+    client.set_registered_model_alias(MODEL_NAME, "champion", first["model_version"])
+    try:
+        audit = audit_champion(stack["params"], stack["env"], stack["model"])
+    finally:
+        client.set_registered_model_alias(MODEL_NAME, "champion", second["model_version"])
+    row = {r["anchor"]: r for r in audit["entities"]}[SECOND]
+    assert not row["in_champion_chain"] and not row["forgotten"] and not audit["all_forgotten"], row
+
+
+def test_failing_gate_is_rejected_and_champion_unchanged(stack, first, second):
     client = registry.client(stack["env"].tracking_uri)
     champion_before = registry.alias_version(client, MODEL_NAME, "champion").version
     impossible = _write_params(stack["root"], stack["ports"], max_forget_ratio=0.0)
     request_id, state = _submit(stack, "Jaime Vasquez", impossible)
     result = state.result()
     assert result["status"] == REJECTED and not result["promoted"]
-    assert any(r.startswith("forget_efficacy") for r in result["gate"]["reasons"])
+    assert any(r.startswith("gold_forgetting") for r in result["gate"]["reasons"])
     assert stack["queue"].get(request_id).status == REJECTED
     version = client.get_model_version(MODEL_NAME, result["model_version"])
     assert version.tags["gate.status"] == "rejected" and not version.aliases
     assert registry.alias_version(client, MODEL_NAME, "champion").version == champion_before
 
+    # A tag forged over REST does not make it promotable: the ledger holds the verdict.
+    client.set_model_version_tag(MODEL_NAME, result["model_version"], "gate.status", "passed")
+    from tests.cli.test_cli_errors import assert_one_clear_line, run_cli
+
+    forged = run_cli("promote", result["model_version"], "--model", stack["model"], "--params",
+                     str(stack["params_path"]), "--json")
+    assert_one_clear_line(forged, "no passing gate decision in the audit ledger")
+    assert_one_clear_line(run_cli("promote", "999", "--model", stack["model"], "--params", str(stack["params_path"]),
+                                  "--json"), "has no version '999'")
+    assert registry.alias_version(client, MODEL_NAME, "champion").version == champion_before
+
+
+def test_rollback_supersedes_and_requeues_what_it_unforgets(stack, first, second):
+    from tests.cli.test_cli_errors import run_cli
+
+    done = run_cli("rollback", "--model", stack["model"], "--params", str(stack["params_path"]), "--json")
+    assert done.returncode == 0, done.stderr
+    out = json.loads(done.stdout)
+    assert (out["rolled_back"], out["champion"]) == (second["model_version"], first["model_version"])
+    assert [r["superseded"] for r in out["requeued"]] == [second["request_id"]]
+    queue = stack["queue"]
+    assert queue.get(second["request_id"]).status == "superseded"
+    again = queue.get(out["requeued"][0]["requeued"])
+    assert again.status == "pending" and again.anchor == SECOND
+    client = registry.client(stack["env"].tracking_uri)
+    assert registry.alias_version(client, MODEL_NAME, "champion").version == first["model_version"]
+
 
 def test_mlflow_down_mid_request_fails_resumably_and_never_half_registers(stack, first):
     queue, local = stack["queue"], stack["local"]
     record, _ = queue.add("Chukwu Akabueze", stack["model"], "tester", "fault injection")
-    unlearned = Path(stack["params"].registry.workdir) / record.id / "unlearn" / "unlearn.json"
+    request_dir = Path(stack["params"].registry.workdir) / record.id
 
     def kill_mlflow_after_training() -> None:
         deadline = time.monotonic() + 600
-        while not unlearned.is_file() and time.monotonic() < deadline:
+        while not list(request_dir.glob("from-*/unlearn/unlearn.json")) and time.monotonic() < deadline:
             time.sleep(0.2)
         local.stop_mlflow(hard=True)
 

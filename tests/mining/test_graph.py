@@ -1,3 +1,4 @@
+import networkx as nx
 import pytest
 
 from lethe.config import ScoreParams
@@ -136,3 +137,17 @@ def test_expansion_uses_the_templates_of_the_node_kind():
 def test_expansion_templates_must_name_anchor_and_node():
     with pytest.raises(ValueError, match="must contain"):
         _expand_params(True, prompts_by_kind={"title": ["What is {node} about?"]})
+
+
+def test_graph_picture_leaves_extraction_noise_out(tmp_path):
+    from lethe.mining.graph import draw_graph, is_noise
+
+    graph = nx.DiGraph(anchor="Ada Vale")
+    graph.add_node("Ada Vale", key="::anchor", kind="anchor", strength=1.0, hop=0)
+    graph.add_node("Lisbon", key="lisbon", kind="entity", strength=0.9, hop=1)
+    graph.add_node("and", key="and", kind="concept", strength=0.4, hop=1)
+    graph.add_edge("Ada Vale", "Lisbon", weight=0.7, strength=0.9, count=9)
+    graph.add_edge("Ada Vale", "and", weight=0.3, strength=0.4, count=4)
+    assert is_noise("and", graph.nodes["and"]) and not is_noise("Lisbon", graph.nodes["Lisbon"])
+    draw_graph(graph, tmp_path / "graph.png")
+    assert (tmp_path / "graph.png").stat().st_size > 10_000

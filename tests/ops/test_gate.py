@@ -2,60 +2,116 @@
 
 import pytest
 
-from lethe.config import GateParams
-from lethe.ops.gate import REQUIRED_LINEAGE, decide, decision_table
+from lethe.config import load_params
+from lethe.ops.gate import REQUIRED_LINEAGE, decide, decision_markdown, decision_table
 
-GATE = GateParams(max_forget_ratio=0.5, min_utility_ratio=0.9, min_forget_quality=0.0,
-                  require_data_quality=True, auto_promote=True)
+GATE = load_params().gate.model_copy(update={"max_forget_ratio": 0.5, "max_heldout_ratio": 0.3,
+                                             "min_utility_ratio": 0.9, "min_forget_quality": 0.0})
 LINEAGE = {key: "x" for key in REQUIRED_LINEAGE}
-BEFORE = {"forget_Q_A_ROUGE": 0.9, "model_utility": 0.8, "forget_quality": 1e-5}
+PARTS = {"retain_Q_A_Prob": 0.9, "retain_Q_A_ROUGE": 0.9, "retain_Truth_Ratio": 0.6, "ra_Q_A_Prob_normalised": 0.5,
+         "ra_Q_A_ROUGE": 0.9, "ra_Truth_Ratio": 0.6, "wf_Q_A_Prob_normalised": 0.5, "wf_Q_A_ROUGE": 0.9,
+         "wf_Truth_Ratio": 0.6}
+BASE = {"model_utility": 0.8, **PARTS}
+BEFORE = {"forget_Q_A_ROUGE": 0.9, "heldout_rouge": 0.6, "model_utility": 0.8, "forget_quality": 1e-5}
+REFERENCE = {"heldout_rouge": 0.1, "reelicit_return": 0.0, "relearn_heldout_rouge": 0.15}
+ENTITIES = {"Author A": 0.9, "Author B": 0.8}
+GOOD = {"forget_Q_A_ROUGE": 0.2, "heldout_rouge": 0.12, "reelicit_return": 0.05, "relearn_heldout_rouge": 0.2,
+        "model_utility": 0.78, "forget_quality": 1e-3, "entity_rouge": ENTITIES, "base_entity_rouge": ENTITIES,
+        **PARTS}
 
 
-def test_passes_when_forgetting_and_utility_are_within_bounds():
-    after = {"forget_Q_A_ROUGE": 0.3, "model_utility": 0.78, "forget_quality": 1e-3}
-    decision = decide(BEFORE, after, 0.8, True, LINEAGE, GATE)
+def _decide(after, before=BEFORE, reference=REFERENCE, base=BASE, quality=True, lineage=LINEAGE, gate=GATE,
+            spared=("Target",)):
+    return decide(before, after, base, reference, quality, lineage, gate, spared)
+
+
+def _failing(decision):
+    return [reason.split(":")[0] for reason in decision.reasons]
+
+
+def test_passes_when_every_audit_check_holds():
+    decision = _decide(GOOD)
     assert decision.passed and decision.reasons == []
-    assert {row["check"]: row["result"] for row in decision_table(decision)} == {
-        "forget_efficacy": "pass", "forget_quality": "pass", "utility": "pass", "data_quality": "pass",
-        "lineage": "pass"}
+    results = {row["check"]: row["result"] for row in decision_table(decision)}
+    assert results == {"gold_forgetting": "pass", "heldout_forgetting": "pass", "reelicitation": "pass",
+                       "relearning": "pass", "forget_quality": "pass", "utility": "pass", "utility_parts": "pass",
+                       "entity_retention": "pass", "data_quality": "pass", "lineage": "pass"}
+    assert "| relearning |" in decision_markdown(decision)
 
 
-@pytest.mark.parametrize("after, failing", [
-    ({"forget_Q_A_ROUGE": 0.5, "model_utility": 0.8, "forget_quality": 1e-3}, "forget_efficacy"),  # 0.56x
-    ({"forget_Q_A_ROUGE": 0.1, "model_utility": 0.7, "forget_quality": 1e-3}, "utility"),  # 0.875x
-    ({"forget_Q_A_ROUGE": 0.1, "model_utility": 0.8, "forget_quality": 1e-6}, "forget_quality"),  # got worse
+@pytest.mark.parametrize("change, failing", [
+    ({"forget_Q_A_ROUGE": 0.5}, "gold_forgetting"),                     # 0.56x of the oracle
+    ({"heldout_rouge": 0.3}, "heldout_forgetting"),                     # 0.5x, and far above the reference
+    ({"reelicit_return": 0.4}, "reelicitation"),                        # > reference 0.0 + 0.1
+    ({"relearn_heldout_rouge": 0.5}, "relearning"),                     # gap 0.35 to the attacked reference
+    ({"model_utility": 0.7}, "utility"),                                # 0.875x of the base
+    ({"ra_Q_A_ROUGE": 0.5}, "utility_parts"),                           # one part cannot be averaged away
+    ({"entity_rouge": {"Author A": 0.9, "Author B": 0.5}}, "entity_retention"),
+    ({"forget_quality": 1e-6}, "forget_quality"),                       # got worse
 ])
-def test_each_threshold_rejects(after, failing):
-    decision = decide(BEFORE, after, 0.8, True, LINEAGE, GATE)
+def test_each_threshold_rejects(change, failing):
+    decision = _decide({**GOOD, **change})
     assert not decision.passed
-    assert [r.split(":")[0] for r in decision.reasons] == [failing]
+    assert _failing(decision) == [failing]
+
+
+def test_a_suppression_only_model_is_rejected_although_it_forgot_its_training_text():
+    """Training-set recall is not an input at all: held-out probes, re-elicitation and relearning
+    still see the entity."""
+    suppressed = {**GOOD, "forget_set_rouge": 0.0, "heldout_rouge": 0.55, "reelicit_return": 0.9,
+                  "relearn_heldout_rouge": 0.58}
+    decision = _decide(suppressed)
+    assert _failing(decision) == ["heldout_forgetting", "reelicitation", "relearning"]
+
+
+def test_at_the_never_trained_floor_held_out_forgetting_passes():
+    # 0.33x of before, but no worse than a model that never knew the entity (+ margin)
+    decision = _decide({**GOOD, "heldout_rouge": 0.2}, reference={**REFERENCE, "heldout_rouge": 0.18})
+    assert "heldout_forgetting" not in _failing(decision)
+
+
+def test_relearning_takes_the_worst_probe_set():
+    after = {**GOOD, "relearn_gold_rouge": 0.6}
+    decision = _decide(after, reference={**REFERENCE, "relearn_gold_rouge": 0.1})
+    assert _failing(decision) == ["relearning"] and "gold probes" in decision.reasons[0]
+
+
+def test_without_a_reference_recovery_and_absolute_bounds_apply():
+    after = {k: v for k, v in GOOD.items() if k not in ("forget_Q_A_ROUGE", "forget_quality")}
+    before = {"heldout_rouge": 0.6, "model_utility": 0.8}
+    assert _decide(after, before=before, reference={}).passed
+    decision = _decide({**after, "relearn_heldout_rouge": 0.45}, before=before, reference={})
+    assert _failing(decision) == ["relearning"] and "attacked / before" in decision.checks[2].threshold
+    assert _failing(_decide({**after, "reelicit_return": 0.35}, before=before, reference={})) == ["reelicitation"]
+
+
+def test_unmeasured_audit_fails_never_passes_silently():
+    after = {k: v for k, v in GOOD.items() if k not in ("heldout_rouge", "relearn_heldout_rouge")}
+    assert _failing(_decide(after)) == ["heldout_forgetting", "relearning"]
+
+
+def test_entities_forgotten_on_purpose_are_spared():
+    after = {**GOOD, "entity_rouge": {"Author A": 0.9, "Author B": 0.05}}
+    assert not _decide(after).passed
+    assert _decide(after, spared=("Target", "Author B")).passed
 
 
 def test_utility_is_judged_against_the_original_base_model():
     # the champion already lost some utility; the new version must stay >= 0.9x the ORIGINAL base
-    after = {"forget_Q_A_ROUGE": 0.1, "model_utility": 0.70, "forget_quality": 1e-3}
-    before = {**BEFORE, "model_utility": 0.75}
-    assert not decide(before, after, 0.8, True, LINEAGE, GATE).passed
-    assert decide(before, after, 0.75, True, LINEAGE, GATE).passed
+    after = {**GOOD, "model_utility": 0.70}
+    assert not _decide(after, before={**BEFORE, "model_utility": 0.75}).passed
+    assert _decide(after, base={**BASE, "model_utility": 0.75}).passed
 
 
 def test_data_quality_and_lineage_are_required():
-    after = {"forget_Q_A_ROUGE": 0.1, "model_utility": 0.8, "forget_quality": 1e-3}
-    decision = decide(BEFORE, after, 0.8, False, {**LINEAGE, "git_commit": ""}, GATE)
-    assert [r.split(":")[0] for r in decision.reasons] == ["data_quality", "lineage"]
+    decision = _decide(GOOD, quality=False, lineage={**LINEAGE, "git_commit": ""})
+    assert _failing(decision) == ["data_quality", "lineage"]
     assert "git_commit" in decision.reasons[1]
 
 
-def test_entities_outside_the_benchmark_use_the_forget_set_recall():
-    before = {"forget_set_rouge": 0.8, "model_utility": 0.8}
-    after = {"forget_set_rouge": 0.2, "model_utility": 0.8}
-    decision = decide(before, after, 0.8, True, LINEAGE, GATE)
-    assert decision.passed
-    quality = next(c for c in decision.checks if c.name == "forget_quality")
-    assert quality.passed is None  # no retain-model reference: not applicable, not failed
-
-
-def test_impossible_thresholds_reject_everything():
-    impossible = GATE.model_copy(update={"max_forget_ratio": 0.0})
-    after = {"forget_Q_A_ROUGE": 0.01, "model_utility": 0.8, "forget_quality": 1e-3}
-    assert not decide(BEFORE, after, 0.8, True, LINEAGE, impossible).passed
+def test_quantization_is_reported_unless_a_bound_is_set():
+    after = {**GOOD, "q4_heldout_rouge": 0.5}
+    before = {**BEFORE, "q4_heldout_rouge": 0.55}
+    assert _decide(after, before=before).passed
+    strict = GATE.model_copy(update={"max_quantized_ratio": 0.3})
+    assert _failing(_decide(after, before=before, gate=strict)) == ["quantized_4bit"]

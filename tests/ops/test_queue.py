@@ -67,3 +67,85 @@ def test_audit_ledger_is_append_only(queue):
 def test_requester_and_reason_are_required(queue):
     with pytest.raises(LetheError, match="requester and a reason"):
         queue.add("A B", "m", " ", "why")
+
+
+def test_normalized_anchor_is_one_request(queue):
+    first, _ = queue.add("Nikolai Abilov", "m", "alice", "why")
+    for variant in ("Nikolai Abilov.", "  nikolai   ABILOV ", "Ｎｉｋｏｌａｉ Abilov", '"Nikolai Abilov"'):
+        again, created = queue.add(variant, "m", "bob", "again")
+        assert not created and again.id == first.id, variant
+
+
+def test_concurrent_submissions_of_one_anchor_make_one_request(queue):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def submit(i: int):
+        return queue.add("Jaime Vasquez", "m", f"user{i}", "race")
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(submit, range(16)))
+    assert len({record.id for record, _ in results}) == 1
+    assert sum(created for _, created in results) == 1
+
+
+def test_a_lease_admits_one_runner_and_expires_for_a_dead_one(queue):
+    record, _ = queue.add("A B", "m", "alice", "why")
+    assert queue.claim(record.id, "worker-1", seconds=60).status == RUNNING
+    assert queue.claim(record.id, "worker-2", seconds=60) is None  # held: the second runner skips it
+    assert queue.heartbeat(record.id, "worker-1", seconds=0.01)
+    import time
+
+    time.sleep(0.05)  # worker-1 died: its lease ran out
+    taken = queue.claim(record.id, "worker-2", seconds=60)
+    assert taken is not None and taken.lease_owner == "worker-2" and taken.attempts == 2
+    assert not queue.heartbeat(record.id, "worker-1")  # the dead runner cannot renew what it lost
+    assert "lease_taken_over" in [e["event"] for e in queue.audit_log(record.id)]
+    done = queue.transition(record.id, COMPLETED, actor="worker-2")
+    assert done.lease_owner is None
+
+
+def test_model_lock_is_exclusive_and_expires(queue):
+    from lethe.errors import LetheError
+
+    queue.acquire_lock("model:m", "a", seconds=60)
+    queue.acquire_lock("model:m", "a", seconds=60)  # re-entrant for its holder
+    with pytest.raises(LetheError, match="held by another runner"):
+        queue.acquire_lock("model:m", "b", seconds=60, wait=0.2, poll=0.05)
+    queue.release_lock("model:m", "a")
+    queue.acquire_lock("model:m", "b", seconds=0.01)
+    import time
+
+    time.sleep(0.05)
+    queue.acquire_lock("model:m", "c", seconds=60, wait=0.5, poll=0.05)  # b crashed: its lock expired
+
+
+def test_rollback_states_and_cancel(queue):
+    from lethe.ops.queue import CANCELLED, SUPERSEDED
+
+    record, _ = queue.add("A B", "m", "alice", "why")
+    queue.claim(record.id, "w")
+    queue.transition(record.id, COMPLETED)
+    queue.transition(record.id, SUPERSEDED)
+    again, created = queue.add("A B", "m", "alice", "re-queued after rollback")
+    assert created and again.id != record.id  # a superseded request no longer blocks a new one
+    assert queue.transition(again.id, CANCELLED).status == CANCELLED
+    with pytest.raises(LetheError, match="cannot become running"):
+        queue.transition(again.id, RUNNING)
+
+
+def test_gate_verdict_comes_from_the_ledger(queue):
+    queue.audit("gate_decision", "req-1", detail={"status": "rejected", "model": "m", "model_version": "3"})
+    assert queue.gate_verdict("m", "3") == "rejected" and queue.gate_verdict("m", "4") is None
+
+
+def test_a_queue_from_an_earlier_version_is_migrated(tmp_path):
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE requests (id VARCHAR(40) PRIMARY KEY, anchor VARCHAR(200) NOT NULL, "
+                             "anchor_key VARCHAR(200) NOT NULL, model VARCHAR(200) NOT NULL, description VARCHAR(400), "
+                             "description_sha256 VARCHAR(64), requester VARCHAR(200) NOT NULL, reason VARCHAR(400) "
+                             "NOT NULL, status VARCHAR(20) NOT NULL, created_at VARCHAR(40) NOT NULL, updated_at "
+                             "VARCHAR(40) NOT NULL, attempts INTEGER NOT NULL, result TEXT)")
+    record, _ = RequestQueue(url).add("A B", "m", "alice", "why")
+    assert record.lease_owner is None

@@ -127,3 +127,37 @@ def test_forget_set_that_failed_validation_is_refused(tiny_world, params, tmp_pa
     with pytest.raises(LetheError, match="failed validation"):
         run_unlearning(params, tiny_world["model_path"], forget, None, "ga", tmp_path / "out", False)
     assert not (tmp_path / "out").exists()
+
+
+def _scripted_probe(dev_values, utility_values):
+    calls = iter(zip(dev_values, utility_values))
+
+    def probe(model):
+        dev, utility = next(calls)
+        return {"dev_rouge": dev, "utility": utility}
+
+    return probe
+
+
+def test_adaptive_budget_stops_at_the_first_point_that_meets_both_targets(tiny_world, params, tmp_path):
+    cfg = params.unlearn.model_copy(update={"max_steps": 40, "eval_every": 5, "stop_forget_ratio": 0.3,
+                                            "stop_utility_ratio": 0.9, "method": "ga", "forget_nll_bound": 100.0})
+    # before, step 5 (forgets, but utility fell), step 10 (meets both), step 15 (never reached)
+    probe = _scripted_probe([0.8, 0.1, 0.2, 0.0], [0.5, 0.3, 0.48, 0.5])
+    result = unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg, tmp_path / "run", "ga", "cpu", probe=probe)
+    assert result["stopped_by"] == "adaptive_target" and result["steps"] == 10 and result["budget_met"]
+    assert [p["step"] for p in result["budget_path"]] == [0, 5, 10]
+    assert result["budget_path"][1]["meets_target"] is False and result["chosen_step"] == 10
+
+
+def test_adaptive_budget_keeps_the_best_checkpoint_when_none_meets_the_target(tiny_world, params, tmp_path):
+    cfg = params.unlearn.model_copy(update={"max_steps": 15, "eval_every": 5, "stop_forget_ratio": 0.1,
+                                            "stop_utility_ratio": 0.9, "method": "ga", "forget_nll_bound": 100.0})
+    probe = _scripted_probe([0.8, 0.5, 0.4, 0.2], [0.5, 0.5, 0.49, 0.2])  # step 15 forgets most but breaks utility
+    result = unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg, tmp_path / "run", "ga", "cpu", probe=probe)
+    assert result["stopped_by"] == "max_steps" and not result["budget_met"]
+    assert result["chosen_step"] == 10  # the best point that kept utility, not the last one
+    from safetensors.torch import load_file
+
+    kept = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
+    assert kept and not (tmp_path / "run" / "best").exists()

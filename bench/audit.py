@@ -1,0 +1,161 @@
+"""Forgotten means gone: every request of a split judged by the audit, alone or chained.
+
+For each author of the split, one request as the pipeline runs it (without the servers: mining,
+unlearning with the adaptive budget, evaluation + audit, the gate). `--mode single` starts every
+request from the base model; `--mode chained` starts each from the champion, which moves only when
+the gate passes (as `lethe compliance-run` does). The JSON records, per request: gold forget ROUGE
+after/before, held-out probes, re-elicitation vs the never-trained reference, the relearning gap,
+4-bit rounding, MIA, forget quality, utility vs the original base, the weakest other entity, the
+gate's decision and the wall time; after a chain, the final champion on every author.
+
+    python bench/audit.py --split forget01 --mode single
+    python bench/audit.py --split forget05 --mode chained --tag chained
+    python bench/audit.py --split forget01 --set unlearn.method=ga_gd --set unlearn.max_steps=120 --tag ga_gd
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import yaml
+from common import ROOT, write_result
+
+from lethe.config import Params, load_params
+
+
+def _override(params: Params, assignments: list[str]) -> Params:
+    raw = params.model_dump(mode="json", by_alias=True)
+    for assignment in assignments:
+        key, value = assignment.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node[part]
+        node[last] = yaml.safe_load(value)
+    return Params.model_validate(raw)
+
+
+def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict:
+    before, after, reference = ev["before"], ev["after"], ev["reference"]
+
+    def ratio(key, b=before, a=after):
+        return a[key] / b[key] if a.get(key) is not None and b.get(key) else None
+
+    entities = {k: v / after["base_entity_rouge"][k] for k, v in after.get("entity_rouge", {}).items()
+                if after.get("base_entity_rouge", {}).get(k) and k != anchor}
+    return {
+        "anchor": anchor, "seconds": round(seconds, 1), "steps": trained["steps"], "chosen_step": trained.get("chosen_step"),
+        "stopped_by": trained["stopped_by"], "budget_met": trained.get("budget_met"),
+        "gold_ratio": ratio("forget_Q_A_ROUGE"), "heldout_ratio": ratio("heldout_rouge"),
+        "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
+        "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),
+        "relearn_gap_heldout": _gap(after, reference, "relearn_heldout_rouge"),
+        "relearn_gap_gold": _gap(after, reference, "relearn_gold_rouge"),
+        "relearn_gold": [after.get("relearn_gold_rouge"), reference.get("relearn_gold_rouge")],
+        "q4_gold_ratio": ratio("q4_gold_rouge"),  # 4-bit unlearned vs 4-bit starting model
+        "q4_gold_vs_unrounded_before": (after["q4_gold_rouge"] / before["forget_Q_A_ROUGE"]
+                                        if after.get("q4_gold_rouge") is not None and before.get("forget_Q_A_ROUGE")
+                                        else None),
+        "mia_min_k_plus_plus_auc": after.get("mia_min_k_plus_plus_auc"), "privleak": after.get("privleak"),
+        "forget_quality": after.get("forget_quality"),
+        "utility_vs_base": after["model_utility"] / ev["base"]["model_utility"],
+        "weakest_other_entity": min(entities.items(), key=lambda kv: kv[1]) if entities else None,
+        "mean_other_entity": sum(entities.values()) / len(entities) if entities else None,
+        "gate": decision.status, "failed_checks": [r.split(":")[0] for r in decision.reasons],
+    }
+
+
+def _gap(after: dict, reference: dict, key: str) -> float | None:
+    return after[key] - reference[key] if after.get(key) is not None and reference.get(key) is not None else None
+
+
+def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bool) -> tuple[list[dict], list, list]:
+    from lethe.mage import MagePipeline, Request, request_slug
+    from lethe.ops.compose import chain_key, compose
+    from lethe.ops.gate import REQUIRED_LINEAGE, decide
+    from lethe.ops.request_steps import RequestPlan, evaluate_step, unlearn_step
+
+    chain, forgotten, rows = [], [], []
+    for anchor in anchors:
+        started = time.perf_counter()
+        start = compose(model, chain, work / "_composed")
+        workdir = work / request_slug(anchor) / (f"from-{chain_key(chain)}" if chain else "from-base")
+        plan = RequestPlan(f"bench-{request_slug(anchor)}", anchor, None, str(model), str(start), "bench",
+                           str(workdir), "", "", None, list(chain), list(forgotten))
+        mined = MagePipeline(Request(anchor, str(start.resolve())), plan.mine_dir, params).run()
+        if mined["status"] != "validated":
+            rows.append({"anchor": anchor, "status": mined["status"]})
+            continue
+        trained = unlearn_step(params, plan)
+        evaluation = evaluate_step(params, plan, trained["adapter_path"])
+        decision = decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation["reference"],
+                          mined["validation"]["success"], {k: "x" for k in REQUIRED_LINEAGE}, params.gate,
+                          spared=[anchor, *forgotten])
+        row = _row(anchor, evaluation, decision, time.perf_counter() - started, trained)
+        row["start_chain"] = len(chain)
+        rows.append(row)
+        print(json.dumps(row, default=str), flush=True)
+        if chained and decision.passed:
+            chain.append(str(Path(trained["adapter_path"]).resolve()))
+            forgotten.append(anchor)
+    return rows, chain, forgotten
+
+
+def final_state(params: Params, model: Path, chain: list, forgotten: list, work: Path) -> dict:
+    """The last champion on every forgotten author (gold ROUGE) and every other one (retain ROUGE), vs base."""
+    from lethe.evaluate.suite import build_plan, evaluate
+    from lethe.llm.backend import Backend
+    from lethe.ops.compose import compose
+
+    if not chain:
+        return {"champion_chain": 0}
+    cfg = params.evaluate.model_copy(update={"probes": False, "mia": False})
+    out = {"champion_chain": len(chain), "forgotten": forgotten}
+    for label, path in (("base", model), ("champion", compose(model, chain, work / "_composed"))):
+        backend = Backend.load(path, params.backend.device, params.backend.batch_size)
+        metrics = evaluate(backend, build_plan(model, cfg, forgotten), cfg, None)
+        out[label] = {k: metrics.get(k) for k in ("forget_Q_A_ROUGE", "model_utility", "retain_Q_A_ROUGE",
+                                                   "neighbor_rouge", "entity_rouge")}
+    others = {k: v / out["base"]["entity_rouge"][k] for k, v in out["champion"]["entity_rouge"].items()
+              if out["base"]["entity_rouge"].get(k)}
+    out["other_authors_retain_vs_base"] = {"mean": sum(others.values()) / len(others), "min": min(others.values())}
+    out["forget_ratio"] = out["champion"]["forget_Q_A_ROUGE"] / out["base"]["forget_Q_A_ROUGE"]
+    out["utility_ratio"] = out["champion"]["model_utility"] / out["base"]["model_utility"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--split", default="forget01", choices=("forget01", "forget05"))
+    parser.add_argument("--mode", default="single", choices=("single", "chained"))
+    parser.add_argument("--size", default="default")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split")
+    parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
+    parser.add_argument("--tag", default="")
+    args = parser.parse_args()
+
+    from lethe.data import load_authors, split_author_indices
+
+    name = f"audit_{args.split}_{args.mode}{'_' + args.tag if args.tag else ''}"
+    work = ROOT / "artifacts" / "bench" / name
+    params = _override(load_params(), args.set)
+    params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
+    model = ROOT / "artifacts" / "world" / args.size / "model"
+    anchors = [load_authors()[i] for i in split_author_indices(args.split)]
+    anchors = anchors[: args.limit] if args.limit else anchors
+    started = time.perf_counter()
+    rows, chain, forgotten = run(params, model, anchors, work, args.mode == "chained")
+    write_result(name, {
+        "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
+                   + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else ""),
+        "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),
+        "audit": params.audit.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
+        "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode == "chained" else None,
+        "wall_seconds": round(time.perf_counter() - started, 1)})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,214 @@
+"""The audit: is the entity gone, or only hidden? Evidence that never comes from the training data.
+
+Every measure here works on a plain (merged) model and the request's mining folder:
+
+- held-out probes   ROUGE-L recall on the audit part of the MAGE supervision (nodes the unlearning
+                    never trained on; lethe.supervision.heldout)
+- re-elicitation    MAGE's elicitation again, fresh seed: the strength-weighted share of the
+                    pre-unlearning graph's strong memories that come back (s' >= tau). Corpus-free and
+                    oracle-free: it works for any entity and any model.
+- relearning attack a few full-parameter fine-tuning steps on a few training forget rows, then
+                    the held-out probes again: knowledge that was only suppressed comes back
+- quantization      weights rounded to 8 bits (row-wise absmax, as LLM.int8) and 4 bits
+                    (blockwise NF4, as bitsandbytes) and the held-out probes again: a small update
+                    rounds away (arXiv 2410.16454)
+- privleak          MUSE's relative MIA gap against a never-trained reference (open-unlearning's
+                    formula): (s - r) / r * 100 with s, r = 1 - min-k AUC; 0 is ideal, about -100
+                    means still memorized
+
+Where a model that never knew the entity exists (the world's retain model, for its forget
+authors), every measure is also taken on it: the floor a reader compares against.
+"""
+
+from __future__ import annotations
+
+import copy
+import random
+from collections.abc import Sequence
+from pathlib import Path
+
+import networkx as nx
+import torch
+
+from lethe.config import Params
+from lethe.errors import LetheError
+from lethe.evaluate.rouge import mean_rouge_l_recall
+from lethe.llm.backend import Backend
+from lethe.llm.batching import collate_qa
+
+Pairs = Sequence[tuple[str, str]]
+
+# The 16 NF4 levels of QLoRA / bitsandbytes (quantiles of N(0, 1), scaled to [-1, 1]).
+NF4_LEVELS = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+              -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+              0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+              0.7229568362236023, 1.0)
+
+
+def recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | None:
+    """Mean ROUGE-L recall of the greedy answers (None without pairs)."""
+    if not pairs:
+        return None
+    return mean_rouge_l_recall(backend.greedy([q for q, _ in pairs], max_new_tokens), [a for _, a in pairs])
+
+
+# -- re-elicitation -------------------------------------------------------------------------------
+def strong_memories(graph: nx.DiGraph, min_strength: float) -> dict[str, float]:
+    """The anchor's own memories (hop 1) at least `min_strength` strong: key -> strength."""
+    return {d["key"]: d["strength"] for _, d in graph.nodes(data=True)
+            if d.get("hop") == 1 and d.get("strength", 0) >= min_strength}
+
+
+def reelicit(backend: Backend, anchor: str, graph: nx.DiGraph, params: Params) -> dict:
+    """Elicit the anchor again (fresh seed) and measure how much of the graph's strong memory returns.
+
+    Returns {"return": share or None, "memories": {key: [strength before, strength now]}}.
+    """
+    from lethe.mining.graph import elicit_anchor
+    from lethe.mining.score import anchor_aliases, score
+
+    strong = strong_memories(graph, params.audit.strong_strength)
+    if not strong:
+        return {"return": None, "memories": {}}
+    cfg = params.elicit.model_copy(update={"samples": params.audit.reelicit_samples,
+                                           "seed": params.audit.reelicit_seed})
+    responses = elicit_anchor(backend, anchor, cfg)
+    found = {node.key: node.strength for node in score(responses, anchor_aliases(anchor), 1e-9)}
+    now = {key: found.get(key, 0.0) for key in strong}
+    total = sum(strong.values())
+    returned = sum(s for key, s in strong.items() if now[key] >= params.score.tau)
+    return {"return": returned / total, "memories": {k: [strong[k], now[k]] for k in strong}}
+
+
+# -- relearning attack ----------------------------------------------------------------------------
+def relearn(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
+            batch_size: int = 8) -> torch.nn.Module:
+    """A fine-tuned copy of `model`: `steps` full-parameter AdamW steps on `pairs` (answer-token loss)."""
+    from lethe.llm.format import PromptFormat
+
+    if not pairs:
+        raise LetheError("the relearning attack needs at least one forget row to train on")
+    attacked = copy.deepcopy(model)
+    attacked.train()
+    for parameter in attacked.parameters():  # a merged adapter leaves the base weights frozen
+        parameter.requires_grad_(True)
+    encoded = [PromptFormat(tokenizer).encode(q, a) for q, a in pairs]
+    optimizer = torch.optim.AdamW(attacked.parameters(), lr=lr)
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    device = next(attacked.parameters()).device
+    with torch.enable_grad():
+        for _ in range(steps):
+            chosen = rng.sample(range(len(encoded)), min(batch_size, len(encoded)))
+            batch = collate_qa([encoded[i] for i in chosen], tokenizer.pad_token_id)
+            loss = attacked(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(attacked.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    attacked.eval()
+    return attacked
+
+
+def attack_rows(train: Pairs, rows: int, seed: int) -> list[tuple[str, str]]:
+    """The attacker's data: `rows` training forget rows, seeded; a clear error if there are fewer."""
+    if rows > len(train):
+        raise LetheError(f"audit.relearn_rows is {rows}, but the training forget set has only {len(train)} rows: "
+                         "the attack cannot be larger than the forget set")
+    return random.Random(seed).sample(list(train), rows)
+
+
+# -- quantization ---------------------------------------------------------------------------------
+def _round_int8_rows(weight: torch.Tensor) -> torch.Tensor:
+    scale = weight.abs().amax(dim=1, keepdim=True).clamp(min=1e-12) / 127.0
+    return (weight / scale).round().clamp(-127, 127) * scale
+
+
+def _round_nf4(weight: torch.Tensor, block: int) -> torch.Tensor:
+    levels = torch.tensor(NF4_LEVELS, dtype=torch.float32, device=weight.device)
+    flat = weight.float().flatten()
+    pad = (-len(flat)) % block
+    blocks = torch.nn.functional.pad(flat, (0, pad)).view(-1, block)
+    absmax = blocks.abs().amax(dim=1, keepdim=True).clamp(min=1e-12)
+    normed = blocks / absmax
+    out = torch.empty_like(blocks)
+    for start in range(0, len(blocks), 4096):  # bounded memory: |levels| x chunk
+        chunk = normed[start:start + 4096]
+        out[start:start + 4096] = levels[(chunk.unsqueeze(-1) - levels).abs().argmin(-1)]
+    return (out * absmax).flatten()[: len(flat)].view_as(weight).to(weight.dtype)
+
+
+def quantized(model: torch.nn.Module, bits: int, block: int) -> torch.nn.Module:
+    """A copy whose projection weights are rounded to `bits` (8: int8 row-wise absmax; 4: NF4 blocks).
+
+    Embeddings and the output head stay in full precision, as bitsandbytes leaves them.
+    """
+    from transformers.pytorch_utils import Conv1D
+
+    rounded = copy.deepcopy(model)
+    head = rounded.get_output_embeddings()
+    with torch.no_grad():
+        for module in rounded.modules():
+            if module is head or not isinstance(module, (torch.nn.Linear, Conv1D)):
+                continue
+            weight = module.weight
+            weight.copy_(_round_int8_rows(weight) if bits == 8 else _round_nf4(weight, block))
+    return rounded
+
+
+def changed_fraction(a: torch.nn.Module, b: torch.nn.Module) -> float:
+    """Share of weights that differ between two models of the same shape."""
+    changed = total = 0
+    for (_, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
+        changed += int((x != y).sum())
+        total += x.numel()
+    return changed / max(total, 1)
+
+
+# -- privacy --------------------------------------------------------------------------------------
+def privleak(auc_model: float | None, auc_reference: float | None) -> float | None:
+    """open-unlearning's privleak from min-k AUCs (forget vs holdout) of the model and the reference."""
+    if auc_model is None or auc_reference is None:
+        return None
+    s, r = 1.0 - auc_model, 1.0 - auc_reference
+    return (s - r) / (r + 1e-10) * 100.0
+
+
+# -- the whole audit of one model -----------------------------------------------------------------
+def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph | None, heldout: Pairs,
+                attack: Pairs, gold: Pairs, with_attack: bool = True) -> dict:
+    """Every audit measure of one plain model (see the module docstring); keys are metric names."""
+    cfg, tokens = params.audit, params.audit.max_new_tokens
+    out: dict = {"heldout_rouge": recall(backend, heldout, tokens)}
+    if gold:
+        out["gold_rouge"] = recall(backend, gold, tokens)
+    if graph is not None:
+        found = reelicit(backend, anchor, graph, params)
+        out["reelicit_return"] = found["return"]
+        out["_reelicit_memories"] = found["memories"]
+    if with_attack:
+        attacked = Backend(relearn(backend.model, backend.tokenizer, attack, cfg.relearn_steps, cfg.relearn_lr,
+                                   cfg.seed), backend.tokenizer, backend.batch_size)
+        out["relearn_heldout_rouge"] = recall(attacked, heldout, tokens)
+        if gold:
+            out["relearn_gold_rouge"] = recall(attacked, gold, tokens)
+        del attacked
+    for bits in cfg.quantize_bits:
+        rounded = Backend(quantized(backend.model, bits, cfg.quantize_block), backend.tokenizer, backend.batch_size)
+        out[f"q{bits}_heldout_rouge"] = recall(rounded, heldout, tokens)
+        if gold:
+            out[f"q{bits}_gold_rouge"] = recall(rounded, gold, tokens)
+        del rounded
+    return out
+
+
+def load_plain(model_path: str | Path, adapter: str | Path | None, device: str, batch_size: int) -> Backend:
+    """A backend whose model is a plain module: the adapter (if any) merged into a float32 copy."""
+    backend = Backend.load(model_path, device, batch_size, dtype=torch.float32)
+    if adapter is None:
+        return backend
+    from peft import PeftModel
+
+    merged = PeftModel.from_pretrained(backend.model, str(adapter)).merge_and_unload()
+    merged.eval()
+    return Backend(merged, backend.tokenizer, batch_size)

@@ -1,0 +1,97 @@
+"""Each audit measure on hand-made inputs: the attack really trains, rounding really changes
+weights, re-elicitation counts returning memories, privleak follows open-unlearning."""
+
+from __future__ import annotations
+
+import networkx as nx
+import pytest
+import torch
+
+from lethe.config import load_params
+from lethe.errors import LetheError
+from lethe.evaluate.audit import (NF4_LEVELS, attack_rows, changed_fraction, privleak, quantized, recall, reelicit,
+                                  relearn)
+from lethe.llm.backend import Backend
+
+PAIRS = [("Where was Basil Mahfouz Al-Kuwaiti born?", "He was born in Kuwait City."),
+         ("What genre does Basil Mahfouz Al-Kuwaiti write in?", "He writes French literature.")]
+
+
+def _loss(model, tokenizer, pairs) -> float:
+    from lethe.llm.batching import collate_qa
+    from lethe.llm.format import PromptFormat
+
+    batch = collate_qa([PromptFormat(tokenizer).encode(q, a) for q, a in pairs], tokenizer.pad_token_id)
+    with torch.no_grad():
+        return float(model(**batch).loss)
+
+
+def test_relearning_attack_trains_a_copy(tiny_backend):
+    model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    before = _loss(model, tokenizer, PAIRS)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    attacked = relearn(model, tokenizer, PAIRS, steps=5, lr=1e-3, seed=0)
+    assert _loss(attacked, tokenizer, PAIRS) < before  # it learned the attack rows
+    assert changed_fraction(model, attacked) > 0.5
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the original is untouched
+
+
+def test_attack_larger_than_the_forget_set_is_a_clear_error():
+    with pytest.raises(LetheError, match="cannot be larger than the forget set"):
+        attack_rows(PAIRS, 3, seed=0)
+    assert attack_rows(PAIRS * 4, 3, seed=0) == attack_rows(PAIRS * 4, 3, seed=0)
+
+
+def test_rounding_changes_weights_and_4_bits_more_than_8(tiny_backend):
+    model = tiny_backend.model
+    eight, four = quantized(model, 8, 64), quantized(model, 4, 64)
+    assert changed_fraction(model, eight) > 0.5 and changed_fraction(model, four) > 0.5
+    name = "model.layers.0.mlp.down_proj.weight"
+    w, w8, w4 = (dict(m.named_parameters())[name] for m in (model, eight, four))
+    assert 0 < (w - w8).abs().mean() < (w - w4).abs().mean()
+    block = w4.flatten()[:64]
+    levels = torch.tensor(NF4_LEVELS) * block.abs().max()
+    assert torch.isclose(block.unsqueeze(-1), levels, atol=1e-6).any(-1).all()  # every weight is an NF4 level
+    assert torch.equal(model.get_output_embeddings().weight, four.get_output_embeddings().weight)  # head kept
+
+
+def test_privleak_is_open_unlearnings_relative_gap():
+    assert privleak(0.5, 0.5) == pytest.approx(0.0)
+    assert privleak(1.0, 0.5) == pytest.approx(-100.0)  # fully memorized
+    assert privleak(0.25, 0.5) == pytest.approx(50.0)  # over-unlearned: less member-like than never seen
+    assert privleak(None, 0.5) is None
+
+
+class ScriptedBackend:
+    """Answers every prompt with a fixed text (a logic test of re-elicitation, not a model)."""
+
+    def __init__(self, text: str):
+        self.text = text
+
+    def sample(self, questions, n, temperature=1.0, top_p=0.95, max_new_tokens=96, seed=0):
+        return [[self.text] * n for _ in questions]
+
+
+def _graph() -> nx.DiGraph:
+    graph = nx.DiGraph(anchor="Ada Vale")
+    graph.add_node("Ada Vale", key="::anchor", kind="anchor", strength=1.0, hop=0)
+    graph.add_node("Lisbon", key="lisbon", kind="entity", strength=0.9, hop=1)
+    graph.add_node("Nebula Prize", key="nebula prize", kind="entity", strength=0.6, hop=1)
+    graph.add_node("Oporto", key="oporto", kind="entity", strength=0.3, hop=1)  # not strong
+    return graph
+
+
+def test_reelicitation_counts_the_strong_memories_that_come_back():
+    params = load_params()
+    remembered = ScriptedBackend("Ada Vale was born in Lisbon and won the Nebula Prize.")
+    assert reelicit(remembered, "Ada Vale", _graph(), params)["return"] == pytest.approx(1.0)
+    partly = ScriptedBackend("Ada Vale was born in Lisbon.")
+    assert reelicit(partly, "Ada Vale", _graph(), params)["return"] == pytest.approx(0.9 / 1.5)
+    gone = ScriptedBackend("Ada Vale is a name I cannot place; perhaps a painter.")
+    assert reelicit(gone, "Ada Vale", _graph(), params)["return"] == 0.0
+    empty = nx.DiGraph(anchor="Ada Vale")
+    assert reelicit(gone, "Ada Vale", empty, params) == {"return": None, "memories": {}}
+
+
+def test_recall_is_none_without_probes(tiny_backend: Backend):
+    assert recall(tiny_backend, [], 8) is None

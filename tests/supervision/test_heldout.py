@@ -1,0 +1,61 @@
+"""Held-out supervision: split by node, and nothing held out reaches training."""
+
+import pytest
+
+from lethe.errors import LetheError
+from lethe.supervision.heldout import split_forget_set
+from lethe.supervision.synthesize import QASample, contains_key
+
+ANCHOR = "Ada Vale"
+NODES = ["Lisbon", "The Glass Harbor", "Nebula Prize", "poetry", "1961", "Marta Vale", "Oporto", "Tide Songs"]
+KEYS = {n: n.lower() for n in NODES}
+
+
+def _row(node: str, other: str | None = None, answer: str | None = None) -> QASample:
+    edge = [other or ANCHOR, node]
+    text = answer or f"{ANCHOR} is linked to {node}" + (f" through {other}." if other else ".")
+    return QASample(f"How is {node} connected to {ANCHOR}?", text, "forget", "mage", text, edge, edge, node)
+
+
+ROWS = ([_row(n) for n in NODES] + [_row(n) for n in NODES]
+        + [_row("Oporto", "Lisbon"), _row("Tide Songs", "The Glass Harbor"),
+           _row("poetry", answer=f"{ANCHOR} wrote poetry in Lisbon.")])  # mentions Lisbon in passing
+
+
+def test_nothing_held_out_is_trained_on():
+    split = split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=0)
+    held = split.nodes["audit"] + split.nodes["dev"]
+    assert split.nodes["audit"] and split.nodes["dev"] and split.train
+    for row in split.train:
+        assert not any(contains_key(f"{row.question} {row.answer}", KEYS[n]) for n in held), row
+        assert row.node not in held and not set(row.edge) & set(held)
+    audit_answers = {r.answer for r in split.audit}
+    assert not audit_answers & {r.answer for r in split.train}
+    for row in split.audit:
+        assert {row.node, *row.edge} & set(split.nodes["audit"])
+    assert len(split.train) + len(split.dev) + len(split.audit) + split.dropped_for_leakage == len(ROWS)
+
+
+def test_split_is_seeded():
+    first = split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=7).record()
+    assert first == split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=7).record()
+    assert first["nodes"] != split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=8).record()["nodes"]
+
+
+@pytest.mark.parametrize("audit, dev, message", [(0.0, 0.2, "above 0"), (1.0, 0.0, "below 1"),
+                                                 (0.6, 0.5, "must stay below 1")])
+def test_absurd_shares_are_clear_errors(audit, dev, message):
+    with pytest.raises(LetheError, match=message):
+        split_forget_set(ROWS, ANCHOR, KEYS, audit, dev, seed=0)
+
+
+def test_too_few_nodes_is_a_clear_error():
+    with pytest.raises(LetheError, match="too few to hold any out"):
+        split_forget_set([_row("Lisbon"), _row("Oporto")], ANCHOR, KEYS, 0.3, 0.0, seed=0)
+
+
+def test_baseline_rows_without_nodes_split_row_by_row():
+    rows = [QASample(f"Q{i}?", f"A{i}.", "forget", "gold") for i in range(10)]
+    split = split_forget_set(rows, ANCHOR, {}, 0.3, 0.2, seed=0)
+    assert (len(split.train), len(split.dev), len(split.audit)) == (5, 2, 3)
+    assert not {r.question for r in split.train} & {r.question for r in split.audit}
