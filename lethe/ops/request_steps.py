@@ -116,12 +116,13 @@ def reference_model_for(anchor: str, base_model: str | Path) -> str | None:
     """A model that never knew the entity: the world's retain model when the anchor is one of the
     world's forget authors; None otherwise (the audit then reports recovery relative to before)."""
     from lethe.evaluate.suite import world_record
+    from lethe.mining.extract import normalize
 
     record = world_record(base_model)
     if not record:
         return None
-    forget = {a["name"] for a in record["authors"] if a["split"] == "forget"}
-    return record["retain_model_path"] if anchor in forget else None
+    forget = {normalize(a["name"]) for a in record["authors"] if a["split"] == "forget"}
+    return record["retain_model_path"] if normalize(anchor) in forget else None
 
 
 def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
