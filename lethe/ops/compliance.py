@@ -9,8 +9,10 @@ holds. For each, the audit that needs no training data runs on the champion:
   strong memories that come back, against the never-trained reference where one exists;
 - held-out probes: recall on the request's audit set (never trained on), champion vs base model.
 
-An entity counts as forgotten when both pass the gate's thresholds. The graph and audit set come
-from the request's work directory, or are restored from the DVC remote.
+An entity counts as forgotten when both pass the gate's thresholds. A completed request whose
+adapter the champion's chain does not hold is flagged whatever the measurements say (the forgetting
+the request promised is no longer what is served), so `all_forgotten` needs both. The graph and
+audit set come from the request's work directory, or are restored from the DVC remote.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
                      "reelicit_return": back, "reelicit_reference": back_ref,
                      "forgotten": (back is None or back <= limit) and heldout_ok})
     return {"model_name": name, "champion": champion.version if champion else None, "entities": rows,
-            "all_forgotten": all(r["forgotten"] for r in rows)}
+            "all_forgotten": all(r["forgotten"] and r["in_champion_chain"] for r in rows)}
 
 
 def _fmt(value: float | None) -> str:
