@@ -28,6 +28,7 @@ from pathlib import Path
 
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.fileio import write_atomic
 from lethe.llm.backend import Backend
 
 STEPS = ("elicit", "score", "expand", "sample", "synthesize", "validate")
@@ -76,14 +77,6 @@ def request_slug(anchor: str) -> str:
     """A filesystem-safe, stable folder name for an anchor."""
     base = re.sub(r"[^a-z0-9]+", "-", anchor.lower()).strip("-")[:48] or "anchor"
     return f"{base}-{hashlib.sha256(anchor.encode()).hexdigest()[:8]}"
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write a step's output whole or not at all: a crash or a full disk mid-write leaves no partial
-    file that would count as done."""
-    tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _jsonl(path: Path, rows: list[dict]) -> None:

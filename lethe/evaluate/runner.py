@@ -62,17 +62,19 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
     attack = attack_rows(load_qa_file(mine_dir / "forget_set.jsonl", "forget set"), cfg.relearn_rows, cfg.seed)
     graph = load_graph(mine_dir / "graph.json") if (mine_dir / "graph.json").is_file() else None
 
-    def measure(path: Path | str, with_adapter: Path | None, full: bool) -> dict:
-        backend = load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+    def measure(backend, full: bool) -> dict:
         return audit_model(backend, params, anchor, graph if full else None, heldout, attack, gold, with_attack=full)
 
-    before = measure(model, None, full=False)
-    after = measure(model, adapter, full=True)
+    def load(path: Path | str, with_adapter: Path | None = None):
+        return load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+
+    before = measure(load(model), full=False)
+    after = measure(load(model, adapter), full=True)
     reference: dict = {}
     if reference_model:
-        reference = measure(reference_model, None, full=True)
+        ref_backend = load(reference_model)
+        reference = measure(ref_backend, full=True)
         if gold and holdout and params.evaluate.mia:
-            ref_backend = load_plain(reference_model, None, backend_cfg.device, backend_cfg.batch_size)
             reference.update(mia_report(ref_backend, gold, holdout, params.evaluate.mia_k))
     return {"before": before, "after": after, "reference": reference, "attack_rows": len(attack),
             "heldout_rows": len(heldout)}

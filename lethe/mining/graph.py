@@ -17,6 +17,7 @@ from pathlib import Path
 import networkx as nx
 
 from lethe.config import ElicitParams, ExpandParams, ScoreParams
+from lethe.fileio import write_atomic
 from lethe.llm.backend import Backend
 from lethe.mining.extract import Mention
 from lethe.mining.score import (NodeScore, Response, anchor_aliases, mentions_anchor, mentions_by_response,
@@ -200,8 +201,6 @@ def mine_graph(
 
 def save_graph(graph: nx.DiGraph, path: Path) -> None:
     """Node-link JSON (loadable with networkx.node_link_graph(..., edges='edges'))."""
-    from lethe.mage import write_atomic
-
     write_atomic(path, json.dumps(nx.node_link_data(graph, edges="edges"), indent=1, default=str))
 
 
@@ -211,8 +210,6 @@ def load_graph(path: Path) -> nx.DiGraph:
 
 
 def save_responses(responses: Sequence[Response], path: Path) -> None:
-    from lethe.mage import write_atomic
-
     write_atomic(path, "".join(json.dumps(asdict(r)) + "\n" for r in responses))
 
 

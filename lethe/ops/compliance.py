@@ -46,10 +46,9 @@ def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, name: str
     return env.store().restore(request_id, name)
 
 
-def audited_entities(params: Params, client, model_name: str, base_model: str | Path,
-                     queue) -> list[dict[str, Any]]:
+def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[dict[str, Any]]:
     """(anchor, request id, mining folder) of every completed request for this model and of every
-    anchor on the champion's parent links."""
+    anchor on the champion's parent links (`lineage`, from champion_lineage)."""
     entities: dict[str, dict[str, Any]] = {}
     for record in queue.list("completed"):
         result = record.result or {}
@@ -58,7 +57,7 @@ def audited_entities(params: Params, client, model_name: str, base_model: str | 
         entities[record.id] = {"anchor": record.anchor, "request_id": record.id,
                                "version": result.get("model_version"),
                                "mine_dir": Path(result["workdir"]) / "mine" if result.get("workdir") else None}
-    for version in champion_lineage(client, model_name):
+    for version in lineage:
         request_id = version.tags.get("lineage.request_id")
         entities.setdefault(request_id, {"anchor": version.tags.get("lethe.anchor"), "request_id": request_id,
                                          "version": version.version, "mine_dir": None})
@@ -77,7 +76,8 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
     client = registry.client(env.tracking_uri)
     name = model_name_for(base_model, params.registry.model_prefix)
     champion = registry.alias_version(client, name, registry.CHAMPION)
-    entities = audited_entities(params, client, name, base_model, queue)
+    lineage = champion_lineage(client, name)
+    entities = audited_entities(lineage, base_model, queue)
     if not entities:
         return {"model_name": name, "champion": champion.version if champion else None, "entities": [],
                 "all_forgotten": True}
@@ -86,7 +86,7 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
     base = Backend.load(base_model, cfg.device, cfg.batch_size)
     current = Backend.load(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
                            cfg.device, cfg.batch_size) if chain else base
-    in_chain = {v.tags.get("lineage.request_id") for v in champion_lineage(client, name)}
+    in_chain = {v.tags.get("lineage.request_id") for v in lineage}
     references: dict[str, Any] = {}
     rows = []
     for entity in entities:
@@ -98,8 +98,9 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
         back_ref = floor = None
         reference_path = reference_model_for(anchor, base_model)
         if reference_path:
-            reference = references.setdefault(reference_path, Backend.load(reference_path, cfg.device,
-                                                                           cfg.batch_size))
+            if reference_path not in references:
+                references[reference_path] = Backend.load(reference_path, cfg.device, cfg.batch_size)
+            reference = references[reference_path]
             back_ref = reelicit(reference, anchor, graph, params)["return"]
             floor = recall(reference, heldout, tokens)
         limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return

@@ -312,12 +312,13 @@ class RequestQueue:
 
     def gate_verdict(self, model_name: str, version: str) -> str | None:
         """The gate's status for a model version as the ledger recorded it (not the server's tag)."""
+        query = sa.select(audit_table.c.detail).where(audit_table.c.event == "gate_decision").order_by(audit_table.c.seq)
         verdict = None
-        for event in self.audit_log():
-            detail = event["detail"]
-            if (event["event"] == "gate_decision" and str(detail.get("model_version")) == str(version)
-                    and detail.get("model") == model_name):
-                verdict = detail.get("status")
+        with self.engine.connect() as conn:
+            for (raw,) in conn.execute(query):
+                detail = json.loads(raw)
+                if str(detail.get("model_version")) == str(version) and detail.get("model") == model_name:
+                    verdict = detail.get("status")
         return verdict
 
     # -- audit ---------------------------------------------------------------------------------

@@ -183,7 +183,7 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
         cache["row_rouge"].update(rows["before"])
     missing = {q: author for q, (author, _) in rows["after"].items() if q not in cache["row_rouge"]}
     if missing or "model_utility" not in cache:
-        from lethe.data import load_perturbed
+        from lethe.data import load_full, load_perturbed
         from lethe.evaluate.suite import build_plan, evaluate
         from lethe.llm.backend import Backend
 
@@ -193,8 +193,6 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
                                 params.evaluate.model_copy(update={"probes": False, "mia": False}), None)
             cache.update({k: measured[k] for k in ("model_utility", *UTILITY_KEYS) if k in measured})
         answers_by_question = {r.question: r.answer for r in load_perturbed("retain")}
-        from lethe.data import load_full
-
         answers_by_question.update({qa.question: qa.answer for qa in load_full()})
         questions = [q for q in missing if q in answers_by_question]
         answers = backend.greedy(questions, params.evaluate.max_new_tokens)
@@ -213,7 +211,8 @@ def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any])
     """The request outputs that DVC versions, by name."""
     mine = plan.mine_dir
     return {"forget_set": mine / "forget_set.jsonl", "neighbor_set": mine / "neighbor_set.jsonl",
-            "dev_set": mine / "dev_set.jsonl", "audit_set": mine / "audit_set.jsonl", "graph": mine / "graph.json", "validation": mine / "validation", "adapter": Path(adapter),
+            "dev_set": mine / "dev_set.jsonl", "audit_set": mine / "audit_set.jsonl", "graph": mine / "graph.json",
+            "validation": mine / "validation", "adapter": Path(adapter),
             "metrics": Path(evaluation["metrics_path"])}
 
 

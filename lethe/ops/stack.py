@@ -36,6 +36,7 @@ from pathlib import Path
 
 from lethe.config import StackParams
 from lethe.errors import LetheError
+from lethe.fileio import write_atomic
 
 # moto accepts any key pair; real deployments take the caller's AWS environment instead.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lethe-local", "AWS_SECRET_ACCESS_KEY": "lethe-local",
@@ -122,7 +123,8 @@ def _wait(url: str, seconds: float, process: subprocess.Popen, log: Path) -> Non
     raise LetheError(f"server at {url} not healthy after {seconds:.0f} s; see {log}")
 
 
-def _s3_client(endpoint: str):
+def s3_client(endpoint: str):
+    """A boto3 client for the local S3 server (its fixed local keys; one attempt, short timeouts)."""
     import boto3
     from botocore.config import Config
 
@@ -154,10 +156,7 @@ class LocalStack:
 
     def _write(self, record: dict) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        tmp = self.record.with_suffix(".tmp")
-        tmp.write_text(json.dumps(record, indent=1))
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.record)
+        write_atomic(self.record, json.dumps(record, indent=1), mode=0o600)
 
     def _token(self) -> str:
         """This state folder's identity token, created once (kept across restarts)."""
@@ -204,7 +203,7 @@ class LocalStack:
         if not _owned(record.get("s3_pid", 0), "moto", port) or not _healthy(self._url(port)):
             return False
         try:
-            body = _s3_client(self._url(port)).get_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY)["Body"]
+            body = s3_client(self._url(port)).get_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY)["Body"]
             return body.read().decode() == self._token()
         except Exception:  # noqa: BLE001 - any failure means "not provably ours"
             return False
@@ -286,7 +285,7 @@ class LocalStack:
                                   stdout=log.open("w"), stderr=subprocess.STDOUT, env=self._env(port),
                                   start_new_session=True)
         _wait(self._url(port), timeout, server, log)
-        client = _s3_client(self._url(port))
+        client = s3_client(self._url(port))
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         for bucket in (self.cfg.artifact_bucket, self.cfg.dvc_bucket):
             if bucket not in existing:

@@ -16,6 +16,7 @@ from pathlib import Path
 import networkx as nx
 
 from lethe.config import ValidateParams
+from lethe.fileio import write_atomic
 from lethe.mining.score import anchor_aliases
 from lethe.supervision.synthesize import QASample, contains_key
 
@@ -141,8 +142,6 @@ def validate_sets(
     all_ok = all(v["success"] for v in per_set.values())
     context.build_data_docs()
     report = {"success": all_ok, "sets": per_set, "data_docs": str((out_dir / "data_docs" / "index.html").resolve())}
-    from lethe.mage import write_atomic
-
     write_atomic(out_dir / "validation.json", json.dumps(report, indent=1))
     return report
 

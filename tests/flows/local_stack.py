@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import socket
-
-import boto3
-
-from lethe.ops.stack import LOCAL_CREDENTIALS
+from lethe.ops.stack import free_port as _free_port
+from lethe.ops.stack import s3_client
 
 
 def free_port() -> int:
     """A port free on 127.0.0.1 now; pick it just before the server starts."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    return _free_port("127.0.0.1")
 
 
 def s3_keys(endpoint: str, bucket: str) -> list[str]:
@@ -22,8 +17,4 @@ def s3_keys(endpoint: str, bucket: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-def s3_client(endpoint: str):
-    """A boto3 S3 client for the local S3 server."""
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id=LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                        aws_secret_access_key=LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+__all__ = ["free_port", "s3_client", "s3_keys"]
