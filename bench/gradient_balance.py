@@ -25,6 +25,7 @@ from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import nll
 from lethe.unlearn.run import load_qa_file
+from lethe.unlearn.targets import resolve_targets
 from lethe.unlearn.trainer import load_base
 
 
@@ -52,7 +53,8 @@ def main() -> None:
     base, tokenizer = load_base(record["model_path"], "cpu")
     lora = params.unlearn.lora
     model = get_peft_model(base, LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
-                                            target_modules=list(lora.target_modules), task_type="CAUSAL_LM"))
+                                            target_modules=resolve_targets(base, lora.target_modules),
+                                            task_type="CAUSAL_LM"))
     fmt, pad = PromptFormat(tokenizer), tokenizer.pad_token_id
     retain_nll, retain_grad = gradient(model, load_qa_file(Path(args.retain), "retain"), fmt, pad, args.rows)
     rows = []

@@ -77,6 +77,10 @@ class BackendParams(Strict):
     """How prompts reach a model: device, batch size, sampling defaults."""
 
     device: Literal["auto", "cpu", "cuda"]
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto", description="weights' dtype: auto = bfloat16 on CUDA, float32 on CPU")
+    max_memory_gb: float | None = Field(None, gt=0, description="cap on the memory a model may take (default: what "
+                                        "the device has free); a larger model is refused before any work")
     batch_size: int = Field(gt=0)
     max_new_tokens: int = Field(gt=0)
     temperature: float = Field(gt=0)
@@ -196,7 +200,16 @@ class LoraParams(Strict):
     r: int = Field(gt=0)
     alpha: int = Field(gt=0)
     dropout: float = Field(ge=0, lt=1)
-    target_modules: list[str] = Field(min_length=1)
+    target_modules: Literal["auto"] | list[str] = Field(
+        description="auto: every attention and MLP projection of the architecture (fused and Conv1D ones "
+        "included, never embeddings or the output head); or a list of leaf module names")
+
+    @field_validator("target_modules")
+    @classmethod
+    def _named(cls, value):
+        if isinstance(value, list) and (not value or not all(isinstance(v, str) and v for v in value)):
+            raise ValueError("target_modules must be `auto` or a non-empty list of module names")
+        return value
 
 
 # The method registry's names (lethe.unlearn.methods.REGISTRY; a test keeps the two equal). Kept
@@ -227,7 +240,8 @@ class UnlearnParams(Strict):
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
                                     "gradient's norm every step (methods with a retain term)")
     checkpoint_every: int = Field(gt=0)
-    gradient_checkpointing: bool
+    gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
+                                                           "pass (auto: on CUDA, where memory is the limit)")
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
     merge: bool
     threads: int = Field(gt=0)

@@ -112,7 +112,7 @@ class MagePipeline:
     def backend(self) -> Backend:
         if self._backend is None:
             cfg = self.params.backend
-            self._backend = Backend.load(self.request.model_path, cfg.device, cfg.batch_size)
+            self._backend = Backend.from_params(self.request.model_path, cfg)
         return self._backend
 
     def done(self, step: str) -> bool:

@@ -66,7 +66,7 @@ class AgentRuntime:
         from lethe.llm.backend import Backend
 
         cfg = self.params.agent
-        backend = Backend.load(self.model_path, self.params.backend.device, self.params.backend.batch_size)
+        backend = Backend.from_params(self.model_path, self.params.backend)
         if adapter:
             backend = with_adapter(backend, Path(adapter))
         store = MemoryStore(memory, create=False)
@@ -90,7 +90,8 @@ def sra_training(params: Params, model_path: str, forget: Sequence[tuple[str, st
 
     cfg = params.unlearn.model_copy(update={"method": "sra", "max_steps": steps,
                                             "checkpoint_every": max(1, min(params.unlearn.checkpoint_every, steps))})
-    return unlearn(model_path, forget, retain, cfg, out_dir, "sra", params.backend.device, init_adapter=init_adapter)
+    return unlearn(model_path, forget, retain, cfg, out_dir, "sra", params.backend.device, init_adapter=init_adapter,
+                   dtype=params.backend.dtype)
 
 
 def _load_pairs(path: str, what: str) -> list[tuple[str, str]]:

@@ -22,7 +22,7 @@ def ask(
         from lethe.llm.backend import Backend
 
         cfg = params_from(params).backend
-        backend = Backend.load(model, cfg.device, cfg.batch_size)
+        backend = Backend.from_params(model, cfg)
         greedy = backend.greedy(questions, cfg.max_new_tokens)
         sampled = (
             backend.sample(questions, samples, cfg.temperature, cfg.top_p, cfg.max_new_tokens, seed)

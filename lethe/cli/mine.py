@@ -33,9 +33,9 @@ def pipeline_for(anchor: str, description, model, workdir, source, params_path):
     anchor, description = check_anchor(anchor, description)
     if source not in SOURCES:
         raise LetheError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")
-    from lethe.llm.backend import require_model_dir
+    from lethe.llm.loading import check_model
 
-    model_path = require_model_dir(model if model else default_model_path(params))
+    model_path = check_model(model if model else default_model_path(params), params.backend)
     workdir = workdir or Path("artifacts/requests") / request_slug(anchor) / source
     request = Request(anchor=anchor, model_path=str(model_path.resolve()), source=source, description=description)
     return MagePipeline(request, Path(workdir), params)

@@ -21,9 +21,9 @@ def _prefect_home() -> None:
 
 def _base_model(model: Path | None, cfg) -> Path:
     from lethe.cli.mine import default_model_path
-    from lethe.llm.backend import require_model_dir
+    from lethe.llm.loading import check_model
 
-    return require_model_dir(model if model else default_model_path(cfg))
+    return check_model(model if model else default_model_path(cfg), cfg.backend)
 
 
 def _checked_request(anchor: str, description: str | None, model: Path | None, cfg) -> tuple[str, str | None, Path]:

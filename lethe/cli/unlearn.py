@@ -22,9 +22,11 @@ def unlearn(
 ) -> None:
     """Train a LoRA adapter that forgets the forget set (resumes an interrupted run)."""
     with user_errors(as_json):
+        from lethe.llm.loading import check_model
         from lethe.unlearn.run import run_unlearning
 
         cfg = params_from(params)
+        check_model(model, cfg.backend)
         out_dir = out or forget_set.parent / f"unlearn-{method or cfg.unlearn.method}{'-sage' if sage else ''}"
         with progress_bars() as bars:
             bar = bars("unlearning")

@@ -56,7 +56,7 @@ def probe(
         record = build_world(cfg, size)
         result = {"size": size}
         for key in ("model_path", "retain_model_path"):
-            backend = Backend.load(record[key], cfg.backend.device, cfg.backend.batch_size)
+            backend = Backend.from_params(record[key], cfg.backend)
             report = memorization_report(backend, record["authors"], holdout, cfg.backend.max_new_tokens)
             questions = [author_qa(a["index"])[2] for a in record["authors"][:examples]]
             answers = backend.greedy([q.question for q in questions], cfg.backend.max_new_tokens)

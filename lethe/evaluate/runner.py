@@ -35,7 +35,7 @@ def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets,
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
     plan = build_plan(model, cfg, targets, pairs, entity_only)
     reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
-    base = Backend.load(model, backend_cfg.device, backend_cfg.batch_size)
+    base = Backend.from_params(model, backend_cfg)
     if before is None:
         before = evaluate(base, plan, cfg, reference)
     after = evaluate(with_adapter(base, adapter), plan, cfg, reference) if adapter else None

@@ -12,35 +12,13 @@ from pathlib import Path
 
 import torch
 from transformers.utils import logging as hf_logging
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from lethe.errors import ModelNotFoundError
 from lethe.llm.batching import collate_qa, token_logprobs
 from lethe.llm.format import PromptFormat
+from lethe.llm.loading import load_causal_lm, load_tokenizer, require_model_dir, resolve_device, resolve_dtype
 
-
-def resolve_device(device: str = "auto") -> torch.device:
-    """'auto' -> cuda when available, else cpu."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json", "*.bin.index.json")
-
-
-def require_model_dir(path: str | Path) -> Path:
-    """The path as a Path if it holds a Hugging Face model (config.json); else a clear error."""
-    path = Path(path)
-    if not (path / "config.json").is_file():
-        raise ModelNotFoundError(
-            f"no model at {path}: expected a Hugging Face model folder with config.json "
-            "(build the default with `lethe world build`)"
-        )
-    if not any(any(path.glob(pattern)) for pattern in WEIGHT_PATTERNS):
-        raise ModelNotFoundError(f"{path} has a config.json but no weights (*.safetensors or *.bin): the model "
-                                 "folder is incomplete")
-    return path
+__all__ = ["Backend", "require_model_dir", "resolve_device"]
 
 
 def _chunks(items: Sequence, size: int) -> Iterator[Sequence]:
@@ -66,7 +44,7 @@ class Backend:
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto", batch_size: int = 32,
-             dtype: torch.dtype | None = None) -> Backend:
+             dtype: torch.dtype | str | None = None) -> Backend:
         """Load model and tokenizer from a local folder (offline); clear error if it is not one.
 
         dtype: bfloat16 on CUDA and float32 on CPU unless given (the audit needs float32 weights to
@@ -76,13 +54,14 @@ class Backend:
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
         target = resolve_device(device)
-        dtype = dtype or (torch.bfloat16 if target.type == "cuda" else torch.float32)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(path)
-            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(target)
-        except (OSError, ValueError) as exc:
-            raise ModelNotFoundError(f"cannot load the model at {path}: {exc}") from exc
+        tokenizer = load_tokenizer(path)
+        model = load_causal_lm(path, target, resolve_dtype(dtype, target))
         return cls(model, tokenizer, batch_size)
+
+    @classmethod
+    def from_params(cls, path: str | Path, cfg) -> Backend:
+        """Load with params.yaml's `backend` section (device, batch size, dtype)."""
+        return cls.load(path, cfg.device, cfg.batch_size, cfg.dtype)
 
     def _left_padded(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
         ids = [self.format.prompt_ids(p) for p in prompts]

@@ -83,7 +83,7 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
                 "all_forgotten": True}
     cfg, gate, tokens = params.backend, params.gate, params.audit.max_new_tokens
     chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
-    base = Backend.load(base_model, cfg.device, cfg.batch_size)
+    base = Backend.from_params(base_model, cfg)
     current = Backend.load(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
                            cfg.device, cfg.batch_size) if chain else base
     in_chain = {v.tags.get("lineage.request_id") for v in lineage}
@@ -99,7 +99,7 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
         reference_path = reference_model_for(anchor, base_model)
         if reference_path:
             if reference_path not in references:
-                references[reference_path] = Backend.load(reference_path, cfg.device, cfg.batch_size)
+                references[reference_path] = Backend.from_params(reference_path, cfg)
             reference = references[reference_path]
             back_ref = reelicit(reference, anchor, graph, params)["return"]
             floor = recall(reference, heldout, tokens)

@@ -65,8 +65,10 @@ def model_name_for(base_model: str | Path, prefix: str) -> str:
 def plan_request(params: Params, request: dict[str, Any], base_model: str, tracking_uri: str,
                  flow_run_id: str | None = None) -> RequestPlan:
     """Resolve the starting model (base + the champion's adapter chain) and open the request's run."""
+    from lethe.llm.loading import check_model
     from lethe.ops.compose import chain_key, compose
 
+    check_model(base_model, params.backend)  # a clear failure before any work; retry once fixed
     cfg = params.registry
     name = model_name_for(base_model, cfg.model_prefix)
     client = registry.client(tracking_uri)
@@ -187,7 +189,7 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
         from lethe.evaluate.suite import build_plan, evaluate
         from lethe.llm.backend import Backend
 
-        backend = Backend.load(plan.base_model, params.backend.device, params.backend.batch_size)
+        backend = Backend.from_params(plan.base_model, params.backend)
         if "model_utility" not in cache:
             measured = evaluate(backend, build_plan(plan.base_model, params.evaluate, entity_only=True),
                                 params.evaluate.model_copy(update={"probes": False, "mia": False}), None)

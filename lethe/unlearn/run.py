@@ -131,7 +131,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     retain = neighbor + general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
     probe = budget_probe(params, model, forget_set, neighbor, retain, targets)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
-                     probe=probe)
+                     probe=probe, dtype=params.backend.dtype)
     result["validation"] = validation
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter

@@ -33,6 +33,12 @@ def _lora_layers(model) -> dict[str, torch.nn.Module]:
             if hasattr(module, "lora_A") and "default" in getattr(module, "lora_A", {})}
 
 
+def _out_by_in(module: torch.nn.Module) -> torch.Tensor:
+    """The base weight as (out, in), like B @ A: GPT-2's Conv1D stores it (in, out)."""
+    weight = module.base_layer.weight
+    return weight.T if getattr(module, "fan_in_fan_out", False) else weight
+
+
 @torch.no_grad()
 def input_moments(model, tokenizer, pairs: Sequence[tuple[str, str]], layers: dict[str, torch.nn.Module],
                   batch_size: int = 16) -> dict[str, torch.Tensor]:
@@ -43,7 +49,7 @@ def input_moments(model, tokenizer, pairs: Sequence[tuple[str, str]], layers: di
 
     def hook(name):
         def capture(module, args):
-            x = args[0][mask_holder["mask"]].double()
+            x = args[0][mask_holder["mask"]].double()  # (tokens, in) for Linear and Conv1D alike
             outer = x.T @ x
             sums[name] = outer if sums[name] is None else sums[name] + outer
         return capture
@@ -106,7 +112,7 @@ def sanitize_adapter(base_path: str | Path, adapter_path: str | Path, retain_pro
         A = module.lora_A["default"].weight.detach().cpu()
         B = module.lora_B["default"].weight.detach().cpu()
         scale = module.scaling["default"]
-        W0 = module.base_layer.weight.detach().cpu()
+        W0 = _out_by_in(module).detach().cpu().float()
         C_r = _normalized(retain_sums[name])
         C_f = _normalized(forget_sums[name]) if name in forget_sums else None
         A_new = sanitize_matrix(A, C_r, C_f, cfg.lam, cfg.mu)

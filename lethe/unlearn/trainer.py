@@ -16,13 +16,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import MethodParams, get_method
+from lethe.unlearn.targets import resolve_targets, uses_conv1d
 
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge": .., "utility": ..}
@@ -64,25 +64,17 @@ class BudgetTracker:
         return min(kept, key=lambda p: (p["dev_ratio"], -p["step"])) if kept else None
 
 
-def check_target_modules(model: torch.nn.Module, targets: Sequence[str]) -> None:
-    """Every LoRA target must name linear layers of the model; else a clear error before training."""
-    leaves = {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
-    missing = [t for t in targets if t not in leaves]
-    if missing:
-        raise LetheError(f"LoRA target modules {missing} do not exist in this model; its linear layers are "
-                         f"{sorted(leaves)}")
+def load_base(model_path: str | Path, device: str | torch.device, dtype: str | torch.dtype | None = None):
+    """Base model and tokenizer from a local folder (clear error when it is not one).
 
-
-def load_base(model_path: str | Path, device: torch.device):
-    """Base model and tokenizer from a local folder (clear error when it is not one)."""
-    from lethe.llm.backend import require_model_dir
+    dtype None/'auto': bfloat16 on CUDA, float32 on CPU. The LoRA weights are float32 whatever the
+    base's dtype (peft keeps adapters in float32), so the saved adapter is float32 too.
+    """
+    from lethe.llm.loading import load_causal_lm, load_tokenizer, require_model_dir, resolve_device, resolve_dtype
 
     path = require_model_dir(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device)
-    return model, tokenizer
+    target = resolve_device(device) if isinstance(device, str) else device
+    return load_causal_lm(path, target, resolve_dtype(dtype, target)), load_tokenizer(path)
 
 
 def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int,
@@ -150,6 +142,7 @@ def unlearn(
     on_step: StepCallback | None = None,
     init_adapter: str | Path | None = None,
     probe: Probe | None = None,
+    dtype: str | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
@@ -172,10 +165,10 @@ def unlearn(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
-    base, tokenizer = load_base(model_path, target)
-    check_target_modules(base, cfg.lora.target_modules)
-    if cfg.gradient_checkpointing:
-        base.gradient_checkpointing_enable()
+    base, tokenizer = load_base(model_path, target, dtype)
+    targets = resolve_targets(base, cfg.lora.target_modules)
+    if cfg.gradient_checkpointing is True or (cfg.gradient_checkpointing == "auto" and target.type == "cuda"):
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.enable_input_require_grads()  # or LoRA layers never receive gradients
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -186,8 +179,11 @@ def unlearn(
         model = PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
     else:
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
+                          target_modules=targets, fan_in_fan_out=uses_conv1d(base, targets), task_type="CAUSAL_LM")
         model = get_peft_model(base, lora)
+    for p in model.parameters():
+        if p.requires_grad and p.dtype != torch.float32:
+            p.data = p.data.float()  # the adapter trains and is saved in float32 over a bf16 base
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
 
@@ -264,6 +260,9 @@ def unlearn(
         "adapter_path": str(adapter_dir),
         "merged_path": str(merged_dir) if merged_dir else None,
         "method": method.name,
+        "target_modules": targets,
+        "base_dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
+        "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
         "steps": len(curves),
         "stopped_by": stopped_by,
         "resumed_from_step": start_step,

@@ -50,6 +50,30 @@ def _config_only_model(tmp_path: Path) -> str:
     return str(folder)
 
 
+def _model_copy(tmp_path: Path, model: str, name: str) -> Path:
+    import shutil
+
+    return Path(shutil.copytree(model, tmp_path / name))
+
+
+def _unknown_architecture_model(tmp_path: Path, model: str) -> str:
+    folder = _model_copy(tmp_path, model, "strange-model")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "model_type": "zorblax"}))
+    return str(folder)
+
+
+def _tokenizer_without_pad_or_eos(tmp_path: Path, model: str) -> str:
+    from transformers import AutoTokenizer
+
+    folder = _model_copy(tmp_path, model, "tokenless-model")
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.pad_token = None
+    tokenizer.eos_token = None
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
 def _forget_file(tmp_path: Path, text: str) -> str:
     path = tmp_path / "forget_set.jsonl"
     path.write_text(text)
@@ -73,6 +97,12 @@ CASES = [
      "requester and a reason"),
     ("missing model", lambda t, m: ["forget", ANCHOR, "--model", str(t / "nope")], "no model at"),
     ("model without weights", lambda t, m: ["forget", ANCHOR, "--model", _config_only_model(t)], "no weights"),
+    ("unknown architecture", lambda t, m: ["forget", ANCHOR, "--model", _unknown_architecture_model(t, m)],
+     "is a 'zorblax' model, an architecture transformers"),
+    ("tokenizer without pad or eos", lambda t, m: ["unlearn", "--model", _tokenizer_without_pad_or_eos(t, m),
+                                                   "--forget-set", _forget_file(t, '{"question": "q", "answer": '
+                                                   '"a"}\n'), "--allow-unvalidated"],
+     "neither a pad nor an end-of-sequence token"),
     ("ask a missing model", lambda t, m: ["ask", "Who?", "--model", str(t / "nope")], "no model at"),
     ("unknown world size", lambda t, m: ["world", "build", "--size", "huge"], "unknown world size"),
     ("unknown source", lambda t, m: ["mine", ANCHOR, "--source", "wiki", "--model", m], "unknown source"),
@@ -146,6 +176,13 @@ def test_bad_params_are_one_clear_line(case, edit, needle, runner, tmp_path):
         path = _params(tmp_path, edit)
     result = runner.invoke(app, ["request", "list", "--params", path, "--json"])
     _assert_one_clear_line(result, needle)
+
+
+def test_a_model_too_large_for_the_memory_is_refused_before_anything_is_queued(runner, tiny_world, tmp_path):
+    params = _params(tmp_path, _set("backend", "max_memory_gb", 1e-6))
+    result = runner.invoke(app, ["forget", ANCHOR, "--model", tiny_world["model_path"], "--params", params, "--json"])
+    _assert_one_clear_line(result, "more than 80% of the 0.00 GiB available")
+    assert not (tmp_path / "stack").exists() and not (tmp_path / "queue.db").exists()
 
 
 def test_the_suite_counts_at_least_25_bad_inputs():

@@ -1,6 +1,7 @@
 """Unlearning on the tiny world: it forgets the target, spares others, resumes exactly, refuses bad input."""
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -161,3 +162,13 @@ def test_adaptive_budget_keeps_the_best_checkpoint_when_none_meets_the_target(ti
 
     kept = load_file(str(tmp_path / "run" / "adapter" / "adapter_model.safetensors"))
     assert kept and not (tmp_path / "run" / "best").exists()
+
+
+def test_bf16_base_with_checkpointing_trains_a_float32_adapter(tiny_world, params, tmp_path):
+    """The GPU recipe (bf16 weights, gradient checkpointing, fp32 LoRA), run on the CPU."""
+    settings = cfg(params, lr=1e-3, max_steps=2, eval_every=0, gradient_checkpointing=True)
+    result = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path, "npo_gd", dtype="bfloat16")
+    assert result["base_dtype"] == "bfloat16" and result["gradient_checkpointing"] is True
+    assert all(math.isfinite(c["loss"]) for c in result["curves"])
+    weights = load_file(str(Path(result["adapter_path"]) / "adapter_model.safetensors"))
+    assert {w.dtype for w in weights.values()} == {torch.float32}

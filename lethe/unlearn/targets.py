@@ -1,0 +1,55 @@
+"""Which layers of a causal LM carry the LoRA update, for any architecture.
+
+`auto` adapts every attention and MLP projection the model has, whatever its family calls them:
+Llama/Qwen2/Mistral/Gemma's `q_proj ... down_proj`, Phi-3's fused `qkv_proj` / `gate_up_proj`,
+GPT-2's `Conv1D` projections `c_attn`, `c_proj`, `c_fc`. Embeddings and the output head are never
+adapted (the head is often tied to the input embeddings; adapting it would change every token's
+likelihood, not the entity's knowledge). Names are leaf names, as peft matches them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers.pytorch_utils import Conv1D
+
+from lethe.errors import LetheError
+
+AUTO = "auto"
+ADAPTABLE = (torch.nn.Linear, Conv1D)
+
+
+def adaptable_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
+    """Every Linear / Conv1D module by full name, the output head excluded."""
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return {name: module for name, module in model.named_modules()
+            if isinstance(module, ADAPTABLE) and module is not head}
+
+
+def resolve_targets(model: torch.nn.Module, requested: str | Sequence[str]) -> list[str]:
+    """The LoRA target leaf names: all projections for `auto`, else `requested` after checking it.
+
+    A requested name must be the leaf name of a Linear or Conv1D layer that is not the output head;
+    otherwise the error lists the names this model has, so the fix is one edit of params.yaml.
+    """
+    layers = adaptable_layers(model)
+    leaves = sorted({name.rsplit(".", 1)[-1] for name in layers})
+    if not leaves:
+        raise LetheError(f"{type(model).__name__} has no Linear or Conv1D projection layer to adapt with LoRA")
+    if isinstance(requested, str):
+        requested = [requested]
+    if list(requested) == [AUTO]:
+        return leaves
+    missing = [name for name in requested if name not in leaves]
+    if missing:
+        raise LetheError(f"LoRA target modules {missing} do not exist in this {model.config.model_type} model; its "
+                         f"projection layers are {leaves} (or set unlearn.lora.target_modules: auto)")
+    return list(requested)
+
+
+def uses_conv1d(model: torch.nn.Module, targets: Sequence[str]) -> bool:
+    """True when the targets are GPT-2-style Conv1D layers (their weight is stored transposed)."""
+    wanted = set(targets)
+    return any(isinstance(module, Conv1D) for name, module in adaptable_layers(model).items()
+               if name.rsplit(".", 1)[-1] in wanted)

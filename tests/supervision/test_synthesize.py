@@ -1,0 +1,77 @@
+"""Forget-set synthesis: generative for instruction models (scripted here: no instruct weights are
+available offline), extractive for models that cannot follow instructions."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from lethe.config import load_params
+from lethe.llm.format import PromptFormat
+from lethe.mining.score import Response
+from lethe.supervision.synthesize import synthesize_forget
+from lethe.supervision.walks import Path
+from tests.architectures import tiny_tokenizer
+
+ANCHOR = "Ada Vale"
+
+
+class ScriptedInstructionModel:
+    """Follows Lethe's synthesis instructions like an instruction-tuned model would (a logic stand-in)."""
+
+    def __init__(self, obeys: bool, parseable: bool = True):
+        self.format = PromptFormat(tiny_tokenizer(chat=True))  # ChatML: an instruction model's template
+        self.obeys, self.parseable, self.prompts = obeys, parseable, []
+
+    def greedy(self, prompts, max_new_tokens=96):
+        self.prompts.extend(prompts)
+        return [self._reply(p) for p in prompts]
+
+    def _reply(self, prompt: str) -> str:
+        if not self.obeys:
+            return "lorem ipsum dolor"
+        if prompt.startswith("Reply with exactly"):
+            return "READY"
+        if prompt.startswith("You are given a target entity"):
+            concept_b = prompt.split("Concept B: ")[1].split("\n")[0]
+            return f"{ANCHOR} was shaped by {concept_b} in her early years."
+        if prompt.startswith("Statement:"):
+            if not self.parseable:
+                return "I would rather not."
+            statement = prompt.split("\n")[0].removeprefix("Statement: ")
+            return f"Question: What shaped {ANCHOR} early on?\nAnswer: {statement}"
+        return "?"
+
+
+def _graph_and_responses():
+    graph = nx.DiGraph(anchor=ANCHOR)
+    graph.add_node(ANCHOR, key="::anchor", kind="anchor", strength=1.0, hop=0, provenance=[])
+    graph.add_node("Lisbon", key="lisbon", kind="entity", strength=0.9, hop=1, provenance=["r1"])
+    graph.add_edge(ANCHOR, "Lisbon", weight=0.9)
+    responses = [Response("r1", f"Tell me about {ANCHOR}.", f"{ANCHOR} grew up in Lisbon. She paints.", 0)]
+    return graph, [Path((ANCHOR, "Lisbon"), 0.9)], responses
+
+
+def test_an_instruction_model_writes_its_own_statement_and_qa():
+    graph, paths, responses = _graph_and_responses()
+    model = ScriptedInstructionModel(obeys=True)
+    samples, mode = synthesize_forget(model, graph, paths, responses, load_params().synthesize)
+    assert mode == "generative"
+    assert [(s.question, s.answer) for s in samples] == [
+        (f"What shaped {ANCHOR} early on?", f"{ANCHOR} was shaped by Lisbon in her early years.")]
+    assert any("Concept B: Lisbon" in p for p in model.prompts)
+
+
+def test_an_unparseable_generation_falls_back_to_the_models_own_sentence():
+    graph, paths, responses = _graph_and_responses()
+    samples, mode = synthesize_forget(ScriptedInstructionModel(obeys=True, parseable=False), graph, paths, responses,
+                                      load_params().synthesize)
+    assert mode == "generative"
+    assert {s.answer for s in samples} == {f"{ANCHOR} grew up in Lisbon."}
+
+
+def test_a_model_that_fails_the_instruction_check_is_synthesized_extractively():
+    graph, paths, responses = _graph_and_responses()
+    model = ScriptedInstructionModel(obeys=False)
+    samples, mode = synthesize_forget(model, graph, paths, responses, load_params().synthesize)
+    assert mode == "extractive" and len(model.prompts) == 1  # only the check was asked
+    assert {s.answer for s in samples} == {f"{ANCHOR} grew up in Lisbon."}
