@@ -86,7 +86,9 @@ def size(name: str, m: dict, params, seq: float, calls: dict) -> dict:
     one_layer = tokens * (16 * m["hidden"] + 3 * m["ffn"]) * 2
     logits = tokens * m["vocab"] * 4 * 2  # fp32 logits and their log-softmax
     train_gib = (weights + lora_state + checkpoints + one_layer + logits) / gib
-    relearn_gib = (2 * weights + 2 * n + 8 * n) / gib  # audit: model + attacked copy (bf16), grads, fp32 Adam
+    # The audit loads float32 (it merges, rounds and fine-tunes): model + attacked copy + gradients
+    # (4 bytes each) + AdamW's two moments (8 bytes), per parameter.
+    relearn_gib = 20 * n / gib
     step_s = train_step_flops(n, tokens, int(batch * seq), True) / (GPU["bf16_flops"] * GPU["assumed_train_mfu"])
     decode_step_s = weights / (GPU["hbm_bytes_per_s"] * GPU["assumed_decode_bandwidth_use"])
     decode_s = sum(c["batches"] * c["new_tokens"] for c in calls.values()) * decode_step_s
