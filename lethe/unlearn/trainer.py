@@ -131,7 +131,23 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
     return next((c for c in reversed(checkpoints) if (c / STATE_FILE).is_file()), None)
 
 
-def unlearn(
+def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
+            cfg: UnlearnParams, out_dir: Path, method_name: str | None = None, device: str = "auto",
+            on_step: StepCallback | None = None, init_adapter: str | Path | None = None,
+            probe: Probe | None = None, dtype: str | None = None) -> dict:
+    """`train_adapter` inside the machine's training slot (one training run per machine at a time),
+    with torch threads set from the cores free once the slot is held (see lethe.machine)."""
+    from lethe.machine import thread_count, training_slot
+
+    with training_slot() as slot:
+        threads = thread_count(cfg.threads)
+        torch.set_num_threads(threads)
+        result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
+                               probe, dtype)
+    return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
+
+
+def train_adapter(
     model_path: str | Path,
     forget: Sequence[tuple[str, str]],
     retain: Sequence[tuple[str, str]],
@@ -162,7 +178,6 @@ def unlearn(
         raise LetheError("the forget set is empty: nothing to unlearn")
     if method.needs_retain and not retain:
         raise LetheError(f"method {method.name!r} needs a retain set, and the neighbor set is empty")
-    torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)

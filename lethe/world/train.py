@@ -62,8 +62,19 @@ def train_on_qa(
     seed: int,
     on_step: StepCallback | None = None,
 ) -> TrainStats:
-    """Fit `model` to answer each question (loss on answer tokens only), AdamW + cosine schedule."""
-    torch.set_num_threads(recipe.threads)
+    """Fit `model` to answer each question (loss on answer tokens only), AdamW + cosine schedule.
+
+    Runs in the machine's training slot, with threads from the free cores (see lethe.machine).
+    """
+    from lethe.machine import thread_count, training_slot
+
+    with training_slot():
+        torch.set_num_threads(thread_count(recipe.threads))
+        return _fit(model, tokenizer, pairs, recipe, max_len, seed, on_step)
+
+
+def _fit(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerBase, pairs: Sequence[QA], recipe: TrainRecipe,
+         max_len: int, seed: int, on_step: StepCallback | None) -> TrainStats:
     torch.manual_seed(seed)
     rng = random.Random(seed)
     fmt = PromptFormat(tokenizer)
