@@ -6,7 +6,7 @@ a file under the system temp folder (shared by every checkout of Lethe run by th
 LETHE_MACHINE_LOCK_DIR to share it wider). The kernel releases the lock when its holder dies,
 SIGKILL included, so a crashed run never blocks the machine. Once the slot is held, the thread
 count is the configured cap limited to the cores that are actually free now (CPU affinity minus
-the load of other processes).
+the cores other processes keep busy, sampled from /proc/stat).
 """
 
 from __future__ import annotations
@@ -37,10 +37,37 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _cpu_jiffies() -> tuple[int, int] | None:
+    """(busy, total) jiffies of all CPUs since boot, from /proc/stat (None where there is none)."""
+    try:
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def others_load(window: float = 0.25) -> float:
+    """Cores kept busy by other processes now: machine-wide busy time over a short window, minus ours.
+
+    The 1-minute load average would count this very process, which was busy a moment ago, and so
+    give a lone run half the cores; sampling /proc/stat while this process sleeps does not.
+    """
+    before, own_before = _cpu_jiffies(), os.times()
+    time.sleep(window)
+    after, own_after = _cpu_jiffies(), os.times()
+    if before is None or after is None or after[1] <= before[1]:
+        return max(0.0, os.getloadavg()[0] - 1.0)  # no /proc: assume one of the load is ours
+    cpus = os.cpu_count() or 1
+    busy_cores = (after[0] - before[0]) / (after[1] - before[1]) * cpus
+    own_cores = ((own_after.user + own_after.system) - (own_before.user + own_before.system)) / window
+    return max(0.0, busy_cores - own_cores)
+
+
 def free_cores(load: float | None = None, cores: int | None = None) -> int:
-    """Cores not busy with other work now: usable cores minus the 1-minute load average (at least 1)."""
+    """Cores not busy with other processes now: usable cores minus their load (at least 1)."""
     cores = usable_cores() if cores is None else cores
-    load = os.getloadavg()[0] if load is None else load
+    load = others_load() if load is None else load
     return max(1, min(cores, math.floor(cores - load + 0.5)))
 
 

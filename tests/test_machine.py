@@ -9,6 +9,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from lethe.machine import free_cores, thread_count, training_slot
 
 HOLD = """
@@ -52,6 +54,30 @@ def test_a_killed_holder_frees_the_slot_at_once(tmp_path, monkeypatch):
     with training_slot(poll_seconds=0.1) as slot:
         assert slot["waited_seconds"] == 0
     assert time.perf_counter() - started < 2
+
+
+def test_a_busy_neighbour_is_counted():
+    from lethe.machine import others_load
+
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)
+        assert others_load(window=1.0) > 0.6  # whatever else runs, the spinner keeps a core busy
+    finally:
+        busy.kill()
+        busy.wait()
+
+
+def test_this_process_own_cpu_time_is_not_counted(monkeypatch):
+    """Logic: machine busy 1.5 cores over the window, 1.0 of them this process -> 0.5 from others."""
+    import lethe.machine as machine
+
+    samples = iter([(1000, 4000), (1000 + 150, 4000 + 200)])  # 150 of 200 jiffies busy on 2 cpus
+    own = iter([os.times_result((1.0, 0.0, 0.0, 0.0, 0.0)), os.times_result((1.25, 0.0, 0.0, 0.0, 0.0))])
+    monkeypatch.setattr(machine, "_cpu_jiffies", lambda: next(samples))
+    monkeypatch.setattr(machine.os, "times", lambda: next(own))
+    monkeypatch.setattr(machine.os, "cpu_count", lambda: 2)
+    assert machine.others_load(window=0.25) == pytest.approx(0.5)
 
 
 def test_threads_follow_the_free_cores():
