@@ -20,17 +20,25 @@ def _prefect_home() -> None:
 
 
 def _base_model(model: Path | None, cfg) -> Path:
+    """The target model folder (checked to be one); enough for commands that only name the model."""
     from lethe.cli.mine import default_model_path
+    from lethe.llm.backend import require_model_dir
+
+    return require_model_dir(model if model else default_model_path(cfg))
+
+
+def _runnable_model(model: Path | None, cfg) -> Path:
+    """The target model folder, preflighted (tokenizer, memory) for commands that will run it."""
     from lethe.llm.loading import check_model
 
-    return check_model(model if model else default_model_path(cfg), cfg.backend)
+    return check_model(_base_model(model, cfg), cfg.backend)
 
 
 def _checked_request(anchor: str, description: str | None, model: Path | None, cfg) -> tuple[str, str | None, Path]:
     """Clean anchor and description and the base model folder; clear errors before anything starts."""
     from lethe.mage import check_anchor
 
-    base = _base_model(model, cfg)
+    base = _runnable_model(model, cfg)
     anchor, description = check_anchor(anchor, description)
     return anchor, description, base
 
@@ -262,7 +270,7 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
 
         cfg = params_from(params)
         env = resolve(cfg)
-        result = compliance_run(str(_base_model(model, cfg)), env.to_dict(), str(params) if params else None)
+        result = compliance_run(str(_runnable_model(model, cfg)), env.to_dict(), str(params) if params else None)
 
     def human(r: dict) -> None:
         stderr.print(f"processed {len(r['processed'])} request(s); report: {r['report_path']}")

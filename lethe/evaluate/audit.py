@@ -143,14 +143,11 @@ def quantized(model: torch.nn.Module, bits: int, block: int) -> torch.nn.Module:
 
     Embeddings and the output head stay in full precision, as bitsandbytes leaves them.
     """
-    from transformers.pytorch_utils import Conv1D
+    from lethe.unlearn.targets import adaptable_layers
 
     rounded = copy.deepcopy(model)
-    head = rounded.get_output_embeddings()
     with torch.no_grad():
-        for module in rounded.modules():
-            if module is head or not isinstance(module, (torch.nn.Linear, Conv1D)):
-                continue
+        for module in adaptable_layers(rounded).values():
             weight = module.weight
             weight.copy_(_round_int8_rows(weight) if bits == 8 else _round_nf4(weight, block))
     return rounded

@@ -119,7 +119,7 @@ def weight_bytes(path: Path, dtype: torch.dtype) -> int:
     count = parameter_count(path)
     if count is not None:
         return count * torch.finfo(dtype).bits // 8
-    return sum(f.stat().st_size for pattern in ("*.bin",) for f in path.glob(pattern))
+    return sum(f.stat().st_size for f in path.glob("*.bin"))
 
 
 def available_bytes(device: torch.device) -> int:
