@@ -336,11 +336,13 @@ class RegistryParams(Strict):
 
 
 class StackParams(Strict):
-    """The local stack started by `lethe stack up`: moto S3 server and MLflow server on loopback."""
+    """The local stack started by `lethe stack up`: an S3 server and an MLflow server on loopback."""
 
     host: str
     mlflow_port: int = Field(gt=0, lt=65536)
     s3_port: int = Field(gt=0, lt=65536)
+    s3_server: Literal["seaweedfs", "moto"] = Field(
+        "seaweedfs", description="seaweedfs keeps objects on disk under state_dir/s3; moto keeps them in memory")
     state_dir: str
     artifact_bucket: str
     dvc_bucket: str

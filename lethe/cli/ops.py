@@ -301,7 +301,7 @@ def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
 
 @stack_app.command("up")
 def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Start (or find) the local MLflow server (SQLite store) and S3 server (moto)."""
+    """Start (or find) the local MLflow server (SQLite store) and S3 server (SeaweedFS by default)."""
     with user_errors(as_json):
         from dataclasses import asdict
 
@@ -314,7 +314,7 @@ def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
 
 @stack_app.command("down")
 def stack_down(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Stop the local servers (moto's bucket contents are lost; the SQLite store stays)."""
+    """Stop the local servers (SeaweedFS objects and the SQLite store stay on disk; moto's are lost)."""
     with user_errors(as_json):
         from lethe.ops.stack import LocalStack
 

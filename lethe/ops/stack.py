@@ -1,5 +1,5 @@
-"""The local stack: an S3-compatible server (moto in server mode) and an MLflow tracking server
-with a SQLite backend store and its artifacts in that S3 bucket, both on loopback.
+"""The local stack: an S3-compatible server (SeaweedFS, objects on disk; or moto, in memory) and an
+MLflow tracking server with a SQLite backend store and its artifacts in that S3 bucket, on loopback.
 
 `lethe stack up` starts them as background processes that outlive the command (so the MLflow UI
 stays readable), records their pids, ports and URLs in <state_dir>/stack.json, and is idempotent;
@@ -13,8 +13,9 @@ server holds this state folder's token in *this folder's* SQLite store (read bac
 server and from the file), and the S3 server returns the token object written at start. A port
 held by anybody else is never adopted: another free port is chosen and recorded.
 
-moto keeps the bucket in memory: stopping the S3 server loses its objects (the SQLite store stays).
-A half-dead stack therefore restarts only the server that died.
+SeaweedFS (the default, `lethe.ops.s3_server`) keeps its objects under <state_dir>/s3, so they
+survive `lethe stack down` and a reboot; moto loses them when it stops. Either way a half-dead
+stack restarts only the server that died.
 """
 
 from __future__ import annotations
@@ -31,14 +32,17 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from lethe.config import StackParams
 from lethe.errors import LetheError
 from lethe.fileio import write_atomic
+from lethe.ops import s3_server
 
-# moto accepts any key pair; real deployments take the caller's AWS environment instead.
+# The local S3 server's keys (SeaweedFS checks them, moto accepts any); real deployments take the
+# caller's AWS environment instead.
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "lethe-local", "AWS_SECRET_ACCESS_KEY": "lethe-local",
                      "AWS_DEFAULT_REGION": "us-east-1"}
 IDENTITY_EXPERIMENT = "lethe-stack-identity"
@@ -86,11 +90,12 @@ def _cmdline(pid: int) -> list[str]:
 
 
 def _owned(pid: int, kind: str, port: int) -> bool:
-    """The pid is alive and is the `kind` server ("mlflow" or "moto") this stack started on `port`."""
+    """The pid is alive and is the `kind` server ("mlflow", "weed", "moto") this stack started on `port`."""
     if not _pid_alive(pid):
         return False
     args = _cmdline(pid)
-    return any(kind in a for a in args) and str(port) in args
+    on_port = any(a == str(port) or a.endswith(f"={port}") for a in args)
+    return any(kind in a for a in args) and on_port
 
 
 def port_free(host: str, port: int) -> bool:
@@ -111,16 +116,27 @@ def free_port(host: str) -> int:
         return sock.getsockname()[1]
 
 
-def _wait(url: str, seconds: float, process: subprocess.Popen, log: Path) -> None:
+def _wait(url: str, seconds: float, process: subprocess.Popen, log: Path,
+          ready: Callable[[], bool] | None = None) -> None:
+    """Until `ready()` (default: the URL answers 200), or a clear error when the server exits or hangs."""
+    ready = ready or (lambda: _healthy(url, 1.0))
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if _healthy(url, 1.0):
+        if ready():
             return
         if process.poll() is not None:
             raise LetheError(f"server exited with code {process.returncode}; see {log}: "
                              f"{log.read_text()[-300:] if log.is_file() else ''}")
         time.sleep(0.3)
     raise LetheError(f"server at {url} not healthy after {seconds:.0f} s; see {log}")
+
+
+def _s3_answers(endpoint: str) -> bool:
+    try:
+        s3_client(endpoint).list_buckets()
+    except Exception:  # noqa: BLE001 - not ready yet, whatever the reason
+        return False
+    return True
 
 
 def s3_client(endpoint: str):
@@ -199,8 +215,10 @@ class LocalStack:
         return bool(row) and row[0] == self._token()
 
     def _s3_is_ours(self, record: dict) -> bool:
+        """The recorded S3 process of the configured kind serves this folder's token object."""
         port = record["s3_port"]
-        if not _owned(record.get("s3_pid", 0), "moto", port) or not _healthy(self._url(port)):
+        kind = _s3_kind(record)
+        if kind != self.cfg.s3_server or not _owned(record.get("s3_pid", 0), s3_server.MARKERS[kind], port):
             return False
         try:
             body = s3_client(self._url(port)).get_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY)["Body"]
@@ -260,8 +278,9 @@ class LocalStack:
         record.setdefault("backend_store_uri", f"sqlite:///{self.state_dir / 'mlflow.db'}")
         record.update(artifact_root=f"s3://{self.cfg.artifact_bucket}/mlflow", dvc_bucket=self.cfg.dvc_bucket)
         if not s3_ok:
-            _terminate(record.get("s3_pid", 0), "moto", record.get("s3_port", -1), hard=False)
+            self._stop_s3(record)
             record["s3_port"] = self._pick_port(self.s3_port, set(), self.notes, "S3")
+            record["s3_server"] = self.cfg.s3_server
             record["s3_pid"] = self._start_s3(record["s3_port"], timeout)
             self._write(record)
         if not mlflow_ok:  # also after an S3 restart: the MLflow server holds the S3 endpoint it was started with
@@ -281,10 +300,17 @@ class LocalStack:
 
     def _start_s3(self, port: int, timeout: float) -> int:
         log = self.state_dir / "s3.log"
-        server = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", self.cfg.host, "-p", str(port)],
-                                  stdout=log.open("w"), stderr=subprocess.STDOUT, env=self._env(port),
-                                  start_new_session=True)
-        _wait(self._url(port), timeout, server, log)
+        kind = self.cfg.s3_server
+        internal = s3_server.pick_internal_ports(kind, lambda: free_port(self.cfg.host), {port, self.mlflow_port})
+        identities = None
+        if kind == "seaweedfs":
+            identities = s3_server.write_identities(self.state_dir / "s3-identities.json",
+                                                    LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                                                    LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"])
+        argv = s3_server.launch_command(kind, self.cfg.host, port, self.state_dir, internal, identities)
+        server = subprocess.Popen(argv, stdout=log.open("a"), stderr=subprocess.STDOUT, env=self._env(port),
+                                  start_new_session=True, cwd=self.state_dir)
+        _wait(self._url(port), timeout, server, log, ready=lambda: _s3_answers(self._url(port)))
         client = s3_client(self._url(port))
         existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
         for bucket in (self.cfg.artifact_bucket, self.cfg.dvc_bucket):
@@ -292,6 +318,18 @@ class LocalStack:
                 client.create_bucket(Bucket=bucket)
         client.put_object(Bucket=self.cfg.artifact_bucket, Key=IDENTITY_KEY, Body=self._token().encode())
         return server.pid
+
+    @staticmethod
+    def _stop_s3(record: dict, hard: bool = False) -> bool:
+        kind = _s3_kind(record)
+        return _terminate(record.get("s3_pid", 0), s3_server.MARKERS[kind], record.get("s3_port", -1), hard,
+                          grace=s3_server.STOP_GRACE_SECONDS[kind])
+
+    def stop_s3(self, hard: bool = True) -> None:
+        """Stop only the S3 server (fault-injection tests); `up()` starts it again over the same data."""
+        record = self._read()
+        if record:
+            self._stop_s3(record, hard)
 
     def stop_mlflow(self, hard: bool = True) -> None:
         """Stop only the MLflow server (fault-injection tests); `up()` or `start_mlflow()` starts it again."""
@@ -337,16 +375,22 @@ class LocalStack:
         if record is None:
             return False
         stopped = _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard=False)
-        stopped |= _terminate(record.get("s3_pid", 0), "moto", record.get("s3_port", -1), hard=False)
+        stopped |= self._stop_s3(record)
         self.record.unlink(missing_ok=True)
         return stopped
 
 
-def _terminate(pid: int, kind: str, port: int, hard: bool) -> bool:
+def _s3_kind(record: dict) -> str:
+    """The kind of S3 server a stack record describes (records older than the choice were moto)."""
+    kind = record.get("s3_server", "moto")
+    return kind if kind in s3_server.MARKERS else "moto"
+
+
+def _terminate(pid: int, kind: str, port: int, hard: bool, grace: float = 20.0) -> bool:
     """Stop a server's whole process group (uvicorn starts children) if it is ours; wait for it to go.
 
-    Refuses anything that is not the `kind` server on `port` this stack started, and never signals
-    the caller's own process group.
+    SIGTERM first (unless `hard`), SIGKILL after `grace` seconds. Refuses anything that is not the
+    `kind` server on `port` this stack started, and never signals the caller's own process group.
     """
     if not _owned(pid, kind, port):
         return False
@@ -360,16 +404,26 @@ def _terminate(pid: int, kind: str, port: int, hard: bool) -> bool:
         os.killpg(group, signal.SIGKILL if hard else signal.SIGTERM)
     except OSError:
         return False
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and _pid_alive(pid):
-        try:
-            os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        time.sleep(0.2)
-    if _pid_alive(pid):
+    if not _gone_within(pid, grace):
         try:
             os.killpg(group, signal.SIGKILL)
         except OSError:
             pass
+        _gone_within(pid, 10.0)
+    return True
+
+
+def _gone_within(pid: int, seconds: float) -> bool:
+    """Wait (reaping it when it is our child) until pid has exited; False when it is still there."""
+    deadline = time.monotonic() + seconds
+    while _pid_alive(pid):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+        if not _pid_alive(pid):
+            break
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
     return True

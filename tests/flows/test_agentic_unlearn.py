@@ -1,5 +1,5 @@
 """An agentic (SBU) request (the flow behind `lethe agentic-forget`) against real servers on 127.0.0.1 (MLflow with a SQLite
-store and S3 artifacts, a moto S3 server, DVC pushing to it, Prefect's test harness), on the tiny
+store and S3 artifacts, a SeaweedFS S3 server, DVC pushing to it, Prefect's test harness), on the tiny
 world: leak rates of the four variants, MLflow rounds and registration, the live memory, and the
 DVC round trip of the memory."""
 

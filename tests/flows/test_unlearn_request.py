@@ -1,5 +1,5 @@
 """The request pipeline against real servers on 127.0.0.1: an MLflow tracking server with a SQLite
-store and S3 artifacts, a moto S3 server, DVC pushing to it, and Prefect's test harness.
+store and S3 artifacts, a SeaweedFS S3 server, DVC pushing to it, and Prefect's test harness.
 
 The tests of this module share one stack and run in order on the tiny world:
 pass -> champion; duplicate -> one run; second entity -> new champion that forgets both;
@@ -9,7 +9,9 @@ resumable, never half-registered.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -56,7 +58,7 @@ def stack(tmp_path_factory, prefect_harness, tiny_world):
     params_path = _write_params(root, ports)
     params = load_params(params_path)
     local = LocalStack(params.stack)
-    env = resolve(params)  # starts moto + MLflow
+    env = resolve(params)  # starts SeaweedFS + MLflow
     yield {"root": root, "ports": ports, "params_path": params_path, "params": params, "env": env, "local": local,
            "model": tiny_world["model_path"], "queue": RequestQueue(env.queue_url)}
     local.down()
@@ -300,3 +302,38 @@ def test_mlflow_ui_shows_the_version_and_its_lineage(stack, first):
     for tag in ("lineage.request_id", "lineage.git_commit", "lineage.dvc_md5.forget_set", "gate.status"):
         assert tag in body
     assert first["request_id"] in body and first["dvc_md5"]["forget_set"] in body
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_artifacts_survive_an_s3_crash_and_a_stack_restart(stack, first, tmp_path):
+    """SeaweedFS keeps objects on disk: after a SIGKILL of the S3 server and a full `stack down`/`up`,
+    the v1 adapter downloads from MLflow and the forget set comes back through `dvc pull`."""
+    local, env = stack["local"], stack["env"]
+    before = {bucket: set(_s3_keys(stack, bucket)) for bucket in (stack["params"].stack.artifact_bucket,
+                                                                      stack["params"].stack.dvc_bucket)}
+    local.stop_s3(hard=True)  # a crash, not a clean stop
+    local.down()
+    assert local.info() is None
+    info = local.up()
+    assert (info.tracking_uri, info.s3_endpoint) == (env.tracking_uri, env.s3_endpoint)  # its own ports again
+    for bucket, keys in before.items():
+        assert keys <= set(_s3_keys(stack, bucket)), bucket
+
+    client = registry.client(info.tracking_uri)
+    run_id = client.get_model_version(MODEL_NAME, first["model_version"]).run_id
+    downloaded = Path(client.download_artifacts(run_id, "adapter", str(tmp_path)))
+    weights = downloaded / "adapter_model.safetensors"
+    assert weights.stat().st_size > 0
+
+    store_root = Path(stack["params"].registry.dvc_store)
+    workspace = store_root / "requests" / first["request_id"]
+    (workspace / "forget_set").unlink()
+    shutil.rmtree(workspace / "adapter")
+    shutil.rmtree(store_root / ".dvc" / "cache")  # only the remote holds them now
+    restored = env.store().restore(first["request_id"], "forget_set")
+    assert hashlib.md5(restored.read_bytes()).hexdigest() == first["dvc_md5"]["forget_set"]
+    restored_adapter = env.store().restore(first["request_id"], "adapter")
+    assert _sha256(restored_adapter / "adapter_model.safetensors") == _sha256(weights)

@@ -4,7 +4,7 @@ Tiny randomly initialised Llama, Qwen2, Mistral, Phi-3 (fused qkv_proj / gate_up
 (Conv1D) and Gemma models, each with a ChatML chat template and without one (plain completion
 prompts), run the path a request takes: preflight, mine (elicit, score, expand, sample), validate
 (the GX checkpoint), unlearn with every registered method, SAGE, evaluate, compose, register in
-a real MLflow server (S3 artifacts on moto), load the registered pyfunc back and answer.
+a real MLflow server (S3 artifacts on SeaweedFS), load the registered pyfunc back and answer.
 Efficacy is meaningless on random weights: the assertions are about shapes, layers and files.
 """
 
@@ -50,7 +50,7 @@ def tokenizers():
 
 @pytest.fixture(scope="module")
 def registry(tmp_path_factory):
-    """A real MLflow server (SQLite store) with S3 artifacts on moto, on free loopback ports."""
+    """A real MLflow server (SQLite store) with S3 artifacts on SeaweedFS, on free loopback ports."""
     import os
 
     from lethe.config import StackParams

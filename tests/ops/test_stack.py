@@ -1,6 +1,6 @@
 """The local stack knows its own servers: two project folders on one machine never share a registry.
 
-Real servers (moto S3 + MLflow with a SQLite store) on 127.0.0.1, started and stopped here.
+Real servers (SeaweedFS S3 + MLflow with a SQLite store) on 127.0.0.1, started and stopped here.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ from lethe.ops.stack import LocalStack, _pid_alive, _terminate, free_port
 from tests.flows.local_stack import s3_keys
 
 
-def _cfg(state_dir, mlflow_port: int, s3_port: int) -> StackParams:
-    return StackParams(host="127.0.0.1", mlflow_port=mlflow_port, s3_port=s3_port, state_dir=str(state_dir),
-                       artifact_bucket="lethe-mlflow", dvc_bucket="lethe-dvc", schedule_cron="0 2 * * *",
-                       timezone="UTC")
+def _cfg(state_dir, mlflow_port: int, s3_port: int, s3: str = "seaweedfs") -> StackParams:
+    return StackParams(host="127.0.0.1", mlflow_port=mlflow_port, s3_port=s3_port, s3_server=s3,
+                       state_dir=str(state_dir), artifact_bucket="lethe-mlflow", dvc_bucket="lethe-dvc",
+                       schedule_cron="0 2 * * *", timezone="UTC")
 
 
 def _models_in(backend_store_uri: str) -> set[str]:
@@ -65,6 +65,22 @@ def test_half_dead_stack_restarts_only_the_dead_server_and_keeps_s3_objects(tmp_
         assert "kept" in s3_keys(again.s3_endpoint, "lethe-dvc")
     finally:
         stack.down()
+
+
+def test_switching_the_s3_server_kind_replaces_the_running_one(tmp_path):
+    """A stack of moto (in memory) is not adopted once params ask for SeaweedFS: it is stopped, not reused."""
+    ports = (free_port("127.0.0.1"), free_port("127.0.0.1"))
+    in_memory = LocalStack(_cfg(tmp_path / "stack", *ports, s3="moto"))
+    on_disk = LocalStack(_cfg(tmp_path / "stack", *ports))
+    try:
+        first = in_memory.up()
+        assert on_disk.info() is None
+        second = on_disk.up()
+        assert not _pid_alive(first.s3_pid) and second.s3_pid != first.s3_pid
+        assert (tmp_path / "stack" / "s3").is_dir()
+    finally:
+        on_disk.down()
+        in_memory.down()
 
 
 def test_a_recorded_pid_that_is_not_ours_is_never_signalled():
