@@ -25,6 +25,7 @@ from prefect.runtime import flow_run
 from flows.mine import run_mining_tasks
 from lethe.config import load_params
 from lethe.ops.environment import OpsEnv
+from lethe.ops.failures import explain
 from lethe.ops.queue import (CANCELLED, COMPLETED, DEFAULT_LEASE_SECONDS, FAILED, REJECTED, SUPERSEDED, RequestQueue,
                               runner_id)
 from lethe.ops.request_steps import model_name_for
@@ -90,7 +91,7 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
         queue.transition(request_id, FAILED, actor=owner,
                          detail={"error": f"{type(exc).__name__}: {exc}"[:1000]},
-                         result={"request_id": request_id, "status": FAILED, "error": str(exc)[:1000]})
+                         result={"request_id": request_id, "status": FAILED, "error": explain(exc)})
         raise
     final = COMPLETED if result["status"] in (COMPLETED, "nothing_memorized") else REJECTED
     queue.transition(request_id, final, actor=owner, result=result, detail={"outcome": result["status"]})

@@ -4,8 +4,10 @@ and one clear line (no traceback) for user errors."""
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -117,3 +119,42 @@ def progress_bars() -> Iterator[Callable[[str], Callable[[int, int, float], None
             return update
 
         yield factory
+
+
+class _TracebacksToFile(logging.Filter):
+    """Writes a log record's traceback to a file and leaves one line on the console."""
+
+    def __init__(self, path: Path):
+        super().__init__()
+        self.path = path
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with self.path.open("a") as handle:
+                    handle.write(f"{record.name}: {record.getMessage()}\n")
+                    handle.write("".join(traceback.format_exception(*record.exc_info)) + "\n")
+                where = f"traceback in {self.path}"
+            except OSError as exc:  # a full disk must not turn into a second traceback
+                where = f"traceback not saved: {exc.strerror}"
+            record.msg, record.args = f"{record.getMessage().splitlines()[0]} ({where})", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+@contextmanager
+def tracebacks_to(path: Path) -> Iterator[None]:
+    """While the block runs, library log records with a traceback (Prefect's failed task runs) show
+    one line on stderr and keep their traceback in `path`: a failure the CLI reports as one clear
+    error must not print a traceback, and an engineer still finds it."""
+    moved = _TracebacksToFile(path)
+    names = [""] + [n for n in logging.Logger.manager.loggerDict if n.split(".")[0] in ("prefect", "mlflow")]
+    handlers = {h for n in names for h in logging.getLogger(n).handlers}
+    for handler in handlers:
+        handler.addFilter(moved)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(moved)

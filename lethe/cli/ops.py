@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, tracebacks_to, user_errors
 from lethe.cli.mine import MODEL_OPTION
 from lethe.errors import LetheError
 
@@ -58,8 +58,10 @@ def run_request(request_id: str, base_model: Path, env, params: Path | None) -> 
     from flows.unlearn_request import unlearn_request
     from lethe.ops.queue import RequestQueue
 
-    state = unlearn_request(request_id, str(base_model), env.to_dict(), str(params) if params else None,
-                            return_state=True)
+    workdir = Path(params_from(params).registry.workdir)
+    with tracebacks_to(workdir / request_id / "errors.log"):
+        state = unlearn_request(request_id, str(base_model), env.to_dict(), str(params) if params else None,
+                                return_state=True)
     if state.is_failed():
         record = RequestQueue(env.queue_url).get(request_id)
         error = (record.result or {}).get("error", state.message)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import yaml
 
+from lethe import failpoints
 from lethe.errors import LetheError
 
 
@@ -45,13 +46,19 @@ class DvcStore:
 
     def _dvc(self, *args: str) -> str:
         env = {**os.environ, "DVC_NO_ANALYTICS": "1", **self.credentials}
-        done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
-                              capture_output=True, text=True)
-        if done.returncode != 0:
-            lines = [ln.strip() for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+        process = subprocess.Popen([sys.executable, "-m", "dvc", *args], cwd=self.root, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if args[0] == "push":
+            failpoints.reach("dvc.pushing")
+        stdout, stderr = process.communicate()
+        if process.returncode != 0:
+            lines = [ln.strip() for ln in (stderr or stdout).splitlines()
+                     if ln.strip() and not ln.startswith("Having any troubles")]
             causes = [ln for ln in lines if ln.startswith("ERROR") or "rror" in ln][:3] or lines[-3:]
-            raise LetheError(f"dvc {' '.join(args)} failed: {' | '.join(causes)[:800]}")
-        return done.stdout
+            command = " ".join(a for a in args if not a.endswith(".dvc"))  # the file list is noise here
+            raise LetheError(f"dvc {command} failed (remote {self.remote_url}, endpoint "
+                             f"{self.endpoint_url or 'AWS'}): {' | '.join(causes)[:800]}")
+        return stdout
 
     def _ensure(self) -> None:
         if not (self.root / ".dvc").is_dir():
@@ -77,8 +84,8 @@ class DvcStore:
                     shutil.rmtree(dest)
                 (shutil.copytree if source.is_dir() else shutil.copy2)(source, dest)
                 names.append(str(dest.relative_to(self.root)))
-            self._dvc("add", "-q", *names)
-            self._dvc("push", "-q", *[n + ".dvc" for n in names])
+            self._dvc("add", *names)
+            self._dvc("push", *[n + ".dvc" for n in names])
             return {name: self.md5(request_id, name) for name in files}
 
     def md5(self, request_id: str, name: str) -> str:
@@ -92,5 +99,5 @@ class DvcStore:
         """Bring back a versioned output from the remote (after the workspace copy is gone)."""
         with self._lock():
             self._ensure()
-            self._dvc("pull", "-q", f"requests/{request_id}/{name}.dvc")
+            self._dvc("pull", f"requests/{request_id}/{name}.dvc")
         return self.root / "requests" / request_id / name

@@ -13,7 +13,8 @@ the active requests makes two concurrent submissions of one anchor one request.
 
 Leases: a runner claims a request (owner, expiry) in one conditional UPDATE, renews the lease while
 it works, and releases it when done. A second runner cannot claim a leased request; a crashed
-runner's request is taken over once its lease expires. Per-model locks (same table idea) keep the
+runner's request is taken over once its lease expires, at once when that runner was a process of
+this host that no longer exists. Per-model locks (same table idea) keep the
 plan-to-promote section of one registered model to one runner at a time.
 
 The anchor is the only user-supplied content kept about the entity: the optional description
@@ -113,6 +114,22 @@ def anchor_key(anchor: str) -> str:
 def runner_id() -> str:
     """Who holds a lease: host and process (a worker, a CLI run)."""
     return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def died_here(owner: str | None) -> bool:
+    """The owner is a runner of this host whose process is gone (killed, crashed): its lease and locks
+    need not wait for expiry. Owners on other hosts (or unparsable ones) only ever expire."""
+    host, _, rest = (owner or "").partition(":")
+    pid_text = rest.split(":", 1)[0]
+    if host != socket.gethostname() or not pid_text.isdigit() or int(pid_text) <= 1:
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @dataclass(frozen=True)
@@ -258,6 +275,9 @@ class RequestQueue:
                                    sa.or_(requests_table.c.lease_expires.is_(None),
                                           requests_table.c.lease_expires < stamp)),
                            sa.and_(requests_table.c.status == RUNNING, requests_table.c.lease_owner == owner))
+        if current.status == RUNNING and died_here(current.lease_owner):  # compare-and-set on that dead owner
+            claimable = sa.or_(claimable, sa.and_(requests_table.c.status == RUNNING,
+                                                  requests_table.c.lease_owner == current.lease_owner))
         with self.engine.begin() as conn:
             done = conn.execute(requests_table.update().where(requests_table.c.id == request_id, claimable).values(
                 status=RUNNING, lease_owner=owner, lease_expires=stamp + seconds, updated_at=now(),
@@ -285,6 +305,10 @@ class RequestQueue:
             stamp = time.time()
             with self.engine.begin() as conn:
                 conn.execute(locks_table.delete().where(locks_table.c.name == name, locks_table.c.expires < stamp))
+                holder = conn.execute(sa.select(locks_table.c.owner).where(locks_table.c.name == name)).scalar()
+                if holder is not None and holder != owner and died_here(holder):
+                    conn.execute(locks_table.delete().where(locks_table.c.name == name,
+                                                            locks_table.c.owner == holder))
                 try:
                     conn.execute(locks_table.insert().values(name=name, owner=owner, expires=stamp + seconds))
                     return

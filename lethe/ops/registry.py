@@ -135,8 +135,9 @@ def find_version(mlflow_client, model_name: str, request_id: str, start_model_ha
     return matches[0] if matches else None
 
 
-def register_version(mlflow_client, model_name: str, run_id: str, model_info, tags: Mapping[str, str]):
-    """Create the version with every tag at once (idempotent per request id)."""
+def register_version(mlflow_client, model_name: str, run_id: str, model_info, tags: Mapping[str, str],
+                     description: str | None = None):
+    """Create the version with every tag and its description in one call (idempotent per request id)."""
     from mlflow.exceptions import MlflowException
 
     existing = find_version(mlflow_client, model_name, tags["lineage.request_id"], tags.get("lineage.start_model_hash"))
@@ -147,7 +148,8 @@ def register_version(mlflow_client, model_name: str, run_id: str, model_info, ta
     except MlflowException:
         mlflow_client.create_registered_model(model_name, tags={"lethe.kind": "unlearned model chain"})
     return mlflow_client.create_model_version(model_name, source=model_info.model_uri, run_id=run_id,
-                                              tags=dict(tags), model_id=model_info.model_id)
+                                              tags=dict(tags), description=description,
+                                              model_id=model_info.model_id)
 
 
 def alias_version(mlflow_client, model_name: str, alias: str):

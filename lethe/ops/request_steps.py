@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lethe import failpoints
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.ops import registry
@@ -284,8 +285,10 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
                 "gate.base_utility": f"{evaluation['base'].get('model_utility', float('nan')):.6f}",
                 "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor]),
                 **{f"gate.{c.name}": str(c.value) for c in decision.checks}}
-        version = registry.register_version(client, plan.model_name, run_id, model_info, tags)
-        client.update_model_version(plan.model_name, version.version, description=decision_markdown(decision))
+        failpoints.reach("register.logged")
+        version = registry.register_version(client, plan.model_name, run_id, model_info, tags,
+                                            description=decision_markdown(decision))
+        failpoints.reach("register.versioned")
     else:
         version = existing
     client.set_tag(run_id, "gate.status", decision.status)

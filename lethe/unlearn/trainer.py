@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from lethe import failpoints
 from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
@@ -248,9 +249,12 @@ def train_adapter(
         if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.max_steps and stopped_by == "max_steps":
             ckpt = out_dir / "checkpoints" / f"step-{step + 1}"
             model.save_pretrained(ckpt)
+            partial = ckpt / f".{STATE_FILE}.partial"  # the state file marks a checkpoint complete: write it whole
             torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
                         "step": step + 1, "curves": curves, "budget_path": budget.path if budget else []},
-                       ckpt / STATE_FILE)
+                       partial)
+            partial.replace(ckpt / STATE_FILE)
+            failpoints.reach("training.checkpointed")
         if stopped_by != "max_steps":
             break
         if parts.get("forget_nll", 0.0) > cfg.forget_nll_bound:

@@ -1,10 +1,12 @@
 """Request queue: status transitions, duplicate submissions, the append-only ledger."""
 
+import os
+
 import pytest
 import sqlalchemy as sa
 
 from lethe.errors import LetheError
-from lethe.ops.queue import COMPLETED, FAILED, PENDING, REJECTED, RUNNING, RequestQueue
+from lethe.ops.queue import COMPLETED, FAILED, PENDING, REJECTED, RUNNING, RequestQueue, died_here
 
 
 @pytest.fixture
@@ -102,6 +104,25 @@ def test_a_lease_admits_one_runner_and_expires_for_a_dead_one(queue):
     assert "lease_taken_over" in [e["event"] for e in queue.audit_log(record.id)]
     done = queue.transition(record.id, COMPLETED, actor="worker-2")
     assert done.lease_owner is None
+
+
+def test_a_runner_of_this_host_that_died_is_taken_over_at_once(queue):
+    import socket
+    import subprocess
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that existed and is no more
+    dead, alive = f"{socket.gethostname()}:{gone.pid}:local", f"{socket.gethostname()}:{os.getpid()}:local"
+    record, _ = queue.add("C D", "m", "alice", "why")
+    assert queue.claim(record.id, alive, seconds=600) is not None
+    assert queue.claim(record.id, "someone", seconds=600) is None  # a live local runner keeps it
+    queue.transition(record.id, "failed", actor=alive)
+    assert queue.claim(record.id, dead, seconds=600) is not None
+    taken = queue.claim(record.id, "worker-2", seconds=600)  # long before the lease's expiry
+    assert taken is not None and taken.lease_owner == "worker-2"
+    assert not died_here("other-host:12345:local") and not died_here(None) and not died_here("junk")
+    queue.acquire_lock("model:m", dead, seconds=600)
+    queue.acquire_lock("model:m", "worker-2", seconds=600, wait=0.5, poll=0.1)  # no wait for the expiry
 
 
 def test_model_lock_is_exclusive_and_expires(queue):
