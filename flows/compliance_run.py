@@ -28,9 +28,10 @@ def audit_champion(base_model: str, ops: dict, params_path: str | None) -> dict:
     return compliance.audit_champion(load_params(params_path), OpsEnv(**ops), base_model)
 
 
-@flow(name="compliance_run")
+@flow(name="compliance_run", persist_result=True)  # persisted: a deployment run's caller reads it back
 def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -> dict[str, Any]:
     """Process the queue, re-audit the champion, write the report."""
+    params_path = params_path or None  # a deployment templated from an unset variable passes ""
     params = load_params(params_path)
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)

@@ -343,6 +343,8 @@ class StackParams(Strict):
     s3_port: int = Field(gt=0, lt=65536)
     s3_server: Literal["seaweedfs", "moto"] = Field(
         "seaweedfs", description="seaweedfs keeps objects on disk under state_dir/s3; moto keeps them in memory")
+    prefect: bool = Field(True, description="also run a Prefect server (UI, deployments) and a process worker")
+    prefect_port: int = Field(5057, gt=0, lt=65536)
     state_dir: str
     artifact_bucket: str
     dvc_bucket: str

@@ -15,8 +15,31 @@ stack_app = typer.Typer(help="The local MLflow + S3 servers on 127.0.0.1.", no_a
 request_app = typer.Typer(help="The request queue and its audit ledger.", no_args_is_help=True)
 
 
-def _prefect_home() -> None:
+def _prefect_home(cfg=None) -> None:
+    """Where this process's flow runs go: the local stack's Prefect server when it runs one (and no
+    PREFECT_API_URL is set), else Prefect's ephemeral server with its home in .prefect/."""
+    if cfg is not None and "PREFECT_API_URL" not in os.environ and cfg.stack.prefect:
+        from lethe.ops.registry import tracking_uri_from_env
+        from lethe.ops.stack import LocalStack
+
+        if not tracking_uri_from_env(cfg.registry.tracking_uri):
+            os.environ.update(LocalStack(cfg.stack).prefect_env())
     os.environ.setdefault("PREFECT_HOME", str(Path(".prefect").resolve()))
+
+
+def apply_deployments(cfg, params: Path | None, env) -> None:
+    """prefect.yaml's deployments on the local stack's Prefect server, templated for these params."""
+    from lethe.cli.mine import default_model_path
+    from lethe.config import DEFAULT_PARAMS
+    from lethe.ops import prefect_service
+    from lethe.ops.stack import LocalStack
+
+    stack = LocalStack(cfg.stack)
+    prefect_env = stack.prefect_env()
+    if not prefect_env:
+        raise LetheError("the local stack runs no Prefect server (stack.prefect is false)")
+    prefect_service.deploy(prefect_env, env.to_dict(), str(Path(default_model_path(cfg)).resolve()),
+                           str(Path(params or DEFAULT_PARAMS).resolve()), stack.state_dir / "deploy.log")
 
 
 def _base_model(model: Path | None, cfg) -> Path:
@@ -54,11 +77,12 @@ def _registry_target(model: Path | None, params: Path | None):
 
 def run_request(request_id: str, base_model: Path, env, params: Path | None) -> dict:
     """Run (or resume) one queued request through the Prefect flow; a failure is a clear error."""
-    _prefect_home()
+    cfg = params_from(params)
+    _prefect_home(cfg)
     from flows.unlearn_request import unlearn_request
     from lethe.ops.queue import RequestQueue
 
-    workdir = Path(params_from(params).registry.workdir)
+    workdir = Path(cfg.registry.workdir)
     with tracebacks_to(workdir / request_id / "errors.log"):
         state = unlearn_request(request_id, str(base_model), env.to_dict(), str(params) if params else None,
                                 return_state=True)
@@ -263,16 +287,24 @@ def request_cancel(request_id: str, actor: str = typer.Option("cli", "--actor"),
 
 
 def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
+                           worker: bool = typer.Option(False, "--worker", help=(
+                               "Run it as a deployment run on the local stack's Prefect worker (the process "
+                               "a schedule would use) instead of in this command.")),
                            as_json: bool = JSON_OPTION) -> None:
     """Process every pending request, then re-audit the champion against every forgotten entity."""
     with user_errors(as_json):
-        _prefect_home()
-        from flows.compliance_run import compliance_run
         from lethe.ops.environment import resolve
 
         cfg = params_from(params)
         env = resolve(cfg)
-        result = compliance_run(str(_runnable_model(model, cfg)), env.to_dict(), str(params) if params else None)
+        _prefect_home(cfg)
+        base = _runnable_model(model, cfg)
+        if worker:
+            result = _compliance_run_on_worker(cfg, params, env, base)
+        else:
+            from flows.compliance_run import compliance_run
+
+            result = compliance_run(str(base), env.to_dict(), str(params) if params else None)
 
     def human(r: dict) -> None:
         stderr.print(f"processed {len(r['processed'])} request(s); report: {r['report_path']}")
@@ -282,6 +314,22 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
                          f"re-elicited {row['reelicit_return']})")
 
     emit(result, as_json, human)
+
+
+def _compliance_run_on_worker(cfg, params: Path | None, env, base: Path) -> dict:
+    """Apply the deployments, start a run of the compliance deployment, wait for the worker to end it."""
+    from prefect.deployments import run_deployment
+
+    from lethe.ops import prefect_service
+
+    apply_deployments(cfg, params, env)
+    run = run_deployment(prefect_service.COMPLIANCE_DEPLOYMENT, timeout=None,
+                         parameters={"base_model": str(base.resolve())})
+    if not run.state.is_completed():
+        raise LetheError(f"the compliance run {run.id} ended {run.state.name} on the worker: {run.state.message}")
+    result = run.state.result()
+    return {**result, "flow_run_id": str(run.id), "state": run.state.name, "work_pool": run.work_pool_name,
+            "prefect_ui": os.environ["PREFECT_API_URL"].removesuffix("/api") + f"/runs/flow-run/{run.id}"}
 
 
 def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
@@ -307,11 +355,18 @@ def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
     with user_errors(as_json):
         from dataclasses import asdict
 
+        from lethe.ops.environment import resolve
         from lethe.ops.stack import LocalStack
 
+        cfg = params_from(params)
         with stderr.status("starting"):
-            info = asdict(LocalStack(params_from(params).stack).up())
-    emit(info, as_json, lambda r: stderr.print(f"MLflow UI: {r['tracking_uri']}  S3: {r['s3_endpoint']}"))
+            info = asdict(LocalStack(cfg.stack).up())
+            if info["prefect_api_url"]:
+                apply_deployments(cfg, params, resolve(cfg))
+    emit(info, as_json, lambda r: stderr.print(
+        f"MLflow UI: {r['tracking_uri']}  S3: {r['s3_endpoint']}"
+        + (f"  Prefect UI: {r['prefect_api_url'].removesuffix('/api')} (worker pid {r['worker_pid']})"
+           if r["prefect_api_url"] else "")))
 
 
 @stack_app.command("down")

@@ -39,7 +39,7 @@ from pathlib import Path
 from lethe.config import StackParams
 from lethe.errors import LetheError
 from lethe.fileio import write_atomic
-from lethe.ops import s3_server
+from lethe.ops import prefect_service, s3_server
 
 # The local S3 server's keys (SeaweedFS checks them, moto accepts any); real deployments take the
 # caller's AWS environment instead.
@@ -62,6 +62,9 @@ class StackInfo:
     mlflow_pid: int
     s3_pid: int
     state_dir: str
+    prefect_api_url: str = ""  # empty when stack.prefect is off
+    prefect_pid: int = 0
+    worker_pid: int = 0
 
 
 def _healthy(url: str, timeout: float = 2.0) -> bool:
@@ -94,7 +97,7 @@ def _owned(pid: int, kind: str, port: int) -> bool:
     if not _pid_alive(pid):
         return False
     args = _cmdline(pid)
-    on_port = any(a == str(port) or a.endswith(f"={port}") for a in args)
+    on_port = any(a == str(port) or a.endswith((f"={port}", f"-{port}")) for a in args)
     return any(kind in a for a in args) and on_port
 
 
@@ -231,14 +234,65 @@ class LocalStack:
         record = self._read()
         if record is None or "mlflow_port" not in record:
             return None
-        if self._s3_is_ours(record) and self._mlflow_is_ours(record):
+        if self._s3_is_ours(record) and self._mlflow_is_ours(record) and self._prefect_is_ours(record):
             return self._info(record)
         return None
 
     def _info(self, record: dict) -> StackInfo:
+        prefect = self.cfg.prefect and "prefect_port" in record
         return StackInfo(self._url(record["mlflow_port"]), self._url(record["s3_port"]), record["backend_store_uri"],
                          record["artifact_root"], record["dvc_bucket"], record["mlflow_pid"], record["s3_pid"],
-                         str(self.state_dir))
+                         str(self.state_dir),
+                         prefect_service.api_url(self.cfg.host, record["prefect_port"]) if prefect else "",
+                         record.get("prefect_pid", 0) if prefect else 0, record.get("worker_pid", 0) if prefect else 0)
+
+    # -- Prefect ---------------------------------------------------------------------------
+    def _prefect_server_is_ours(self, record: dict) -> bool:
+        port = record.get("prefect_port", -1)
+        url = prefect_service.api_url(self.cfg.host, port)
+        return (_owned(record.get("prefect_pid", 0), "prefect", port) and prefect_service.healthy(url)
+                and prefect_service.is_ours(url, self._token()))
+
+    def _prefect_is_ours(self, record: dict) -> bool:
+        """Prefect is off, or its server proves its identity and its worker is alive."""
+        if not self.cfg.prefect:
+            return True
+        return self._prefect_server_is_ours(record) and _owned_worker(record.get("worker_pid", 0),
+                                                                       record.get("prefect_port", -1))
+
+    def prefect_env(self) -> dict[str, str]:
+        """Settings that point a process at this stack's Prefect server (empty when it has none)."""
+        record = self._read() or {}
+        if not self.cfg.prefect or "prefect_port" not in record:
+            return {}
+        return prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])
+
+    def _up_prefect(self, record: dict, timeout: float) -> None:
+        if not self._prefect_server_is_ours(record):
+            _terminate(record.get("worker_pid", 0), prefect_service.worker_name(record.get("prefect_port", -1)),
+                       record.get("prefect_port", -1), hard=False)
+            _terminate(record.get("prefect_pid", 0), "prefect", record.get("prefect_port", -1), hard=False)
+            taken = {record["s3_port"], record["mlflow_port"]}
+            record["prefect_port"] = self._pick_port(self.cfg.prefect_port, taken, self.notes, "Prefect")
+            env = {**self._env(record["s3_port"]),
+                   **prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])}
+            log = self.state_dir / "prefect.log"
+            server = subprocess.Popen(prefect_service.server_command(self.cfg.host, record["prefect_port"]),
+                                      stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            record["prefect_pid"], record["worker_pid"] = server.pid, 0
+            self._write(record)
+            url = prefect_service.api_url(self.cfg.host, record["prefect_port"])
+            _wait(url, timeout, server, log, ready=lambda: prefect_service.healthy(url))
+            prefect_service.claim(url, self._token())
+        if not _owned_worker(record.get("worker_pid", 0), record["prefect_port"]):
+            env = {**self._env(record["s3_port"]),
+                   **prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])}
+            log = self.state_dir / "worker.log"
+            worker = subprocess.Popen(prefect_service.worker_command(record["prefect_port"]), stdout=log.open("a"),
+                                      stderr=subprocess.STDOUT, env=env, start_new_session=True,
+                                      cwd=prefect_service.PROJECT_ROOT)
+            record["worker_pid"] = worker.pid
+            self._write(record)
 
     @property
     def s3_endpoint(self) -> str:
@@ -266,14 +320,16 @@ class LocalStack:
         Only a server that died is restarted: a healthy S3 server keeps its objects.
         """
         record = self._read() or {}
+        self.notes: list[str] = []
         if "mlflow_port" in record:
             s3_ok = self._s3_is_ours(record)
             mlflow_ok = s3_ok and self._mlflow_is_ours(record)
             if s3_ok and mlflow_ok:
+                if not self._prefect_is_ours(record):
+                    self._up_prefect(record, timeout)
                 return self._info(record)
         else:
             s3_ok = mlflow_ok = False
-        self.notes: list[str] = []
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         record.setdefault("backend_store_uri", f"sqlite:///{self.state_dir / 'mlflow.db'}")
         record.update(artifact_root=f"s3://{self.cfg.artifact_bucket}/mlflow", dvc_bucket=self.cfg.dvc_bucket)
@@ -288,9 +344,12 @@ class LocalStack:
             record["mlflow_port"] = self._pick_port(self.mlflow_port, {record["s3_port"]}, self.notes, "MLflow")
             record["mlflow_pid"] = 0
             self._write(record)
-            for note in self.notes:
-                print(f"lethe stack: {note}", file=sys.stderr)
-            return self.start_mlflow(timeout)
+            self.start_mlflow(timeout)
+            record = self._read()
+        if self.cfg.prefect:
+            self._up_prefect(record, timeout)
+        for note in self.notes:
+            print(f"lethe stack: {note}", file=sys.stderr)
         return self._info(record)
 
     def _env(self, s3_port: int) -> dict[str, str]:
@@ -374,10 +433,18 @@ class LocalStack:
         record = self._read()
         if record is None:
             return False
-        stopped = _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard=False)
+        port = record.get("prefect_port", -1)
+        stopped = _terminate(record.get("worker_pid", 0), prefect_service.worker_name(port), port, hard=False)
+        stopped |= _terminate(record.get("prefect_pid", 0), "prefect", port, hard=False)
+        stopped |= _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard=False)
         stopped |= self._stop_s3(record)
         self.record.unlink(missing_ok=True)
         return stopped
+
+
+def _owned_worker(pid: int, port: int) -> bool:
+    """The pid is alive and is the Prefect worker this stack started for its server on `port`."""
+    return _pid_alive(pid) and prefect_service.worker_name(port) in _cmdline(pid)
 
 
 def _s3_kind(record: dict) -> str:

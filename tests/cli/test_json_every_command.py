@@ -27,7 +27,8 @@ def _params(root: Path) -> Path:
     raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc_store"))
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port())
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port(),
+                        prefect_port=free_port())
     raw["agent"]["memory_dir"] = str(root / "memory")
     raw["unlearn"].update(max_steps=4, eval_every=0)
     raw["evaluate"].update(retain_rows=10, general_rows=5, neighbor_rows=5, probes=False, max_new_tokens=24)

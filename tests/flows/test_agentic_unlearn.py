@@ -30,7 +30,7 @@ def agentic(tmp_path_factory, prefect_harness, tiny_world):
     raw = yaml.safe_load(Path("params.yaml").read_text())
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc-store"), retries=1, retry_delay_seconds=1.0)
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port())
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port(), prefect=False)
     raw["agent"].update(memory_dir=str(root / "memory"), rounds=2, steps_per_round=30, eval_retain_questions=20)
     params_path = root / "params.yaml"
     params_path.write_text(yaml.safe_dump(raw, sort_keys=False))

@@ -35,7 +35,7 @@ def _write_params(root: Path, ports: tuple[int, int], **gate) -> Path:
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"),
                            retries=1, retry_delay_seconds=1.0)
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=ports[0], s3_port=ports[1])
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=ports[0], s3_port=ports[1], prefect=False)
     # The pipeline, not the method, is under test here. On the tiny world (a weak miner) 80 steps of
     # NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
     # and the relearning attack brought gold back to 0.45 (never-trained: 0.06): no method here passes

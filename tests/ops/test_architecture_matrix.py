@@ -58,7 +58,7 @@ def registry(tmp_path_factory):
 
     cfg = StackParams(host="127.0.0.1", mlflow_port=free_port("127.0.0.1"), s3_port=free_port("127.0.0.1"),
                       state_dir=str(tmp_path_factory.mktemp("matrix-stack")), artifact_bucket="lethe-mlflow",
-                      dvc_bucket="lethe-dvc", schedule_cron="0 2 * * *", timezone="UTC")
+                      dvc_bucket="lethe-dvc", schedule_cron="0 2 * * *", timezone="UTC", prefect=False)
     stack = LocalStack(cfg)
     info = stack.up()
     saved = {k: os.environ.get(k) for k in LOCAL_CREDENTIALS}

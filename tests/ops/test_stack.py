@@ -12,14 +12,17 @@ import pytest
 
 from lethe.config import StackParams
 from lethe.errors import ConfigError
-from lethe.ops.stack import LocalStack, _pid_alive, _terminate, free_port
+from lethe.ops import prefect_service
+from lethe.ops.stack import LocalStack, _cmdline, _pid_alive, _terminate, free_port
 from tests.flows.local_stack import s3_keys
 
 
-def _cfg(state_dir, mlflow_port: int, s3_port: int, s3: str = "seaweedfs") -> StackParams:
+def _cfg(state_dir, mlflow_port: int, s3_port: int, s3: str = "seaweedfs", prefect_port: int = 0) -> StackParams:
+    """A stack on the given ports; with a Prefect server and worker only when a prefect_port is given."""
     return StackParams(host="127.0.0.1", mlflow_port=mlflow_port, s3_port=s3_port, s3_server=s3,
-                       state_dir=str(state_dir), artifact_bucket="lethe-mlflow", dvc_bucket="lethe-dvc",
-                       schedule_cron="0 2 * * *", timezone="UTC")
+                       prefect=bool(prefect_port), prefect_port=prefect_port or 5057, state_dir=str(state_dir),
+                       artifact_bucket="lethe-mlflow", dvc_bucket="lethe-dvc", schedule_cron="0 2 * * *",
+                       timezone="UTC")
 
 
 def _models_in(backend_store_uri: str) -> set[str]:
@@ -31,13 +34,20 @@ def test_two_project_folders_with_the_same_ports_get_two_registries(tmp_path):
     from mlflow import MlflowClient
 
     ports = (free_port("127.0.0.1"), free_port("127.0.0.1"))
-    first = LocalStack(_cfg(tmp_path / "checkout-a", *ports))
-    second = LocalStack(_cfg(tmp_path / "checkout-b", *ports))  # same params.yaml, other folder
+    prefect = free_port("127.0.0.1")
+    first = LocalStack(_cfg(tmp_path / "checkout-a", *ports, prefect_port=prefect))
+    second = LocalStack(_cfg(tmp_path / "checkout-b", *ports, prefect_port=prefect))  # same params, other folder
     try:
         a = first.up()
         assert second.info() is None  # a server answers on its ports, but it is not its server
         b = second.up()
-        assert (b.tracking_uri, b.s3_endpoint) != (a.tracking_uri, a.s3_endpoint)
+        assert (b.tracking_uri, b.s3_endpoint, b.prefect_api_url) != (a.tracking_uri, a.s3_endpoint, a.prefect_api_url)
+        assert prefect_service.healthy(a.prefect_api_url) and prefect_service.healthy(b.prefect_api_url)
+        assert not prefect_service.is_ours(a.prefect_api_url, second._token())  # each server holds its own token
+        for info in (a, b):  # a worker per stack, on its own server
+            assert _pid_alive(info.worker_pid)
+            assert prefect_service.worker_name(int(info.prefect_api_url.rsplit(":", 1)[1].split("/")[0])) in \
+                " ".join(_cmdline(info.worker_pid))
         assert a.backend_store_uri != b.backend_store_uri
         MlflowClient(tracking_uri=a.tracking_uri).create_registered_model("lethe-model-of-a")
         MlflowClient(tracking_uri=b.tracking_uri).create_registered_model("lethe-model-of-b")
@@ -49,6 +59,7 @@ def test_two_project_folders_with_the_same_ports_get_two_registries(tmp_path):
         second.down()
         first.down()
     assert not _pid_alive(a.mlflow_pid) and not _pid_alive(b.s3_pid)
+    assert not any(_pid_alive(pid) for pid in (a.prefect_pid, a.worker_pid, b.prefect_pid, b.worker_pid))
 
 
 def test_half_dead_stack_restarts_only_the_dead_server_and_keeps_s3_objects(tmp_path):

@@ -1,0 +1,85 @@
+"""The compliance run as a deployment run on the local stack's Prefect worker, as a user starts it.
+
+`lethe stack up` (SeaweedFS, MLflow, a Prefect server with prefect.yaml's deployments applied, a
+process worker), two `lethe request add`, then `lethe compliance-run --worker`: the flow run is
+executed by the worker on the `lethe-process` pool, not by the command, and the two requests
+chain (the second starts from the first one's champion). All through real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import yaml
+
+from lethe.config import DEFAULT_PARAMS
+from lethe.ops import registry
+from lethe.ops.queue import COMPLETED, RequestQueue
+from tests.flows.local_stack import free_port
+
+FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"
+
+
+def _params(root: Path) -> Path:
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
+                           dvc_store=str(root / "dvc_store"), compliance_dir=str(root / "compliance"))
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port(),
+                        prefect_port=free_port())
+    # The worker path is under test, not the method: the relaxed gate of tests/flows/test_unlearn_request.py
+    # (measured there: both tiny-world requests pass it and promote).
+    raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
+    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
+                        "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0})
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
+
+
+def _lethe(params: Path, *args: str) -> dict:
+    done = subprocess.run([sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stdout[-1000:], done.stderr[-3000:])
+    return json.loads(done.stdout)
+
+
+def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_world, tmp_path):
+    params = _params(tmp_path)
+    model = tiny_world["model_path"]
+    stack = _lethe(params, "stack", "up")
+    try:
+        ui = stack["prefect_api_url"].removesuffix("/api")
+        with urllib.request.urlopen(f"{stack['prefect_api_url']}/deployments/name/compliance_run/compliance-run",
+                                    timeout=10) as response:
+            deployment = json.load(response)
+        assert deployment["work_pool_name"] == "lethe-process"
+        assert deployment["schedules"][0]["schedule"]["cron"] == "0 2 * * *"  # the nightly run, in the UI
+        for anchor in (FIRST, SECOND):
+            _lethe(params, "request", "add", anchor, "--requester", "tester", "--reason", "worker test",
+                   "--model", model)
+
+        result = _lethe(params, "compliance-run", "--worker", "--model", model)
+
+        assert result["state"] == "Completed" and result["work_pool"] == "lethe-process"
+        assert result["prefect_ui"].startswith(ui)
+        with urllib.request.urlopen(f"{stack['prefect_api_url']}/flow_runs/{result['flow_run_id']}", timeout=10) as r:
+            run = json.load(r)
+        assert run["work_pool_name"] == "lethe-process" and run["deployment_id"] == deployment["id"]
+        worker_log = (tmp_path / "stack" / "worker.log").read_text()
+        assert result["flow_run_id"] in worker_log  # the worker, not this command, ran it
+
+        queue = RequestQueue(f"sqlite:///{tmp_path / 'queue.db'}")
+        records = {r.anchor: r for r in queue.list()}
+        assert {records[a].status for a in (FIRST, SECOND)} == {COMPLETED}
+        first, second = (records[a].result for a in (FIRST, SECOND))
+        assert first["promoted"] and second["promoted"]
+        client = registry.client(stack["tracking_uri"])
+        version = client.get_model_version(second["model_name"], second["model_version"])
+        assert version.tags["lineage.parent_version"] == first["model_version"]  # serialized on one chain
+        assert len(json.loads(version.tags["lineage.adapter_chain"])) == 2
+    finally:
+        _lethe(params, "stack", "down")
