@@ -14,7 +14,7 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 
-.PHONY: setup main test dvc-repro bench clean
+.PHONY: setup main test test-fast dvc-repro bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ main: setup
 ## The test suite (unit tests + the tiny-world end-to-end tests).
 test: setup
 	$(BIN)/python -m pytest -q
+
+## The fast tier: everything that needs no trained world and no server (under a minute).
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
 
 dvc-repro: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH dvc repro

@@ -9,6 +9,17 @@ import pytest
 from lethe.config import Params, load_params
 
 
+# Tests that need a trained world, a Prefect server or the local stack are the `slow` tier; `make
+# test-fast` runs the rest (logic on hand-made inputs and tiny random models) in under a minute.
+SLOW_FIXTURES = {"tiny_world", "tiny_backend", "prefect_harness"}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session")
 def params() -> Params:
     return load_params()

@@ -23,6 +23,8 @@ from lethe.data import author_qa
 from lethe.unlearn.methods import REGISTRY
 from tests.architectures import ARCHITECTURES, EXPECTED_TARGETS, build_tiny_model, tiny_tokenizer
 
+pytestmark = pytest.mark.slow  # real servers
+
 ANCHOR_INDEX, NEIGHBOR_INDICES = 198, (0, 1)
 
 

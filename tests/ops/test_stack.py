@@ -16,6 +16,8 @@ from lethe.ops import prefect_service
 from lethe.ops.stack import LocalStack, _cmdline, _pid_alive, _terminate, free_port
 from tests.flows.local_stack import s3_keys
 
+pytestmark = pytest.mark.slow  # real servers
+
 
 def _cfg(state_dir, mlflow_port: int, s3_port: int, s3: str = "seaweedfs", prefect_port: int = 0) -> StackParams:
     """A stack on the given ports; with a Prefect server and worker only when a prefect_port is given."""
