@@ -20,7 +20,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from lethe.agent.agent import RagAgent, context_prompt, reads_context
@@ -48,9 +48,6 @@ class SbuInputs:
     forget_set_path: str
     neighbor_set_path: str
     out_dir: str
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 class AgentRuntime:
@@ -100,7 +97,8 @@ def _load_pairs(path: str, what: str) -> list[tuple[str, str]]:
     return load_qa_file(Path(path), what)
 
 
-def leak_judge(anchor: str, surface: Sequence[str], facts: Sequence[str], threshold: float) -> LeakJudge:
+def leak_judge(surface: Sequence[str], facts: Sequence[str], threshold: float) -> LeakJudge:
+    """The leak judge over the entity's surface forms and its non-empty facts (deduplicated, in order)."""
     return LeakJudge(tuple(surface), tuple(dict.fromkeys(f for f in facts if f.strip())), threshold)
 
 
@@ -216,7 +214,7 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
     except LetheError:
         eval_probes, held_out = probes, False
     facts = [a for _, a in forget] + [p.reference for p in eval_probes]
-    judge = leak_judge(inputs.anchor, surface, facts, cfg.leak_rouge)
+    judge = leak_judge(surface, facts, cfg.leak_rouge)
 
     if not (out / "memory" / "sbu.db").is_file():
         shutil.copy2(before, out / "memory" / "sbu.db")
