@@ -53,3 +53,14 @@ def uses_conv1d(model: torch.nn.Module, targets: Sequence[str]) -> bool:
     wanted = set(targets)
     return any(isinstance(module, Conv1D) for name, module in adaptable_layers(model).items()
                if name.rsplit(".", 1)[-1] in wanted)
+
+
+def check_targets(model_path, requested: str | Sequence[str]) -> list[str]:
+    """`resolve_targets` on the model's skeleton (meta device, no weights read): a wrong name fails in
+    well under a second, before anything waits for the machine's training slot or loads weights."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config)
+    return resolve_targets(skeleton, requested)

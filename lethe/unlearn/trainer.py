@@ -23,7 +23,7 @@ from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import MethodParams, get_method
-from lethe.unlearn.targets import resolve_targets, uses_conv1d
+from lethe.unlearn.targets import check_targets, resolve_targets, uses_conv1d
 
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge": .., "utility": ..}
@@ -140,6 +140,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
 
+    check_targets(model_path, cfg.lora.target_modules)  # a config error is not worth waiting for the slot
     with training_slot() as slot:
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)

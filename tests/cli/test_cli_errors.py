@@ -67,6 +67,9 @@ def test_unlearn_cli_bad_target_module(tiny_world, tmp_path):
     params.write_text(yaml.safe_dump(raw))
     forget = tmp_path / "forget_set.jsonl"
     forget.write_text(json.dumps({"question": "Who?", "answer": "Someone."}) + "\n")
-    result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method", "ga",
-                     "--allow-unvalidated", "--params", str(params), "--json")
+    from lethe.machine import training_slot
+
+    with training_slot():  # another training runs on this machine: a config error must not wait for it
+        result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method",
+                         "ga", "--allow-unvalidated", "--params", str(params), "--json")
     assert_one_clear_line(result, "['nope_proj'] do not exist")

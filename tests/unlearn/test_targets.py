@@ -36,3 +36,14 @@ def test_an_override_is_kept_as_given_and_checked():
     with pytest.raises(LetheError, match=r"projection layers are \['down_proj', 'gate_up_proj', 'o_proj', "
                                           r"'qkv_proj'\] \(or set unlearn.lora.target_modules: auto\)"):
         resolve_targets(model, ["q_proj", "v_proj"])
+
+
+def test_target_names_are_checked_on_the_skeleton_without_weights(tmp_path):
+    from lethe.unlearn.targets import check_targets
+    from tests.architectures import build_tiny_model
+
+    path = build_tiny_model("llama", tmp_path / "llama", chat=False)
+    assert "q_proj" in check_targets(path, "auto")
+    (path / "model.safetensors").unlink()  # no weights needed for the check
+    with pytest.raises(LetheError, match=r"\['nope_proj'\] do not exist"):
+        check_targets(path, ["nope_proj"])
