@@ -9,7 +9,7 @@ import typer
 
 from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, tracebacks_to, user_errors
 from lethe.cli.mine import MODEL_OPTION
-from lethe.errors import LetheError
+from lethe.errors import LetheError, ModelNotFoundError
 
 stack_app = typer.Typer(help="The local MLflow + S3 servers on 127.0.0.1.", no_args_is_help=True)
 request_app = typer.Typer(help="The request queue and its audit ledger.", no_args_is_help=True)
@@ -38,7 +38,11 @@ def apply_deployments(cfg, params: Path | None, env) -> None:
     prefect_env = stack.prefect_env()
     if not prefect_env:
         raise LetheError("the local stack runs no Prefect server (stack.prefect is false)")
-    prefect_service.deploy(prefect_env, env.to_dict(), str(Path(default_model_path(cfg)).resolve()),
+    try:
+        base = default_model_path(cfg)
+    except ModelNotFoundError:  # not built yet: the scheduled run will find it where the build puts it
+        base = Path(cfg.world.output_dir) / "default" / "model"
+    prefect_service.deploy(prefect_env, env.to_dict(), str(base.resolve()),
                            str(Path(params or DEFAULT_PARAMS).resolve()), stack.state_dir / "deploy.log")
 
 
