@@ -138,7 +138,8 @@ class _TracebacksToFile(logging.Filter):
                 where = f"traceback in {self.path}"
             except OSError as exc:  # a full disk must not turn into a second traceback
                 where = f"traceback not saved: {exc.strerror}"
-            record.msg, record.args = f"{record.getMessage().splitlines()[0]} ({where})", ()
+            first = (record.getMessage().splitlines() or [""])[0]
+            record.msg, record.args = f"{first} ({where})", ()
             record.exc_info, record.exc_text = None, None
         return True
 

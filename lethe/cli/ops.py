@@ -11,7 +11,8 @@ from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stde
 from lethe.cli.mine import MODEL_OPTION
 from lethe.errors import LetheError, ModelNotFoundError
 
-stack_app = typer.Typer(help="The local MLflow + S3 servers on 127.0.0.1.", no_args_is_help=True)
+stack_app = typer.Typer(help="The local S3, MLflow and Prefect servers (and worker) on 127.0.0.1.",
+                        no_args_is_help=True)
 request_app = typer.Typer(help="The request queue and its audit ledger.", no_args_is_help=True)
 
 
@@ -355,7 +356,8 @@ def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
 
 @stack_app.command("up")
 def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
-    """Start (or find) the local MLflow server (SQLite store) and S3 server (SeaweedFS by default)."""
+    """Start (or find) the local servers: S3 (SeaweedFS by default), MLflow (SQLite store), and a Prefect
+    server with a process worker and prefect.yaml's deployments applied."""
     with user_errors(as_json):
         from dataclasses import asdict
 
