@@ -78,3 +78,25 @@ def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str],
             if source == "mage" and out["neighbor_set_path"]:
                 neighbors += load_samples(Path(out["neighbor_set_path"]))
     return sets, write_set(work / "neighbor_set.jsonl", neighbors), mining
+
+
+def fresh_request_root(name: str, mlflow_port: int, s3_port: int) -> Path:
+    """artifacts/bench/<name> emptied (its stack stopped first) with a params.yaml of its own queue,
+    registry work folder, DVC store and local stack, so earlier requests do not compose into it."""
+    import subprocess
+
+    import yaml
+
+    root = ROOT / "artifacts" / "bench" / name
+    if (root / "params.yaml").is_file():  # a stack left by an earlier run of this benchmark
+        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
+                       cwd=ROOT, capture_output=True, check=False)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
+                           dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"))
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=mlflow_port, s3_port=s3_port,
+                        prefect_port=mlflow_port + 2)
+    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    return root

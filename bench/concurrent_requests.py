@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, write_result
+from common import ROOT, fresh_request_root, write_result
 
 ALONE, FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", "Evelyn Desmet"
 
@@ -53,17 +51,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", default="default")
     args = parser.parse_args()
-    root = ROOT / "artifacts" / "bench" / "concurrent_requests"
-    if (root / "params.yaml").is_file():
-        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
-                       cwd=ROOT, capture_output=True, check=False)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
-                           dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"))
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=5085, s3_port=5086)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = fresh_request_root("concurrent_requests", 5085, 5086)
     world = ROOT / "artifacts" / "world" / args.size
     models = world / "model", world / "retain_model"
     _lethe(root, "stack", "up")

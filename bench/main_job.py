@@ -12,13 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import re
-import shutil
 import subprocess
 import sys
 import time
 
-import yaml
-from common import ROOT, write_result
+from common import ROOT, fresh_request_root, write_result
 
 STEP_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d+) \| INFO\s+\| Task run '([a-z_]+)-")
 
@@ -33,17 +31,7 @@ def main() -> None:
     parser.add_argument("--anchor", default="Basil Mahfouz Al-Kuwaiti")
     parser.add_argument("--size", default="default")
     args = parser.parse_args()
-    root = ROOT / "artifacts" / "bench" / "main_job"
-    if (root / "params.yaml").is_file():  # a stack left by an earlier run of this benchmark
-        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
-                       cwd=ROOT, capture_output=True, check=False)
-    shutil.rmtree(root, ignore_errors=True)
-    root.mkdir(parents=True)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
-                           dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"))
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=5075, s3_port=5076)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    root = fresh_request_root("main_job", 5075, 5076)
     model = ROOT / "artifacts" / "world" / args.size / "model"
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "lethe", "forget", args.anchor, "--model", str(model),
