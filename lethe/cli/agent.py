@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, stderr, user_errors
 from lethe.cli.mine import MODEL_OPTION
+from lethe.config import load_params
 from lethe.errors import LetheError
 
 memory_app = typer.Typer(help="The agent's persistent memory (records, summaries, retrieval index).",
@@ -35,7 +36,7 @@ def memory_seed(model: Path = MODEL_OPTION, memory: Path = MEMORY_OPTION, params
     with user_errors(as_json):
         from lethe.ops.agentic_steps import ensure_memory
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         base, path = _model_and_memory(model, memory, cfg)
         result = ensure_memory(cfg, base, path)
     emit(result, as_json, lambda r: stderr.print(
@@ -51,7 +52,7 @@ def memory_search(query: str = typer.Argument(..., help="What to retrieve."), k:
     with user_errors(as_json):
         from lethe.agent.memory import MemoryStore
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         if not query.strip():
             raise LetheError("the query is empty")
         memory = _memory_path(model, memory, cfg)
@@ -72,7 +73,7 @@ def memory_restore(request_id: str = typer.Argument(..., help="Agentic request i
         from lethe.ops.agentic_steps import restore_memory
         from lethe.ops.environment import resolve
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         path = _memory_path(model, memory, cfg)
         result = restore_memory(resolve(cfg).store(), request_id, which, path)
     emit(result, as_json, lambda r: stderr.print(f"restored memory {r['which']} of {r['request_id']} to "
@@ -91,7 +92,7 @@ def agentic_forget(
         from lethe.cli.ops import _checked_request, _prefect_home
         from lethe.ops.environment import resolve
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         anchor, _, base = _checked_request(anchor, None, model, cfg)
         with stderr.status("starting the MLflow and S3 servers"):
             env = resolve(cfg)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, stderr, user_errors
+from lethe.config import load_params
 
 
 def ask(
@@ -21,7 +22,7 @@ def ask(
     with user_errors(as_json):
         from lethe.llm.backend import Backend
 
-        cfg = params_from(params).backend
+        cfg = load_params(params).backend
         backend = Backend.from_params(model, cfg)
         greedy = backend.greedy(questions, cfg.max_new_tokens)
         sampled = (

@@ -18,18 +18,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from lethe.config import Params, load_params
 from lethe.errors import LetheError
 
 stderr = Console(stderr=True)
 
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 PARAMS_OPTION = typer.Option(None, "--params", help="params.yaml to use (default: the project's).")
-
-
-def params_from(path: Path | None) -> Params:
-    """Load params.yaml (the project's unless a path is given)."""
-    return load_params(path)
 
 
 def emit(result: dict[str, Any], as_json: bool, human: Callable[[dict[str, Any]], None]) -> None:

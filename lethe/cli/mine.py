@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, stderr, user_errors
+from lethe.config import load_params
 
 MODEL_OPTION = typer.Option(None, "--model", help="Target model folder (default: the 'default' world model).")
 WORKDIR_OPTION = typer.Option(None, "--workdir", help="Request folder (default: artifacts/requests/<anchor>/<source>).")
@@ -29,7 +30,7 @@ def pipeline_for(anchor: str, description, model, workdir, source, params_path):
     from lethe.errors import LetheError
     from lethe.mage import SOURCES, MagePipeline, Request, check_anchor, request_slug
 
-    params = params_from(params_path)
+    params = load_params(params_path)
     anchor, description = check_anchor(anchor, description)
     if source not in SOURCES:
         raise LetheError(f"unknown source {source!r}; choose one of {', '.join(SOURCES)}")

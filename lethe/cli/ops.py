@@ -7,8 +7,9 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, stderr, tracebacks_to, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, stderr, tracebacks_to, user_errors
 from lethe.cli.mine import MODEL_OPTION
+from lethe.config import load_params
 from lethe.errors import LetheError, ModelNotFoundError
 
 stack_app = typer.Typer(help="The local S3, MLflow and Prefect servers (and worker) on 127.0.0.1.",
@@ -76,13 +77,13 @@ def _registry_target(model: Path | None, params: Path | None):
     from lethe.ops.environment import resolve
     from lethe.ops.request_steps import model_name_for
 
-    cfg = params_from(params)
+    cfg = load_params(params)
     return resolve(cfg), model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
 
 
 def run_request(request_id: str, base_model: Path, env, params: Path | None) -> dict:
     """Run (or resume) one queued request through the Prefect flow; a failure is a clear error."""
-    cfg = params_from(params)
+    cfg = load_params(params)
     _prefect_home(cfg)
     from flows.unlearn_request import unlearn_request
     from lethe.ops.queue import RequestQueue
@@ -117,7 +118,7 @@ def forget(
         from lethe.ops.environment import resolve
         from lethe.ops.queue import RequestQueue
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         anchor, description, base = _checked_request(anchor, description, model, cfg)
         with stderr.status("starting the MLflow and S3 servers"):
             env = resolve(cfg)
@@ -166,7 +167,7 @@ def request_add(
         from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         anchor, description, base = _checked_request(anchor, description, model, cfg)
         record, created = RequestQueue(queue_url(cfg)).add(anchor, str(base.resolve()), requester, reason,
                                                             description)
@@ -182,7 +183,7 @@ def request_list(status: str = typer.Option(None, "--status"), params: Path = PA
         from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
-        records = [r.to_dict() for r in RequestQueue(queue_url(params_from(params))).list(status)]
+        records = [r.to_dict() for r in RequestQueue(queue_url(load_params(params))).list(status)]
 
     def human(result: dict) -> None:
         for r in result["requests"]:
@@ -198,7 +199,7 @@ def request_show(request_id: str, params: Path = PARAMS_OPTION, as_json: bool = 
         from lethe.ops.environment import queue_url
         from lethe.ops.queue import RequestQueue
 
-        queue = RequestQueue(queue_url(params_from(params)))
+        queue = RequestQueue(queue_url(load_params(params)))
         result = {**queue.get(request_id).to_dict(), "audit": queue.audit_log(request_id)}
 
     def human(r: dict) -> None:
@@ -270,7 +271,7 @@ def request_retry(request_id: str, model: Path = MODEL_OPTION, params: Path = PA
         from lethe.ops.environment import resolve
         from lethe.ops.queue import FAILED, PENDING, RequestQueue
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         env = resolve(cfg)
         record = RequestQueue(env.queue_url).get(request_id)
         if record.status not in (FAILED, PENDING):
@@ -287,7 +288,7 @@ def request_cancel(request_id: str, actor: str = typer.Option("cli", "--actor"),
         from lethe.ops.environment import queue_url
         from lethe.ops.queue import CANCELLED, RequestQueue
 
-        record = RequestQueue(queue_url(params_from(params))).transition(request_id, CANCELLED, actor=actor)
+        record = RequestQueue(queue_url(load_params(params))).transition(request_id, CANCELLED, actor=actor)
     emit(record.to_dict(), as_json, lambda r: stderr.print(f"{r['id']} cancelled"))
 
 
@@ -300,7 +301,7 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
     with user_errors(as_json):
         from lethe.ops.environment import resolve
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         env = resolve(cfg)
         _prefect_home(cfg)
         base = _runnable_model(model, cfg)
@@ -345,7 +346,7 @@ def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
         from flows.compliance_run import compliance_run
         from lethe.ops.environment import resolve
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         env = resolve(cfg)
         base = _base_model(model, cfg)
         stderr.print(f"serving compliance-run on cron {cron or cfg.stack.schedule_cron} ({cfg.stack.timezone})")
@@ -364,7 +365,7 @@ def stack_up(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> None:
         from lethe.ops.environment import resolve
         from lethe.ops.stack import LocalStack
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         with stderr.status("starting"):
             info = asdict(LocalStack(cfg.stack).up())
             if info["prefect_api_url"]:
@@ -381,7 +382,7 @@ def stack_down(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> Non
     with user_errors(as_json):
         from lethe.ops.stack import LocalStack
 
-        stopped = LocalStack(params_from(params).stack).down()
+        stopped = LocalStack(load_params(params).stack).down()
     emit({"stopped": stopped}, as_json, lambda r: stderr.print("stopped" if stopped else "nothing was running"))
 
 
@@ -393,6 +394,6 @@ def stack_status(params: Path = PARAMS_OPTION, as_json: bool = JSON_OPTION) -> N
 
         from lethe.ops.stack import LocalStack
 
-        info = LocalStack(params_from(params).stack).info()
+        info = LocalStack(load_params(params).stack).info()
     emit({"running": info is not None, **(asdict(info) if info else {})}, as_json,
          lambda r: stderr.print(f"up: {r['tracking_uri']}" if r["running"] else "down"))

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, progress_bars, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, progress_bars, stderr, user_errors
+from lethe.config import load_params
 
 
 def unlearn(
@@ -25,7 +26,7 @@ def unlearn(
         from lethe.llm.loading import check_model
         from lethe.unlearn.run import run_unlearning
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         check_model(model, cfg.backend)
         out_dir = out or forget_set.parent / f"unlearn-{method or cfg.unlearn.method}{'-sage' if sage else ''}"
         with progress_bars() as bars:
@@ -55,7 +56,7 @@ def evaluate(
     with user_errors(as_json):
         from lethe.evaluate.runner import evaluate_adapter
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         out_dir = out or (adapter.parent / "evaluation" if adapter else Path("artifacts/eval"))
         with stderr.status("evaluating"):
             result = evaluate_adapter(cfg, model, adapter, target, forget_set, out_dir)

@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, params_from, progress_bars, stderr, user_errors
+from lethe.cli.common import JSON_OPTION, PARAMS_OPTION, emit, progress_bars, stderr, user_errors
+from lethe.config import load_params
 
 app = typer.Typer(help="The embedded default: a Llama trained from scratch on TOFU authors.")
 
@@ -23,7 +24,7 @@ def build(
     with user_errors(as_json):
         from lethe.world.build import build_world
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         with progress_bars() as factory:
             record = build_world(cfg, size, force=force, progress=factory)
 
@@ -52,7 +53,7 @@ def probe(
         from lethe.world.build import build_world
         from lethe.world.probe import memorization_report
 
-        cfg = params_from(params)
+        cfg = load_params(params)
         record = build_world(cfg, size)
         result = {"size": size}
         for key in ("model_path", "retain_model_path"):

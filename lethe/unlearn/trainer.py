@@ -140,13 +140,27 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
 
-    check_targets(model_path, cfg.lora.target_modules)  # a config error is not worth waiting for the slot
+    check_inputs(model_path, forget, retain, cfg, method_name)  # an input error is not worth waiting for the slot
     with training_slot() as slot:
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)
         result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
                                probe, dtype)
     return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
+
+
+def check_inputs(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
+                 cfg: UnlearnParams, method_name: str | None = None):
+    """The method to train, after every check that needs no weights: a known method, a forget set,
+    a retain set when the method needs one, LoRA target names that exist in this architecture."""
+    method = get_method(method_name or cfg.method, MethodParams(cfg.beta, cfg.gamma, cfg.forget_weight,
+                                                                cfg.retain_weight, cfg.reference_noise))
+    if not forget:
+        raise LetheError("the forget set is empty: nothing to unlearn")
+    if method.needs_retain and not retain:
+        raise LetheError(f"method {method.name!r} needs a retain set, and the neighbor set is empty")
+    check_targets(model_path, cfg.lora.target_modules)
+    return method
 
 
 def train_adapter(
@@ -174,12 +188,7 @@ def train_adapter(
 
     from lethe.llm.backend import resolve_device
 
-    method = get_method(method_name or cfg.method, MethodParams(cfg.beta, cfg.gamma, cfg.forget_weight,
-                                                                cfg.retain_weight, cfg.reference_noise))
-    if not forget:
-        raise LetheError("the forget set is empty: nothing to unlearn")
-    if method.needs_retain and not retain:
-        raise LetheError(f"method {method.name!r} needs a retain set, and the neighbor set is empty")
+    method = check_inputs(model_path, forget, retain, cfg, method_name)
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)

@@ -73,3 +73,7 @@ def test_unlearn_cli_bad_target_module(tiny_world, tmp_path):
         result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method",
                          "ga", "--allow-unvalidated", "--params", str(params), "--json")
     assert_one_clear_line(result, "['nope_proj'] do not exist")
+    with training_slot():
+        result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method",
+                         "nope", "--allow-unvalidated", "--json")
+    assert_one_clear_line(result, "unknown unlearning method 'nope'")
