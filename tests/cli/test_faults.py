@@ -41,7 +41,8 @@ def _params(root: Path) -> Path:
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc_store"), compliance_dir=str(root / "compliance"),
                            retries=1, retry_delay_seconds=0.5, model_prefix="lethe-faults-")
-    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port(), prefect=False)
+    raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=free_port(), s3_port=free_port(),
+                        prefect_port=free_port())  # concurrent CLI runs share the stack's Prefect server
     raw["unlearn"].update(max_steps=8, checkpoint_every=4, eval_every=0)
     raw["evaluate"].update(retain_rows=10, general_rows=5, neighbor_rows=5, probes=False, max_new_tokens=24)
     path = root / "params.yaml"
