@@ -150,16 +150,22 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
 
 
 def check_inputs(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
-                 cfg: UnlearnParams, method_name: str | None = None):
-    """The method to train, after every check that needs no weights: a known method, a forget set,
-    a retain set when the method needs one, LoRA target names that exist in this architecture."""
+                 cfg: UnlearnParams, method_name: str | None = None) -> None:
+    """Every check that needs no weights: the data checks of `_method_for`, and LoRA target names
+    that exist in this architecture (on its meta-device skeleton)."""
+    _method_for(forget, retain, cfg, method_name)
+    check_targets(model_path, cfg.lora.target_modules)
+
+
+def _method_for(forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], cfg: UnlearnParams,
+                method_name: str | None):
+    """The method to train: a known one, with a forget set, and a retain set when it needs one."""
     method = get_method(method_name or cfg.method, MethodParams(cfg.beta, cfg.gamma, cfg.forget_weight,
                                                                 cfg.retain_weight, cfg.reference_noise))
     if not forget:
         raise LetheError("the forget set is empty: nothing to unlearn")
     if method.needs_retain and not retain:
         raise LetheError(f"method {method.name!r} needs a retain set, and the neighbor set is empty")
-    check_targets(model_path, cfg.lora.target_modules)
     return method
 
 
@@ -188,7 +194,7 @@ def train_adapter(
 
     from lethe.llm.backend import resolve_device
 
-    method = check_inputs(model_path, forget, retain, cfg, method_name)
+    method = _method_for(forget, retain, cfg, method_name)  # target names: resolve_targets on the real model
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
