@@ -10,7 +10,11 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     """Write `text` to `path` through a temporary file and a rename: a crash or a full disk mid-write
     leaves no partial file that a resumed step would count as done. `mode`: file permissions."""
     tmp = path.with_name(f".{path.name}.partial")
-    tmp.write_text(text)
+    tmp.unlink(missing_ok=True)  # a leftover from a crash keeps its old mode through O_CREAT
+    # Created with `mode` from the start (not chmod-ed after writing): secrets are never readable by others.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666 if mode is None else mode)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
     if mode is not None:
-        os.chmod(tmp, mode)
+        os.chmod(tmp, mode)  # exact, whatever the umask
     tmp.replace(path)

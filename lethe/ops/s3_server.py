@@ -14,13 +14,13 @@ the stack's log file, and it reads no configuration from the user's home or /etc
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
 from lethe.errors import LetheError
+from lethe.fileio import write_atomic
 
 KINDS = ("seaweedfs", "moto")
 # A word that must appear in the server's command line for a recorded pid to count as ours.
@@ -47,9 +47,7 @@ def write_identities(path: Path, access_key: str, secret_key: str) -> Path:
     identity = {"name": "lethe", "credentials": [{"accessKey": access_key, "secretKey": secret_key}],
                 "actions": ["Admin", "Read", "Write", "List", "Tagging"]}
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"identities": [identity]}, handle)
+    write_atomic(path, json.dumps({"identities": [identity]}), mode=0o600)
     return path
 
 

@@ -182,8 +182,7 @@ class LocalStack:
         path = self.state_dir / "identity"
         if not path.is_file():
             self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-            path.write_text(secrets.token_hex(16))
-            os.chmod(path, 0o600)
+            write_atomic(path, secrets.token_hex(16), mode=0o600)
         return path.read_text().strip()
 
     def _url(self, port: int) -> str:
@@ -268,27 +267,27 @@ class LocalStack:
         return prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])
 
     def _up_prefect(self, record: dict, timeout: float) -> None:
-        if not self._prefect_server_is_ours(record):
+        server_ok = self._prefect_server_is_ours(record)
+        if not server_ok:
             _terminate(record.get("worker_pid", 0), prefect_service.worker_name(record.get("prefect_port", -1)),
                        record.get("prefect_port", -1), hard=False)
             _terminate(record.get("prefect_pid", 0), "prefect", record.get("prefect_port", -1), hard=False)
             taken = {record["s3_port"], record["mlflow_port"]}
             record["prefect_port"] = self._pick_port(self.cfg.prefect_port, taken, self.notes, "Prefect")
-            env = {**self._env(record["s3_port"]),
-                   **prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])}
+        port = record["prefect_port"]
+        env = {**self._env(record["s3_port"]), **prefect_service.environment(self.state_dir, self.cfg.host, port)}
+        if not server_ok:
             log = self.state_dir / "prefect.log"
-            server = subprocess.Popen(prefect_service.server_command(self.cfg.host, record["prefect_port"]),
-                                      stdout=log.open("a"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            server = subprocess.Popen(prefect_service.server_command(self.cfg.host, port), stdout=log.open("a"),
+                                      stderr=subprocess.STDOUT, env=env, start_new_session=True)
             record["prefect_pid"], record["worker_pid"] = server.pid, 0
             self._write(record)
-            url = prefect_service.api_url(self.cfg.host, record["prefect_port"])
+            url = prefect_service.api_url(self.cfg.host, port)
             _wait(url, timeout, server, log, ready=lambda: prefect_service.healthy(url))
             prefect_service.claim(url, self._token())
-        if not _owned_worker(record.get("worker_pid", 0), record["prefect_port"]):
-            env = {**self._env(record["s3_port"]),
-                   **prefect_service.environment(self.state_dir, self.cfg.host, record["prefect_port"])}
+        if not _owned_worker(record.get("worker_pid", 0), port):
             log = self.state_dir / "worker.log"
-            worker = subprocess.Popen(prefect_service.worker_command(record["prefect_port"]), stdout=log.open("a"),
+            worker = subprocess.Popen(prefect_service.worker_command(port), stdout=log.open("a"),
                                       stderr=subprocess.STDOUT, env=env, start_new_session=True,
                                       cwd=prefect_service.PROJECT_ROOT)
             record["worker_pid"] = worker.pid
