@@ -81,9 +81,9 @@ def _registry_target(model: Path | None, params: Path | None):
     return resolve(cfg), model_name_for(_base_model(model, cfg), cfg.registry.model_prefix)
 
 
-def run_request(request_id: str, base_model: Path, env, params: Path | None) -> dict:
-    """Run (or resume) one queued request through the Prefect flow; a failure is a clear error."""
-    cfg = load_params(params)
+def run_request(request_id: str, base_model: Path, env, params: Path | None, cfg) -> dict:
+    """Run (or resume) one queued request through the Prefect flow; a failure is a clear error.
+    `cfg`: the params loaded from `params` (the flow loads the file itself)."""
     _prefect_home(cfg)
     from flows.unlearn_request import unlearn_request
     from lethe.ops.queue import RequestQueue
@@ -125,7 +125,7 @@ def forget(
         record, created = RequestQueue(env.queue_url).add(anchor, str(base.resolve()), requester, reason,
                                                           description)
         stderr.print(f"request {record.id} ({'new' if created else 'already queued: ' + record.status})")
-        result = {**run_request(record.id, base, env, params), "created": created}
+        result = {**run_request(record.id, base, env, params, cfg), "created": created}
     emit(result, as_json, _summary)
 
 
@@ -276,7 +276,7 @@ def request_retry(request_id: str, model: Path = MODEL_OPTION, params: Path = PA
         record = RequestQueue(env.queue_url).get(request_id)
         if record.status not in (FAILED, PENDING):
             raise LetheError(f"request {request_id} is {record.status}; only failed or pending requests are retried")
-        result = run_request(request_id, Path(record.model), env, params)
+        result = run_request(request_id, Path(record.model), env, params, cfg)
     emit(result, as_json, _summary)
 
 

@@ -84,8 +84,8 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
     cfg, gate, tokens = params.backend, params.gate, params.audit.max_new_tokens
     chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
     base = Backend.from_params(base_model, cfg)
-    current = Backend.load(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
-                           cfg.device, cfg.batch_size) if chain else base
+    current = Backend.from_params(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
+                                  cfg) if chain else base
     in_chain = {v.tags.get("lineage.request_id") for v in lineage}
     references: dict[str, Any] = {}
     rows = []
