@@ -237,12 +237,17 @@ class UnlearnParams(Strict):
     stop_forget_ratio: float = Field(gt=0, le=1, description="dev-probe ROUGE after / before that ends training")
     stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
+    min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "
+                           "the dev target at once and needs steps of repair)")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
                                     "gradient's norm every step (methods with a retain term)")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
+    reset_fraction: float = Field(0.0, ge=0, lt=1, description="before training, re-initialize this share of each "
+                                  "layer's MLP neurons, those most specific to the forget rows (0: off; the MLP "
+                                  "projections are then trained in full, in the adapter)")
     merge: bool
     threads: int = Field(gt=0)
     lora: LoraParams
@@ -277,6 +282,8 @@ class AuditParams(Strict):
     relearn_rows: int = Field(gt=0, description="relearning attack: training forget rows the attacker fine-tunes on")
     relearn_steps: int = Field(gt=0)
     relearn_lr: float = Field(gt=0)
+    relearn_attacks: int = Field(3, gt=0, description="independent relearning attacks (own rows and seed each); "
+                                 "the gate reads their mean")
     quantize_bits: list[Literal[4, 8]] = Field(description="weights rounded to these widths (8: row-wise absmax "
                                                "int8, 4: blockwise NF4) and probed again")
     quantize_block: int = Field(gt=0, description="NF4 block size (bitsandbytes uses 64)")

@@ -59,11 +59,12 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
     heldout = load_qa_file(mine_dir / "audit_set.jsonl", "audit set")
     if not heldout:
         raise LetheError(f"the audit set {mine_dir / 'audit_set.jsonl'} is empty: nothing was held out")
-    attack = attack_rows(load_qa_file(mine_dir / "forget_set.jsonl", "forget set"), cfg.relearn_rows, cfg.seed)
+    attacks = attack_rows(load_qa_file(mine_dir / "forget_set.jsonl", "forget set"), cfg.relearn_rows, cfg.seed,
+                          cfg.relearn_attacks)
     graph = load_graph(mine_dir / "graph.json") if (mine_dir / "graph.json").is_file() else None
 
     def measure(backend, full: bool) -> dict:
-        return audit_model(backend, params, anchor, graph if full else None, heldout, attack, gold, with_attack=full)
+        return audit_model(backend, params, anchor, graph if full else None, heldout, attacks, gold, with_attack=full)
 
     def load(path: Path | str, with_adapter: Path | None = None):
         return load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
@@ -76,5 +77,5 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
         reference = measure(ref_backend, full=True)
         if gold and holdout and params.evaluate.mia:
             reference.update(mia_report(ref_backend, gold, holdout, params.evaluate.mia_k))
-    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attack),
+    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attacks[0]), "attacks": len(attacks),
             "heldout_rows": len(heldout)}

@@ -20,6 +20,7 @@ from typing import Any
 
 from lethe.config import Params
 from lethe.ops import registry
+from lethe.ops.gate import Check, GateDecision, decision_markdown
 from lethe.ops.lineage import git_commit, model_hash, params_hash
 from lethe.ops.request_steps import model_name_for
 
@@ -122,18 +123,20 @@ def versioned_files(plan: AgenticPlan, report: dict[str, Any]) -> dict[str, Path
             "forget_set": Path(plan.workdir) / "mine" / "forget_set.jsonl"}
 
 
-def passes_gate(params: Params, report: dict[str, Any]) -> tuple[bool, list[str]]:
-    """SBU's own gate: both final leak rates under their bounds, retain quality within min_utility_ratio."""
+def agentic_decision(params: Params, report: dict[str, Any]) -> GateDecision:
+    """SBU's gate, one row per check: both final leak rates under their bounds, retain answer quality
+    within gate.min_utility_ratio of before (n/a where it was not measured)."""
     cfg, rates = params.agent, report["leak_rates"]["sbu"]
-    reasons = []
-    if rates["retrieval"] > cfg.retrieval_leak_bound:
-        reasons.append(f"retrieval leak {rates['retrieval']:.3f} > {cfg.retrieval_leak_bound}")
-    if rates["generation"] > cfg.generation_leak_bound:
-        reasons.append(f"generation leak {rates['generation']:.3f} > {cfg.generation_leak_bound}")
     ratio = report.get("retain_quality_ratio")
-    if ratio is not None and ratio < params.gate.min_utility_ratio:
-        reasons.append(f"retain answer quality {ratio:.3f}x < {params.gate.min_utility_ratio}x of before")
-    return not reasons, reasons
+    checks = [
+        Check("retrieval_leak", round(rates["retrieval"], 4), f"<= {cfg.retrieval_leak_bound}",
+              rates["retrieval"] <= cfg.retrieval_leak_bound, "memory entries about the target still retrieved"),
+        Check("generation_leak", round(rates["generation"], 4), f"<= {cfg.generation_leak_bound}",
+              rates["generation"] <= cfg.generation_leak_bound, "answers that still name the target's facts"),
+        Check("retain_quality", None if ratio is None else round(ratio, 4), f">= {params.gate.min_utility_ratio}x before",
+              None if ratio is None else ratio >= params.gate.min_utility_ratio, "retain answer quality"),
+    ]
+    return GateDecision(all(c.passed is not False for c in checks), checks)
 
 
 def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, str]) -> dict[str, Any]:
@@ -149,7 +152,8 @@ def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5
     sbu = Path(plan.workdir) / "sbu"
     client.log_artifact(plan.run_id, str(sbu / "sbu_report.json"), "sbu")
     client.log_artifact(plan.run_id, report["memory_path"], "memory_snapshot")
-    passed, reasons = passes_gate(params, report)
+    decision = agentic_decision(params, report)
+    passed, reasons = decision.passed, decision.reasons
     existing = registry.find_version(client, plan.model_name, plan.request_id)
     if existing is None:
         model_info = registry.log_model(plan.run_id, [Path(report["adapter_path"])], Path(plan.base_model),
@@ -162,7 +166,8 @@ def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5
                 "gate.status": "passed" if passed else "rejected", "gate.reasons": "; ".join(reasons) or "none",
                 **{f"lineage.dvc_md5.{k}": v for k, v in md5s.items()},
                 **{f"leak.{k}": f"{v:.4f}" for k, v in metrics.items() if k.endswith("_leak")}}
-        version = registry.register_version(client, plan.model_name, plan.run_id, model_info, tags)
+        version = registry.register_version(client, plan.model_name, plan.run_id, model_info, tags,
+                                            description=decision_markdown(decision))
     else:
         version = existing
     previous = registry.promote(client, plan.model_name, version.version) if passed else None

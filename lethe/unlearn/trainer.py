@@ -21,8 +21,9 @@ from lethe import failpoints
 from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
-from lethe.llm.format import PromptFormat
+from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.unlearn.methods import MethodParams, get_method
+from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.targets import check_targets, resolve_targets, uses_conv1d
 
 StepCallback = Callable[[int, int, dict], None]
@@ -33,9 +34,10 @@ STATE_FILE = "trainer_state.pt"
 class BudgetTracker:
     """The adaptive budget: after every `eval_every` steps, dev-probe recall and a utility proxy.
 
-    Stops at the first point with dev recall <= stop_forget_ratio x its value before training and
-    utility >= stop_utility_ratio x before. Otherwise the best point that kept utility (lowest dev
-    recall) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow and the report.
+    Stops at the first point, `min_steps` or later, with dev recall <= stop_forget_ratio x its value
+    before training and utility >= stop_utility_ratio x before. Otherwise the best such point that
+    kept utility (lowest dev recall) is kept. `path` is the whole forget-vs-utility trajectory, for
+    MLflow and the report.
     """
 
     def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None):
@@ -54,14 +56,16 @@ class BudgetTracker:
         if self.path:
             point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
-            point["meets_target"] = (point["dev_ratio"] <= self.cfg.stop_forget_ratio
+            point["meets_target"] = (step >= self.cfg.min_steps
+                                     and point["dev_ratio"] <= self.cfg.stop_forget_ratio
                                      and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
         self.path.append(point)
         return point
 
     def best(self) -> dict | None:
         """The lowest-dev-recall point that kept utility, if any."""
-        kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio]
+        kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio
+                and p["step"] >= self.cfg.min_steps]
         return min(kept, key=lambda p: (p["dev_ratio"], -p["step"])) if kept else None
 
 
@@ -210,8 +214,11 @@ def train_adapter(
     elif init_adapter:
         model = PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
     else:
+        full = mlp_module_names(base) if cfg.reset_fraction > 0 else []
+        lora_targets = _lora_targets(targets, full)
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                          target_modules=targets, fan_in_fan_out=uses_conv1d(base, targets), task_type="CAUSAL_LM")
+                          target_modules=lora_targets, modules_to_save=full or None,
+                          fan_in_fan_out=uses_conv1d(base, lora_targets), task_type="CAUSAL_LM")
         model = get_peft_model(base, lora)
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
@@ -235,6 +242,9 @@ def train_adapter(
             budget.path = state.get("budget_path", [])
     if budget is not None and not budget.path:
         budget.measure(model, 0)
+    reset = None
+    if cfg.reset_fraction > 0 and not resume_from and not init_adapter:  # a resumed run has it in its checkpoint
+        reset = _reset_mlp_neurons(model, forget_enc, retain_enc, cfg, tokenizer.pad_token_id)
 
     pad = tokenizer.pad_token_id
     model.train()
@@ -309,11 +319,42 @@ def train_adapter(
         "budget_path": budget.path if budget else [],
         "chosen_step": chosen["step"] if chosen else len(curves),
         "budget_met": bool(chosen and chosen.get("meets_target")),
+        "reset": reset,
     }
     (out_dir / "curves.json").write_text(json.dumps(curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
     shutil.rmtree(out_dir / "best", ignore_errors=True)
     return result
+
+
+def _lora_targets(targets: Sequence[str], full_modules: Sequence[str]) -> list[str]:
+    """LoRA targets without the layers trained in full (a module cannot be both)."""
+    full_leaves = {name.rsplit(".", 1)[-1] for name in full_modules}
+    kept = [t for t in targets if t not in full_leaves]
+    if full_modules and not kept:
+        raise LetheError(f"unlearn.reset_fraction trains the MLP projections {list(full_modules)} in full, and the LoRA "
+                         f"targets {list(targets)} are all among them: add an attention projection to "
+                         "unlearn.lora.target_modules (or use auto)")
+    return kept
+
+
+def _reset_mlp_neurons(model, forget_enc: list[EncodedQA], retain_enc: list[EncodedQA], cfg: UnlearnParams,
+                       pad_id: int) -> dict:
+    """Score every MLP neuron on forget vs retain rows and re-initialize the most forget-specific
+    share (lethe.unlearn.neuron_reset). The retain side is a seeded sample of at most 256 rows."""
+    if not retain_enc:
+        raise LetheError("unlearn.reset_fraction needs retain rows to tell the entity's neurons from everyone "
+                         "else's, and the retain set is empty")
+    started = time.perf_counter()
+    blocks = mlp_blocks(model)
+    retain_sample = random.Random(cfg.seed).sample(retain_enc, min(256, len(retain_enc)))
+    forget_scores = attribution(model, blocks, forget_enc, pad_id, cfg.batch_size)
+    retain_scores = attribution(model, blocks, retain_sample, pad_id, cfg.batch_size)
+    chosen = reset_neurons(blocks, forget_scores, retain_scores, cfg.reset_fraction, cfg.seed)
+    model.train()
+    return {"fraction": cfg.reset_fraction, "neurons": sum(len(c) for c in chosen),
+            "of": sum(b.width for b in blocks), "layers": [b.layer for b in blocks],
+            "seconds": time.perf_counter() - started}
 
 
 def _choose(budget: BudgetTracker | None, stopped_by: str) -> dict | None:

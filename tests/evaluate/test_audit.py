@@ -42,6 +42,14 @@ def test_attack_larger_than_the_forget_set_is_a_clear_error():
     assert attack_rows(PAIRS * 4, 3, seed=0) == attack_rows(PAIRS * 4, 3, seed=0)
 
 
+def test_several_attacks_draw_their_own_rows():
+    rows = [(f"q{i}", f"a{i}") for i in range(20)]
+    attacks = attack_rows(rows, 4, seed=0, attacks=3)
+    assert len(attacks) == 3 and all(len(a) == 4 for a in attacks)
+    assert attacks[0] == attack_rows(rows, 4, seed=0)[0]  # the first draw is the single attack's
+    assert len({tuple(a) for a in attacks}) == 3
+
+
 def test_rounding_changes_weights_and_4_bits_more_than_8(tiny_backend):
     model = tiny_backend.model
     eight, four = quantized(model, 8, 64), quantized(model, 4, 64)

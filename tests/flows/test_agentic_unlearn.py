@@ -76,7 +76,7 @@ def test_output_has_adapter_memory_and_leak_rates_per_variant(agentic):
     assert r["probes"]["held_out"] and 0.0 < ratio < 2.0
     if ratio < agentic["params"].gate.min_utility_ratio:
         assert not r["gate"]["passed"] and not r["promoted"]
-        assert any("retain answer quality" in reason for reason in r["gate"]["reasons"])
+        assert any(reason.startswith("retain_quality") for reason in r["gate"]["reasons"])
 
 
 def test_rounds_and_registration_are_in_mlflow(agentic):
@@ -89,6 +89,7 @@ def test_rounds_and_registration_are_in_mlflow(agentic):
     version = client.get_model_version(MODEL_NAME, r["model_version"])
     assert version.tags["lineage.dvc_md5.memory_before"] == r["dvc_md5"]["memory_before"]
     assert version.tags["memory.snapshot_artifact"].endswith("/memory_snapshot")
+    assert "| retrieval_leak |" in version.description and "| retain_quality |" in version.description
     keys = s3_keys(env.s3_endpoint, agentic["params"].stack.artifact_bucket)
     assert any(k.endswith("memory_snapshot/sbu.db") for k in keys)
     assert any("/models/" in k and k.endswith("artifacts/adapter/adapter_model.safetensors") for k in keys)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from lethe.evaluate.audit import audit_model, load_plain
+from lethe.evaluate.audit import attack_rows, audit_model, load_plain
 from lethe.evaluate.report import public
 from lethe.mage import MagePipeline, Request
 from lethe.ops.gate import REQUIRED_LINEAGE, decide, forgetting_checks
@@ -50,7 +50,8 @@ def test_suppressing_the_training_text_is_rejected(request_dir):
 def test_exact_unlearning_passes_the_same_audit(request_dir, tiny_world):
     params, plan = request_dir["params"], request_dir["plan"]
     heldout = load_qa_file(plan.mine_dir / "audit_set.jsonl", "audit set")
-    attack = load_qa_file(plan.mine_dir / "forget_set.jsonl", "forget set")[: params.audit.relearn_rows]
+    attacks = attack_rows(load_qa_file(plan.mine_dir / "forget_set.jsonl", "forget set"), params.audit.relearn_rows,
+                          params.audit.seed, params.audit.relearn_attacks)
     from lethe.data import author_qa
     from lethe.mining.graph import load_graph
     from lethe.supervision.baselines import author_index
@@ -60,7 +61,7 @@ def test_exact_unlearning_passes_the_same_audit(request_dir, tiny_world):
 
     def measure(path, full=True):
         backend = load_plain(path, None, "cpu", params.backend.batch_size)
-        return public(audit_model(backend, params, ANCHOR, graph if full else None, heldout, attack, gold, full))
+        return public(audit_model(backend, params, ANCHOR, graph if full else None, heldout, attacks, gold, full))
 
     before = measure(plan.start_model, full=False)
     gone = measure(tiny_world["retain_model_path"])  # retrained without the author

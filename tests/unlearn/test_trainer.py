@@ -64,6 +64,35 @@ def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_pat
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_neuron_reset_run_resumes_exactly_and_its_adapter_composes(tiny_world, params, tmp_path):
+    from lethe.ops.compose import compose
+
+    settings = cfg(params, lr=3e-4, max_steps=8, forget_nll_bound=1e9, reset_fraction=0.1, eval_every=0)
+    whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd")
+    layers, width = params.world.sizes["tiny"].model.num_layers, params.world.sizes["tiny"].model.intermediate_size
+    assert whole["reset"]["neurons"] == layers * round(0.1 * width) and whole["reset"]["of"] == layers * width
+
+    def crash(step, total, record):
+        if step == 6:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd", on_step=crash)
+    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd")
+    assert resumed["resumed_from_step"] == 4 and resumed["reset"] is None  # not reset twice: it is in the checkpoint
+    a = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
+    b = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
+    assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert "base_model.model.model.layers.0.mlp.down_proj.weight" in a  # the MLP travels in full, in the adapter
+    assert not any("lora" in k and ".mlp." in k for k in a)
+
+    base = load_file(f"{tiny_world['model_path']}/model.safetensors")
+    merged = load_file(f"{compose(tiny_world['model_path'], [whole['adapter_path']], tmp_path / 'c')}/model.safetensors")
+    down = "model.layers.0.mlp.down_proj.weight"
+    reset_columns = (merged[down] - base[down]).abs().sum(0) > 0
+    assert reset_columns.sum() >= round(0.1 * width)  # the reset neurons (then trained) are in the champion
+
+
 def test_early_stop_on_forget_loss(tiny_world, params, tmp_path):
     run = unlearn(tiny_world["model_path"], FORGET, [], cfg(params, lr=5e-3, max_steps=50, forget_nll_bound=3.0),
                   tmp_path, "ga")
@@ -172,3 +201,14 @@ def test_bf16_base_with_checkpointing_trains_a_float32_adapter(tiny_world, param
     assert all(math.isfinite(c["loss"]) for c in result["curves"])
     weights = load_file(str(Path(result["adapter_path"]) / "adapter_model.safetensors"))
     assert {w.dtype for w in weights.values()} == {torch.float32}
+
+
+def test_adaptive_budget_neither_stops_nor_keeps_a_point_before_min_steps(params):
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 10})
+    budget = BudgetTracker(_scripted_probe([0.8, 0.1, 0.3, 0.2], [0.5, 0.5, 0.5, 0.5]), cfg)
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 5, 10, 15)]
+    assert [p.get("meets_target") for p in points[1:]] == [False, False, True]  # step 5 forgot enough, but too early
+    assert budget.best()["step"] == 15
