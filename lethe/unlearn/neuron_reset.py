@@ -4,7 +4,7 @@ A LoRA update that makes a model stop saying what it knows leaves the knowledge 
 weights: a few fine-tuning steps on a handful of the entity's facts bring the rest back (the
 relearning attack of lethe.evaluate.audit). Before training, this step scores every MLP neuron by
 its attribution |a * dL/da| to the answer NLL, once on the forget rows and once on the retain
-rows (per row), and re-initializes, in every layer, the `fraction` of neurons whose forget share
+rows (per answer token), and re-initializes, in every layer, the `fraction` of neurons whose forget share
 is highest relative to their retain share: fresh input weights, zero output weights. What those
 neurons stored is gone from the weights; the following training (the method's forget term plus
 the retain term) repairs what the other entities lose.
@@ -72,7 +72,7 @@ def mlp_blocks(model: torch.nn.Module) -> list[MlpBlock]:
             continue
         children = {leaf: child for leaf, child in module.named_children()
                     if isinstance(_base(child), (torch.nn.Linear, Conv1D))}
-        output_leaf = next((leaf for leaf in ("down_proj", "c_proj", "fc2", "dense_4h_to_h") if leaf in children), None)
+        output_leaf = next((leaf for leaf in ("down_proj", "c_proj") if leaf in children), None)
         if output_leaf is None:
             continue
         width = _in_features(_base(children[output_leaf]))
