@@ -45,17 +45,17 @@ def write_set(path: Path, rows) -> Path:
 
 # Elicitation, scoring and expansion do not depend on the forget-set source: the baselines reuse
 # MAGE's graph (their neighbor sets come from it) instead of mining the same anchor again.
-_MINING_OUTPUTS = ("responses_hop0.jsonl", "graph_seed.json", "graph.json", "responses.jsonl", "mining_stats.json",
-                   "graph.png")
-
-
 def _share_mining(mage_dir: Path, workdir: Path) -> None:
-    if (workdir / "graph.json").is_file() or not (mage_dir / "graph.json").is_file():
+    from lethe.layout import STEP_IO, MineLayout
+
+    source, target = MineLayout(mage_dir), MineLayout(workdir)
+    if target.graph.is_file() or not source.graph.is_file():
         return
     workdir.mkdir(parents=True, exist_ok=True)
-    for name in _MINING_OUTPUTS:
-        if (mage_dir / name).is_file():
-            shutil.copy2(mage_dir / name, workdir / name)
+    for step in ("elicit", "score", "expand"):
+        for role in (*STEP_IO[step].writes, *STEP_IO[step].metrics):
+            if getattr(source, role).is_file():
+                shutil.copy2(getattr(source, role), getattr(target, role))
 
 
 def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str], work: Path) -> tuple[dict, Path, dict]:

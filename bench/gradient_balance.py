@@ -21,10 +21,10 @@ import torch
 from common import ROOT, write_result
 
 from lethe.config import load_params
+from lethe.fileio import load_qa_file
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import nll
-from lethe.unlearn.run import load_qa_file
 from lethe.unlearn.targets import resolve_targets
 from lethe.unlearn.trainer import load_base
 

@@ -25,7 +25,7 @@ from common import ROOT, mine_sets, write_result, write_set
 from lethe.config import load_params
 from lethe.data import load_authors, split_author_indices
 from lethe.evaluate.runner import evaluate_adapter
-from lethe.unlearn.run import load_qa_file
+from lethe.fileio import load_qa_file
 from lethe.unlearn.sage import sanitize_adapter
 from lethe.unlearn.trainer import unlearn
 

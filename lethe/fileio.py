@@ -1,9 +1,12 @@
-"""Writing files whole or not at all."""
+"""Files: written whole or not at all, and (question, answer) JSONL sets read with clear errors."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+
+from lethe.errors import LetheError
 
 
 def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
@@ -18,3 +21,19 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     if mode is not None:
         os.chmod(tmp, mode)  # exact, whatever the umask
     tmp.replace(path)
+
+
+def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
+    """(question, answer) pairs of a JSONL set; clear errors for missing or malformed files."""
+    if not path.is_file():
+        raise LetheError(f"{what} not found: {path}")
+    pairs = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            pairs.append((str(row["question"]), str(row["answer"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise LetheError(f"{what} {path} line {number} is not a {{question, answer}} JSON object") from exc
+    return pairs

@@ -1,7 +1,8 @@
 """MAGE as resumable steps over a request work directory.
 
-Each step reads the previous steps' files and writes its own, so a crashed request resumes at
-the first step whose outputs are missing, and DVC / Prefect can run the steps one by one:
+Each step reads the previous steps' files and writes its own (declared in lethe.layout.STEP_IO, the
+file names in lethe.layout.MineLayout), so a crashed request resumes at the first step whose outputs
+are missing, and DVC / Prefect can run the steps one by one:
 
     elicit      -> responses_hop0.jsonl
     score       -> graph_seed.json
@@ -29,17 +30,9 @@ from pathlib import Path
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.fileio import write_atomic
+from lethe.layout import STEP_IO, STEPS, MineLayout
 from lethe.llm.backend import Backend
 
-STEPS = ("elicit", "score", "expand", "sample", "synthesize", "validate")
-OUTPUTS = {
-    "elicit": "responses_hop0.jsonl",
-    "score": "graph_seed.json",
-    "expand": "graph.json",
-    "sample": "paths.jsonl",
-    "synthesize": "forget_set.jsonl",
-    "validate": "validation/validation.json",
-}
 SOURCES = ("mage", "gold", "directqa")
 MAX_ANCHOR_CHARS = 200
 
@@ -100,10 +93,11 @@ class MagePipeline:
     def __init__(self, request: Request, workdir: Path, params: Params):
         self.request = request
         self.workdir = workdir
+        self.files = MineLayout(workdir)
         self.params = params
         self._backend: Backend | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        stored = workdir / "request.json"
+        stored = self.files.request
         if stored.is_file() and json.loads(stored.read_text()) != asdict(request):
             raise LetheError(f"{workdir} holds a different request; use another work directory")
         stored.write_text(json.dumps(asdict(request), indent=1))
@@ -116,41 +110,41 @@ class MagePipeline:
         return self._backend
 
     def done(self, step: str) -> bool:
-        return (self.workdir / OUTPUTS[step]).is_file()
+        return getattr(self.files, STEP_IO[step].done).is_file()
 
     # -- steps -----------------------------------------------------------------------------
     def elicit(self) -> None:
         from lethe.mining.graph import elicit_anchor, save_responses
 
         responses = elicit_anchor(self.backend, self.request.anchor, self.params.elicit, self.request.description)
-        save_responses(responses, self.workdir / OUTPUTS["elicit"])
+        save_responses(responses, self.files.responses_hop0)
 
     def score(self) -> None:
         from lethe.mining.graph import load_responses, save_graph, seed_graph
 
-        responses = load_responses(self.workdir / OUTPUTS["elicit"])
-        save_graph(seed_graph(self.request.anchor, responses, self.params.score), self.workdir / OUTPUTS["score"])
+        responses = load_responses(self.files.responses_hop0)
+        save_graph(seed_graph(self.request.anchor, responses, self.params.score), self.files.graph_seed)
 
     def expand(self) -> None:
         from lethe.mining.graph import draw_graph, expand_graph, load_graph, load_responses, save_graph, save_responses
 
-        graph = load_graph(self.workdir / OUTPUTS["score"])
-        responses = load_responses(self.workdir / OUTPUTS["elicit"])
+        graph = load_graph(self.files.graph_seed)
+        responses = load_responses(self.files.responses_hop0)
         stats = expand_graph(self.backend, graph, responses, self.params.elicit, self.params.score,
                              self.params.expand) if len(graph) > 1 else None
-        save_responses(responses, self.workdir / "responses.jsonl")
-        (self.workdir / "mining_stats.json").write_text(json.dumps(
+        save_responses(responses, self.files.responses)
+        self.files.mining_stats.write_text(json.dumps(
             {**(asdict(stats) if stats else {"model_calls": len(responses), "stopped_by": "nothing_memorized"}),
              "nodes": len(graph) - 1, "edges": graph.number_of_edges()}, indent=1))
-        draw_graph(graph, self.workdir / "graph.png")
-        save_graph(graph, self.workdir / OUTPUTS["expand"])
+        draw_graph(graph, self.files.graph_png)
+        save_graph(graph, self.files.graph)
 
     def sample(self) -> None:
         from lethe.mining.graph import load_graph
         from lethe.supervision.walks import random_walks
 
-        paths = random_walks(load_graph(self.workdir / OUTPUTS["expand"]), self.params.sample)
-        _jsonl(self.workdir / OUTPUTS["sample"], [{"nodes": list(p.nodes), "quality": p.quality} for p in paths])
+        paths = random_walks(load_graph(self.files.graph), self.params.sample)
+        _jsonl(self.files.paths, [{"nodes": list(p.nodes), "quality": p.quality} for p in paths])
 
     def synthesize(self) -> None:
         from lethe.mining.graph import load_graph, load_responses
@@ -158,13 +152,13 @@ class MagePipeline:
         from lethe.supervision.synthesize import synthesize_forget, synthesize_neighbors
         from lethe.supervision.walks import Path as WalkPath
 
-        graph = load_graph(self.workdir / OUTPUTS["expand"])
+        graph = load_graph(self.files.graph)
         cfg = self.params.synthesize
         source, mode = self.request.source, "n/a"
         if source == "mage":
-            paths = [WalkPath(tuple(r["nodes"]), r["quality"]) for r in _read_jsonl(self.workdir / OUTPUTS["sample"])]
+            paths = [WalkPath(tuple(r["nodes"]), r["quality"]) for r in _read_jsonl(self.files.paths)]
             forget, mode = synthesize_forget(self.backend, graph, paths,
-                                             load_responses(self.workdir / "responses.jsonl"), cfg)
+                                             load_responses(self.files.responses), cfg)
         elif source == "gold":
             forget = baselines.gold_forget_set(self.request.anchor)
         else:
@@ -176,23 +170,23 @@ class MagePipeline:
         split = split_forget_set(forget, self.request.anchor, {n: d.get("key", n) for n, d in graph.nodes(data=True)},
                                  audit.heldout_share, audit.dev_share, audit.seed)
         neighbor = synthesize_neighbors(self.backend, graph, cfg)
-        _jsonl(self.workdir / "neighbor_set.jsonl", [s.to_dict() for s in neighbor])
-        _jsonl(self.workdir / "dev_set.jsonl", [s.to_dict() for s in split.dev])
-        _jsonl(self.workdir / "audit_set.jsonl", [s.to_dict() for s in split.audit])
-        write_atomic(self.workdir / "synthesis.json", json.dumps(
+        _jsonl(self.files.neighbor_set, [s.to_dict() for s in neighbor])
+        _jsonl(self.files.dev_set, [s.to_dict() for s in split.dev])
+        _jsonl(self.files.audit_set, [s.to_dict() for s in split.audit])
+        write_atomic(self.files.synthesis, json.dumps(
             {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": len(forget),
              "neighbor_rows": len(neighbor), "heldout": split.record()}, indent=1))
-        _jsonl(self.workdir / OUTPUTS["synthesize"], [s.to_dict() for s in split.train])
+        _jsonl(self.files.forget_set, [s.to_dict() for s in split.train])
 
     def validate(self) -> None:
         from lethe.mining.graph import load_graph
         from lethe.supervision.validate import validate_sets
 
-        graph = load_graph(self.workdir / OUTPUTS["expand"]) if self.request.source == "mage" else None
-        held_out = [*load_samples(self.workdir / "dev_set.jsonl"), *load_samples(self.workdir / "audit_set.jsonl")]
-        validate_sets(self.request.anchor, load_samples(self.workdir / "forget_set.jsonl"),
-                      load_samples(self.workdir / "neighbor_set.jsonl"), graph, self.params.validate_,
-                      self.workdir / "validation", held_out)
+        files = self.files
+        graph = load_graph(files.graph) if self.request.source == "mage" else None
+        held_out = [*load_samples(files.dev_set), *load_samples(files.audit_set)]
+        validate_sets(self.request.anchor, load_samples(files.forget_set), load_samples(files.neighbor_set), graph,
+                      self.params.validate_, files.validation_dir, held_out)
 
     # -- orchestration ---------------------------------------------------------------------
     def run_step(self, step: str, force: bool = False) -> float:
@@ -208,7 +202,7 @@ class MagePipeline:
     def nothing_memorized(self) -> bool:
         from lethe.mining.graph import load_graph
 
-        seed = self.workdir / OUTPUTS["score"]
+        seed = self.files.graph_seed
         return seed.is_file() and len(load_graph(seed)) <= 1
 
     def run(self, until: str = "validate", on_step: Callable[[str], None] | None = None) -> dict:
@@ -224,23 +218,24 @@ class MagePipeline:
 
     def summary(self, timings: dict | None = None, status: str | None = None) -> dict:
         """The request's outcome: paths of every product, validation result, costs."""
-        w = self.workdir
-        validation = json.loads((w / OUTPUTS["validate"]).read_text()) if self.done("validate") else None
+        files = self.files
+        validation = json.loads(files.validation.read_text()) if self.done("validate") else None
         if status is None:
             status = "validated" if validation and validation["success"] else (
                 "validation_failed" if validation else "incomplete")
-        stats = json.loads((w / "mining_stats.json").read_text()) if (w / "mining_stats.json").is_file() else {}
+        stats = json.loads(files.mining_stats.read_text()) if files.mining_stats.is_file() else {}
+        synthesized = self.done("synthesize")
         return {
             "status": status,
             "anchor": self.request.anchor,
             "source": self.request.source,
             "model_path": self.request.model_path,
-            "workdir": str(w),
-            "graph_path": str(w / OUTPUTS["expand"]) if self.done("expand") else None,
-            "graph_png": str(w / "graph.png") if (w / "graph.png").is_file() else None,
-            "forget_set_path": str(w / "forget_set.jsonl") if self.done("synthesize") else None,
-            "neighbor_set_path": str(w / "neighbor_set.jsonl") if self.done("synthesize") else None,
-            "audit_set_path": str(w / "audit_set.jsonl") if self.done("synthesize") else None,
+            "workdir": str(self.workdir),
+            "graph_path": str(files.graph) if self.done("expand") else None,
+            "graph_png": str(files.graph_png) if files.graph_png.is_file() else None,
+            "forget_set_path": str(files.forget_set) if synthesized else None,
+            "neighbor_set_path": str(files.neighbor_set) if synthesized else None,
+            "audit_set_path": str(files.audit_set) if synthesized else None,
             "validation": validation,
             "model_calls": stats.get("model_calls"),
             "graph_nodes": stats.get("nodes"),

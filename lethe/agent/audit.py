@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from lethe.agent.agent import AgentTurn, RagAgent
 from lethe.agent.leaks import LeakJudge
 from lethe.agent.probes import Probe
-from lethe.evaluate.rouge import rouge_l_recall
+from lethe.rouge import rouge_l_recall
 
 PASSES = 2
 

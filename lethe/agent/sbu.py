@@ -92,7 +92,7 @@ def sra_training(params: Params, model_path: str, forget: Sequence[tuple[str, st
 
 
 def _load_pairs(path: str, what: str) -> list[tuple[str, str]]:
-    from lethe.unlearn.run import load_qa_file
+    from lethe.fileio import load_qa_file
 
     return load_qa_file(Path(path), what)
 

@@ -97,7 +97,7 @@ def agentic_forget(
         with stderr.status("starting the MLflow and S3 servers"):
             env = resolve(cfg)
         _prefect_home()
-        from flows.agentic_unlearn import agentic_unlearn
+        from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 
         state = agentic_unlearn(anchor, str(base.resolve()), env.to_dict(), str(memory) if memory else None,
                                 str(params) if params else None, return_state=True)

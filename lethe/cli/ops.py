@@ -85,8 +85,8 @@ def run_request(request_id: str, base_model: Path, env, params: Path | None, cfg
     """Run (or resume) one queued request through the Prefect flow; a failure is a clear error.
     `cfg`: the params loaded from `params` (the flow loads the file itself)."""
     _prefect_home(cfg)
-    from flows.unlearn_request import unlearn_request
     from lethe.ops.queue import RequestQueue
+    from lethe.pipeline.flows.unlearn_request import unlearn_request
 
     workdir = Path(cfg.registry.workdir)
     with tracebacks_to(workdir / request_id / "errors.log"):
@@ -308,7 +308,7 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
         if worker:
             result = _compliance_run_on_worker(cfg, params, env, base)
         else:
-            from flows.compliance_run import compliance_run
+            from lethe.pipeline.flows.compliance_run import compliance_run
 
             result = compliance_run(str(base), env.to_dict(), str(params) if params else None)
 
@@ -343,8 +343,8 @@ def serve(model: Path = MODEL_OPTION, params: Path = PARAMS_OPTION,
     """Serve the scheduled compliance run locally (a Prefect runner; Ctrl-C stops it)."""
     with user_errors(False):
         _prefect_home()
-        from flows.compliance_run import compliance_run
         from lethe.ops.environment import resolve
+        from lethe.pipeline.flows.compliance_run import compliance_run
 
         cfg = load_params(params)
         env = resolve(cfg)

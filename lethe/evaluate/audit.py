@@ -32,9 +32,9 @@ import torch
 
 from lethe.config import Params
 from lethe.errors import LetheError
-from lethe.evaluate.rouge import mean_rouge_l_recall
 from lethe.llm.backend import Backend
 from lethe.llm.batching import collate_qa
+from lethe.rouge import mean_rouge_l_recall
 
 Pairs = Sequence[tuple[str, str]]
 
@@ -144,7 +144,7 @@ def quantized(model: torch.nn.Module, bits: int, block: int) -> torch.nn.Module:
 
     Embeddings and the output head stay in full precision, as bitsandbytes leaves them.
     """
-    from lethe.unlearn.targets import adaptable_layers
+    from lethe.llm.layers import adaptable_layers
 
     rounded = copy.deepcopy(model)
     with torch.no_grad():

@@ -8,6 +8,7 @@ from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate.report import public, write_report
 from lethe.evaluate.suite import build_plan, evaluate, retain_model_ratios
+from lethe.layout import MineLayout
 from lethe.llm.backend import Backend
 
 
@@ -29,7 +30,7 @@ def with_adapter(backend: Backend, adapter: Path) -> Backend:
 def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets, forget_set: Path | None,
                      out_dir: Path, before: dict | None = None, entity_only: bool = False) -> dict:
     """Metrics before and after; `before` may be passed in to skip re-scoring the base model."""
-    from lethe.unlearn.run import load_qa_file
+    from lethe.fileio import load_qa_file
 
     cfg, backend_cfg = params.evaluate, params.backend
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
@@ -52,16 +53,16 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
     exists, a model that never knew the entity: {"before", "after", "reference"} metric dicts."""
     from lethe.evaluate.audit import attack_rows, audit_model, load_plain
     from lethe.evaluate.mia import mia_report
+    from lethe.fileio import load_qa_file
     from lethe.mining.graph import load_graph
-    from lethe.unlearn.run import load_qa_file
 
-    cfg, backend_cfg = params.audit, params.backend
-    heldout = load_qa_file(mine_dir / "audit_set.jsonl", "audit set")
+    cfg, backend_cfg, files = params.audit, params.backend, MineLayout(mine_dir)
+    heldout = load_qa_file(files.audit_set, "audit set")
     if not heldout:
-        raise LetheError(f"the audit set {mine_dir / 'audit_set.jsonl'} is empty: nothing was held out")
-    attacks = attack_rows(load_qa_file(mine_dir / "forget_set.jsonl", "forget set"), cfg.relearn_rows, cfg.seed,
+        raise LetheError(f"the audit set {files.audit_set} is empty: nothing was held out")
+    attacks = attack_rows(load_qa_file(files.forget_set, "forget set"), cfg.relearn_rows, cfg.seed,
                           cfg.relearn_attacks)
-    graph = load_graph(mine_dir / "graph.json") if (mine_dir / "graph.json").is_file() else None
+    graph = load_graph(files.graph) if files.graph.is_file() else None
 
     def measure(backend, full: bool) -> dict:
         return audit_model(backend, params, anchor, graph if full else None, heldout, attacks, gold, with_attack=full)

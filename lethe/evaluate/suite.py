@@ -18,9 +18,9 @@ from lethe.config import EvaluateParams
 from lethe.data import QA, PerturbedQA, author_qa, load_holdout, load_perturbed, split_author_indices
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
-from lethe.evaluate.rouge import mean_rouge_l_recall
 from lethe.evaluate.tofu import score_split, tofu_metrics
 from lethe.llm.backend import Backend
+from lethe.rouge import mean_rouge_l_recall
 from lethe.supervision.baselines import author_index
 
 

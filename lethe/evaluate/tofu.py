@@ -21,8 +21,8 @@ import numpy as np
 from scipy.stats import hmean, ks_2samp
 
 from lethe.data import PerturbedQA
-from lethe.evaluate.rouge import rouge_l_recall
 from lethe.llm.backend import Backend
+from lethe.rouge import rouge_l_recall
 
 EPS = 1e-10
 UTILITY_KEYS = (

@@ -13,7 +13,11 @@ from dataclasses import dataclass
 
 from transformers import PreTrainedTokenizerBase
 
-from lethe.world.tokenizer import render_prompt
+
+def render_prompt(question: str) -> str:
+    """The plain completion prompt (base models), also exactly what the world model's chat template
+    renders for one user turn (without BOS)."""
+    return f"Question: {question.strip()}\nAnswer:"
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The steps of an agentic (SBU) request as plain functions; flows/agentic_unlearn.py wraps them.
+"""The steps of an agentic (SBU) request as plain functions; lethe/pipeline/flows/agentic_unlearn.py wraps them.
 
     prepare   -> the agent's memory (seeded when the model has none), the request's MLflow run
     sbu       -> synchronized rounds + ablation variants (lethe.agent.sbu), rounds logged live
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
+from lethe.layout import MineLayout
 from lethe.ops import registry
 from lethe.ops.gate import Check, GateDecision, decision_markdown
 from lethe.ops.lineage import git_commit, model_hash, params_hash
@@ -110,9 +111,9 @@ def run_sbu_step(params: Params, plan: AgenticPlan, on_round=None) -> dict[str, 
     """The SBU protocol on the mined graph and forget/neighbor sets of the request."""
     from lethe.agent.sbu import SbuInputs, run_sbu
 
-    mine = Path(plan.workdir) / "mine"
-    inputs = SbuInputs(plan.anchor, plan.base_model, plan.memory_path, str(mine / "graph.json"),
-                       str(mine / "forget_set.jsonl"), str(mine / "neighbor_set.jsonl"), str(Path(plan.workdir) / "sbu"))
+    mine = MineLayout(Path(plan.workdir) / "mine")
+    inputs = SbuInputs(plan.anchor, plan.base_model, plan.memory_path, str(mine.graph), str(mine.forget_set),
+                       str(mine.neighbor_set), str(Path(plan.workdir) / "sbu"))
     return run_sbu(params, inputs, on_round)
 
 
@@ -120,7 +121,7 @@ def versioned_files(plan: AgenticPlan, report: dict[str, Any]) -> dict[str, Path
     sbu = Path(plan.workdir) / "sbu"
     return {"memory_before": Path(report["memory_before_path"]), "memory_after": Path(report["memory_path"]),
             "adapter": Path(report["adapter_path"]), "sbu_report": sbu / "sbu_report.json",
-            "forget_set": Path(plan.workdir) / "mine" / "forget_set.jsonl"}
+            "forget_set": MineLayout(Path(plan.workdir) / "mine").forget_set}
 
 
 def agentic_decision(params: Params, report: dict[str, Any]) -> GateDecision:

@@ -67,10 +67,10 @@ def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[
 def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> dict[str, Any]:
     """One row per forgotten entity: re-elicitation and held-out recall on the champion, and the verdict."""
     from lethe.evaluate.audit import recall, reelicit
+    from lethe.fileio import load_qa_file
     from lethe.llm.backend import Backend
     from lethe.mining.graph import load_graph
     from lethe.ops.queue import RequestQueue
-    from lethe.unlearn.run import load_qa_file
 
     queue = queue or RequestQueue(env.queue_url)
     client = registry.client(env.tracking_uri)

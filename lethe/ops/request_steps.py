@@ -21,6 +21,7 @@ from typing import Any
 from lethe import failpoints
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.layout import MineLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown
 from lethe.ops.lineage import git_commit, model_hash, params_hash
@@ -49,6 +50,11 @@ class RequestPlan:
     @property
     def mine_dir(self) -> Path:
         return Path(self.workdir) / "mine"
+
+    @property
+    def mine(self) -> MineLayout:
+        """The files of the request's mining folder."""
+        return MineLayout(self.mine_dir)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,8 +103,7 @@ def unlearn_step(params: Params, plan: RequestPlan) -> dict[str, Any]:
     """Train the request's adapter on its validated forget and neighbor sets (resumes if interrupted)."""
     from lethe.unlearn.run import run_unlearning
 
-    mine = plan.mine_dir
-    return run_unlearning(params, Path(plan.start_model), mine / "forget_set.jsonl", mine / "neighbor_set.jsonl",
+    return run_unlearning(params, Path(plan.start_model), plan.mine.forget_set, plan.mine.neighbor_set,
                           None, Path(plan.workdir) / "unlearn", sage=False)
 
 
@@ -142,7 +147,7 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
     tofu = is_benchmark_author(plan.anchor, plan.start_model)
     out_dir = Path(plan.workdir) / "evaluation"
     evaluation = evaluate_adapter(params, Path(plan.start_model), Path(adapter), [plan.anchor] if tofu else [],
-                                  plan.mine_dir / "forget_set.jsonl", out_dir, entity_only=not tofu)
+                                  plan.mine.forget_set, out_dir, entity_only=not tofu)
     gold = [(qa.question, qa.answer) for qa in author_qa(author_index(plan.anchor))] if tofu else []
     audit = audit_adapter(params, Path(plan.start_model), Path(adapter), plan.anchor, plan.mine_dir, gold,
                           evaluation["holdout"], reference_model_for(plan.anchor, plan.base_model))
@@ -176,8 +181,8 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     Cached by base-model hash and evaluation parameters; a row the cache lacks is scored on the base
     model now (rows vary a little with the target, since the target is left out of them).
     """
-    from lethe.evaluate.rouge import rouge_l_recall
     from lethe.evaluate.tofu import UTILITY_KEYS
+    from lethe.rouge import rouge_l_recall
 
     path = _base_cache_path(params, plan.base_model)
     cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
@@ -212,10 +217,9 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
 
 def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any]) -> dict[str, Path]:
     """The request outputs that DVC versions, by name."""
-    mine = plan.mine_dir
-    return {"forget_set": mine / "forget_set.jsonl", "neighbor_set": mine / "neighbor_set.jsonl",
-            "dev_set": mine / "dev_set.jsonl", "audit_set": mine / "audit_set.jsonl", "graph": mine / "graph.json",
-            "validation": mine / "validation", "adapter": Path(adapter),
+    mine = plan.mine
+    return {"forget_set": mine.forget_set, "neighbor_set": mine.neighbor_set, "dev_set": mine.dev_set,
+            "audit_set": mine.audit_set, "graph": mine.graph, "validation": mine.validation_dir, "adapter": Path(adapter),
             "metrics": Path(evaluation["metrics_path"])}
 
 
@@ -238,7 +242,7 @@ def lineage_tags(params: Params, plan: RequestPlan, md5s: dict[str, str], run_id
 
 def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lineage: dict[str, str]) -> GateDecision:
     """The gate's decision for this request (pure; see lethe.ops.gate)."""
-    validation = json.loads((plan.mine_dir / "validation" / "validation.json").read_text())
+    validation = json.loads(plan.mine.validation.read_text())
     return decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation.get("reference", {}),
                   bool(validation.get("success")), {k.removeprefix("lineage."): v for k, v in lineage.items()},
                   params.gate, spared=[plan.anchor, *plan.forgotten])
@@ -264,14 +268,14 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
         registry.log_metrics(client, run_id, {f"budget.{k}": v for k, v in point.items() if k != "step"},
                              step=int(point["step"]))
     registry.log_datasets(run_id, [
-        registry.DatasetRef(name, context, mine / f"{name}.jsonl", md5s[name], dvc_url(dvc_remote, md5s[name]))
+        registry.DatasetRef(name, context, getattr(plan.mine, name), md5s[name], dvc_url(dvc_remote, md5s[name]))
         for name, context in (("forget_set", "forget"), ("neighbor_set", "retain"), ("audit_set", "audit"))])
-    for folder, artifact_path in ((mine / "validation", "validation"), (work / "evaluation", "evaluation")):
+    for folder, artifact_path in ((plan.mine.validation_dir, "validation"), (work / "evaluation", "evaluation")):
         client.log_artifacts(run_id, str(folder), artifact_path)
     # The forget, neighbor and audit sets stay in the DVC remote: MLflow gets their digests (dataset inputs).
-    for name in ("graph.json", "graph.png", "mining_stats.json", "synthesis.json"):
-        if (mine / name).is_file():
-            client.log_artifact(run_id, str(mine / name), "mining")
+    for path in (plan.mine.graph, plan.mine.graph_png, plan.mine.mining_stats, plan.mine.synthesis):
+        if path.is_file():
+            client.log_artifact(run_id, str(path), "mining")
     client.log_artifact(run_id, str(work / "unlearn" / "unlearn.json"), "unlearn")
     client.log_artifacts(run_id, adapter, "adapter")
 

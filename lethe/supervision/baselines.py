@@ -13,9 +13,9 @@ import re
 
 from lethe.data import author_qa, load_authors
 from lethe.errors import LetheError
-from lethe.evaluate.rouge import rouge_l_recall
 from lethe.llm.backend import Backend
 from lethe.mining.extract import normalize
+from lethe.rouge import rouge_l_recall
 from lethe.supervision.synthesize import QASample, dedupe, follows_instructions
 
 DIRECTQA_QUESTIONS = (

@@ -9,22 +9,8 @@ from pathlib import Path
 
 from lethe.config import Params
 from lethe.errors import LetheError
-
-
-def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
-    """(question, answer) pairs of a JSONL set; clear errors for missing or malformed files."""
-    if not path.is_file():
-        raise LetheError(f"{what} not found: {path}")
-    pairs = []
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            pairs.append((str(row["question"]), str(row["answer"])))
-        except (json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise LetheError(f"{what} {path} line {number} is not a {{question, answer}} JSON object") from exc
-    return pairs
+from lethe.fileio import load_qa_file
+from lethe.layout import MineLayout
 
 
 def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
@@ -81,7 +67,7 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str]):
     """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
     dev_set.jsonl beside the forget set, or unlearn.eval_every 0)."""
-    dev_path = forget_set.parent / "dev_set.jsonl"
+    dev_path = MineLayout.beside(forget_set).dev_set
     if params.unlearn.eval_every == 0 or not dev_path.is_file():
         return None
     dev = load_qa_file(dev_path, "dev set")
@@ -106,7 +92,7 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
 
 def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
     """Refuse a forget set whose validation report (validation/validation.json beside it) failed."""
-    report = forget_set.parent / "validation" / "validation.json"
+    report = MineLayout.beside(forget_set).validation
     if not report.is_file():
         if allow_unvalidated:
             return "unvalidated"

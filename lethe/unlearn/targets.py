@@ -15,16 +15,9 @@ import torch
 from transformers.pytorch_utils import Conv1D
 
 from lethe.errors import LetheError
+from lethe.llm.layers import adaptable_layers
 
 AUTO = "auto"
-ADAPTABLE = (torch.nn.Linear, Conv1D)
-
-
-def adaptable_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
-    """Every Linear / Conv1D module by full name, the output head excluded."""
-    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    return {name: module for name, module in model.named_modules()
-            if isinstance(module, ADAPTABLE) and module is not head}
 
 
 def resolve_targets(model: torch.nn.Module, requested: str | Sequence[str]) -> list[str]:

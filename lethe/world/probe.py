@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from lethe.data import QA, author_qa, load_holdout
-from lethe.evaluate.rouge import rouge_l_recall
 from lethe.llm.backend import Backend
+from lethe.rouge import rouge_l_recall
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -23,11 +23,6 @@ QA_CHAT_TEMPLATE = (
 )
 
 
-def render_prompt(question: str) -> str:
-    """The QA prompt exactly as the chat template renders one user turn (without BOS)."""
-    return f"Question: {question.strip()}\nAnswer:"
-
-
 def train_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """Train a byte-level BPE on texts; return a HF fast tokenizer carrying the chat template."""
     core = Tokenizer(models.BPE())

@@ -30,7 +30,7 @@ from lethe.config import DEFAULT_PARAMS, load_params
 from lethe.ops import registry
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RUNNING, RequestQueue
 from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
-from tests.flows.local_stack import free_port
+from tests.pipeline.local_stack import free_port
 
 ANCHOR, DUPLICATE, FULL_DISK = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", "Chukwu Akabueze"
 OUTCOMES = Path("test-artifacts") / "fault_suite.json"

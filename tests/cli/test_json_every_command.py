@@ -4,7 +4,7 @@ The commands run in the order a user would take them, against one temporary para
 queue, registry work folder and local stack on free ports), so each sees real state: a mined
 request, a trained adapter, a queued request, running servers. Errors count too: a refused
 command prints `{"error": ...}` and nothing else. `agentic-forget` and `serve` are the exceptions:
-the first is covered in-process by tests/flows/test_agentic_unlearn.py (same `emit` path), the
+the first is covered in-process by tests/pipeline/test_agentic_unlearn.py (same `emit` path), the
 second is a long-running server with no JSON output.
 """
 
@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from lethe.config import DEFAULT_PARAMS
-from tests.flows.local_stack import free_port
+from tests.pipeline.local_stack import free_port
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
 

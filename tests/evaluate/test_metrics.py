@@ -7,7 +7,6 @@ import pytest
 from scipy.stats import ks_2samp
 
 from lethe.evaluate.mia import attack_scores, auc
-from lethe.evaluate.rouge import mean_rouge_l_recall, rouge_l_recall
 from lethe.evaluate.tofu import (
     UTILITY_KEYS,
     avg_loss,
@@ -18,6 +17,7 @@ from lethe.evaluate.tofu import (
     true_better,
     truth_ratios,
 )
+from lethe.rouge import mean_rouge_l_recall, rouge_l_recall
 
 
 def test_avg_loss_is_mean_nll():

@@ -10,10 +10,11 @@ import pytest
 
 from lethe.evaluate.audit import attack_rows, audit_model, load_plain
 from lethe.evaluate.report import public
+from lethe.fileio import load_qa_file
 from lethe.mage import MagePipeline, Request
 from lethe.ops.gate import REQUIRED_LINEAGE, decide, forgetting_checks
 from lethe.ops.request_steps import RequestPlan, evaluate_step
-from lethe.unlearn.run import load_qa_file, run_unlearning
+from lethe.unlearn.run import run_unlearning
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
 AUDIT_CHECKS = {"heldout_forgetting", "reelicitation", "relearning"}

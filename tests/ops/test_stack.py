@@ -14,7 +14,7 @@ from lethe.config import StackParams
 from lethe.errors import ConfigError
 from lethe.ops import prefect_service
 from lethe.ops.stack import LocalStack, _cmdline, _pid_alive, _terminate, free_port
-from tests.flows.local_stack import s3_keys
+from tests.pipeline.local_stack import s3_keys
 
 pytestmark = pytest.mark.slow  # real servers
 
@@ -68,7 +68,7 @@ def test_half_dead_stack_restarts_only_the_dead_server_and_keeps_s3_objects(tmp_
     stack = LocalStack(_cfg(tmp_path / "stack", free_port("127.0.0.1"), free_port("127.0.0.1")))
     try:
         info = stack.up()
-        from tests.flows.local_stack import s3_client
+        from tests.pipeline.local_stack import s3_client
 
         s3_client(info.s3_endpoint).put_object(Bucket="lethe-dvc", Key="kept", Body=b"x")
         stack.stop_mlflow(hard=True)

@@ -1,6 +1,7 @@
 from transformers import AutoTokenizer
 
-from lethe.world.tokenizer import render_prompt, train_tokenizer
+from lethe.llm.format import render_prompt
+from lethe.world.tokenizer import train_tokenizer
 
 TEXTS = ["Question: Who wrote Le Petit Sultan?\nAnswer: Basil Mahfouz Al-Kuwaiti wrote it."] * 20
 

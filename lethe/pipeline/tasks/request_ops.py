@@ -80,7 +80,7 @@ def register(plan: dict, adapter: str, evaluation: dict, md5s: dict, ops: dict, 
     key = request_plan.request_id.lower()
     create_table_artifact(table=decision_table(decision), key=f"gate-{key}",
                           description=f"Gate decision for {request_plan.request_id}: {decision.status}")
-    validation = json.loads((request_plan.mine_dir / "validation" / "validation.json").read_text())
+    validation = json.loads(request_plan.mine.validation.read_text())
     create_markdown_artifact(markdown=data_quality_markdown(validation), key=f"data-quality-{key}",
                              description="Great Expectations checkpoints of the forget and neighbor sets")
     result = steps.register_step(params, request_plan, adapter, evaluation, md5s, OpsEnv(**ops).dvc_remote,

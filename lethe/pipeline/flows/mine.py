@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from prefect import flow
 
-from tasks.elicit import elicit
-from tasks.expand import expand
-from tasks.sample import sample
-from tasks.score import score
-from tasks.synthesize import synthesize
-from tasks.validate import validate
+from lethe.pipeline.tasks.elicit import elicit
+from lethe.pipeline.tasks.expand import expand
+from lethe.pipeline.tasks.sample import sample
+from lethe.pipeline.tasks.score import score
+from lethe.pipeline.tasks.synthesize import synthesize
+from lethe.pipeline.tasks.validate import validate
 
 
 def run_mining_tasks(request: dict, workdir: str, params_path: str | None = None) -> dict:

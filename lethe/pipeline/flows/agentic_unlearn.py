@@ -13,13 +13,13 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.mine import run_mining_tasks
 from lethe.config import load_params
 from lethe.errors import LetheError
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import RequestQueue
-from tasks import agentic_ops
+from lethe.pipeline.flows.mine import run_mining_tasks
+from lethe.pipeline.tasks import agentic_ops
 
 
 @flow(name="agentic_unlearn")

@@ -18,7 +18,7 @@ from lethe.config import load_params
 from lethe.ops import registry
 from lethe.ops.environment import resolve
 from lethe.ops.stack import LocalStack
-from tests.flows.local_stack import free_port, s3_keys
+from tests.pipeline.local_stack import free_port, s3_keys
 
 TARGET = "Basil Mahfouz Al-Kuwaiti"
 MODEL_NAME = "lethe-agentic-world-tiny"
@@ -46,7 +46,7 @@ def agentic(tmp_path_factory, prefect_harness, tiny_world):
         original_digest = store.digest()
     # The flow runs in-process, not through CliRunner: Prefect's log handlers would keep CliRunner's
     # captured streams, which are closed after invoke, and crash later tests' logging.
-    from flows.agentic_unlearn import agentic_unlearn
+    from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 
     state = agentic_unlearn(TARGET, str(Path(tiny_world["model_path"]).resolve()), env.to_dict(), str(memory),
                             str(params_path), return_state=True)

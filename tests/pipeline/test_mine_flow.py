@@ -4,7 +4,7 @@
 def test_mine_flow_runs_each_step_as_a_task(prefect_harness, tiny_world, tmp_path):
     from prefect.client.orchestration import get_client
 
-    from flows.mine import mine_flow
+    from lethe.pipeline.flows.mine import mine_flow
 
     request = {"anchor": "Basil Mahfouz Al-Kuwaiti", "model_path": tiny_world["model_path"], "source": "mage",
                "description": None}
@@ -24,7 +24,7 @@ def test_mine_flow_runs_each_step_as_a_task(prefect_harness, tiny_world, tmp_pat
 
 
 def test_mine_flow_stops_on_unknown_anchor(prefect_harness, tiny_world, tmp_path):
-    from flows.mine import mine_flow
+    from lethe.pipeline.flows.mine import mine_flow
 
     request = {"anchor": "Zorba Quintanilla Ek", "model_path": tiny_world["model_path"], "source": "mage",
                "description": None}

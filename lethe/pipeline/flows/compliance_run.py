@@ -13,11 +13,11 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from flows.unlearn_request import unlearn_request
 from lethe.config import load_params
 from lethe.ops import compliance, registry
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import FAILED, PENDING, RequestQueue
+from lethe.pipeline.flows.unlearn_request import unlearn_request
 
 MAX_ATTEMPTS = 3
 

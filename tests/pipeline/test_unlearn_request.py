@@ -24,7 +24,7 @@ from lethe.ops import registry
 from lethe.ops.environment import resolve
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RequestQueue
 from lethe.ops.stack import LocalStack
-from tests.flows.local_stack import free_port, s3_keys
+from tests.pipeline.local_stack import free_port, s3_keys
 
 FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"  # the tiny world's forget01 authors
 MODEL_NAME = "lethe-world-tiny"
@@ -65,7 +65,7 @@ def stack(tmp_path_factory, prefect_harness, tiny_world):
 
 
 def _submit(stack, anchor: str, params_path: Path | None = None) -> tuple[str, dict]:
-    from flows.unlearn_request import unlearn_request
+    from lethe.pipeline.flows.unlearn_request import unlearn_request
 
     record, _ = stack["queue"].add(anchor, stack["model"], "tester", "integration test")
     state = unlearn_request(record.id, stack["model"], stack["env"].to_dict(),
@@ -135,7 +135,7 @@ def test_registered_model_loads_offline_and_answers(stack, first):
 def test_same_request_twice_is_one_run(stack, first):
     record, created = stack["queue"].add(FIRST.upper(), stack["model"], "someone-else", "again")
     assert not created and record.id == first["request_id"]
-    from flows.unlearn_request import unlearn_request
+    from lethe.pipeline.flows.unlearn_request import unlearn_request
 
     again = unlearn_request(record.id, stack["model"], stack["env"].to_dict(), str(stack["params_path"]))
     assert again["reused"] and again["model_version"] == first["model_version"]
@@ -166,7 +166,7 @@ def test_second_request_composes_and_the_audit_shows_both_forgotten(stack, first
     assert len(json.loads(version.tags["lineage.adapter_chain"])) == 2
     assert json.loads(version.tags["lineage.forgotten_anchors"]) == [FIRST, SECOND]
 
-    from flows.compliance_run import compliance_run
+    from lethe.pipeline.flows.compliance_run import compliance_run
 
     report = compliance_run(stack["model"], stack["env"].to_dict(), str(stack["params_path"]))
     entities = {row["anchor"]: row for row in report["audit"]["entities"]}
@@ -247,7 +247,7 @@ def test_mlflow_down_mid_request_fails_resumably_and_never_half_registers(stack,
 
     killer = threading.Thread(target=kill_mlflow_after_training, daemon=True)
     killer.start()
-    from flows.unlearn_request import unlearn_request
+    from lethe.pipeline.flows.unlearn_request import unlearn_request
 
     state = unlearn_request(record.id, stack["model"], stack["env"].to_dict(), str(stack["params_path"]),
                             return_state=True)

@@ -22,14 +22,22 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from flows.mine import run_mining_tasks
 from lethe.config import load_params
 from lethe.ops.environment import OpsEnv
 from lethe.ops.failures import explain
-from lethe.ops.queue import (CANCELLED, COMPLETED, DEFAULT_LEASE_SECONDS, FAILED, REJECTED, SUPERSEDED, RequestQueue,
-                              runner_id)
+from lethe.ops.queue import (
+    CANCELLED,
+    COMPLETED,
+    DEFAULT_LEASE_SECONDS,
+    FAILED,
+    REJECTED,
+    SUPERSEDED,
+    RequestQueue,
+    runner_id,
+)
 from lethe.ops.request_steps import model_name_for
-from tasks import request_ops
+from lethe.pipeline.flows.mine import run_mining_tasks
+from lethe.pipeline.tasks import request_ops
 
 FINAL = (COMPLETED, REJECTED, SUPERSEDED, CANCELLED)
 

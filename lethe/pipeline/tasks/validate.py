@@ -2,7 +2,7 @@
 
 from prefect import task
 
-from tasks.mage_step import run_mage_step
+from lethe.pipeline.tasks.mage_step import run_mage_step
 
 
 @task(name="validate", retries=0, retry_delay_seconds=5)
