@@ -9,7 +9,7 @@ from pathlib import Path
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]  # the repository (bench/ lives there)
 BENCHMARKS = {
     "world_build": ["bench/world_build.py", "--sizes", "tiny"],
     "sampling_throughput": ["bench/sampling_throughput.py"],

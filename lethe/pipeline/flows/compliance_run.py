@@ -13,7 +13,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from lethe.config import load_params
+from lethe.config import Params, load_params
 from lethe.ops import compliance, registry
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import FAILED, PENDING, RequestQueue
@@ -23,9 +23,9 @@ MAX_ATTEMPTS = 3
 
 
 @task(name="audit_champion", cache_policy=NO_CACHE)
-def audit_champion(base_model: str, ops: dict, params_path: str | None) -> dict:
+def audit_champion(base_model: str, ops: OpsEnv, params: Params) -> dict:
     """Re-elicitation and held-out recall on the champion for every entity forgotten on this model."""
-    return compliance.audit_champion(load_params(params_path), OpsEnv(**ops), base_model)
+    return compliance.audit_champion(params, ops, base_model)
 
 
 @flow(name="compliance_run", persist_result=True)  # persisted: a deployment run's caller reads it back
@@ -42,7 +42,7 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
         outcome = state.result(raise_on_failure=False) if state.is_completed() else None
         processed.append({"request_id": record.id, "anchor": record.anchor,
                           **(outcome if isinstance(outcome, dict) else {"status": FAILED})})
-    audit = audit_champion(base_model, ops, params_path)
+    audit = audit_champion(base_model, env, params)
     report = compliance.write_report(params.registry.compliance_dir, processed, audit)
     create_markdown_artifact(markdown=report.read_text(), key="compliance-report",
                              description="Requests processed and the champion's re-audit")

@@ -16,13 +16,13 @@ from.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lethe.config import load_params
+from lethe.config import Params, load_params
+from lethe.mage import Request
 from lethe.ops.environment import OpsEnv
 from lethe.ops.failures import explain
 from lethe.ops.queue import (
@@ -73,7 +73,8 @@ def _retrying(task_fn, retries: int, delay: float):
 
 @flow(name="unlearn_request")
 def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: str | None = None) -> dict[str, Any]:
-    """Run (or resume) one queued request; returns its result (also stored in the queue)."""
+    """Run (or resume) one queued request; returns its result (also stored in the queue). The params
+    file is read once, here: every task gets this same Params object, and lineage hashes it."""
     params = load_params(params_path)
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
@@ -93,7 +94,7 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
         with Heartbeat(queue, request_id, owner, lock):
             queue.acquire_lock(lock, owner)
             try:
-                result = _run(params, env, queue, record.to_dict(), base_model, params_path, retries, delay)
+                result = _run(params, env, queue, record.to_dict(), base_model, retries, delay)
             finally:
                 queue.release_lock(lock, owner)
     except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
@@ -106,20 +107,17 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     return result
 
 
-def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str, params_path: str | None,
+def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str,
          retries: int, delay: float) -> dict[str, Any]:
     request_id = record["id"]
-    plan = _retrying(request_ops.plan, retries, delay)(record, base_model, env.to_dict(), params_path,
-                                                       str(flow_run.get_id() or ""))
+    plan = _retrying(request_ops.plan, retries, delay)(record, base_model, env, params, str(flow_run.get_id() or ""))
     # The description only disambiguates for the person who filed it: it is never put into prompts, so
     # it cannot end up in forget sets, the DVC remote or MLflow.
-    mine_request = {"anchor": record["anchor"], "model_path": plan["start_model"], "source": "mage",
-                    "description": None}
-    mine_dir = str(Path(plan["workdir"]) / "mine")
-    base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan["run_id"],
-            "model_name": plan["model_name"], "model_version": None, "promoted": False, "adapter_path": None,
-            "tracking_uri": env.tracking_uri, "workdir": plan["workdir"]}
-    mined = run_mining_tasks(mine_request, mine_dir, params_path)
+    mine_request = Request(anchor=record["anchor"], model_path=plan.start_model, source="mage", description=None)
+    base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan.run_id,
+            "model_name": plan.model_name, "model_version": None, "promoted": False, "adapter_path": None,
+            "tracking_uri": env.tracking_uri, "workdir": plan.workdir}
+    mined = run_mining_tasks(mine_request, str(plan.mine_dir), params)
     if mined["status"] == "nothing_memorized":
         queue.audit("nothing_memorized", request_id, detail={"anchor": record["anchor"]})
         request_ops.close_run(plan, "nothing_memorized")
@@ -132,19 +130,17 @@ def _run(params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str
         request_ops.close_run(plan, "rejected")
         return {**base, "status": REJECTED, "gate": {"passed": False, "reasons": reasons},
                 "graph_png": mined.get("graph_png")}
-    trained = request_ops.unlearn(plan, params_path)
+    trained = request_ops.unlearn(plan, params)
     adapter = trained["adapter_path"]
-    evaluation = request_ops.evaluate(plan, adapter, params_path)
-    md5s = _retrying(request_ops.version, retries, delay)(plan, adapter, evaluation, env.to_dict())
+    evaluation = request_ops.evaluate(plan, adapter, params)
+    md5s = _retrying(request_ops.version, retries, delay)(plan, adapter, evaluation, env)
     queue.audit("dvc_pushed", request_id, detail={"md5": md5s, "remote": env.dvc_remote})
-    registered = _retrying(request_ops.register, retries, delay)(plan, adapter, evaluation, md5s, env.to_dict(),
-                                                                 params_path)
+    registered = _retrying(request_ops.register, retries, delay)(plan, adapter, evaluation, md5s, env, params)
     gate = registered["gate"]
     queue.audit("gate_decision", request_id, detail={"status": gate["status"], "reasons": gate["reasons"],
                                                      "model": registered["model_name"],
                                                      "model_version": registered["model_version"]})
-    registered.update(_retrying(request_ops.promote, retries, delay)(plan, registered["model_version"],
-                                                                     env.to_dict(), params_path))
+    registered.update(_retrying(request_ops.promote, retries, delay)(plan, registered["model_version"], env, params))
     if registered["challenger"]:
         queue.audit("alias_moved", request_id, detail={"alias": "challenger", "model": registered["model_name"],
                                                        "version": registered["model_version"]})

@@ -1,7 +1,8 @@
 """Prefect tasks of an unlearning request after mining (thin wrappers over lethe.ops.request_steps).
 
 Training and registry side effects are never cached (NO_CACHE); evaluation is cached on the
-hashes of the files it reads, which is safe because it is a pure function of them.
+hashes of the files it reads, which is safe because it is a pure function of them. Tasks take typed
+objects (the Params the flow loaded once, the RequestPlan, the OpsEnv), never a params file to re-read.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from lethe.config import load_params
+from lethe.config import Params
 from lethe.ops import request_steps as steps
 from lethe.ops.environment import OpsEnv
 from lethe.ops.gate import decision_table
 from lethe.ops.lineage import model_hash
+from lethe.ops.request_steps import RequestPlan
 
 
 def _hash_tree(path: Path) -> str:
@@ -33,79 +35,71 @@ def _hash_tree(path: Path) -> str:
 
 def evaluation_cache_key(context: Any, parameters: dict[str, Any]) -> str:
     """Key of an evaluation: model, adapter, forget set, evaluation parameters, output folder."""
-    plan = steps.RequestPlan(**parameters["plan"])
-    params = load_params(parameters.get("params_path"))
+    plan, params = parameters["plan"], parameters["params"]
     parts = [model_hash(plan.start_model), _hash_tree(Path(parameters["adapter"])),
-             *(_hash_tree(plan.mine_dir / f"{name}.jsonl") for name in ("forget_set", "dev_set", "audit_set")),
+             *(_hash_tree(path) for path in (plan.mine.forget_set, plan.mine.dev_set, plan.mine.audit_set)),
              plan.workdir, json.dumps([params.evaluate.model_dump(mode="json"), params.audit.model_dump(mode="json")],
                                       sort_keys=True)]
     return "evaluate-" + hashlib.sha256("|".join(parts).encode()).hexdigest()[:32]
 
 
 @task(name="plan", cache_policy=NO_CACHE)
-def plan(request: dict, base_model: str, ops: dict, params_path: str | None, flow_run_id: str | None) -> dict:
+def plan(request: dict, base_model: str, ops: OpsEnv, params: Params, flow_run_id: str | None) -> RequestPlan:
     """Starting model (champion chain) and the request's MLflow run."""
-    return steps.plan_request(load_params(params_path), request, base_model, ops["tracking_uri"],
-                              flow_run_id).to_dict()
+    return steps.plan_request(params, request, base_model, ops.tracking_uri, flow_run_id)
 
 
 @task(name="unlearn", cache_policy=NO_CACHE)
-def unlearn(plan: dict, params_path: str | None) -> dict:
+def unlearn(plan: RequestPlan, params: Params) -> dict:
     """Train the LoRA adapter (resumes from its last checkpoint after a crash)."""
-    result = steps.unlearn_step(load_params(params_path), steps.RequestPlan(**plan))
+    result = steps.unlearn_step(params, plan)
     return {k: v for k, v in result.items() if k not in ("curves",)}
 
 
 @task(name="evaluate", cache_key_fn=evaluation_cache_key, persist_result=True)
-def evaluate(plan: dict, adapter: str, params_path: str | None) -> dict:
+def evaluate(plan: RequestPlan, adapter: str, params: Params) -> dict:
     """Before/after metrics of the request's entity, utility, probes and MIA, and the audit."""
-    return steps.evaluate_step(load_params(params_path), steps.RequestPlan(**plan), adapter)
+    return steps.evaluate_step(params, plan, adapter)
 
 
 @task(name="version", cache_policy=NO_CACHE)
-def version(plan: dict, adapter: str, evaluation: dict, ops: dict) -> dict:
+def version(plan: RequestPlan, adapter: str, evaluation: dict, ops: OpsEnv) -> dict:
     """DVC-version the request's outputs and push them to the S3 remote; name -> md5."""
-    request_plan = steps.RequestPlan(**plan)
-    return OpsEnv(**ops).store().version(request_plan.request_id,
-                                         steps.versioned_files(request_plan, adapter, evaluation))
+    return ops.store().version(plan.request_id, steps.versioned_files(plan, adapter, evaluation))
 
 
 @task(name="register", cache_policy=NO_CACHE)
-def register(plan: dict, adapter: str, evaluation: dict, md5s: dict, ops: dict, params_path: str | None) -> dict:
+def register(plan: RequestPlan, adapter: str, evaluation: dict, md5s: dict, ops: OpsEnv, params: Params) -> dict:
     """Gate, then MLflow run contents + model version with lineage + aliases; Prefect artifacts."""
-    params = load_params(params_path)
-    request_plan = steps.RequestPlan(**plan)
-    lineage = steps.lineage_tags(params, request_plan, md5s, request_plan.run_id)
-    decision = steps.gate_step(params, request_plan, evaluation, lineage)
-    key = request_plan.request_id.lower()
+    lineage = steps.lineage_tags(params, plan, md5s, plan.run_id)
+    decision = steps.gate_step(params, plan, evaluation, lineage)
+    key = plan.request_id.lower()
     create_table_artifact(table=decision_table(decision), key=f"gate-{key}",
-                          description=f"Gate decision for {request_plan.request_id}: {decision.status}")
-    validation = json.loads(request_plan.mine.validation.read_text())
+                          description=f"Gate decision for {plan.request_id}: {decision.status}")
+    validation = json.loads(plan.mine.validation.read_text())
     create_markdown_artifact(markdown=data_quality_markdown(validation), key=f"data-quality-{key}",
                              description="Great Expectations checkpoints of the forget and neighbor sets")
-    result = steps.register_step(params, request_plan, adapter, evaluation, md5s, OpsEnv(**ops).dvc_remote,
-                                 decision, lineage)
+    result = steps.register_step(params, plan, adapter, evaluation, md5s, ops.dvc_remote, decision, lineage)
     return {**result, "gate": decision.to_dict(), "lineage": lineage}
 
 
 @task(name="promote", cache_policy=NO_CACHE)
-def promote(plan: dict, version: str, ops: dict, params_path: str | None) -> dict:
+def promote(plan: RequestPlan, version: str, ops: OpsEnv, params: Params) -> dict:
     """Challenger / champion aliases from the ledger's gate verdict, if the champion did not move."""
     from lethe.ops.queue import RequestQueue
 
-    request_plan = steps.RequestPlan(**plan)
-    verdict = RequestQueue(OpsEnv(**ops).queue_url).gate_verdict(request_plan.model_name, version)
-    return steps.promote_step(load_params(params_path), request_plan, version, verdict)
+    verdict = RequestQueue(ops.queue_url).gate_verdict(plan.model_name, version)
+    return steps.promote_step(params, plan, version, verdict)
 
 
 @task(name="close_run", cache_policy=NO_CACHE)
-def close_run(plan: dict, status: str) -> None:
+def close_run(plan: RequestPlan, status: str) -> None:
     """End the request's MLflow run when it stops before registration (nothing memorized, data quality)."""
     from lethe.ops import registry
 
-    client = registry.client(plan["tracking_uri"])
-    client.set_tag(plan["run_id"], "gate.status", status)
-    client.set_terminated(plan["run_id"], "FINISHED")
+    client = registry.client(plan.tracking_uri)
+    client.set_tag(plan.run_id, "gate.status", status)
+    client.set_terminated(plan.run_id, "FINISHED")
 
 
 def data_quality_markdown(validation: dict) -> str:
