@@ -212,6 +212,23 @@ class LoraParams(Strict):
         return value
 
 
+class DistillParams(Strict):
+    """Noise-then-distill after training (lethe.unlearn.distill): the student starts from the unlearned
+    projection weights mixed with a fresh initialization and learns the unlearned model's outputs."""
+
+    alpha: float = Field(0.0, ge=0, le=1, description="share of fresh initialization in the student's projection "
+                         "weights (0: off)")
+    steps: int = Field(300, gt=0, description="distillation steps (KL to the unlearned model, every token)")
+    lr: float = Field(0.001, gt=0)
+    batch_size: int = Field(16, gt=0)
+    temperature: float = Field(1.0, gt=0)
+    entity_probes: bool = Field(True, description="add the elicitation prompts about every other entity the "
+                                "model holds (a world model's other authors), answered by the unlearned model")
+    answers: int = Field(1, gt=0, description="the unlearned model's answers per question: its greedy answer, and "
+                         "answers - 1 more sampled at sample_temperature (more of what it knows reaches the student)")
+    sample_temperature: float = Field(0.7, gt=0)
+
+
 # The method registry's names (lethe.unlearn.methods.REGISTRY; a test keeps the two equal). Kept
 # here so that loading params.yaml rejects a typo without importing torch.
 METHOD_NAMES = ("ga", "ga_gd", "ga_kl", "npo", "npo_gd", "simnpo", "sra")
@@ -251,6 +268,7 @@ class UnlearnParams(Strict):
     merge: bool
     threads: int = Field(gt=0)
     lora: LoraParams
+    distill: DistillParams = Field(default_factory=DistillParams)
 
     @field_validator("method")
     @classmethod

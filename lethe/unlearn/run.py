@@ -48,6 +48,16 @@ def general_retain(model: Path, rows: int, seed: int,
     return random.Random(seed).sample(pool, min(rows, len(pool)))
 
 
+def entity_probes(model: Path, templates: Sequence[str], avoid_authors: AbstractSet[str]) -> list[str]:
+    """The elicitation prompts about every other entity the model is known to hold: for a world model,
+    its authors other than `avoid_authors`; none for any other model (its neighbor set is what it has)."""
+    from lethe.evaluate.suite import world_record
+
+    record = world_record(model)
+    names = [a["name"] for a in record["authors"] if a["name"] not in avoid_authors] if record else []
+    return [template.format(anchor=name) for name in names for template in templates]
+
+
 def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: Sequence[tuple[str, str]],
                         rows: int, seed: int, avoid_authors: AbstractSet[str]) -> list[tuple[str, str]]:
     """Questions the adaptive budget's utility proxy scores: TOFU QA of other authors the world model
@@ -125,5 +135,16 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         report = sanitize_adapter(model, result["adapter_path"], retain, forget, params.sage, out_dir / "adapter_sage")
         result.update(raw_adapter_path=result["adapter_path"], adapter_path=report["adapter_path"],
                       sage={k: v for k, v in report.items() if k != "layers"}, sage_layers=report["layers"])
+    if params.unlearn.distill.alpha > 0:
+        from lethe.unlearn.distill import distill_adapter
+
+        cfg = params.unlearn.distill
+        probes = entity_probes(model, params.elicit.prompts, targets) if cfg.entity_probes else []
+        report = distill_adapter(model, result["adapter_path"], retain, [q for q, _ in forget] + probes, cfg,
+                                 out_dir / "adapter_distilled", params.backend.device, params.unlearn.seed,
+                                 params.audit.max_new_tokens, params.unlearn.threads)
+        report["entity_probes"] = len(probes)
+        result.update(undistilled_adapter_path=result["adapter_path"], adapter_path=report["adapter_path"],
+                      distill=report)
     (out_dir / "unlearn.json").write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
     return result
