@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
 
 from lethe.errors import ConfigError, LetheError
 
@@ -229,9 +229,39 @@ class DistillParams(Strict):
     sample_temperature: float = Field(0.7, gt=0)
 
 
-# The method registry's names (lethe.unlearn.methods.REGISTRY; a test keeps the two equal). Kept
-# here so that loading params.yaml rejects a typo without importing torch.
-METHOD_NAMES = ("ga", "ga_gd", "ga_kl", "npo", "npo_gd", "simnpo", "sra")
+class MethodConfig(Strict):
+    """Hyperparameters every unlearning method has: the weights of its forget and retain terms."""
+
+    forget_weight: float = Field(1.0, ge=0)
+    retain_weight: float = Field(1.0, ge=0, description="retain term (ignored by methods without one)")
+
+
+class NpoConfig(MethodConfig):
+    """NPO family: the inverse temperature of the preference loss."""
+
+    beta: float = Field(0.1, gt=0)
+
+
+class SimNpoConfig(NpoConfig):
+    """SimNPO: NPO without a reference model, with a reward margin."""
+
+    gamma: float = Field(0.0, ge=0)
+
+
+class SraConfig(MethodConfig):
+    """SRA: stochastic reference alignment toward freshly drawn near-uniform distributions."""
+
+    reference_noise: float = Field(1.0, gt=0, description="logit std of the sampled near-uniform references")
+
+
+# Each registered method's config class, by its params.yaml name (lethe.unlearn.methods.REGISTRY
+# holds the same names, each Method naming this class; a test keeps the two equal). Kept here so
+# that loading params.yaml rejects a typo or a wrong hyperparameter without importing torch.
+METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
+    "ga": MethodConfig, "ga_gd": MethodConfig, "ga_kl": MethodConfig,
+    "npo": NpoConfig, "npo_gd": NpoConfig, "simnpo": SimNpoConfig, "sra": SraConfig,
+}
+METHOD_NAMES = tuple(METHOD_CONFIGS)
 
 
 class UnlearnParams(Strict):
@@ -242,11 +272,8 @@ class UnlearnParams(Strict):
     max_steps: int = Field(gt=0)
     batch_size: int = Field(gt=0)
     seed: int
-    beta: float = Field(gt=0)
-    gamma: float = Field(ge=0)
-    forget_weight: float = Field(ge=0)
-    retain_weight: float = Field(ge=0)
-    reference_noise: float = Field(gt=0, description="sra: logit std of the sampled near-uniform references")
+    methods: dict[str, SerializeAsAny[MethodConfig]] = Field(default_factory=dict, description="each method's own "
+                                             "hyperparameters, by name (a method not listed has its defaults)")
     forget_nll_bound: float = Field(gt=0, description="early stop once the training forget NLL exceeds this "
                                     "(a training-text criterion: a safety stop only, never evidence)")
     eval_every: int = Field(ge=0, description="adaptive budget: score the dev probes and the utility proxy every "
@@ -276,6 +303,32 @@ class UnlearnParams(Strict):
         if value not in METHOD_NAMES:
             raise ValueError(f"unknown unlearning method {value!r}; known: {', '.join(METHOD_NAMES)}")
         return value
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _typed_sections(cls, value):
+        """Each section validated by its own method's config class (unknown keys are errors)."""
+        if not isinstance(value, dict):
+            raise ValueError("methods must map method names to their hyperparameters")
+        typed = {}
+        for name, section in value.items():
+            if name not in METHOD_CONFIGS:
+                raise ValueError(f"unknown unlearning method {name!r}; known: {', '.join(METHOD_NAMES)}")
+            if isinstance(section, METHOD_CONFIGS[name]):
+                typed[name] = section
+                continue
+            try:
+                typed[name] = METHOD_CONFIGS[name].model_validate(dict(section or {}))
+            except ValidationError as exc:
+                raise ValueError(f"{name}.{_describe(exc)}") from None
+        return typed
+
+    def method_config(self, name: str | None = None) -> MethodConfig:
+        """The hyperparameters of method `name` (default: the configured method)."""
+        name = name or self.method
+        if name not in METHOD_CONFIGS:
+            raise LetheError(f"unknown unlearning method {name!r}; known: {', '.join(METHOD_NAMES)}")
+        return self.methods.get(name) or METHOD_CONFIGS[name]()
 
 
 class SageParams(Strict):
@@ -450,7 +503,7 @@ def _describe(error: ValidationError) -> str:
     lines = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"]
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
         lines.append(f"{key}: {message}")
     return "; ".join(lines)
 

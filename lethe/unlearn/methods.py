@@ -15,26 +15,15 @@ Deviations from open-unlearning, on purpose:
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
+from lethe.config import METHOD_CONFIGS, MethodConfig, NpoConfig, SimNpoConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import token_logprobs
 
 Batch = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True)
-class MethodParams:
-    """Coefficients shared by the methods (from params.yaml `unlearn`)."""
-
-    beta: float = 0.1  # NPO / SimNPO inverse temperature
-    gamma: float = 0.0  # SimNPO reward margin
-    forget_weight: float = 1.0
-    retain_weight: float = 1.0
-    reference_noise: float = 1.0  # SRA: std of the reference logits (small = near uniform)
 
 
 def sequence_logprob(model, batch: Batch, mean: bool = False) -> torch.Tensor:
@@ -71,14 +60,18 @@ class Method:
     """An unlearning objective: a forget term plus (for some methods) a retain term.
 
     `terms` returns (forget term, retain term or None, named parts for the curves); `loss` is their
-    sum. The trainer keeps the two apart when it balances their gradients.
+    sum. The trainer keeps the two apart when it balances their gradients. `config` is the class of
+    the method's own section of params.yaml (`unlearn.methods.<name>`, lethe.config.METHOD_CONFIGS).
     """
 
     name = ""
     needs_retain = False
+    config: type[MethodConfig] = MethodConfig
 
-    def __init__(self, params: MethodParams):
-        self.p = params
+    def __init__(self, config: MethodConfig | None = None):
+        self.p = config if config is not None else self.config()
+        if not isinstance(self.p, self.config):
+            raise LetheError(f"method {self.name!r} takes a {self.config.__name__}, got {type(self.p).__name__}")
 
     def terms(self, model, forget: Batch, retain: Batch | None) -> Terms:
         raise NotImplementedError
@@ -98,6 +91,9 @@ REGISTRY: dict[str, type[Method]] = {}
 
 
 def register(cls: type[Method]) -> type[Method]:
+    """Add a method to the registry under its params.yaml name (which METHOD_CONFIGS must know)."""
+    if METHOD_CONFIGS.get(cls.name) is not cls.config:
+        raise LetheError(f"method {cls.name!r} needs its config class in lethe.config.METHOD_CONFIGS")
     REGISTRY[cls.name] = cls
     return cls
 
@@ -151,6 +147,7 @@ class NPO(Method):
     """NPO: -(2/beta) log sigmoid(-beta * (log p(y|x) - log p_ref(y|x))), sequence-summed log-probs."""
 
     name = "npo"
+    config = NpoConfig
 
     def npo_term(self, model, forget):
         with torch.no_grad(), reference(model):
@@ -185,6 +182,7 @@ class SimNPO(Method):
 
     name = "simnpo"
     needs_retain = True
+    config = SimNpoConfig
 
     def terms(self, model, forget, retain):
         avg_nll = -sequence_logprob(model, forget, mean=True)
@@ -206,6 +204,7 @@ class StochasticReferenceAlignment(Method):
 
     name = "sra"
     needs_retain = True
+    config = SraConfig
 
     def terms(self, model, forget, retain):
         logits, labels = answer_logits(model, forget)
@@ -217,9 +216,10 @@ class StochasticReferenceAlignment(Method):
         return self.p.forget_weight * kl, retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
 
 
-def get_method(name: str, params: MethodParams) -> Method:
-    """The registered method `name`, or a clear error listing the known ones."""
+def get_method(name: str, config: MethodConfig | None = None) -> Method:
+    """The registered method `name` with its hyperparameters (defaults when None), or a clear error
+    listing the known ones."""
     if name not in REGISTRY:
         raise LetheError(f"unknown unlearning method {name!r}; known: {', '.join(sorted(REGISTRY))}")
-    return REGISTRY[name](params)
+    return REGISTRY[name](config)
 

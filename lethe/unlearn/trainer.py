@@ -22,7 +22,7 @@ from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
-from lethe.unlearn.methods import MethodParams, get_method
+from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.targets import check_targets, resolve_targets, uses_conv1d
 
@@ -164,8 +164,8 @@ def check_inputs(model_path: str | Path, forget: Sequence[tuple[str, str]], reta
 def _method_for(forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], cfg: UnlearnParams,
                 method_name: str | None):
     """The method to train: a known one, with a forget set, and a retain set when it needs one."""
-    method = get_method(method_name or cfg.method, MethodParams(cfg.beta, cfg.gamma, cfg.forget_weight,
-                                                                cfg.retain_weight, cfg.reference_noise))
+    name = method_name or cfg.method
+    method = get_method(name, cfg.method_config(name))
     if not forget:
         raise LetheError("the forget set is empty: nothing to unlearn")
     if method.needs_retain and not retain:
@@ -256,7 +256,8 @@ def train_adapter(
                         if r_idx else None)
         optimizer.zero_grad(set_to_none=True)
         if cfg.balance_gradients and method.needs_retain:
-            loss, parts = balanced_backward(method, model, forget_batch, retain_batch, trainable, cfg.retain_weight)
+            loss, parts = balanced_backward(method, model, forget_batch, retain_batch, trainable,
+                                            method.p.retain_weight)
         else:
             loss, parts = method.loss(model, forget_batch, retain_batch)
             loss.backward()

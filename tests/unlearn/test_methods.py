@@ -3,15 +3,16 @@ import math
 import pytest
 import torch
 
+from lethe.config import MethodConfig, NpoConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
-from lethe.unlearn.methods import REGISTRY, MethodParams, get_method, nll
+from lethe.unlearn.methods import REGISTRY, get_method, nll
 
 
 def test_registry_has_every_method():
     assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo", "sra"} <= set(REGISTRY)
     with pytest.raises(LetheError, match="unknown unlearning method"):
-        get_method("forget_harder", MethodParams())
+        get_method("forget_harder")
 
 
 def _peft(tiny_world):
@@ -35,10 +36,10 @@ def test_losses_at_initialization(tiny_world, tiny_backend):
     forget, retain = _batch(tiny_backend, 198), _batch(tiny_backend, 0)
     with torch.no_grad():
         forget_nll, retain_nll = nll(model, forget).item(), nll(model, retain).item()
-        ga, _ = get_method("ga", MethodParams()).loss(model, forget, None)
-        gd, _ = get_method("ga_gd", MethodParams(retain_weight=2.0)).loss(model, forget, retain)
-        npo, parts = get_method("npo", MethodParams(beta=0.1)).loss(model, forget, None)
-        kl, kl_parts = get_method("ga_kl", MethodParams()).loss(model, forget, retain)
+        ga, _ = get_method("ga").loss(model, forget, None)
+        gd, _ = get_method("ga_gd", MethodConfig(retain_weight=2.0)).loss(model, forget, retain)
+        npo, parts = get_method("npo", NpoConfig(beta=0.1)).loss(model, forget, None)
+        kl, kl_parts = get_method("ga_kl").loss(model, forget, retain)
     assert ga.item() == pytest.approx(-forget_nll, rel=1e-5)
     assert gd.item() == pytest.approx(-forget_nll + 2 * retain_nll, rel=1e-5)
     assert parts["log_ratio"] == pytest.approx(0.0, abs=1e-4)
@@ -49,7 +50,7 @@ def test_losses_at_initialization(tiny_world, tiny_backend):
 def test_retain_methods_need_retain_data(tiny_world, tiny_backend):
     model = _peft(tiny_world)
     with pytest.raises(LetheError, match="retain set"):
-        get_method("ga_gd", MethodParams()).loss(model, _batch(tiny_backend, 198), None)
+        get_method("ga_gd").loss(model, _batch(tiny_backend, 198), None)
 
 
 def _answer_entropy(model, batch) -> float:
@@ -63,7 +64,7 @@ def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_worl
     torch.manual_seed(0)
     model = _peft(tiny_world)
     forget, retain = _batch(tiny_backend, 198), _batch(tiny_backend, 0)
-    method = get_method("sra", MethodParams(reference_noise=1.0))
+    method = get_method("sra", SraConfig(reference_noise=1.0))
     with torch.no_grad():
         entropy_before, retain_before = _answer_entropy(model, forget), nll(model, retain).item()
         _, parts = method.loss(model, forget, retain)
@@ -80,3 +81,31 @@ def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_worl
     assert retain_after < retain_before + 0.5
     with pytest.raises(LetheError, match="retain set"):
         method.loss(model, forget, None)
+
+
+def test_every_method_has_its_own_config_class_and_takes_only_that():
+    from lethe.config import METHOD_CONFIGS
+
+    assert {name: cls.config for name, cls in REGISTRY.items()} == METHOD_CONFIGS
+    assert get_method("simnpo").p.gamma == 0.0  # defaults without a section
+    with pytest.raises(LetheError, match="takes a NpoConfig"):
+        get_method("npo", SraConfig())
+
+
+def test_a_method_section_is_typed_when_params_load(params, tmp_path):
+    import yaml
+
+    from lethe.config import load_params
+    from lethe.errors import ConfigError
+
+    raw = yaml.safe_load(open("params.yaml"))
+    assert params.unlearn.method_config("npo_gd").beta == raw["unlearn"]["methods"]["npo_gd"]["beta"]
+    for section, message in (({"npo_gd": {"betta": 0.1}}, "betta: unknown key"),
+                             ({"npo_gd": {"beta": -1}}, "greater than 0"),
+                             ({"nppo": {}}, "unknown unlearning method 'nppo'"),
+                             ({"ga": {"beta": 0.1}}, "beta: unknown key")):  # GA has no beta
+        raw["unlearn"]["methods"] = section
+        path = tmp_path / "params.yaml"
+        path.write_text(yaml.safe_dump(raw))
+        with pytest.raises(ConfigError, match=message):
+            load_params(path)

@@ -132,7 +132,7 @@ def test_balanced_ga_gd_forgets_where_the_retain_gradient_drowns_plain_ga_gd(tin
     for record in runs[True]["curves"]:
         # the retain gradient that reaches the optimizer has retain_weight x the forget gradient's norm
         assert record["retain_scale"] * record["retain_grad_norm"] == pytest.approx(
-            params.unlearn.retain_weight * record["forget_grad_norm"], rel=1e-4)
+            params.unlearn.method_config().retain_weight * record["forget_grad_norm"], rel=1e-4)
 
 
 def test_empty_forget_set_is_refused(tiny_world, params, tmp_path):
