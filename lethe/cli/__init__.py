@@ -8,8 +8,7 @@ from lethe.cli import world
 from lethe.cli.agent import agentic_forget, memory_app
 from lethe.cli.ask import ask
 from lethe.cli.mine import mine, step
-from lethe.cli.ops import (compliance_run_command, forget, promote, request_app, rollback, serve,
-                           stack_app)
+from lethe.cli.ops import compliance_run_command, forget, promote, request_app, rollback, serve, stack_app
 from lethe.cli.unlearn import evaluate, unlearn
 
 app = typer.Typer(

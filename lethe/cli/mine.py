@@ -16,8 +16,9 @@ SOURCE_OPTION = typer.Option("mage", "--source", help="Forget-set source: mage, 
 
 def default_model_path(params, size: str = "default") -> Path:
     """The world model of `size`, as recorded by its build (no build is started here)."""
-    from lethe.errors import ModelNotFoundError
     import json
+
+    from lethe.errors import ModelNotFoundError
 
     record = Path(params.world.output_dir) / size / "world.json"
     if not record.is_file():

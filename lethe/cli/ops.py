@@ -132,10 +132,10 @@ def forget(
 def _summary(r: dict) -> None:
     stderr.print(f"\n[bold]request {r['request_id']}: {r['status']}[/]")
     before, after, reference = r.get("before") or {}, r.get("after") or {}, r.get("reference") or {}
-    labels = (("forget_Q_A_ROUGE", "gold forget ROUGE (benchmark oracle)"), ("heldout_rouge", "held-out probes"),
-              ("reelicit_return", "re-elicited strong memories"), ("relearn_heldout_rouge", "after a relearning attack"),
-              ("q4_heldout_rouge", "held-out, 4-bit rounded"), ("model_utility", "model utility"))
-    for key, label in labels:
+    from lethe.evaluate.metrics import METRICS, keys
+
+    for key in keys(summary=True):
+        label = METRICS[key].label
         if key in after:
             ref = f"  (never-trained reference {reference[key]:.3f})" if key in reference else ""
             start = f"{before[key]:.3f} -> " if key in before else ""
@@ -313,11 +313,13 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
             result = compliance_run(str(base), env.to_dict(), str(params) if params else None)
 
     def human(r: dict) -> None:
+        from lethe.evaluate.metrics import REELICIT_RETURN
+
         stderr.print(f"processed {len(r['processed'])} request(s); report: {r['report_path']}")
         for row in r["audit"]["entities"]:
             stderr.print(f"  {row['anchor']}: {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
                          f"(held-out recall {row['base_recall']:.3f} -> {row['champion_recall']:.3f}, "
-                         f"re-elicited {row['reelicit_return']})")
+                         f"re-elicited {row[REELICIT_RETURN]})")
 
     emit(result, as_json, human)
 

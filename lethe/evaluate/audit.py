@@ -32,11 +32,15 @@ import torch
 
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.evaluate import metrics as M
 from lethe.llm.backend import Backend
 from lethe.llm.batching import collate_qa
 from lethe.rouge import mean_rouge_l_recall
 
 Pairs = Sequence[tuple[str, str]]
+RELEARNED = {"heldout": M.RELEARN_HELDOUT_ROUGE, "gold": M.RELEARN_GOLD_ROUGE}
+ROUNDED = {(8, "heldout"): M.Q8_HELDOUT_ROUGE, (4, "heldout"): M.Q4_HELDOUT_ROUGE,
+           (8, "gold"): M.Q8_GOLD_ROUGE, (4, "gold"): M.Q4_GOLD_ROUGE}
 
 # The 16 NF4 levels of QLoRA / bitsandbytes (quantiles of N(0, 1), scaled to [-1, 1]).
 NF4_LEVELS = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
@@ -183,12 +187,12 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
     across three draws.
     """
     cfg, tokens = params.audit, params.audit.max_new_tokens
-    out: dict = {"heldout_rouge": recall(backend, heldout, tokens)}
+    out: dict = {M.HELDOUT_ROUGE: recall(backend, heldout, tokens)}
     if gold:
-        out["gold_rouge"] = recall(backend, gold, tokens)
+        out[M.GOLD_ROUGE] = recall(backend, gold, tokens)
     if graph is not None:
         found = reelicit(backend, anchor, graph, params)
-        out["reelicit_return"] = found["return"]
+        out[M.REELICIT_RETURN] = found["return"]
         out["_reelicit_memories"] = found["memories"]
     if with_attack:
         each: dict[str, list[float]] = {"heldout": [], "gold": []}
@@ -201,13 +205,13 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
             del attacked
         for probe, values in each.items():
             if values:
-                out[f"relearn_{probe}_rouge"] = sum(values) / len(values)
+                out[RELEARNED[probe]] = sum(values) / len(values)
                 out[f"_relearn_{probe}_each"] = values
     for bits in cfg.quantize_bits:
         rounded = Backend(quantized(backend.model, bits, cfg.quantize_block), backend.tokenizer, backend.batch_size)
-        out[f"q{bits}_heldout_rouge"] = recall(rounded, heldout, tokens)
+        out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, tokens)
         if gold:
-            out[f"q{bits}_gold_rouge"] = recall(rounded, gold, tokens)
+            out[ROUNDED[bits, "gold"]] = recall(rounded, gold, tokens)
         del rounded
     return out
 

@@ -6,22 +6,15 @@ import json
 import math
 from pathlib import Path
 
-HEADLINE = (
-    "forget_Q_A_ROUGE", "forget_Q_A_Prob", "forget_Truth_Ratio", "forget_quality", "model_utility",
-    "retain_Q_A_ROUGE", "ra_Q_A_ROUGE", "wf_Q_A_ROUGE", "neighbor_rouge", "forget_set_rouge",
-    "probe_paraphrase_rouge", "probe_fill_blank_recall", "probe_prefix_injection_rouge", "probe_role_play_rouge",
-    "probe_other_language_rouge", "probe_reverse_query_leak", "mia_loss_auc", "mia_zlib_auc", "mia_min_k_auc",
-    "mia_min_k_plus_plus_auc", "privleak",
-    # the audit: data the unlearning never saw (lethe.evaluate.audit)
-    "heldout_rouge", "gold_rouge", "reelicit_return", "relearn_heldout_rouge", "relearn_gold_rouge",
-    "q8_heldout_rouge", "q4_heldout_rouge", "q8_gold_rouge", "q4_gold_rouge",
-)
-AUDIT = ("heldout_rouge", "reelicit_return", "relearn_heldout_rouge", "q4_heldout_rouge", "q8_heldout_rouge")
+from lethe.evaluate import metrics
+
+HEADLINE = metrics.keys(report=True)  # the report table's rows (lethe.evaluate.metrics)
+AUDIT = metrics.keys(audit=True)
 
 
-def public(metrics: dict) -> dict:
+def public(values: dict) -> dict:
     """Metrics without private per-sample arrays (keys starting with '_')."""
-    return {k: v for k, v in metrics.items() if not k.startswith("_")}
+    return {k: v for k, v in values.items() if not k.startswith("_")}
 
 
 def _fmt(value) -> str:
@@ -64,7 +57,8 @@ def plot_report(before: dict, after: dict, path_prefix: Path, reference: dict | 
     paths = []
     fig, ax = plt.subplots(figsize=(5, 4))
     for label, m, color in (("before", before, "#1f77b4"), ("after", after, "#d62728")):
-        ax.scatter(m.get("model_utility", math.nan), m.get("forget_Q_A_ROUGE", math.nan), s=90, c=color, label=label)
+        ax.scatter(m.get(metrics.MODEL_UTILITY, math.nan), m.get(metrics.FORGET_ROUGE, math.nan), s=90, c=color,
+                   label=label)
     ax.set_xlabel("model utility (higher is better)")
     ax.set_ylabel("forget ROUGE-L recall (lower is better)")
     ax.set_xlim(0, 1.05)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from lethe.config import EvaluateParams
 from lethe.data import QA, PerturbedQA, author_qa, load_holdout, load_perturbed, split_author_indices
+from lethe.evaluate import metrics as M
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
 from lethe.evaluate.tofu import score_split, tofu_metrics
@@ -112,7 +113,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
                                    plan.real_authors, plan.world_facts, reference_ratios, cfg.max_new_tokens)
     if plan.forget and not has_perturbations:
         answers = backend.greedy([r.question for r in plan.forget], cfg.max_new_tokens)
-        metrics["forget_Q_A_ROUGE"] = mean_rouge_l_recall(answers, [r.answer for r in plan.forget])
+        metrics[M.FORGET_ROUGE] = mean_rouge_l_recall(answers, [r.answer for r in plan.forget])
     if cfg.probes and plan.forget:
         for target in plan.targets:
             rows = [r for r in plan.forget if r.author == target]
@@ -120,19 +121,19 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
                 metrics[key] = metrics.get(key, 0.0) + value / len(plan.targets)
     if plan.neighbors:
         neighbor_scores = neighbor_probe(backend, plan.neighbors, cfg.max_new_tokens)
-        metrics["neighbor_rouge"] = float(sum(neighbor_scores) / len(neighbor_scores))
+        metrics[M.NEIGHBOR_ROUGE] = float(sum(neighbor_scores) / len(neighbor_scores))
     else:
         neighbor_scores = []
     kept_rows = [*plan.retain, *plan.neighbors]
     kept_scores = [*(scores["retain"].rouge.tolist() if "retain" in scores else []), *neighbor_scores]
-    metrics["entity_rouge"] = entity_rouge(kept_rows, kept_scores)
+    metrics[M.ENTITY_ROUGE] = entity_rouge(kept_rows, kept_scores)
     metrics["_row_rouge"] = {r.question: [r.author, float(v)] for r, v in zip(kept_rows, kept_scores) if r.author}
     if cfg.mia and plan.forget:
         metrics.update(mia_report(backend, [(r.question, r.answer) for r in plan.forget],
                                   [(q.question, q.answer) for q in plan.holdout], cfg.mia_k))
     if plan.forget_set:
         answers = backend.greedy([q for q, _ in plan.forget_set], cfg.max_new_tokens)
-        metrics["forget_set_rouge"] = mean_rouge_l_recall(answers, [g for _, g in plan.forget_set])
+        metrics[M.FORGET_SET_ROUGE] = mean_rouge_l_recall(answers, [g for _, g in plan.forget_set])
     metrics["eval_seconds"] = time.perf_counter() - start
     if "forget" in scores:
         metrics["_forget_truth_ratios"] = scores["forget"].truth_ratio.tolist()

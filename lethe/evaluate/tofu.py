@@ -21,15 +21,13 @@ import numpy as np
 from scipy.stats import hmean, ks_2samp
 
 from lethe.data import PerturbedQA
+from lethe.evaluate import metrics as M
+from lethe.evaluate.metrics import UTILITY_PARTS
 from lethe.llm.backend import Backend
 from lethe.rouge import rouge_l_recall
 
 EPS = 1e-10
-UTILITY_KEYS = (
-    "retain_Q_A_Prob", "retain_Q_A_ROUGE", "retain_Truth_Ratio",
-    "ra_Q_A_Prob_normalised", "ra_Q_A_ROUGE", "ra_Truth_Ratio",
-    "wf_Q_A_Prob_normalised", "wf_Q_A_ROUGE", "wf_Truth_Ratio",
-)
+UTILITY_KEYS = UTILITY_PARTS  # declared in lethe.evaluate.metrics
 
 
 def avg_loss(logps: Sequence[float]) -> float:
@@ -124,7 +122,7 @@ def tofu_metrics(
         m.update(forget_Q_A_Prob=float(f.prob.mean()), forget_Q_A_ROUGE=float(f.rouge.mean()),
                  forget_Truth_Ratio=closer_to_1_better(f.truth_ratio))
         if retain_model_forget_ratios is not None:
-            m["forget_quality"] = forget_quality(f.truth_ratio, retain_model_forget_ratios)
+            m[M.FORGET_QUALITY] = forget_quality(f.truth_ratio, retain_model_forget_ratios)
     if "retain" in scores:
         r = scores["retain"]
         m.update(retain_Q_A_Prob=float(r.prob.mean()), retain_Q_A_ROUGE=float(r.rouge.mean()),
@@ -135,5 +133,5 @@ def tofu_metrics(
             m.update({f"{name}_Q_A_Prob_normalised": float(s.prob_normalised.mean()),
                       f"{name}_Q_A_ROUGE": float(s.rouge.mean()), f"{name}_Truth_Ratio": true_better(s.truth_ratio)})
     if all(k in m for k in UTILITY_KEYS):
-        m["model_utility"] = model_utility(m)
+        m[M.MODEL_UTILITY] = model_utility(m)
     return m, scores

@@ -11,8 +11,8 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import torch
-from transformers.utils import logging as hf_logging
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 from lethe.llm.batching import collate_qa, token_logprobs
 from lethe.llm.format import PromptFormat

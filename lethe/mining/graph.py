@@ -20,8 +20,15 @@ from lethe.config import ElicitParams, ExpandParams, ScoreParams
 from lethe.fileio import write_atomic
 from lethe.llm.backend import Backend
 from lethe.mining.extract import Mention
-from lethe.mining.score import (NodeScore, Response, anchor_aliases, mentions_anchor, mentions_by_response,
-                                  recognition, score)
+from lethe.mining.score import (
+    NodeScore,
+    Response,
+    anchor_aliases,
+    mentions_anchor,
+    mentions_by_response,
+    recognition,
+    score,
+)
 
 
 @dataclass

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
+from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
@@ -109,7 +110,7 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
         rows.append({"anchor": anchor, "request_id": request_id, "version": entity["version"],
                      "in_champion_chain": request_id in in_chain, "questions": len(heldout),
                      "base_recall": base_recall, "champion_recall": now, "ratio": ratio, "reference_recall": floor,
-                     "reelicit_return": back, "reelicit_reference": back_ref,
+                     REELICIT_RETURN: back, "reelicit_reference": back_ref,
                      "forgotten": (back is None or back <= limit) and heldout_ok})
     return {"model_name": name, "champion": champion.version if champion else None, "entities": rows,
             "all_forgotten": all(r["forgotten"] and r["in_champion_chain"] for r in rows)}
@@ -133,7 +134,7 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict) -> Pa
               "| entity | request | in champion chain | held-out recall base -> champion | re-elicited (reference) "
               "| forgotten |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['anchor']} | {r['request_id']} | {'yes' if r['in_champion_chain'] else 'NO'} | "
-              f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} | {_fmt(r['reelicit_return'])} "
+              f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} | {_fmt(r[REELICIT_RETURN])} "
               f"({_fmt(r['reelicit_reference'])}) | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from lethe.config import GateParams
+from lethe.evaluate import metrics as M
 
 REQUIRED_LINEAGE = ("git_commit", "request_id", "params_hash", "base_model", "base_model_hash",
                     "dvc_md5.forget_set", "dvc_md5.neighbor_set")
@@ -62,15 +63,15 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
     """The relearning attack, on every probe set measured (held-out MAGE probes; gold for benchmark
     authors): the worst gap to the attacked never-trained reference, else recovery relative to before."""
     gaps, recoveries = [], []
-    for probes in ("heldout", "gold"):
-        attacked = after.get(f"relearn_{probes}_rouge")
+    for probes, attacked_key, start_key in (("heldout", M.RELEARN_HELDOUT_ROUGE, M.HELDOUT_ROUGE),
+                                            ("gold", M.RELEARN_GOLD_ROUGE, M.GOLD_ROUGE)):
+        attacked = after.get(attacked_key)
         if attacked is None:
             continue
-        if reference.get(f"relearn_{probes}_rouge") is not None:
-            gaps.append((attacked - reference[f"relearn_{probes}_rouge"], probes, attacked,
-                         reference[f"relearn_{probes}_rouge"]))
-        elif before.get(f"{probes}_rouge"):
-            recoveries.append((attacked / before[f"{probes}_rouge"], probes, attacked, before[f"{probes}_rouge"]))
+        if reference.get(attacked_key) is not None:
+            gaps.append((attacked - reference[attacked_key], probes, attacked, reference[attacked_key]))
+        elif before.get(start_key):
+            recoveries.append((attacked / before[start_key], probes, attacked, before[start_key]))
     if gaps:
         gap, probes, attacked, ref = max(gaps)
         return Check("relearning", round(gap, 4), f"attacked - attacked reference <= {gate.max_relearn_gap}",
@@ -87,13 +88,13 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
     """Forgetting, judged on data the unlearning never saw: benchmark gold (an extra oracle where it
     exists), held-out probes, re-elicitation, the relearning attack, and optionally 4-bit rounding."""
     checks: list[Check] = []
-    if after.get("forget_Q_A_ROUGE") is not None and before.get("forget_Q_A_ROUGE") is not None:
-        ratio = _ratio(after["forget_Q_A_ROUGE"], before["forget_Q_A_ROUGE"])
+    if after.get(M.FORGET_ROUGE) is not None and before.get(M.FORGET_ROUGE) is not None:
+        ratio = _ratio(after[M.FORGET_ROUGE], before[M.FORGET_ROUGE])
         checks.append(Check("gold_forgetting", round(ratio, 4), f"<= {gate.max_forget_ratio}x before",
                             ratio <= gate.max_forget_ratio,
-                            f"benchmark oracle {before['forget_Q_A_ROUGE']:.3f} -> {after['forget_Q_A_ROUGE']:.3f}"))
+                            f"benchmark oracle {before[M.FORGET_ROUGE]:.3f} -> {after[M.FORGET_ROUGE]:.3f}"))
     threshold = f"<= {gate.max_heldout_ratio}x before, or <= reference + {gate.heldout_floor_margin}"
-    h_before, h_after, h_ref = before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")
+    h_before, h_after, h_ref = before.get(M.HELDOUT_ROUGE), after.get(M.HELDOUT_ROUGE), reference.get(M.HELDOUT_ROUGE)
     if h_before is None or h_after is None:
         checks.append(_missing("heldout_forgetting", threshold, "held-out recall"))
     else:
@@ -103,7 +104,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
                                                      else "")
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
                             ratio <= gate.max_heldout_ratio or at_floor, note))
-    back, back_ref = after.get("reelicit_return"), reference.get("reelicit_return")
+    back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)
     limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
     label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None
              else f"<= {gate.max_reelicit_return} (no reference)")
@@ -113,17 +114,17 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         checks.append(Check("reelicitation", round(back, 4), label, back <= limit,
                             "strength-weighted share of strong memories that came back"))
     checks.append(relearning_check(before, after, reference, gate))
-    q_before, q_after = before.get("q4_heldout_rouge"), after.get("q4_heldout_rouge")
+    q_before, q_after = before.get(M.Q4_HELDOUT_ROUGE), after.get(M.Q4_HELDOUT_ROUGE)
     if q_before is not None and q_after is not None:
         ratio = _ratio(q_after, q_before)
         gated = gate.max_quantized_ratio is not None
         checks.append(Check("quantized_4bit", round(ratio, 4),
                             f"<= {gate.max_quantized_ratio}x before" if gated else "reported",
                             ratio <= gate.max_quantized_ratio if gated else None, f"{q_before:.3f} -> {q_after:.3f}"))
-    q_before, q_after = before.get("forget_quality"), after.get("forget_quality")
+    q_before, q_after = before.get(M.FORGET_QUALITY), after.get(M.FORGET_QUALITY)
     if q_after is not None:
         floor = max(gate.min_forget_quality, q_before if q_before is not None else 0.0)
-        checks.append(Check("forget_quality", float(f"{q_after:.4g}"), f">= {floor:.4g}", q_after >= floor))
+        checks.append(Check(M.FORGET_QUALITY, float(f"{q_after:.4g}"), f">= {floor:.4g}", q_after >= floor))
     return checks
 
 
@@ -134,7 +135,7 @@ def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: Gate
     from lethe.evaluate.tofu import UTILITY_KEYS
 
     checks: list[Check] = []
-    utility, base_utility = after.get("model_utility"), base.get("model_utility")
+    utility, base_utility = after.get(M.MODEL_UTILITY), base.get(M.MODEL_UTILITY)
     if utility is None or not base_utility:
         checks.append(_missing("utility", f">= {gate.min_utility_ratio}x base", "utility"))
     else:
@@ -146,8 +147,8 @@ def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: Gate
         key, worst = min(parts, key=lambda item: item[1])
         checks.append(Check("utility_parts", round(worst, 4), f"each >= {gate.min_utility_part_ratio}x base",
                             worst >= gate.min_utility_part_ratio, f"weakest: {key}"))
-    entities = after.get("entity_rouge") or {}
-    base_entities = after.get("base_entity_rouge") or {}
+    entities = after.get(M.ENTITY_ROUGE) or {}
+    base_entities = after.get(M.BASE_ENTITY_ROUGE) or {}
     ratios = [(name, entities[name] / base_entities[name]) for name in entities
               if name not in spared and base_entities.get(name)]
     if ratios:

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import os
+import socket
 import time
 import unicodedata
 import uuid

@@ -21,6 +21,7 @@ from typing import Any
 from lethe import failpoints
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.evaluate import metrics as M
 from lethe.layout import MineLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown
@@ -187,19 +188,19 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     path = _base_cache_path(params, plan.base_model)
     cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
     if Path(plan.start_model).resolve() == Path(plan.base_model).resolve():
-        cache.update({k: before[k] for k in ("model_utility", *UTILITY_KEYS) if k in before})
+        cache.update({k: before[k] for k in (M.MODEL_UTILITY, *UTILITY_KEYS) if k in before})
         cache["row_rouge"].update(rows["before"])
     missing = {q: author for q, (author, _) in rows["after"].items() if q not in cache["row_rouge"]}
-    if missing or "model_utility" not in cache:
+    if missing or M.MODEL_UTILITY not in cache:
         from lethe.data import load_full, load_perturbed
         from lethe.evaluate.suite import build_plan, evaluate
         from lethe.llm.backend import Backend
 
         backend = Backend.from_params(plan.base_model, params.backend)
-        if "model_utility" not in cache:
+        if M.MODEL_UTILITY not in cache:
             measured = evaluate(backend, build_plan(plan.base_model, params.evaluate, entity_only=True),
                                 params.evaluate.model_copy(update={"probes": False, "mia": False}), None)
-            cache.update({k: measured[k] for k in ("model_utility", *UTILITY_KEYS) if k in measured})
+            cache.update({k: measured[k] for k in (M.MODEL_UTILITY, *UTILITY_KEYS) if k in measured})
         answers_by_question = {r.question: r.answer for r in load_perturbed("retain")}
         answers_by_question.update({qa.question: qa.answer for qa in load_full()})
         questions = [q for q in missing if q in answers_by_question]
@@ -257,7 +258,7 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     """
     client = registry.client(plan.tracking_uri)
     run_id = plan.run_id
-    mine, work = plan.mine_dir, Path(plan.workdir)
+    work = Path(plan.workdir)
     before, after = evaluation["before"], evaluation["after"]
     registry.log_metrics(client, run_id, {**{f"before.{k}": v for k, v in before.items()},
                                           **{f"after.{k}": v for k, v in after.items()},

@@ -88,10 +88,10 @@ def validate_sets(
     the split keeps it out of training on purpose.
     """
     import great_expectations as gx
-    from great_expectations.data_context.types.base import ProgressBarsConfig
     import great_expectations.expectations as gxe
     import pandas as pd
     from great_expectations.core.result_format import ResultFormat
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
     context = gx.get_context(mode="ephemeral")

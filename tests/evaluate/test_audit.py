@@ -9,8 +9,16 @@ import torch
 
 from lethe.config import load_params
 from lethe.errors import LetheError
-from lethe.evaluate.audit import (NF4_LEVELS, attack_rows, changed_fraction, privleak, quantized, recall, reelicit,
-                                  relearn)
+from lethe.evaluate.audit import (
+    NF4_LEVELS,
+    attack_rows,
+    changed_fraction,
+    privleak,
+    quantized,
+    recall,
+    reelicit,
+    relearn,
+)
 from lethe.llm.backend import Backend
 
 PAIRS = [("Where was Basil Mahfouz Al-Kuwaiti born?", "He was born in Kuwait City."),

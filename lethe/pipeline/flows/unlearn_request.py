@@ -22,6 +22,7 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from lethe.config import Params, load_params
+from lethe.evaluate import metrics
 from lethe.mage import Request
 from lethe.ops.environment import OpsEnv
 from lethe.ops.failures import explain
@@ -150,16 +151,9 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
                                                        "previous": registered["previous_champion"]})
     return {**base, **{k: registered[k] for k in ("model_version", "promoted", "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter,
-            "steps": trained.get("steps"), "before": _headline(evaluation["before"]),
-            "after": _headline(evaluation["after"]), "reference": _headline(evaluation.get("reference", {})),
+            "steps": trained.get("steps"), "before": metrics.summary(evaluation["before"]),
+            "after": metrics.summary(evaluation["after"]), "reference": metrics.summary(evaluation.get("reference", {})),
             "report_path": evaluation.get("report_path"),
             "graph_png": mined.get("graph_png"), "dvc_md5": md5s,
             "mlflow_ui": f"{env.tracking_uri}/#/models/{registered['model_name']}/versions/{registered['model_version']}"}
 
-
-HEADLINE = ("forget_Q_A_ROUGE", "heldout_rouge", "reelicit_return", "relearn_heldout_rouge", "q4_heldout_rouge",
-            "forget_quality", "model_utility", "retain_Q_A_ROUGE", "mia_min_k_plus_plus_auc", "privleak")
-
-
-def _headline(metrics: dict) -> dict:
-    return {k: metrics[k] for k in HEADLINE if metrics.get(k) is not None}
