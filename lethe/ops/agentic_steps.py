@@ -21,8 +21,8 @@ from typing import Any
 from lethe.config import Params
 from lethe.layout import MineLayout
 from lethe.ops import registry
-from lethe.ops.gate import Check, GateDecision, decision_markdown
-from lethe.ops.lineage import git_commit, model_hash, params_hash
+from lethe.ops.gate import decide_agentic, decision_markdown, decision_tags
+from lethe.ops.lineage import lineage_tags
 from lethe.ops.request_steps import model_name_for
 
 EXPERIMENT = "lethe-agentic"
@@ -124,22 +124,6 @@ def versioned_files(plan: AgenticPlan, report: dict[str, Any]) -> dict[str, Path
             "forget_set": MineLayout(Path(plan.workdir) / "mine").forget_set}
 
 
-def agentic_decision(params: Params, report: dict[str, Any]) -> GateDecision:
-    """SBU's gate, one row per check: both final leak rates under their bounds, retain answer quality
-    within gate.min_utility_ratio of before (n/a where it was not measured)."""
-    cfg, rates = params.agent, report["leak_rates"]["sbu"]
-    ratio = report.get("retain_quality_ratio")
-    checks = [
-        Check("retrieval_leak", round(rates["retrieval"], 4), f"<= {cfg.retrieval_leak_bound}",
-              rates["retrieval"] <= cfg.retrieval_leak_bound, "memory entries about the target still retrieved"),
-        Check("generation_leak", round(rates["generation"], 4), f"<= {cfg.generation_leak_bound}",
-              rates["generation"] <= cfg.generation_leak_bound, "answers that still name the target's facts"),
-        Check("retain_quality", None if ratio is None else round(ratio, 4), f">= {params.gate.min_utility_ratio}x before",
-              None if ratio is None else ratio >= params.gate.min_utility_ratio, "retain answer quality"),
-    ]
-    return GateDecision(all(c.passed is not False for c in checks), checks)
-
-
 def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, str]) -> dict[str, Any]:
     """Log the outcome, register adapter + memory snapshot as one version, promote if it passes."""
     client = registry.client(plan.tracking_uri)
@@ -153,24 +137,16 @@ def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5
     sbu = Path(plan.workdir) / "sbu"
     client.log_artifact(plan.run_id, str(sbu / "sbu_report.json"), "sbu")
     client.log_artifact(plan.run_id, report["memory_path"], "memory_snapshot")
-    decision = agentic_decision(params, report)
+    decision = decide_agentic(report["leak_rates"]["sbu"], report.get("retain_quality_ratio"), params.agent,
+                              params.gate)
     passed, reasons = decision.passed, decision.reasons
-    existing = registry.find_version(client, plan.model_name, plan.request_id)
-    if existing is None:
-        model_info = registry.log_model(plan.run_id, [Path(report["adapter_path"])], Path(plan.base_model),
-                                        params.agent.max_new_tokens)
-        tags = {"lineage.request_id": plan.request_id, "lineage.git_commit": git_commit(),
-                "lineage.params_hash": params_hash(params), "lineage.base_model": plan.base_model,
-                "lineage.base_model_hash": model_hash(plan.base_model), "lineage.mlflow_run_id": plan.run_id,
-                "lineage.prefect_flow_run_id": plan.flow_run_id or "none", "lethe.anchor": plan.anchor,
-                "lethe.kind": "agentic (SBU)", "memory.snapshot_artifact": f"runs:/{plan.run_id}/memory_snapshot",
-                "gate.status": "passed" if passed else "rejected", "gate.reasons": "; ".join(reasons) or "none",
-                **{f"lineage.dvc_md5.{k}": v for k, v in md5s.items()},
-                **{f"leak.{k}": f"{v:.4f}" for k, v in metrics.items() if k.endswith("_leak")}}
-        version = registry.register_version(client, plan.model_name, plan.run_id, model_info, tags,
-                                            description=decision_markdown(decision))
-    else:
-        version = existing
+    tags = {**lineage_tags(params, plan.request_id, plan.base_model, plan.run_id, plan.flow_run_id, md5s),
+            "lethe.anchor": plan.anchor, "lethe.kind": "agentic (SBU)",
+            "memory.snapshot_artifact": f"runs:/{plan.run_id}/memory_snapshot", **decision_tags(decision),
+            **{f"leak.{k}": f"{v:.4f}" for k, v in metrics.items() if k.endswith("_leak")}}
+    version = registry.register_once(client, plan.model_name, plan.run_id, tags, decision_markdown(decision),
+                                     lambda: registry.log_model(plan.run_id, [Path(report["adapter_path"])],
+                                                                Path(plan.base_model), params.agent.max_new_tokens))
     previous = registry.promote(client, plan.model_name, version.version) if passed else None
     client.set_tag(plan.run_id, "gate.status", "passed" if passed else "rejected")
     client.set_terminated(plan.run_id, "FINISHED")
@@ -209,7 +185,7 @@ def result_summary(plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, st
     return {"request_id": plan.request_id, "anchor": plan.anchor, "adapter_path": report["adapter_path"],
             "memory_path": live_memory, "memory_snapshot_path": report["memory_path"],
             **{k: report[k] for k in keys}, **registered, "dvc_md5": md5s, "mlflow_run_id": plan.run_id,
-            "mlflow_ui": f"{tracking_uri}/#/models/{plan.model_name}/versions/{registered['model_version']}",
+            "mlflow_ui": registry.version_url(tracking_uri, plan.model_name, registered["model_version"]),
             "report_path": str(Path(plan.workdir) / "sbu" / "sbu_report.json")}
 
 

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lethe.config import GateParams
+from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
 
 REQUIRED_LINEAGE = ("git_commit", "request_id", "params_hash", "base_model", "base_model_hash",
@@ -178,6 +178,28 @@ def decide(before: Mapping[str, Any], after: Mapping[str, Any], base: Mapping[st
     checks.append(Check("lineage", "complete" if not missing else "missing " + ", ".join(missing),
                         "every lineage tag present", not missing))
     return GateDecision(all(c.passed is not False for c in checks), checks)
+
+
+def decide_agentic(leak_rates: Mapping[str, float], retain_quality_ratio: float | None, agent: AgentParams,
+                   gate: GateParams) -> GateDecision:
+    """Gate an agentic (SBU) request, one row per check: both final leak rates under their bounds,
+    retain answer quality within gate.min_utility_ratio of before (n/a where it was not measured)."""
+    ratio = retain_quality_ratio
+    checks = [
+        Check("retrieval_leak", round(leak_rates["retrieval"], 4), f"<= {agent.retrieval_leak_bound}",
+              leak_rates["retrieval"] <= agent.retrieval_leak_bound, "memory entries about the target still retrieved"),
+        Check("generation_leak", round(leak_rates["generation"], 4), f"<= {agent.generation_leak_bound}",
+              leak_rates["generation"] <= agent.generation_leak_bound, "answers that still name the target's facts"),
+        Check("retain_quality", None if ratio is None else round(ratio, 4), f">= {gate.min_utility_ratio}x before",
+              None if ratio is None else ratio >= gate.min_utility_ratio, "retain answer quality"),
+    ]
+    return GateDecision(all(c.passed is not False for c in checks), checks)
+
+
+def decision_tags(decision: GateDecision) -> dict[str, str]:
+    """The gate.* tags of a model version: status, reasons and every check's value."""
+    return {"gate.status": decision.status, "gate.reasons": "; ".join(decision.reasons) or "none",
+            **{f"gate.{c.name}": str(c.value) for c in decision.checks}}
 
 
 def decision_markdown(decision: GateDecision) -> str:

@@ -41,3 +41,23 @@ def model_hash(model_dir: str | Path) -> str:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
     return digest.hexdigest()[:16]
+
+
+def lineage_tags(params: Params, request_id: str, base_model: str | Path, run_id: str, flow_run_id: str | None,
+                 md5s: dict[str, str], start_model: str | Path | None = None,
+                 parent_version: str | None = None) -> dict[str, str]:
+    """lineage.* tags of a model version, plain or agentic: code, parameters (the hash of the Params
+    the run used), data (DVC md5s), base and starting model, request, orchestration."""
+    tags = {
+        "lineage.git_commit": git_commit(),
+        "lineage.request_id": request_id,
+        "lineage.params_hash": params_hash(params),
+        "lineage.base_model": str(base_model),
+        "lineage.base_model_hash": model_hash(base_model),
+        "lineage.start_model_hash": model_hash(start_model or base_model),
+        "lineage.parent_version": parent_version or "none",
+        "lineage.prefect_flow_run_id": flow_run_id or "none",
+        "lineage.mlflow_run_id": run_id,
+    }
+    tags.update({f"lineage.dvc_md5.{name}": md5 for name, md5 in md5s.items()})
+    return tags

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from lethe import failpoints
 from lethe.errors import LetheError
 
 CHAMPION, CHALLENGER = "champion", "challenger"
@@ -170,6 +171,26 @@ def get_version(mlflow_client, model_name: str, version: str):
         return mlflow_client.get_model_version(model_name, str(version))
     except MlflowException as exc:
         raise LetheError(f"{model_name} has no version {version!r} (see the MLflow UI or `lethe request list`)") from exc
+
+
+def register_once(mlflow_client, model_name: str, run_id: str, tags: Mapping[str, str], description: str,
+                  log: Callable[[], Any]):
+    """The request's model version, plain or agentic: found by request id (and starting model) when a
+    retry or a resumed request already made it; else `log()` logs the model and the version is
+    created with every tag and its description in one call (never a version without its gate table)."""
+    existing = find_version(mlflow_client, model_name, tags["lineage.request_id"], tags.get("lineage.start_model_hash"))
+    if existing is not None:
+        return existing
+    model_info = log()
+    failpoints.reach("register.logged")
+    version = register_version(mlflow_client, model_name, run_id, model_info, tags, description=description)
+    failpoints.reach("register.versioned")
+    return version
+
+
+def version_url(tracking_uri: str, model_name: str, version: str) -> str:
+    """The model version's page in the MLflow UI."""
+    return f"{tracking_uri}/#/models/{model_name}/versions/{version}"
 
 
 def promote(mlflow_client, model_name: str, version: str) -> str | None:

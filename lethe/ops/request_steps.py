@@ -18,14 +18,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lethe import failpoints
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
 from lethe.layout import MineLayout
 from lethe.ops import registry
-from lethe.ops.gate import GateDecision, decide, decision_markdown
-from lethe.ops.lineage import git_commit, model_hash, params_hash
+from lethe.ops.gate import GateDecision, decide, decision_markdown, decision_tags
+from lethe.ops.lineage import lineage_tags, model_hash
 
 VERSIONED = ("forget_set", "neighbor_set", "dev_set", "audit_set", "graph", "validation", "adapter", "metrics")
 
@@ -224,21 +223,10 @@ def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any])
             "metrics": Path(evaluation["metrics_path"])}
 
 
-def lineage_tags(params: Params, plan: RequestPlan, md5s: dict[str, str], run_id: str) -> dict[str, str]:
-    """lineage.* tags of the version: code, parameters, data, model, request, orchestration."""
-    tags = {
-        "lineage.git_commit": git_commit(),
-        "lineage.request_id": plan.request_id,
-        "lineage.params_hash": params_hash(params),
-        "lineage.base_model": plan.base_model,
-        "lineage.base_model_hash": model_hash(plan.base_model),
-        "lineage.start_model_hash": model_hash(plan.start_model),
-        "lineage.parent_version": plan.parent_version or "none",
-        "lineage.prefect_flow_run_id": plan.flow_run_id or "none",
-        "lineage.mlflow_run_id": run_id,
-    }
-    tags.update({f"lineage.dvc_md5.{name}": md5 for name, md5 in md5s.items()})
-    return tags
+def request_lineage(params: Params, plan: RequestPlan, md5s: dict[str, str]) -> dict[str, str]:
+    """The version's lineage.* tags (lethe.ops.lineage.lineage_tags, shared with agentic requests)."""
+    return lineage_tags(params, plan.request_id, plan.base_model, plan.run_id, plan.flow_run_id, md5s,
+                        plan.start_model, plan.parent_version)
 
 
 def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lineage: dict[str, str]) -> GateDecision:
@@ -281,21 +269,13 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     client.log_artifacts(run_id, adapter, "adapter")
 
     chain = [*plan.adapter_chain, str(Path(adapter).resolve())]
-    existing = registry.find_version(client, plan.model_name, plan.request_id, lineage["lineage.start_model_hash"])
-    if existing is None:
-        model_info = registry.log_model(run_id, [Path(a) for a in chain], Path(plan.base_model),
-                                        params.evaluate.max_new_tokens)
-        tags = {**lineage, "lineage.adapter_chain": json.dumps(chain), "lethe.anchor": plan.anchor,
-                "gate.status": decision.status, "gate.reasons": "; ".join(decision.reasons) or "none",
-                "gate.base_utility": f"{evaluation['base'].get('model_utility', float('nan')):.6f}",
-                "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor]),
-                **{f"gate.{c.name}": str(c.value) for c in decision.checks}}
-        failpoints.reach("register.logged")
-        version = registry.register_version(client, plan.model_name, run_id, model_info, tags,
-                                            description=decision_markdown(decision))
-        failpoints.reach("register.versioned")
-    else:
-        version = existing
+    tags = {**lineage, "lineage.adapter_chain": json.dumps(chain), "lethe.anchor": plan.anchor,
+            "lethe.kind": "unlearning request", **decision_tags(decision),
+            "gate.base_utility": f"{evaluation['base'].get(M.MODEL_UTILITY, float('nan')):.6f}",
+            "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor])}
+    version = registry.register_once(client, plan.model_name, run_id, tags, decision_markdown(decision),
+                                     lambda: registry.log_model(run_id, [Path(a) for a in chain], Path(plan.base_model),
+                                                                params.evaluate.max_new_tokens))
     client.set_tag(run_id, "gate.status", decision.status)
     client.set_terminated(run_id, "FINISHED")
     return {"model_name": plan.model_name, "model_version": version.version, "mlflow_run_id": run_id,

@@ -115,3 +115,31 @@ def test_quantization_is_reported_unless_a_bound_is_set():
     assert _decide(after, before=before).passed
     strict = GATE.model_copy(update={"max_quantized_ratio": 0.3})
     assert _failing(_decide(after, before=before, gate=strict)) == ["quantized_4bit"]
+
+# -- agentic (SBU) requests: the same gate module, their own checks --------------------------------
+def _agentic(params, report):
+    from lethe.ops.gate import decide_agentic
+
+    return decide_agentic(report["leak_rates"]["sbu"], report["retain_quality_ratio"], params.agent, params.gate)
+
+
+def sbu_report(retrieval: float, generation: float, ratio: float | None) -> dict:
+    return {"leak_rates": {"sbu": {"retrieval": retrieval, "generation": generation}}, "retain_quality_ratio": ratio}
+
+
+def test_agentic_gate_every_check_is_a_row_and_a_failure_names_its_check(params):
+    bounds = params.agent
+    passing = _agentic(params, sbu_report(0.0, 0.0, 1.0))
+    assert passing.passed and [c.name for c in passing.checks] == ["retrieval_leak", "generation_leak", "retain_quality"]
+    failing = _agentic(params, sbu_report(bounds.retrieval_leak_bound + 0.1, 0.0, 0.5))
+    assert not failing.passed
+    assert [r.split(":")[0] for r in failing.reasons] == ["retrieval_leak", "retain_quality"]
+    assert "| retrieval_leak |" in decision_markdown(failing) and "**Gate: rejected**" in decision_markdown(failing)
+
+
+def test_agentic_gate_marks_unmeasured_retain_quality_not_applicable():
+    from lethe.config import load_params
+
+    decision = _agentic(load_params(), sbu_report(0.0, 0.0, None))
+    assert decision.passed and decision.checks[-1].passed is None
+    assert "| retain_quality | None |" in decision_markdown(decision) and "n/a" in decision_markdown(decision)

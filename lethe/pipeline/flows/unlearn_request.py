@@ -36,6 +36,7 @@ from lethe.ops.queue import (
     RequestQueue,
     runner_id,
 )
+from lethe.ops.registry import version_url
 from lethe.ops.request_steps import model_name_for
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
@@ -155,5 +156,5 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
             "after": metrics.summary(evaluation["after"]), "reference": metrics.summary(evaluation.get("reference", {})),
             "report_path": evaluation.get("report_path"),
             "graph_png": mined.get("graph_png"), "dvc_md5": md5s,
-            "mlflow_ui": f"{env.tracking_uri}/#/models/{registered['model_name']}/versions/{registered['model_version']}"}
+            "mlflow_ui": version_url(env.tracking_uri, registered["model_name"], registered["model_version"])}
 

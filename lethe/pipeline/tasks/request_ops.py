@@ -71,7 +71,7 @@ def version(plan: RequestPlan, adapter: str, evaluation: dict, ops: OpsEnv) -> d
 @task(name="register", cache_policy=NO_CACHE)
 def register(plan: RequestPlan, adapter: str, evaluation: dict, md5s: dict, ops: OpsEnv, params: Params) -> dict:
     """Gate, then MLflow run contents + model version with lineage + aliases; Prefect artifacts."""
-    lineage = steps.lineage_tags(params, plan, md5s, plan.run_id)
+    lineage = steps.request_lineage(params, plan, md5s)
     decision = steps.gate_step(params, plan, evaluation, lineage)
     key = plan.request_id.lower()
     create_table_artifact(table=decision_table(decision), key=f"gate-{key}",
