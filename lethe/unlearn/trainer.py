@@ -194,8 +194,6 @@ def train_adapter(
     Returns paths, curves, the budget path and timings; the adapter is saved with
     `save_pretrained` in `out_dir/adapter`.
     """
-    from peft import LoraConfig, PeftModel, get_peft_model
-
     from lethe.llm.backend import resolve_device
 
     method = _method_for(forget, retain, cfg, method_name)  # target names: resolve_targets on the real model
@@ -203,16 +201,59 @@ def train_adapter(
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
     targets = resolve_targets(base, cfg.lora.target_modules)
-    if cfg.gradient_checkpointing is True or (cfg.gradient_checkpointing == "auto" and target.type == "cuda"):
-        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        base.enable_input_require_grads()  # or LoRA layers never receive gradients
-
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
+    model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
+    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe)
     if resume_from:
-        model = PeftModel.from_pretrained(base, resume_from, is_trainable=True)
-    elif init_adapter:
-        model = PeftModel.from_pretrained(base, Path(init_adapter), is_trainable=True)
+        run.restore(resume_from)
+    if run.budget is not None and not run.budget.path:
+        run.budget.measure(model, 0)
+    reset = None
+    if cfg.reset_fraction > 0 and not resume_from and not init_adapter:  # a resumed run has it in its checkpoint
+        reset = _reset_mlp_neurons(model, run.forget_enc, run.retain_enc, cfg, tokenizer.pad_token_id)
+    started = time.perf_counter()
+    stopped_by = run.train(out_dir, on_step)
+    seconds = time.perf_counter() - started
+    chosen = _choose(run.budget, stopped_by)
+    adapter_dir, merged_dir = _save_adapter(model, tokenizer, out_dir, chosen, len(run.curves), cfg.merge)
+    result = {
+        "adapter_path": str(adapter_dir),
+        "merged_path": str(merged_dir) if merged_dir else None,
+        "method": method.name,
+        "target_modules": targets,
+        "base_dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
+        "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
+        "steps": len(run.curves),
+        "stopped_by": stopped_by,
+        "resumed_from_step": run.start_step,
+        "seconds": seconds,
+        "seconds_per_step": seconds / max(1, len(run.curves) - run.start_step),
+        "forget_rows": len(forget),
+        "retain_rows": len(retain),
+        "curves": run.curves,
+        "budget_path": run.budget.path if run.budget else [],
+        "chosen_step": chosen["step"] if chosen else len(run.curves),
+        "budget_met": bool(chosen and chosen.get("meets_target")),
+        "reset": reset,
+    }
+    (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
+    shutil.rmtree(out_dir / "best", ignore_errors=True)
+    return result
+
+
+def _adapted_model(base, targets: Sequence[str], cfg: UnlearnParams, device: torch.device,
+                   resume_from: Path | None, init_adapter: str | Path | None):
+    """The trainable peft model: the checkpoint's adapter when resuming, else `init_adapter`, else a
+    new LoRA (with the MLP trained in full when a neuron reset is asked for); adapters in float32."""
+    from peft import LoraConfig, PeftModel, get_peft_model
+
+    if cfg.gradient_checkpointing is True or (cfg.gradient_checkpointing == "auto" and device.type == "cuda"):
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.enable_input_require_grads()  # or LoRA layers never receive gradients
+    if resume_from or init_adapter:
+        model = PeftModel.from_pretrained(base, Path(resume_from or init_adapter), is_trainable=True)
     else:
         full = mlp_module_names(base) if cfg.reset_fraction > 0 else []
         lora_targets = _lora_targets(targets, full)
@@ -223,109 +264,110 @@ def train_adapter(
     for p in model.parameters():
         if p.requires_grad and p.dtype != torch.float32:
             p.data = p.data.float()  # the adapter trains and is saved in float32 over a bf16 base
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=cfg.lr)
+    return model
 
-    fmt = PromptFormat(tokenizer)
-    forget_enc = [fmt.encode(q, a) for q, a in forget]
-    retain_enc = [fmt.encode(q, a) for q, a in retain]
-    schedule = batch_schedule(len(forget_enc), len(retain_enc), cfg.batch_size, cfg.max_steps, cfg.seed)
-    curves: list[dict] = []
-    start_step, stopped_by = 0, "max_steps"
-    budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
-    if resume_from:
-        state = torch.load(resume_from / STATE_FILE, weights_only=False)
-        optimizer.load_state_dict(state["optimizer"])
+
+class _TrainingRun:
+    """The state of one training run: data, schedule, optimizer, curves, budget; checkpointable."""
+
+    def __init__(self, model, method, cfg: UnlearnParams, tokenizer, device: torch.device,
+                 forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None):
+        self.model, self.method, self.cfg, self.device = model, method, cfg, device
+        self.pad = tokenizer.pad_token_id
+        self.trainable = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr)
+        fmt = PromptFormat(tokenizer)
+        self.forget_enc = [fmt.encode(q, a) for q, a in forget]
+        self.retain_enc = [fmt.encode(q, a) for q, a in retain]
+        self.schedule = batch_schedule(len(self.forget_enc), len(self.retain_enc), cfg.batch_size, cfg.max_steps,
+                                       cfg.seed)
+        self.curves: list[dict] = []
+        self.start_step = 0
+        self.budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
+
+    def restore(self, checkpoint: Path) -> None:
+        """Optimizer, RNG, step, curves and budget path of a checkpoint (its adapter is already loaded)."""
+        state = torch.load(checkpoint / STATE_FILE, weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        start_step, curves = state["step"], state["curves"]
-        if budget is not None:
-            budget.path = state.get("budget_path", [])
-    if budget is not None and not budget.path:
-        budget.measure(model, 0)
-    reset = None
-    if cfg.reset_fraction > 0 and not resume_from and not init_adapter:  # a resumed run has it in its checkpoint
-        reset = _reset_mlp_neurons(model, forget_enc, retain_enc, cfg, tokenizer.pad_token_id)
+        self.start_step, self.curves = state["step"], state["curves"]
+        if self.budget is not None:
+            self.budget.path = state.get("budget_path", [])
 
-    pad = tokenizer.pad_token_id
-    model.train()
-    started = time.perf_counter()
-    for step in range(start_step, cfg.max_steps):
-        f_idx, r_idx = schedule[step]
-        forget_batch = {k: v.to(target) for k, v in collate_qa([forget_enc[i] for i in f_idx], pad).items()}
-        retain_batch = ({k: v.to(target) for k, v in collate_qa([retain_enc[i] for i in r_idx], pad).items()}
-                        if r_idx else None)
-        optimizer.zero_grad(set_to_none=True)
-        if cfg.balance_gradients and method.needs_retain:
-            loss, parts = balanced_backward(method, model, forget_batch, retain_batch, trainable,
-                                            method.p.retain_weight)
+    def _batch(self, encoded, indices) -> dict[str, torch.Tensor] | None:
+        if not indices:
+            return None
+        return {k: v.to(self.device) for k, v in collate_qa([encoded[i] for i in indices], self.pad).items()}
+
+    def step(self, step: int) -> dict:
+        """One optimizer step on the schedule's batches of `step`; its curve record."""
+        f_idx, r_idx = self.schedule[step]
+        forget_batch, retain_batch = self._batch(self.forget_enc, f_idx), self._batch(self.retain_enc, r_idx)
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.cfg.balance_gradients and self.method.needs_retain:
+            loss, parts = balanced_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
+                                            self.method.p.retain_weight)
         else:
-            loss, parts = method.loss(model, forget_batch, retain_batch)
+            loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-        optimizer.step()
-        record = {"step": step + 1, "loss": loss.item(), **parts}
-        curves.append(record)
-        if on_step:
-            on_step(step + 1, cfg.max_steps, record)
-        if budget is not None and (step + 1) % cfg.eval_every == 0:
-            point = budget.measure(model, step + 1)
-            if budget.best() is point:
-                model.save_pretrained(out_dir / "best")
-            if point["meets_target"]:
-                stopped_by = "adaptive_target"
-        if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.max_steps and stopped_by == "max_steps":
-            ckpt = out_dir / "checkpoints" / f"step-{step + 1}"
-            model.save_pretrained(ckpt)
-            partial = ckpt / f".{STATE_FILE}.partial"  # the state file marks a checkpoint complete: write it whole
-            torch.save({"optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                        "step": step + 1, "curves": curves, "budget_path": budget.path if budget else []},
-                       partial)
-            partial.replace(ckpt / STATE_FILE)
-            failpoints.reach("training.checkpointed")
-        if stopped_by != "max_steps":
-            break
-        if parts.get("forget_nll", 0.0) > cfg.forget_nll_bound:
-            stopped_by = "forget_nll_bound"
-            break
-    seconds = time.perf_counter() - started
-    model.eval()
+        torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
+        self.optimizer.step()
+        return {"step": step + 1, "loss": loss.item(), **parts}
+
+    def checkpoint(self, out_dir: Path, step: int) -> None:
+        """Adapter + optimizer + RNG state at `step`; the state file, written whole, marks it complete."""
+        ckpt = out_dir / "checkpoints" / f"step-{step}"
+        self.model.save_pretrained(ckpt)
+        partial = ckpt / f".{STATE_FILE}.partial"
+        torch.save({"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "step": step,
+                    "curves": self.curves, "budget_path": self.budget.path if self.budget else []}, partial)
+        partial.replace(ckpt / STATE_FILE)
+        failpoints.reach("training.checkpointed")
+
+    def train(self, out_dir: Path, on_step: StepCallback | None) -> str:
+        """Steps from `start_step` to the cap, the adaptive budget's stop or the forget-NLL bound;
+        returns what stopped it."""
+        cfg, stopped_by = self.cfg, "max_steps"
+        self.model.train()
+        for step in range(self.start_step, cfg.max_steps):
+            record = self.step(step)
+            self.curves.append(record)
+            if on_step:
+                on_step(step + 1, cfg.max_steps, record)
+            if self.budget is not None and (step + 1) % cfg.eval_every == 0:
+                point = self.budget.measure(self.model, step + 1)
+                if self.budget.best() is point:
+                    self.model.save_pretrained(out_dir / "best")
+                if point["meets_target"]:
+                    stopped_by = "adaptive_target"
+            if (step + 1) % cfg.checkpoint_every == 0 and step + 1 < cfg.max_steps and stopped_by == "max_steps":
+                self.checkpoint(out_dir, step + 1)
+            if stopped_by != "max_steps":
+                break
+            if record.get("forget_nll", 0.0) > cfg.forget_nll_bound:
+                stopped_by = "forget_nll_bound"
+                break
+        self.model.eval()
+        return stopped_by
+
+
+def _save_adapter(model, tokenizer, out_dir: Path, chosen: dict | None, steps: int,
+                  merge: bool) -> tuple[Path, Path | None]:
+    """The kept adapter in out_dir/adapter (the budget's best checkpoint, else the last step), and the
+    merged model when asked for."""
     adapter_dir = out_dir / "adapter"
-    chosen = _choose(budget, stopped_by)
-    if chosen is not None and chosen["step"] != len(curves) and (out_dir / "best").is_dir():
+    if chosen is not None and chosen["step"] != steps and (out_dir / "best").is_dir():
         shutil.rmtree(adapter_dir, ignore_errors=True)
         shutil.copytree(out_dir / "best", adapter_dir)  # the best checkpoint, not the last one
     else:
         model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
     merged_dir = None
-    if cfg.merge:
+    if merge:
         merged_dir = out_dir / "merged"
         model.merge_and_unload().save_pretrained(merged_dir)
         tokenizer.save_pretrained(merged_dir)
-    result = {
-        "adapter_path": str(adapter_dir),
-        "merged_path": str(merged_dir) if merged_dir else None,
-        "method": method.name,
-        "target_modules": targets,
-        "base_dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
-        "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
-        "steps": len(curves),
-        "stopped_by": stopped_by,
-        "resumed_from_step": start_step,
-        "seconds": seconds,
-        "seconds_per_step": seconds / max(1, len(curves) - start_step),
-        "forget_rows": len(forget),
-        "retain_rows": len(retain),
-        "curves": curves,
-        "budget_path": budget.path if budget else [],
-        "chosen_step": chosen["step"] if chosen else len(curves),
-        "budget_met": bool(chosen and chosen.get("meets_target")),
-        "reset": reset,
-    }
-    (out_dir / "curves.json").write_text(json.dumps(curves, indent=1))
-    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
-    shutil.rmtree(out_dir / "best", ignore_errors=True)
-    return result
+    return adapter_dir, merged_dir
 
 
 def _lora_targets(targets: Sequence[str], full_modules: Sequence[str]) -> list[str]:
