@@ -136,27 +136,14 @@ def expand_graph(
     threshold.
     """
     anchor = graph.graph["anchor"]
-    aliases = anchor_aliases(anchor)
     stats = MiningStats(model_calls=len(responses))
-    frontier = sorted(
-        ((n, NodeScore(d["key"], n, d["kind"], d["count"], d["strength"], d["provenance"]))
-         for n, d in graph.nodes(data=True) if d.get("hop") == 1),
-        key=lambda item: (-item[1].strength, item[0]),
-    )
+    frontier = _strongest_first(
+        (n, NodeScore(d["key"], n, d["kind"], d["count"], d["strength"], d["provenance"]))
+        for n, d in graph.nodes(data=True) if d.get("hop") == 1)
     memories = {node.key for _, node in frontier}
     for hop in range(1, expand_cfg.hops + 1):
-        budget_left = expand_cfg.max_model_calls - stats.model_calls
-        batch: list[str] = []
-        owners: list[str] = []
-        chosen: list[tuple[str, NodeScore]] = []
-        for name, node in frontier[: expand_cfg.max_nodes_per_hop]:
-            templates = expand_cfg.templates_for(node.kind)
-            if len(batch) + expand_cfg.samples * len(templates) > budget_left:
-                break
-            prompts = [t.format(anchor=anchor, node=node.surface) for t in templates]
-            batch.extend(_repeat(prompts, expand_cfg.samples))
-            owners.extend([node.key] * (expand_cfg.samples * len(templates)))
-            chosen.append((name, node))
+        batch, owners, chosen = _hop_prompts(frontier, anchor, expand_cfg,
+                                             expand_cfg.max_model_calls - stats.model_calls)
         if not chosen:
             stats.stopped_by = "budget" if frontier else "empty_frontier"
             break
@@ -166,29 +153,60 @@ def expand_graph(
         hop_responses = [Response(f"h{hop}-{i}", q, t[0], hop, owner)
                          for i, (q, t, owner) in enumerate(zip(batch, texts, owners))]
         responses.extend(hop_responses)
-        mentions = mentions_by_response(hop_responses, aliases)
-        next_frontier: list[tuple[str, NodeScore]] = []
-        weighted_back = total_strength = 0.0
-        for name, node in chosen:
-            own = [r for r in hop_responses if r.context == node.key]
-            back = grounded_share(own, mentions, aliases, memories - {node.key})
-            weighted_back += node.strength * back
-            total_strength += node.strength
-            graph.add_edge(name, anchor, count=round(back * len(own)), strength=back, weight=back)
-            found = [n for n in score(own, aliases, score_cfg.tau, mentions) if n.key != node.key]
-            linked = [(_add_node(graph, n, hop + 1), n) for n in found]
-            _link(graph, name, linked)
-            if expand_cfg.adaptive_stop and back < expand_cfg.stop_threshold:
-                continue  # drifted away from the target: keep what it recalled, do not grow from it
-            next_frontier.extend((nm, n) for nm, n in linked if graph.nodes[nm]["hop"] == hop + 1)
-        mean_back = weighted_back / total_strength if total_strength else 0.0
+        next_frontier, mean_back = _grow(graph, chosen, hop_responses, hop, memories, score_cfg, expand_cfg)
         stats.back_strength.append(mean_back)
         stats.hops_done = hop
-        frontier = sorted(next_frontier, key=lambda item: (-item[1].strength, item[0]))
+        frontier = _strongest_first(next_frontier)
         if expand_cfg.adaptive_stop and mean_back < expand_cfg.stop_threshold:
             stats.stopped_by = "adaptive"
             break
     return stats
+
+
+def _strongest_first(nodes) -> list[tuple[str, NodeScore]]:
+    return sorted(nodes, key=lambda item: (-item[1].strength, item[0]))
+
+
+def _hop_prompts(frontier: list[tuple[str, NodeScore]], anchor: str, cfg: ExpandParams,
+                 budget_left: int) -> tuple[list[str], list[str], list[tuple[str, NodeScore]]]:
+    """The hop's prompts (each repeated `samples` times), the memory each one expands, and the frontier
+    nodes expanded: strongest first, at most max_nodes_per_hop, within the model-call budget."""
+    batch: list[str] = []
+    owners: list[str] = []
+    chosen: list[tuple[str, NodeScore]] = []
+    for name, node in frontier[: cfg.max_nodes_per_hop]:
+        templates = cfg.templates_for(node.kind)
+        if len(batch) + cfg.samples * len(templates) > budget_left:
+            break
+        batch.extend(_repeat([t.format(anchor=anchor, node=node.surface) for t in templates], cfg.samples))
+        owners.extend([node.key] * (cfg.samples * len(templates)))
+        chosen.append((name, node))
+    return batch, owners, chosen
+
+
+def _grow(graph: nx.DiGraph, chosen: list[tuple[str, NodeScore]], hop_responses: list[Response], hop: int,
+          memories: set[str], score_cfg: ScoreParams,
+          expand_cfg: ExpandParams) -> tuple[list[tuple[str, NodeScore]], float]:
+    """Add what each expanded node's responses recalled (and its edge back to the anchor); returns the
+    next frontier and the hop's strength-weighted mean back share."""
+    anchor = graph.graph["anchor"]
+    aliases = anchor_aliases(anchor)
+    mentions = mentions_by_response(hop_responses, aliases)
+    next_frontier: list[tuple[str, NodeScore]] = []
+    weighted_back = total_strength = 0.0
+    for name, node in chosen:
+        own = [r for r in hop_responses if r.context == node.key]
+        back = grounded_share(own, mentions, aliases, memories - {node.key})
+        weighted_back += node.strength * back
+        total_strength += node.strength
+        graph.add_edge(name, anchor, count=round(back * len(own)), strength=back, weight=back)
+        found = [n for n in score(own, aliases, score_cfg.tau, mentions) if n.key != node.key]
+        linked = [(_add_node(graph, n, hop + 1), n) for n in found]
+        _link(graph, name, linked)
+        if expand_cfg.adaptive_stop and back < expand_cfg.stop_threshold:
+            continue  # drifted away from the target: keep what it recalled, do not grow from it
+        next_frontier.extend((nm, n) for nm, n in linked if graph.nodes[nm]["hop"] == hop + 1)
+    return next_frontier, weighted_back / total_strength if total_strength else 0.0
 
 
 def mine_graph(

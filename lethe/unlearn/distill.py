@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -170,8 +171,6 @@ def distill_adapter(model_path: str | Path, adapter: str | Path, retain: Pairs, 
 
     Runs inside the machine's training slot. `cfg` is params.yaml's `unlearn.distill`.
     """
-    import time
-
     from peft import PeftModel
 
     from lethe.llm.backend import Backend
