@@ -87,22 +87,11 @@ def validate_sets(
     Coverage counts the held-out rows too (dev / audit): mining covered a strong memory even when
     the split keeps it out of training on purpose.
     """
-    import great_expectations as gx
     import great_expectations.expectations as gxe
     import pandas as pd
-    from great_expectations.core.result_format import ResultFormat
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    context.update_data_docs_site(
-        "local_site",
-        {"class_name": "SiteBuilder", "show_how_to_buttons": False,
-         "store_backend": {"class_name": "TupleFilesystemStoreBackend",
-                           "base_directory": str((out_dir / "data_docs").resolve())},
-         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}},
-    )
+    context = _gx_context(out_dir / "data_docs")
     source = context.data_sources.add_pandas("lethe")
     frames = {"forget_set": _frame(forget), "neighbor_set": _frame(neighbor)}
     suites = {"forget_set": _suite_rows("forget", anchor, cfg), "neighbor_set": _suite_rows("neighbor", anchor, cfg)}
@@ -113,37 +102,54 @@ def validate_sets(
         suites["strong_node_coverage"] = [
             gxe.ExpectColumnMeanToBeBetween(column="covered", min_value=cfg.min_strong_coverage, max_value=1.0)
         ]
-    per_set = {}
-    for name, expectations in suites.items():
-        asset = source.add_dataframe_asset(name)
-        batch_def = asset.add_batch_definition_whole_dataframe(f"{name}_batch")
-        suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite"))
-        for expectation in expectations:
-            suite.add_expectation(expectation)
-        definition = context.validation_definitions.add(
-            gx.ValidationDefinition(name=f"{name}_check", data=batch_def, suite=suite)
-        )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[definition],
-                          actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")],
-                          result_format=ResultFormat.SUMMARY)
-        )
-        result = checkpoint.run(batch_parameters={"dataframe": frames[name]})
-        outcome = next(iter(result.run_results.values()))
-        failed = [
-            {"expectation": r.expectation_config.type,
-             "column": r.expectation_config.kwargs.get("column"),
-             "observed": r.result.get("observed_value", r.result.get("unexpected_percent"))}
-            for r in outcome.results if not r.success
-        ]
-        per_set[name] = {"success": bool(outcome.success), "rows": int(len(frames[name])),
-                         "evaluated": len(outcome.results), "failed": failed}
-        (out_dir / f"{name}.gx.json").write_text(json.dumps(result.describe_dict(), indent=1, default=str))
+    per_set = {name: _run_checkpoint(context, source, name, expectations, frames[name], out_dir)
+               for name, expectations in suites.items()}
     all_ok = all(v["success"] for v in per_set.values())
     context.build_data_docs()
     report = {"success": all_ok, "sets": per_set, "data_docs": str((out_dir / "data_docs" / "index.html").resolve())}
     write_atomic(out_dir / "validation.json", json.dumps(report, indent=1))
     return report
+
+
+def _gx_context(docs_dir: Path):
+    """An ephemeral GX context, progress bars off, whose Data Docs site writes to `docs_dir`."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.update_data_docs_site(
+        "local_site",
+        {"class_name": "SiteBuilder", "show_how_to_buttons": False,
+         "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(docs_dir.resolve())},
+         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"}},
+    )
+    return context
+
+
+def _run_checkpoint(context, source, name: str, expectations: list, frame, out_dir: Path) -> dict:
+    """One set's suite as a GX checkpoint (results in <name>.gx.json and the Data Docs); its outcome."""
+    import great_expectations as gx
+    from great_expectations.core.result_format import ResultFormat
+
+    batch_def = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(f"{name}_batch")
+    suite = context.suites.add(gx.ExpectationSuite(name=f"{name}_suite"))
+    for expectation in expectations:
+        suite.add_expectation(expectation)
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=f"{name}_check", data=batch_def,
+                                                                            suite=suite))
+    checkpoint = context.checkpoints.add(
+        gx.Checkpoint(name=f"{name}_checkpoint", validation_definitions=[definition],
+                      actions=[gx.checkpoint.UpdateDataDocsAction(name="docs")], result_format=ResultFormat.SUMMARY)
+    )
+    result = checkpoint.run(batch_parameters={"dataframe": frame})
+    outcome = next(iter(result.run_results.values()))
+    failed = [{"expectation": r.expectation_config.type, "column": r.expectation_config.kwargs.get("column"),
+               "observed": r.result.get("observed_value", r.result.get("unexpected_percent"))}
+              for r in outcome.results if not r.success]
+    (out_dir / f"{name}.gx.json").write_text(json.dumps(result.describe_dict(), indent=1, default=str))
+    return {"success": bool(outcome.success), "rows": int(len(frame)), "evaluated": len(outcome.results),
+            "failed": failed}
 
 
 def describe_failures(report: dict) -> str:
