@@ -32,7 +32,6 @@ from lethe.agent.pathway import forget_in_memory, memory_forget_queries
 from lethe.agent.probes import Probe, audit_probes, evaluation_probes, retain_questions
 from lethe.config import Params
 from lethe.errors import LetheError
-from lethe.layout import SBU_REPORT
 
 VARIANTS = ("before", "memory_only", "parameters_only", "sbu")
 RoundCallback = Callable[[int, dict], None]
@@ -260,5 +259,5 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
         "audits": judged["audits"],
         "seconds": time.perf_counter() - started,
     }
-    (out / SBU_REPORT).write_text(json.dumps(report, indent=1))
+    (out / "sbu_report.json").write_text(json.dumps(report, indent=1))
     return report
