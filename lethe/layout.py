@@ -1,6 +1,8 @@
-"""The files of a mining folder, named once, and what each MAGE step reads and writes.
+"""The files of a request's folder and of its mining folder, named once, and what each MAGE step
+reads and writes.
 
-Every module that opens a file of a request's mining folder asks `MineLayout` for its path, and
+Every module that opens a file of a request asks `RequestLayout` (its work folder: mine/,
+unlearn/, evaluation/, sbu/) or `MineLayout` (the mining folder) for its path, and
 `STEP_IO` declares, per MAGE step, the files it reads, the files it writes and the params.yaml
 sections it depends on. `dvc.yaml` must say the same (tests/test_layout.py checks it), so the DAG DVC
 records is the lineage that happened.
@@ -12,9 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import overload
 
+UNLEARN_REPORT = "unlearn.json"  # what a training run writes in its output folder (lethe.unlearn.run)
+SBU_REPORT = "sbu_report.json"  # what an SBU run writes in its output folder (lethe.agent.sbu)
+
 
 class _File:
-    """One file of a mining folder: `layout.<role>` is its path, `MineLayout.<role>.name` its name."""
+    """One file of a layout: `layout.<role>` is its path (under `layout.root`), `Layout.<role>.name` its name."""
 
     def __init__(self, name: str):
         self.name = name
@@ -26,7 +31,7 @@ class _File:
     def __get__(self, layout: None, owner: type) -> _File: ...
 
     @overload
-    def __get__(self, layout: MineLayout, owner: type) -> Path: ...
+    def __get__(self, layout: MineLayout | RequestLayout, owner: type) -> Path: ...
 
     def __get__(self, layout, owner=None):
         return self if layout is None else layout.root / self.name
@@ -66,6 +71,25 @@ class MineLayout:
         if not isinstance(entry, _File):
             raise KeyError(f"a mining folder has no file called {role!r}")
         return entry.name
+
+
+@dataclass(frozen=True)
+class RequestLayout:
+    """Every folder and file of one request's work folder (`root`), by role."""
+
+    root: Path
+
+    mine_dir = _File("mine")
+    unlearn_dir = _File("unlearn")
+    unlearn_report = _File(f"unlearn/{UNLEARN_REPORT}")
+    evaluation_dir = _File("evaluation")
+    sbu_dir = _File("sbu")
+    sbu_report = _File(f"sbu/{SBU_REPORT}")
+
+    @property
+    def mine(self) -> MineLayout:
+        """The files of the request's mining folder."""
+        return MineLayout(self.mine_dir)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from lethe.layout import STEP_IO, STEPS, MineLayout
+from lethe.layout import STEP_IO, STEPS, MineLayout, RequestLayout
 from lethe.mage import MagePipeline, Request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,6 +41,13 @@ def test_layout_names_every_file_and_refuses_unknown_roles(tmp_path):
     for io in STEP_IO.values():
         for role in (*io.reads, *io.writes, *io.metrics, io.done):
             MineLayout.file_name(role)
+
+
+def test_the_request_layout_names_its_folders_and_reports(tmp_path):
+    files = RequestLayout(tmp_path)
+    assert files.mine == MineLayout(tmp_path / "mine") and files.mine.forget_set == tmp_path / "mine" / "forget_set.jsonl"
+    assert files.unlearn_report == tmp_path / "unlearn" / "unlearn.json"
+    assert files.sbu_report == tmp_path / "sbu" / "sbu_report.json" and files.evaluation_dir == tmp_path / "evaluation"
 
 
 def test_every_step_reads_only_what_an_earlier_step_writes():

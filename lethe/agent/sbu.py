@@ -32,6 +32,7 @@ from lethe.agent.pathway import forget_in_memory, memory_forget_queries
 from lethe.agent.probes import Probe, audit_probes, evaluation_probes, retain_questions
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.layout import SBU_REPORT
 
 VARIANTS = ("before", "memory_only", "parameters_only", "sbu")
 RoundCallback = Callable[[int, dict], None]
@@ -259,5 +260,5 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
         "audits": judged["audits"],
         "seconds": time.perf_counter() - started,
     }
-    (out / "sbu_report.json").write_text(json.dumps(report, indent=1))
+    (out / SBU_REPORT).write_text(json.dumps(report, indent=1))
     return report

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
-from lethe.layout import MineLayout
+from lethe.layout import RequestLayout
 from lethe.ops import registry
 from lethe.ops.gate import decide_agentic, decision_markdown, decision_tags
 from lethe.ops.lineage import lineage_tags
@@ -111,17 +111,17 @@ def run_sbu_step(params: Params, plan: AgenticPlan, on_round=None) -> dict[str, 
     """The SBU protocol on the mined graph and forget/neighbor sets of the request."""
     from lethe.agent.sbu import SbuInputs, run_sbu
 
-    mine = MineLayout(Path(plan.workdir) / "mine")
-    inputs = SbuInputs(plan.anchor, plan.base_model, plan.memory_path, str(mine.graph), str(mine.forget_set),
-                       str(mine.neighbor_set), str(Path(plan.workdir) / "sbu"))
+    files = RequestLayout(Path(plan.workdir))
+    inputs = SbuInputs(plan.anchor, plan.base_model, plan.memory_path, str(files.mine.graph),
+                       str(files.mine.forget_set), str(files.mine.neighbor_set), str(files.sbu_dir))
     return run_sbu(params, inputs, on_round)
 
 
 def versioned_files(plan: AgenticPlan, report: dict[str, Any]) -> dict[str, Path]:
-    sbu = Path(plan.workdir) / "sbu"
+    files = RequestLayout(Path(plan.workdir))
     return {"memory_before": Path(report["memory_before_path"]), "memory_after": Path(report["memory_path"]),
-            "adapter": Path(report["adapter_path"]), "sbu_report": sbu / "sbu_report.json",
-            "forget_set": MineLayout(Path(plan.workdir) / "mine").forget_set}
+            "adapter": Path(report["adapter_path"]), "sbu_report": files.sbu_report,
+            "forget_set": files.mine.forget_set}
 
 
 def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, str]) -> dict[str, Any]:
@@ -134,8 +134,7 @@ def register_step(params: Params, plan: AgenticPlan, report: dict[str, Any], md5
         metrics["retain_quality_ratio"] = report["retain_quality_ratio"]
     metrics.update(rounds=len(report["rounds"]), total_steps=report["total_steps"], seconds=report["seconds"])
     registry.log_metrics(client, plan.run_id, metrics)
-    sbu = Path(plan.workdir) / "sbu"
-    client.log_artifact(plan.run_id, str(sbu / "sbu_report.json"), "sbu")
+    client.log_artifact(plan.run_id, str(RequestLayout(Path(plan.workdir)).sbu_report), "sbu")
     client.log_artifact(plan.run_id, report["memory_path"], "memory_snapshot")
     decision = decide_agentic(report["leak_rates"]["sbu"], report.get("retain_quality_ratio"), params.agent,
                               params.gate)
@@ -186,10 +185,10 @@ def result_summary(plan: AgenticPlan, report: dict[str, Any], md5s: dict[str, st
             "memory_path": live_memory, "memory_snapshot_path": report["memory_path"],
             **{k: report[k] for k in keys}, **registered, "dvc_md5": md5s, "mlflow_run_id": plan.run_id,
             "mlflow_ui": registry.version_url(tracking_uri, plan.model_name, registered["model_version"]),
-            "report_path": str(Path(plan.workdir) / "sbu" / "sbu_report.json")}
+            "report_path": str(RequestLayout(Path(plan.workdir)).sbu_report)}
 
 
 def load_report(plan: AgenticPlan) -> dict[str, Any] | None:
     """The finished SBU report of a resumed request, if there is one."""
-    path = Path(plan.workdir) / "sbu" / "sbu_report.json"
+    path = RequestLayout(Path(plan.workdir)).sbu_report
     return json.loads(path.read_text()) if path.is_file() else None

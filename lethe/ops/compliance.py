@@ -24,6 +24,7 @@ from typing import Any
 
 from lethe.config import Params
 from lethe.evaluate.metrics import REELICIT_RETURN
+from lethe.layout import RequestLayout
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
@@ -57,7 +58,7 @@ def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[
             continue
         entities[record.id] = {"anchor": record.anchor, "request_id": record.id,
                                "version": result.get("model_version"),
-                               "mine_dir": Path(result["workdir"]) / "mine" if result.get("workdir") else None}
+                               "mine_dir": RequestLayout(Path(result["workdir"])).mine_dir if result.get("workdir") else None}
     for version in lineage:
         request_id = version.tags.get("lineage.request_id")
         entities.setdefault(request_id, {"anchor": version.tags.get("lethe.anchor"), "request_id": request_id,

@@ -21,7 +21,7 @@ from typing import Any
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
-from lethe.layout import MineLayout
+from lethe.layout import MineLayout, RequestLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown, decision_tags
 from lethe.ops.lineage import lineage_tags, model_hash
@@ -48,13 +48,18 @@ class RequestPlan:
     flow_run_id: str | None = None
 
     @property
+    def files(self) -> RequestLayout:
+        """The folders and files of the request's work folder."""
+        return RequestLayout(Path(self.workdir))
+
+    @property
     def mine_dir(self) -> Path:
-        return Path(self.workdir) / "mine"
+        return self.files.mine_dir
 
     @property
     def mine(self) -> MineLayout:
         """The files of the request's mining folder."""
-        return MineLayout(self.mine_dir)
+        return self.files.mine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,7 +109,7 @@ def unlearn_step(params: Params, plan: RequestPlan) -> dict[str, Any]:
     from lethe.unlearn.run import run_unlearning
 
     return run_unlearning(params, Path(plan.start_model), plan.mine.forget_set, plan.mine.neighbor_set,
-                          None, Path(plan.workdir) / "unlearn", sage=False)
+                          None, plan.files.unlearn_dir, sage=False)
 
 
 def is_benchmark_author(anchor: str, model: str | Path) -> bool:
@@ -145,7 +150,7 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
     from lethe.supervision.baselines import author_index
 
     tofu = is_benchmark_author(plan.anchor, plan.start_model)
-    out_dir = Path(plan.workdir) / "evaluation"
+    out_dir = plan.files.evaluation_dir
     evaluation = evaluate_adapter(params, Path(plan.start_model), Path(adapter), [plan.anchor] if tofu else [],
                                   plan.mine.forget_set, out_dir, entity_only=not tofu)
     gold = [(qa.question, qa.answer) for qa in author_qa(author_index(plan.anchor))] if tofu else []
@@ -246,26 +251,25 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     """
     client = registry.client(plan.tracking_uri)
     run_id = plan.run_id
-    work = Path(plan.workdir)
     before, after = evaluation["before"], evaluation["after"]
     registry.log_metrics(client, run_id, {**{f"before.{k}": v for k, v in before.items()},
                                           **{f"after.{k}": v for k, v in after.items()},
                                           **{f"reference.{k}": v for k, v in evaluation.get("reference", {}).items()},
                                           **{f"base.{k}": v for k, v in evaluation.get("base", {}).items()}})
-    trained = json.loads((work / "unlearn" / "unlearn.json").read_text())
+    trained = json.loads(plan.files.unlearn_report.read_text())
     for point in trained.get("budget_path", []):  # the adaptive budget's forget-vs-utility path
         registry.log_metrics(client, run_id, {f"budget.{k}": v for k, v in point.items() if k != "step"},
                              step=int(point["step"]))
     registry.log_datasets(run_id, [
         registry.DatasetRef(name, context, getattr(plan.mine, name), md5s[name], dvc_url(dvc_remote, md5s[name]))
         for name, context in (("forget_set", "forget"), ("neighbor_set", "retain"), ("audit_set", "audit"))])
-    for folder, artifact_path in ((plan.mine.validation_dir, "validation"), (work / "evaluation", "evaluation")):
+    for folder, artifact_path in ((plan.mine.validation_dir, "validation"), (plan.files.evaluation_dir, "evaluation")):
         client.log_artifacts(run_id, str(folder), artifact_path)
     # The forget, neighbor and audit sets stay in the DVC remote: MLflow gets their digests (dataset inputs).
     for path in (plan.mine.graph, plan.mine.graph_png, plan.mine.mining_stats, plan.mine.synthesis):
         if path.is_file():
             client.log_artifact(run_id, str(path), "mining")
-    client.log_artifact(run_id, str(work / "unlearn" / "unlearn.json"), "unlearn")
+    client.log_artifact(run_id, str(plan.files.unlearn_report), "unlearn")
     client.log_artifacts(run_id, adapter, "adapter")
 
     chain = [*plan.adapter_chain, str(Path(adapter).resolve())]

@@ -10,7 +10,7 @@ from pathlib import Path
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.fileio import load_qa_file
-from lethe.layout import MineLayout
+from lethe.layout import UNLEARN_REPORT, MineLayout
 
 
 def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
@@ -146,5 +146,5 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         report["entity_probes"] = len(probes)
         result.update(undistilled_adapter_path=result["adapter_path"], adapter_path=report["adapter_path"],
                       distill=report)
-    (out_dir / "unlearn.json").write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
+    (out_dir / UNLEARN_REPORT).write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))
     return result

@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 
 from lethe.config import load_params
 from lethe.errors import LetheError
+from lethe.layout import RequestLayout
 from lethe.mage import Request
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
@@ -33,7 +34,7 @@ def agentic_unlearn(anchor: str, base_model: str, ops: dict, memory: str | None 
     plan = agentic_ops.prepare.with_options(retries=retries, retry_delay_seconds=delay)(
         anchor, base_model, memory, env, params, str(flow_run.get_id() or ""))
     mined = run_mining_tasks(Request(anchor=anchor, model_path=base_model, source="mage", description=None),
-                             str(Path(plan.workdir) / "mine"), params)
+                             str(RequestLayout(Path(plan.workdir)).mine_dir), params)
     if mined["status"] == "nothing_memorized":
         raise LetheError(f"the model recalls nothing about {anchor!r}: there is nothing to unlearn")
     if not mined["validation"]["success"]:
