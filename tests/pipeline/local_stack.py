@@ -11,10 +11,29 @@ def free_port() -> int:
     return _free_port("127.0.0.1")
 
 
+def relax_for_pipeline_tests(raw: dict) -> dict:
+    """The gate and budget of the integration tests (a params.yaml mapping, changed in place).
+
+    The pipeline, not the method, is under test there. On the tiny world (a weak miner) 80 steps of
+    NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
+    and the relearning attack brought gold back to 0.45 (never-trained: 0.06): no method here passes
+    the real audit, so these tests relax relearning and held-out recall, and re-elicitation to 0.65 (a
+    do-nothing adapter measured 0.80; tests/ops/test_gate.py holds the real thresholds). What two
+    chained requests keep varies with the world's seed and the machine: the second request's weakest
+    utility part measured 0.90 (world.seed 1234, here), 0.84 (seed 1234 on CI) and 0.82 (seed 7), its
+    weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5.
+    """
+    raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
+    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
+                        "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0, "min_utility_part_ratio": 0.6,
+                        "min_entity_retention": 0.5})
+    return raw
+
+
 def s3_keys(endpoint: str, bucket: str) -> list[str]:
     """Every key of a bucket on the local S3 server (all pages)."""
     pages = s3_client(endpoint).get_paginator("list_objects_v2").paginate(Bucket=bucket)
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-__all__ = ["free_port", "s3_client", "s3_keys"]
+__all__ = ["free_port", "relax_for_pipeline_tests", "s3_client", "s3_keys"]

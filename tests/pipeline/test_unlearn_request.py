@@ -24,7 +24,7 @@ from lethe.ops import registry
 from lethe.ops.environment import resolve
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RequestQueue
 from lethe.ops.stack import LocalStack
-from tests.pipeline.local_stack import free_port, s3_keys
+from tests.pipeline.local_stack import free_port, relax_for_pipeline_tests, s3_keys
 
 FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"  # the tiny world's forget01 authors
 MODEL_NAME = "lethe-world-tiny"
@@ -36,14 +36,8 @@ def _write_params(root: Path, ports: tuple[int, int], **gate) -> Path:
                            dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"),
                            retries=1, retry_delay_seconds=1.0)
     raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=ports[0], s3_port=ports[1], prefect=False)
-    # The pipeline, not the method, is under test here. On the tiny world (a weak miner) 80 steps of
-    # NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
-    # and the relearning attack brought gold back to 0.45 (never-trained: 0.06): no method here passes
-    # the real audit, so the pipeline tests relax relearning and held-out recall, and re-elicitation to
-    # 0.65 (a do-nothing adapter measured 0.80; see tests/ops/test_gate.py for the real thresholds).
-    raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
-    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
-                        "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0, **gate})
+    relax_for_pipeline_tests(raw)
+    raw["gate"].update(gate)
     path = root / f"params{'-' + '-'.join(gate) if gate else ''}.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path
