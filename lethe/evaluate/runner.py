@@ -60,12 +60,17 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
     heldout = load_qa_file(files.audit_set, "audit set")
     if not heldout:
         raise LetheError(f"the audit set {files.audit_set} is empty: nothing was held out")
-    attacks = attack_rows(load_qa_file(files.forget_set, "forget set"), cfg.relearn_rows, cfg.seed,
-                          cfg.relearn_attacks)
+    forget = load_qa_file(files.forget_set, "forget set")
+    # A mined forget set can be smaller than one attack: the request is then audited without the
+    # relearning attack, and the gate's relearning row says it was not measured (and rejects).
+    attack_skipped = (f"the forget set has {len(forget)} rows, one attack takes audit.relearn_rows "
+                      f"{cfg.relearn_rows}" if cfg.relearn_rows > len(forget) else None)
+    attacks = [] if attack_skipped else attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
     graph = load_graph(files.graph) if files.graph.is_file() else None
 
     def measure(backend, full: bool) -> dict:
-        return audit_model(backend, params, anchor, graph if full else None, heldout, attacks, gold, with_attack=full)
+        return audit_model(backend, params, anchor, graph if full else None, heldout, attacks, gold,
+                           with_attack=full and bool(attacks))
 
     def load(path: Path | str, with_adapter: Path | None = None):
         return load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
@@ -78,5 +83,5 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
         reference = measure(ref_backend, full=True)
         if gold and holdout and params.evaluate.mia:
             reference.update(mia_report(ref_backend, gold, holdout, params.evaluate.mia_k))
-    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attacks[0]), "attacks": len(attacks),
-            "heldout_rows": len(heldout)}
+    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attacks[0]) if attacks else 0,
+            "attacks": len(attacks), "attack_skipped": attack_skipped, "heldout_rows": len(heldout)}

@@ -166,7 +166,8 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
     paths = write_report(out_dir, before, after, {"targets": evaluation["targets"], "adapter": str(adapter),
                                                   "reference": reference, "reelicited_memories": memories,
                                                   "audit_rows": {"heldout": audit["heldout_rows"],
-                                                                 "attack": audit["attack_rows"]}},
+                                                                 "attack": audit["attack_rows"]},
+                                                  "attack_skipped": audit["attack_skipped"]},
                          reference=reference)
     return {"targets": evaluation["targets"], "before": before, "after": after, "reference": reference,
             "base": {k: v for k, v in base.items() if k != "row_rouge"}, **paths}

@@ -92,6 +92,7 @@ def test_the_request_path_runs_on_every_architecture(kind, chat, tokenizers, mat
     import mlflow
 
     from lethe.evaluate.runner import audit_adapter, evaluate_adapter
+    from lethe.ops.gate import relearning_check
     from lethe.llm.loading import preflight
     from lethe.mage import MagePipeline, Request, load_samples
     from lethe.ops import registry as reg
@@ -140,6 +141,13 @@ def test_the_request_path_runs_on_every_architecture(kind, chat, tokenizers, mat
     audit = audit_adapter(params, model, adapters["npo_gd"], anchor, forget_set.parent, gold, holdout, None)
     assert audit["heldout_rows"] == 3 and audit["attack_rows"] == 2
     assert {"relearn_heldout_rouge", "q4_heldout_rouge", "q8_heldout_rouge", "reelicit_return"} <= set(audit["after"])
+    if kind == ARCHITECTURES[0] and not chat:  # a mined forget set smaller than one attack: audited, marked
+        larger = params.model_copy(update={"audit": params.audit.model_copy(update={"relearn_rows": 50})})
+        unattacked = audit_adapter(larger, model, adapters["npo_gd"], anchor, forget_set.parent, gold, holdout, None)
+        assert unattacked["attack_skipped"].startswith("the forget set has") and unattacked["attack_rows"] == 0
+        assert "relearn_heldout_rouge" not in unattacked["after"] and "q4_heldout_rouge" in unattacked["after"]
+        relearning = relearning_check(unattacked["before"], unattacked["after"], {}, params.gate)
+        assert relearning.passed is False and relearning.note == "the relearning attack was not measured"
 
     composed = compose(model, [adapters["ga"], adapters["npo_gd"]], tmp_path / "composed")
     assert (composed / "config.json").is_file()
