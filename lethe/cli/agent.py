@@ -89,14 +89,9 @@ def agentic_forget(
 ) -> None:
     """SBU: mine, then synchronized memory + parameter unlearning with a backflow audit; register both."""
     with user_errors(as_json):
-        from lethe.cli.ops import _checked_request, _prefect_home
-        from lethe.ops.environment import resolve
+        from lethe.cli.ops import _request_services
 
-        cfg = load_params(params)
-        anchor, _, base = _checked_request(anchor, None, model, cfg)
-        with stderr.status("starting the MLflow and S3 servers"):
-            env = resolve(cfg)
-        _prefect_home()
+        _, anchor, _, base, env = _request_services(anchor, None, model, params)
         from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 
         state = agentic_unlearn(anchor, str(base.resolve()), env.to_dict(), str(memory) if memory else None,

@@ -72,6 +72,20 @@ def _checked_request(anchor: str, description: str | None, model: Path | None, c
     return anchor, description, base
 
 
+def _request_services(anchor: str, description: str | None, model: Path | None, params: Path | None):
+    """(params, clean anchor, description, base model, services) of a request: bad input fails
+    before anything starts; then the servers are started and this process's flow runs go to the
+    stack's Prefect server."""
+    from lethe.ops.environment import resolve
+
+    cfg = load_params(params)
+    anchor, description, base = _checked_request(anchor, description, model, cfg)
+    with stderr.status("starting the MLflow and S3 servers"):
+        env = resolve(cfg)
+    _prefect_home(cfg)
+    return cfg, anchor, description, base, env
+
+
 def _registry_target(model: Path | None, params: Path | None):
     """(services, registered model name) of the target model, for alias commands."""
     from lethe.ops.environment import resolve
@@ -115,13 +129,9 @@ def forget(
 ) -> None:
     """Queue one request and run it end to end: mine, unlearn, evaluate, version, gate, register."""
     with user_errors(as_json):
-        from lethe.ops.environment import resolve
         from lethe.ops.queue import RequestQueue
 
-        cfg = load_params(params)
-        anchor, description, base = _checked_request(anchor, description, model, cfg)
-        with stderr.status("starting the MLflow and S3 servers"):
-            env = resolve(cfg)
+        cfg, anchor, description, base, env = _request_services(anchor, description, model, params)
         record, created = RequestQueue(env.queue_url).add(anchor, str(base.resolve()), requester, reason,
                                                           description)
         stderr.print(f"request {record.id} ({'new' if created else 'already queued: ' + record.status})")
