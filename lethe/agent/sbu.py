@@ -192,12 +192,25 @@ def held_out_probes(probes: Sequence[Probe], memory: Path) -> list[Probe]:
     return kept
 
 
-def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = None) -> dict:
-    """The whole agentic request after mining: rounds, the ablation variants, the report."""
+@dataclass
+class _Setup:
+    """What every phase of an SBU request reads: the pre-unlearning memory copy, the target's surface
+    forms, the forget and retain pairs, the audit and evaluation probes, the agent runtime, the judge."""
+
+    before: Path
+    surface: list[str]
+    forget: list[tuple[str, str]]
+    retain_pairs: list[tuple[str, str]]
+    probes: list[Probe]
+    eval_probes: list[Probe]
+    held_out: bool
+    runtime: AgentRuntime
+    judge: LeakJudge
+
+
+def _set_up(params: Params, inputs: SbuInputs) -> _Setup:
     from lethe.mining.graph import load_graph
 
-    started = time.perf_counter()
-    cfg = params.agent
     out = Path(inputs.out_dir)
     (out / "memory").mkdir(parents=True, exist_ok=True)
     original = Path(inputs.memory_path)
@@ -205,9 +218,8 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
         raise LetheError(f"no agent memory at {original} (seed one with `lethe memory seed`)")
     before = out / "memory" / "before.db"
     shutil.copy2(original, before)
-    surface = surface_forms(load_graph(Path(inputs.graph_path)), inputs.anchor, cfg.title_min_strength)
+    surface = surface_forms(load_graph(Path(inputs.graph_path)), inputs.anchor, params.agent.title_min_strength)
     forget = _load_pairs(inputs.forget_set_path, "forget set")
-    retain_pairs = _load_pairs(inputs.neighbor_set_path, "neighbor set")
     probes = audit_probes(forget)
     runtime = AgentRuntime(params, inputs.model_path)
     try:
@@ -215,46 +227,59 @@ def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = 
     except LetheError:
         eval_probes, held_out = probes, False
     facts = [a for _, a in forget] + [p.reference for p in eval_probes]
-    judge = leak_judge(surface, facts, cfg.leak_rouge)
+    return _Setup(before, surface, forget, _load_pairs(inputs.neighbor_set_path, "neighbor set"), probes,
+                  eval_probes, held_out, runtime, leak_judge(surface, facts, params.agent.leak_rouge))
 
-    if not (out / "memory" / "sbu.db").is_file():
-        shutil.copy2(before, out / "memory" / "sbu.db")
-    sbu = run_rounds(params, inputs, runtime, judge, surface, forget, retain_pairs, probes, on_round)
 
-    memory_only = out / "memory" / "memory_only.db"
-    shutil.copy2(before, memory_only)
+def _judge_ablations(params: Params, inputs: SbuInputs, setup: _Setup, sbu: dict) -> tuple[dict, dict, list]:
+    """The memory-only and parameters-only variants built, then all four judged on the held-out probes:
+    (judged, the parameters-only training, the retain probes)."""
+    memory_only = Path(inputs.out_dir) / "memory" / "memory_only.db"
+    shutil.copy2(setup.before, memory_only)
     with MemoryStore(memory_only, create=False) as store:
-        forget_in_memory(store, inputs.anchor, surface, "memory-only ablation")
-    parameters_only = sra_training(params, inputs.model_path, training_pairs(forget, before, runtime), retain_pairs,
-                                   sbu["steps"], out / "parameters_only", None)
-    retain = retain_questions(world_retain_authors(inputs.model_path, inputs.anchor), cfg.eval_retain_questions)
-    judged = judge_variants(inputs, runtime, judge, {
-        "before": (before, None), "memory_only": (memory_only, None),
-        "parameters_only": (before, parameters_only["adapter_path"]),
-        "sbu": (Path(sbu["memory_path"]), sbu["adapter_path"])}, eval_probes, retain)
+        forget_in_memory(store, inputs.anchor, setup.surface, "memory-only ablation")
+    parameters_only = sra_training(params, inputs.model_path, training_pairs(setup.forget, setup.before, setup.runtime),
+                                   setup.retain_pairs, sbu["steps"], Path(inputs.out_dir) / "parameters_only", None)
+    retain = retain_questions(world_retain_authors(inputs.model_path, inputs.anchor), params.agent.eval_retain_questions)
+    judged = judge_variants(inputs, setup.runtime, setup.judge, {
+        "before": (setup.before, None), "memory_only": (memory_only, None),
+        "parameters_only": (setup.before, parameters_only["adapter_path"]),
+        "sbu": (Path(sbu["memory_path"]), sbu["adapter_path"])}, setup.eval_probes, retain)
+    return judged, parameters_only, retain
+
+
+def run_sbu(params: Params, inputs: SbuInputs, on_round: RoundCallback | None = None) -> dict:
+    """The whole agentic request after mining: rounds, the ablation variants, the report."""
+    started = time.perf_counter()
+    out = Path(inputs.out_dir)
+    setup = _set_up(params, inputs)
+    if not (out / "memory" / "sbu.db").is_file():
+        shutil.copy2(setup.before, out / "memory" / "sbu.db")
+    sbu = run_rounds(params, inputs, setup.runtime, setup.judge, setup.surface, setup.forget, setup.retain_pairs,
+                     setup.probes, on_round)
+    judged, parameters_only, retain = _judge_ablations(params, inputs, setup, sbu)
     quality = judged["retain_quality"]
-    ratio = quality["sbu"] / quality["before"] if quality.get("before") else None
     with MemoryStore(sbu["memory_path"], create=False) as store:
         memory_stats, blocklist = store.stats(), store.blocklist().surface_forms
     report = {
         "anchor": inputs.anchor,
         "adapter_path": sbu["adapter_path"],
         "memory_path": sbu["memory_path"],
-        "memory_before_path": str(before),
+        "memory_before_path": str(setup.before),
         "parameters_only_adapter_path": parameters_only["adapter_path"],
         "leak_rates": judged["leak_rates"],
         "retain_quality": quality,
-        "retain_quality_ratio": ratio,
+        "retain_quality_ratio": quality["sbu"] / quality["before"] if quality.get("before") else None,
         "sbu_lowest": {channel: all(judged["leak_rates"]["sbu"][channel] <= judged["leak_rates"][v][channel]
                                     for v in VARIANTS) for channel in ("retrieval", "generation")},
         "rounds": sbu["rounds"],
         "converged": sbu["converged"],
         "total_steps": sbu["steps"],
         "forget_queries": sbu["forget_queries"],
-        "probes": {"audit": len(probes), "evaluation": len(eval_probes), "held_out": held_out,
+        "probes": {"audit": len(setup.probes), "evaluation": len(setup.eval_probes), "held_out": setup.held_out,
                    "retain": len(retain)},
-        "agent_reads_context": runtime.use_context,
-        "surface_forms": surface,
+        "agent_reads_context": setup.runtime.use_context,
+        "surface_forms": setup.surface,
         "blocklist_size": len(blocklist),
         "memory_after": memory_stats,
         "audits": judged["audits"],
