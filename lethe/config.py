@@ -446,6 +446,23 @@ class StackParams(Strict):
         return value
 
 
+class ScaleParams(Strict):
+    """Fan-out, on Dask, of the work of a compliance run that only reads models (the champion's audits)."""
+
+    dask_address: str = Field("", description="scheduler of an existing Dask cluster (tcp://host:8786); "
+                              "empty: a LocalCluster on 127.0.0.1 started for the run")
+    workers: int = Field(2, ge=1, description="LocalCluster worker processes")
+    threads_per_worker: int = Field(1, ge=1, description="threads of each worker (and its torch threads)")
+
+    @field_validator("dask_address")
+    @classmethod
+    def _scheduler_url(cls, value: str) -> str:
+        if value and not value.startswith(("tcp://", "tls://")):
+            raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786 or tls://...); "
+                             "leave it empty for a LocalCluster")
+        return value
+
+
 class AgentParams(Strict):
     """SBU: the agent's memory, the synchronized rounds and the stochastic reference alignment."""
 
@@ -495,6 +512,7 @@ class Params(Strict):
     gate: GateParams
     registry: RegistryParams
     stack: StackParams
+    scale: ScaleParams = Field(default_factory=ScaleParams)
     agent: AgentParams
     request: RequestParams
 

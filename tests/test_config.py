@@ -54,3 +54,18 @@ def test_bad_author_range(tmp_path):
     path = _write(tmp_path, lambda r: r["world"]["sizes"]["tiny"].update(authors="0-500"))
     with pytest.raises(ConfigError, match="outside"):
         load_params(path)
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r["scale"].update(dask_address="scheduler:8786"), r"scale\.dask_address: 'scheduler:8786' is not a Dask"),
+    (lambda r: r["scale"].update(workers=0), r"scale\.workers"),
+    (lambda r: r["scale"].update(threads_per_worker=0), r"scale\.threads_per_worker"),
+])
+def test_bad_scale_settings_name_the_key(tmp_path, mutate, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(_write(tmp_path, mutate))
+
+
+def test_a_params_file_without_scale_gets_a_local_cluster(tmp_path):
+    params = load_params(_write(tmp_path, lambda r: r.pop("scale")))
+    assert (params.scale.dask_address, params.scale.workers) == ("", 2)

@@ -25,7 +25,7 @@ LAYERS = [
     {"cli", "__main__"},
 ]
 CORE = set().union(*LAYERS[:8])
-FRAMEWORKS = ("prefect", "mlflow", "dvc", "sqlalchemy", "boto3", "botocore")
+FRAMEWORKS = ("prefect", "mlflow", "dvc", "sqlalchemy", "boto3", "botocore", "dask", "distributed", "prefect_dask")
 
 
 def _unit(module: str) -> str:

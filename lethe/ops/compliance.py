@@ -18,13 +18,14 @@ audit set come from the request's work directory, or are restored from the DVC r
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
 from lethe.evaluate.metrics import REELICIT_RETURN
-from lethe.layout import RequestLayout
+from lethe.layout import MineLayout, RequestLayout
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
@@ -42,10 +43,12 @@ def champion_lineage(client, model_name: str) -> list[Any]:
     return chain[::-1]
 
 
-def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, name: str, suffix: str) -> Path:
-    if mine_dir is not None and (mine_dir / f"{name}{suffix}").is_file():
-        return mine_dir / f"{name}{suffix}"
-    return env.store().restore(request_id, name)
+def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, role: str) -> Path:
+    """A mining output of a request: its work-folder copy, else restored from the DVC remote (where
+    it is versioned under its role's name, see request_steps.versioned_files)."""
+    if mine_dir is not None and getattr(MineLayout(mine_dir), role).is_file():
+        return getattr(MineLayout(mine_dir), role)
+    return env.store().restore(request_id, role)
 
 
 def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[dict[str, Any]]:
@@ -66,12 +69,22 @@ def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[
     return list(entities.values())
 
 
-def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> dict[str, Any]:
-    """One row per forgotten entity: re-elicitation and held-out recall on the champion, and the verdict."""
-    from lethe.evaluate.audit import recall, reelicit
-    from lethe.fileio import load_qa_file
-    from lethe.llm.backend import Backend
-    from lethe.mining.graph import load_graph
+@dataclass(frozen=True)
+class AuditPlan:
+    """What one champion re-audit covers, resolved once (registry, queue, DVC restores, the composed
+    champion on disk), so each entity's audit only reads local files and models and can run anywhere
+    that sees this machine's files: in this process or on a Dask worker."""
+
+    model_name: str
+    champion: str | None
+    base_model: str
+    champion_model: str  # the composed champion's folder (the base model itself without a champion)
+    in_chain: tuple[str, ...]  # request ids on the champion's parent links
+    entities: tuple[dict[str, Any], ...]  # anchor, request_id, version, graph, audit_set
+
+
+def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> AuditPlan:
+    """Find the entities to audit and materialize what their audits read."""
     from lethe.ops.queue import RequestQueue
 
     queue = queue or RequestQueue(env.queue_url)
@@ -79,42 +92,77 @@ def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=No
     name = model_name_for(base_model, params.registry.model_prefix)
     champion = registry.alias_version(client, name, registry.CHAMPION)
     lineage = champion_lineage(client, name)
-    entities = audited_entities(lineage, base_model, queue)
-    if not entities:
-        return {"model_name": name, "champion": champion.version if champion else None, "entities": [],
-                "all_forgotten": True}
-    cfg, gate, tokens = params.backend, params.gate, params.audit.max_new_tokens
+    entities = []
+    for entity in audited_entities(lineage, base_model, queue):
+        request_id, mine_dir = entity["request_id"], entity["mine_dir"]
+        entities.append({"anchor": entity["anchor"], "request_id": request_id, "version": entity["version"],
+                         "graph": str(_request_file(env, request_id, mine_dir, "graph")),
+                         "audit_set": str(_request_file(env, request_id, mine_dir, "audit_set"))})
     chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
-    base = Backend.from_params(base_model, cfg)
-    current = Backend.from_params(compose(base_model, chain, Path(params.registry.workdir) / "_composed"),
-                                  cfg) if chain else base
-    in_chain = {v.tags.get("lineage.request_id") for v in lineage}
-    references: dict[str, Any] = {}
-    rows = []
-    for entity in entities:
-        request_id, anchor = entity["request_id"], entity["anchor"]
-        graph = load_graph(_request_file(env, request_id, entity["mine_dir"], "graph", ".json"))
-        heldout = load_qa_file(_request_file(env, request_id, entity["mine_dir"], "audit_set", ".jsonl"), "audit set")
-        back = reelicit(current, anchor, graph, params)["return"]
-        base_recall, now = recall(base, heldout, tokens) or 0.0, recall(current, heldout, tokens) or 0.0
-        back_ref = floor = None
-        reference_path = reference_model_for(anchor, base_model)
-        if reference_path:
-            if reference_path not in references:
-                references[reference_path] = Backend.from_params(reference_path, cfg)
-            reference = references[reference_path]
-            back_ref = reelicit(reference, anchor, graph, params)["return"]
-            floor = recall(reference, heldout, tokens)
-        limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
-        ratio = now / base_recall if base_recall > 0 else 0.0
-        heldout_ok = ratio <= gate.max_heldout_ratio or (floor is not None and now <= floor + gate.heldout_floor_margin)
-        rows.append({"anchor": anchor, "request_id": request_id, "version": entity["version"],
-                     "in_champion_chain": request_id in in_chain, "questions": len(heldout),
-                     "base_recall": base_recall, "champion_recall": now, "ratio": ratio, "reference_recall": floor,
-                     REELICIT_RETURN: back, "reelicit_reference": back_ref,
-                     "forgotten": (back is None or back <= limit) and heldout_ok})
-    return {"model_name": name, "champion": champion.version if champion else None, "entities": rows,
+    champion_model = (compose(base_model, chain, Path(params.registry.workdir) / "_composed") if chain and entities
+                      else Path(base_model))
+    return AuditPlan(name, champion.version if champion else None, str(base_model), str(champion_model),
+                     tuple(v.tags.get("lineage.request_id") for v in lineage), tuple(entities))
+
+
+class ModelCache:
+    """Backends by model folder, loaded once each (a Dask worker keeps one across its tasks)."""
+
+    def __init__(self, cfg):
+        self.cfg, self._loaded = cfg, {}
+
+    def get(self, path: str | Path):
+        from lethe.llm.backend import Backend
+
+        key = str(path)
+        if key not in self._loaded:
+            self._loaded[key] = Backend.from_params(key, self.cfg)
+        return self._loaded[key]
+
+
+def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models: ModelCache) -> dict[str, Any]:
+    """Re-elicitation and held-out recall of one entity on the champion, against the base model and
+    the never-trained reference where one exists; the row of the audit table."""
+    from lethe.evaluate.audit import recall, reelicit
+    from lethe.fileio import load_qa_file
+    from lethe.mining.graph import load_graph
+
+    gate, tokens, anchor = params.gate, params.audit.max_new_tokens, entity["anchor"]
+    graph = load_graph(Path(entity["graph"]))
+    heldout = load_qa_file(Path(entity["audit_set"]), "audit set")
+    base, current = models.get(plan.base_model), models.get(plan.champion_model)
+    back = reelicit(current, anchor, graph, params)["return"]
+    base_recall, now = recall(base, heldout, tokens) or 0.0, recall(current, heldout, tokens) or 0.0
+    back_ref = floor = None
+    reference_path = reference_model_for(anchor, plan.base_model)
+    if reference_path:
+        reference = models.get(reference_path)
+        back_ref = reelicit(reference, anchor, graph, params)["return"]
+        floor = recall(reference, heldout, tokens)
+    limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
+    ratio = now / base_recall if base_recall > 0 else 0.0
+    heldout_ok = ratio <= gate.max_heldout_ratio or (floor is not None and now <= floor + gate.heldout_floor_margin)
+    return {"anchor": anchor, "request_id": entity["request_id"], "version": entity["version"],
+            "in_champion_chain": entity["request_id"] in plan.in_chain, "questions": len(heldout),
+            "base_recall": base_recall, "champion_recall": now, "ratio": ratio, "reference_recall": floor,
+            REELICIT_RETURN: back, "reelicit_reference": back_ref,
+            "forgotten": (back is None or back <= limit) and heldout_ok}
+
+
+def summarize_audit(plan: AuditPlan, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The audit's result: its rows in the plan's order, and whether every entity is still forgotten."""
+    order = {e["request_id"]: i for i, e in enumerate(plan.entities)}
+    rows = sorted(rows, key=lambda r: order[r["request_id"]])
+    return {"model_name": plan.model_name, "champion": plan.champion, "entities": rows,
             "all_forgotten": all(r["forgotten"] and r["in_champion_chain"] for r in rows)}
+
+
+def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> dict[str, Any]:
+    """One row per forgotten entity: re-elicitation and held-out recall on the champion, and the
+    verdict; every entity in this process, one after another (the compliance flow fans them out)."""
+    plan = plan_audit(params, env, base_model, queue)
+    models = ModelCache(params.backend)
+    return summarize_audit(plan, [audit_entity(params, plan, entity, models) for entity in plan.entities])
 
 
 def _fmt(value: float | None) -> str:

@@ -187,6 +187,33 @@ def test_compliance_audit_does_not_trust_the_champion_chain(stack, first, second
     assert rows[SECOND]["questions"] > 0  # measured on the champion from its own audit set, not skipped
 
 
+def test_the_fanned_out_audit_measures_what_the_serial_audit_does(stack, first, second):
+    """The compliance run's audit on a Dask LocalCluster: every entity measured by a worker process,
+    the same rows as the audit run in this process."""
+    import os
+
+    from lethe.ops.compliance import audit_champion as audit_here
+    from lethe.pipeline.flows.compliance_run import audit_champion as audit_on_dask
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(stack["params"].scale.threads_per_worker)  # as on a worker: same kernels, same numbers
+    try:
+        serial = audit_here(stack["params"], stack["env"], stack["model"])
+    finally:
+        torch.set_num_threads(threads)
+    fanned = audit_on_dask(stack["model"], stack["env"], stack["params"])
+    workers = [row.pop("audited_by") for row in fanned["entities"]]
+    assert str(os.getpid()) not in {w.rsplit(":", 1)[1] for w in workers}
+    assert fanned["all_forgotten"] == serial["all_forgotten"] and fanned["champion"] == serial["champion"]
+    assert [r["anchor"] for r in fanned["entities"]] == [r["anchor"] for r in serial["entities"]] == [FIRST, SECOND]
+    for mine, theirs in zip(fanned["entities"], serial["entities"]):
+        assert mine.keys() == theirs.keys()
+        for key, value in mine.items():
+            assert value == (pytest.approx(theirs[key], abs=0.02) if isinstance(value, float) else theirs[key]), key
+
+
 def test_failing_gate_is_rejected_and_champion_unchanged(stack, first, second):
     client = registry.client(stack["env"].tracking_uri)
     champion_before = registry.alias_version(client, MODEL_NAME, "champion").version
