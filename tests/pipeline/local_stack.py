@@ -24,6 +24,7 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
     weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5.
     """
     raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
+    raw["audit"].update(relearn_attacks=1)  # relearning is not gated here: one attack, not three, is measured
     raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
                         "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0, "min_utility_part_ratio": 0.6,
                         "min_entity_retention": 0.5})
