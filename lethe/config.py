@@ -446,6 +446,14 @@ class StackParams(Strict):
         return value
 
 
+def check_scheduler_address(value: str) -> str:
+    """`value` if it is empty (a LocalCluster) or a Dask scheduler URL; a ValueError naming it otherwise."""
+    if value and not value.startswith(("tcp://", "tls://")):
+        raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786 or tls://...); "
+                         "leave it empty for a LocalCluster")
+    return value
+
+
 class ScaleParams(Strict):
     """Fan-out, on Dask, of the work of a compliance run that only reads models (the champion's audits)."""
 
@@ -457,10 +465,7 @@ class ScaleParams(Strict):
     @field_validator("dask_address")
     @classmethod
     def _scheduler_url(cls, value: str) -> str:
-        if value and not value.startswith(("tcp://", "tls://")):
-            raise ValueError(f"{value!r} is not a Dask scheduler address (tcp://host:8786 or tls://...); "
-                             "leave it empty for a LocalCluster")
-        return value
+        return check_scheduler_address(value)
 
 
 class AgentParams(Strict):

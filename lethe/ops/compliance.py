@@ -46,9 +46,8 @@ def champion_lineage(client, model_name: str) -> list[Any]:
 def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, role: str) -> Path:
     """A mining output of a request: its work-folder copy, else restored from the DVC remote (where
     it is versioned under its role's name, see request_steps.versioned_files)."""
-    if mine_dir is not None and getattr(MineLayout(mine_dir), role).is_file():
-        return getattr(MineLayout(mine_dir), role)
-    return env.store().restore(request_id, role)
+    local = getattr(MineLayout(mine_dir), role) if mine_dir is not None else None
+    return local if local is not None and local.is_file() else env.store().restore(request_id, role)
 
 
 def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[dict[str, Any]]:

@@ -2,9 +2,9 @@
 
 `LETHE_DASK_ADDRESS`, else `scale.dask_address`, names an existing scheduler (production: the
 Dask services of infra/compose.yaml, whose workers see the same model and work folders); empty
-starts a `LocalCluster` for the run on
-127.0.0.1 (`scale.workers` processes x `scale.threads_per_worker` threads, torch threads capped to
-the same), whose dashboard port is picked free so two runs on one machine never collide.
+starts a `LocalCluster` for the run on 127.0.0.1 (`scale.workers` processes x
+`scale.threads_per_worker` threads, torch threads capped to the same), whose dashboard port is
+picked free so two runs on one machine never collide.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import socket
 
 from prefect_dask import DaskTaskRunner
 
-from lethe.config import ScaleParams
+from lethe.config import ScaleParams, check_scheduler_address
 from lethe.errors import ConfigError
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
@@ -23,9 +23,10 @@ _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS
 def dask_address(scale: ScaleParams) -> str:
     """The scheduler to use: LETHE_DASK_ADDRESS, else params.yaml; empty for a LocalCluster."""
     address = os.environ.get("LETHE_DASK_ADDRESS", "").strip()
-    if address and not address.startswith(("tcp://", "tls://")):
-        raise ConfigError(f"LETHE_DASK_ADDRESS={address!r} is not a Dask scheduler address (tcp://host:8786)")
-    return address or scale.dask_address
+    try:
+        return check_scheduler_address(address) or scale.dask_address
+    except ValueError as exc:
+        raise ConfigError(f"LETHE_DASK_ADDRESS: {exc}") from exc
 
 
 def dask_task_runner(scale: ScaleParams) -> DaskTaskRunner:

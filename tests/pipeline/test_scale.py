@@ -79,5 +79,5 @@ def test_an_existing_cluster_is_used_by_address(monkeypatch):
     monkeypatch.setenv("LETHE_DASK_ADDRESS", "tcp://dask-scheduler:8786")  # production overrides params.yaml
     assert dask_task_runner(ScaleParams()).address == "tcp://dask-scheduler:8786"
     monkeypatch.setenv("LETHE_DASK_ADDRESS", "dask-scheduler")
-    with pytest.raises(ConfigError, match="LETHE_DASK_ADDRESS='dask-scheduler' is not a Dask scheduler address"):
+    with pytest.raises(ConfigError, match="LETHE_DASK_ADDRESS: 'dask-scheduler' is not a Dask scheduler address"):
         dask_task_runner(ScaleParams())
