@@ -395,6 +395,13 @@ class LocalStack:
         if record:
             _terminate(record.get("mlflow_pid", 0), "mlflow", record.get("mlflow_port", -1), hard)
 
+    def stop_prefect_server(self, hard: bool = True) -> None:
+        """Stop only the Prefect server (fault-injection tests); `up()` starts it again over the same
+        database, on the same port when it is still free."""
+        record = self._read()
+        if record:
+            _terminate(record.get("prefect_pid", 0), "prefect", record.get("prefect_port", -1), hard)
+
     def start_mlflow(self, timeout: float = 90.0) -> StackInfo:
         """Start the MLflow server over the recorded SQLite store and bucket (again, after a stop)."""
         record = self._read()

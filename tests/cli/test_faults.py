@@ -8,8 +8,9 @@ running under a dead runner's lease that is taken over at once), and no half-reg
 One request walks through the faults one after another (each attempt reuses what the previous
 one finished, as a user retrying would), then completes: MLflow down, SIGKILL mid-training,
 S3 down, DVC remote missing, SIGKILL mid-DVC-push, SIGKILL after the model is logged, SIGKILL
-after the version is created. Then two concurrent submissions of a second anchor, and a third
-request whose work folder is a 2 MiB tmpfs (in a private mount namespace), grown and resumed.
+after the version is created. Then two concurrent submissions of a second anchor, a third request
+whose work folder is a 2 MiB tmpfs (in a private mount namespace), grown and resumed, and a fourth
+during which the stack's Prefect server is killed and started again.
 The outcomes are written to test-artifacts/fault_suite.json.
 """
 
@@ -33,6 +34,7 @@ from lethe.ops.stack import LOCAL_CREDENTIALS, LocalStack
 from tests.pipeline.local_stack import free_port
 
 ANCHOR, DUPLICATE, FULL_DISK = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", "Chukwu Akabueze"
+PREFECT_RESTART = "Jaime Vasquez"
 OUTCOMES = Path("test-artifacts") / "fault_suite.json"
 
 
@@ -248,3 +250,43 @@ def test_a_full_disk_fails_clearly_and_resumes_once_there_is_room(suite, tmp_pat
     assert code_after == 0 and out_after["request_id"] == record.id, out_after
     assert record.status in (COMPLETED, REJECTED)
     _note(suite, "full disk, resumed with room", code_after, out_after, record.id, record.status)
+
+
+def _wait_for(condition, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_the_prefect_server_restarted_mid_request_never_loses_it(suite):
+    """The stack's Prefect server is SIGKILLed while a request mines and comes back on the same port
+    and database. The request rides it out (finished), or ends failed in one line and resumable, and
+    finishes when run again: one run, one version, either way."""
+    local, workdir = suite["local"], Path(suite["params"].registry.workdir)
+    process = _forget(suite, PREFECT_RESTART, background=True)
+    _wait_for(lambda: any(r.anchor == PREFECT_RESTART for r in suite["queue"].list("running")), 300, "the claim")
+    request_id = _record(suite, PREFECT_RESTART).id
+    _wait_for(lambda: any(workdir.glob(f"{request_id}/from-*/mine/graph.json")), 300, "mining to reach expand")
+    assert process.poll() is None, "the request finished before the fault"
+    killed = json.loads(local.record.read_text())["prefect_pid"]
+    local.stop_prefect_server(hard=True)
+    time.sleep(2.0)
+    suite["info"] = local.up()
+    assert json.loads(local.record.read_text())["prefect_pid"] != killed  # a new server, same port and database
+
+    code, out, _ = _finish(process)
+    record = _record(suite, PREFECT_RESTART)
+    _note(suite, "Prefect server killed and restarted mid-request", code, out, record.id, record.status)
+    if code != 0:
+        _one_line_error(code, out, "resumable")
+        assert record.status == FAILED
+        code, out, _ = _forget(suite, PREFECT_RESTART)
+        record = _record(suite, PREFECT_RESTART)
+        _note(suite, "Prefect server restart, resumed", code, out, record.id, record.status)
+    assert code == 0 and out["status"] in (COMPLETED, REJECTED) and out["request_id"] == record.id, out
+    assert len(_versions_of(suite, record.id)) == 1
+    client = registry.client(suite["info"].tracking_uri)
+    runs = client.search_runs([registry.experiment_id(client, suite["params"].registry.experiment)],
+                              filter_string=f"tags.`lethe.request_id` = '{record.id}'")
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
