@@ -1,21 +1,26 @@
-"""The compliance run's fan-out on Dask: the champion's re-audit with 1 worker against 2 workers.
+"""The compliance run's fan-out on Dask: the same queue processed with 1 worker and with 2 workers.
 
-On a world (tiny by default), every author is queued as a request and one `lethe compliance-run`
-processes them in a chain (each promoted, so each entity joins the audit), its audit on 1 Dask
-worker. Then the same champion is re-audited by two more compliance runs with no request left:
-2 workers x 1 thread, then 1 x 1 again (so both sides start a fresh cluster and load the models
-cold). Reported: the serial request phase, each audit's seconds, the speed-up, and whether the
-2-worker rows equal the 1-worker rows.
+A small world (the tiny world's settings with 5 retain + 2 forget authors, built once) has every
+author queued as a request: 7 pending requests on one model. Each side starts from an empty queue
+and registry (its own local stack) and runs one `lethe compliance-run`: the queue mined ahead on
+Dask, the requests chained one after another (each promoted), then the champion re-audited on Dask
+for every forgotten entity. Side one: scale.workers 1 x 1 thread; side two: 2 x 1.
 
-The method is not under measure here: the gate is relaxed so that every request promotes (on the
-tiny world the real audit rejects them all).
+Reported: each phase's seconds (mining ahead, the serial requests, the audit, the whole command),
+the speed-ups, and whether both sides did the same thing: the same gate decisions, the same adapters
+(content hashes), the same audit rows, the same ledger events (ids, times and workers aside).
 
-    python bench/compliance_fanout.py [--size tiny]
+The method is not under measure here: the gate is relaxed so that every request promotes (on a
+world this small the real audit rejects them all).
+
+    python bench/compliance_fanout.py
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import subprocess
 import sys
@@ -25,71 +30,90 @@ from pathlib import Path
 import yaml
 from common import ROOT, fresh_request_root, write_result
 
-RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit_excess": 1.0, "max_relearn_gap": 1.0,
-                "max_relearn_recovery": 10.0, "min_utility_ratio": 0.0, "min_utility_part_ratio": 0.0,
-                "min_entity_retention": 0.0, "min_forget_quality": 0.0}
+RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit_excess": 1.0,
+                "max_reelicit_return": 1.0, "max_relearn_gap": 1.0, "max_relearn_recovery": 10.0,
+                "min_utility_ratio": 0.0, "min_utility_part_ratio": 0.0, "min_entity_retention": 0.0,
+                "min_forget_quality": 0.0}
+SIZE = "fanout"
+AUTHORS = "0-4,198-199"  # 5 retain + the 2 forget01 authors: 7 requests
 
 
-def _lethe(root: Path, *args: str) -> dict:
-    argv = [sys.executable, "-m", "lethe", *args, "--params", str(root / "params.yaml"), "--json"]
+def _lethe(params: Path, *args: str) -> dict:
+    argv = [sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"]
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    (root / f"{args[0]}.stderr.log").open("a").write(done.stderr)
+    (params.parent / f"{args[0]}.stderr.log").open("a").write(done.stderr)
     if done.returncode != 0:
         raise SystemExit(f"lethe {' '.join(args)} failed: {done.stderr[-1500:]}")
     return json.loads(done.stdout)
 
 
-def _set_workers(root: Path, workers: int) -> None:
+def _side_params(workers: int, ports: tuple[int, int]) -> Path:
+    root = fresh_request_root(f"compliance_fanout_{workers}w", *ports)
     path = root / "params.yaml"
     raw = yaml.safe_load(path.read_text())
-    raw["scale"].update(workers=workers, threads_per_worker=1)
+    raw["world"]["sizes"][SIZE] = {**copy.deepcopy(raw["world"]["sizes"]["tiny"]), "authors": AUTHORS}
+    raw["gate"].update(RELAXED_GATE)
+    raw["scale"].update(workers=workers, threads_per_worker=1, mine_ahead=True)
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
+    return path
 
 
-def _rows(run: dict) -> list[dict]:
-    return [{k: v for k, v in row.items() if k != "audited_by"} for row in run["audit"]["entities"]]
+def _adapter_hash(adapter: str | None) -> str | None:
+    """The adapter's weights (its adapter_config.json lists the target modules as a set, in the order
+    of the process's hash seed, so the folder's bytes differ between identical trainings)."""
+    if not adapter:
+        return None
+    return hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
+
+
+def _side(workers: int, ports: tuple[int, int]) -> dict:
+    """One compliance run over the whole queue, on a fresh stack; what it did and how long it took."""
+    from lethe.ops.queue import RequestQueue
+
+    params = _side_params(workers, ports)
+    world = _lethe(params, "world", "build", "--size", SIZE)
+    _lethe(params, "stack", "up")
+    try:
+        for author in world["authors"]:
+            _lethe(params, "request", "add", author["name"], "--model", world["model_path"], "--requester", "bench",
+                   "--reason", "fan-out")
+        started = time.perf_counter()
+        run = _lethe(params, "compliance-run", "--model", world["model_path"])
+        whole = time.perf_counter() - started
+    finally:
+        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(params)], cwd=ROOT,
+                       capture_output=True, check=False)
+    queue = RequestQueue(f"sqlite:///{params.parent / 'queue.db'}")
+    anchors = {r.id: r.anchor for r in queue.list()}
+    return {
+        "whole_seconds": whole, "mining_ahead_seconds": run["mining_ahead_seconds"],
+        "requests_seconds": run["requests_seconds"], "audit_seconds": run["audit_seconds"],
+        "mined_by": sorted({row.get("mined_by", "-") for row in run["mined_ahead"]}),
+        "audited_by": sorted({row["audited_by"] for row in run["audit"]["entities"]}),
+        "outcomes": [{"anchor": p["anchor"], "status": p["status"], "promoted": p.get("promoted"),
+                      "gate": (p.get("gate") or {}).get("status"), "adapter": _adapter_hash(p.get("adapter_path"))}
+                     for p in run["processed"]],
+        "mining": [{k: row.get(k) for k in ("anchor", "status", "seconds")} for row in run["mined_ahead"]],
+        "audit_rows": [{k: v for k, v in row.items() if k not in ("audited_by", "request_id")}
+                       for row in run["audit"]["entities"]],
+        "ledger": [(anchors.get(e["request_id"], "-"), e["event"]) for e in queue.audit_log()],
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--size", default="tiny")
-    args = parser.parse_args()
-    world = _lethe_world(args.size)
-    root = fresh_request_root("compliance_fanout", 5091, 5092)
-    raw = yaml.safe_load((root / "params.yaml").read_text())
-    raw["gate"].update(RELAXED_GATE)
-    (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    _set_workers(root, 1)
-    model = world["model_path"]
-    _lethe(root, "stack", "up")
-    try:
-        for author in world["authors"]:
-            _lethe(root, "request", "add", author["name"], "--model", model, "--requester", "bench", "--reason", "fan-out")
-        started = time.perf_counter()
-        chained = _lethe(root, "compliance-run", "--model", model)
-        whole = time.perf_counter() - started
-        audits = {}
-        for workers in (2, 1):
-            _set_workers(root, workers)
-            audits[workers] = _lethe(root, "compliance-run", "--model", model)
-    finally:
-        subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
-                       cwd=ROOT, capture_output=True, check=False)
-    one, two = audits[1]["audit_seconds"], audits[2]["audit_seconds"]
-    write_result(f"compliance_fanout_{args.size}", {
-        "size": args.size, "requests": len(chained["processed"]),
-        "statuses": [p["status"] for p in chained["processed"]], "entities_audited": len(_rows(audits[1])),
-        "chained_run_seconds": whole, "chained_run_audit_seconds_1_worker": chained["audit_seconds"],
-        "audit_seconds": {"1_worker": one, "2_workers": two}, "audit_speedup": one / two,
-        "workers_seen_with_2": sorted({r["audited_by"] for r in audits[2]["audit"]["entities"]}),
-        "rows_identical": _rows(audits[1]) == _rows(audits[2]),
-        "rows": {"1_worker": _rows(audits[1]), "2_workers": _rows(audits[2])}})
-
-
-def _lethe_world(size: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "lethe", "world", "build", "--size", size, "--json"], cwd=ROOT,
-                          capture_output=True, text=True, check=True)
-    return json.loads(done.stdout)
+    argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
+    sides = {workers: _side(workers, ports) for workers, ports in ((1, (5091, 5092)), (2, (5095, 5096)))}
+    one, two = sides[1], sides[2]
+    speedup = {phase: one[phase] / two[phase] if two[phase] else None
+               for phase in ("mining_ahead_seconds", "requests_seconds", "audit_seconds", "whole_seconds")}
+    write_result("compliance_fanout", {
+        "world": {"size": SIZE, "authors": AUTHORS}, "requests": len(one["outcomes"]),
+        "speedup_2_workers": speedup,
+        "fan_out_phases_speedup": (one["mining_ahead_seconds"] + one["audit_seconds"])
+        / (two["mining_ahead_seconds"] + two["audit_seconds"]),
+        "identical": {"outcomes": one["outcomes"] == two["outcomes"], "ledger": one["ledger"] == two["ledger"],
+                      "audit_rows": one["audit_rows"] == two["audit_rows"]},
+        "sides": {"1_worker": one, "2_workers": two}})
 
 
 if __name__ == "__main__":

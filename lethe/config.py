@@ -455,12 +455,15 @@ def check_scheduler_address(value: str) -> str:
 
 
 class ScaleParams(Strict):
-    """Fan-out, on Dask, of the work of a compliance run that only reads models (the champion's audits)."""
+    """Fan-out, on Dask, of the work of a compliance run that only reads models (mining the queued
+    requests, the champion's audits)."""
 
     dask_address: str = Field("", description="scheduler of an existing Dask cluster (tcp://host:8786); "
                               "empty: a LocalCluster on 127.0.0.1 started for the run")
     workers: int = Field(2, ge=1, description="LocalCluster worker processes")
     threads_per_worker: int = Field(1, ge=1, description="threads of each worker (and its torch threads)")
+    mine_ahead: bool = Field(True, description="a compliance run mines every queued request at once, from the "
+                             "champion at its start, before the requests run one after another (lethe.ops.mine_ahead)")
 
     @field_validator("dask_address")
     @classmethod

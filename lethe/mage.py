@@ -90,12 +90,14 @@ def load_samples(path: Path):
 class MagePipeline:
     """Runs the MAGE steps for one request in `workdir`, loading the model only when needed."""
 
-    def __init__(self, request: Request, workdir: Path, params: Params):
+    def __init__(self, request: Request, workdir: Path, params: Params, backend: Backend | None = None):
+        """`backend`: the request's model, already loaded (a Dask worker keeps one across requests);
+        else it is loaded from `request.model_path` by the first step that needs it."""
         self.request = request
         self.workdir = workdir
         self.files = MineLayout(workdir)
         self.params = params
-        self._backend: Backend | None = None
+        self._backend = backend
         workdir.mkdir(parents=True, exist_ok=True)
         stored = self.files.request
         if stored.is_file() and json.loads(stored.read_text()) != asdict(request):

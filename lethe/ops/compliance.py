@@ -26,6 +26,7 @@ from typing import Any
 from lethe.config import Params
 from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.layout import MineLayout, RequestLayout
+from lethe.llm.cache import ModelCache
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
@@ -104,21 +105,6 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
                      tuple(v.tags.get("lineage.request_id") for v in lineage), tuple(entities))
 
 
-class ModelCache:
-    """Backends by model folder, loaded once each (a Dask worker keeps one across its tasks)."""
-
-    def __init__(self, cfg):
-        self.cfg, self._loaded = cfg, {}
-
-    def get(self, path: str | Path):
-        from lethe.llm.backend import Backend
-
-        key = str(path)
-        if key not in self._loaded:
-            self._loaded[key] = Backend.from_params(key, self.cfg)
-        return self._loaded[key]
-
-
 def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models: ModelCache) -> dict[str, Any]:
     """Re-elicitation and held-out recall of one entity on the champion, against the base model and
     the never-trained reference where one exists; the row of the audit table."""
@@ -168,13 +154,19 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_report(out_root: str | Path, processed: list[dict], audit: dict) -> Path:
-    """report.json + report.md of one compliance run; returns the markdown path."""
+def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined: list[dict] | None = None) -> Path:
+    """report.json + report.md of one compliance run (`mined`: its mining ahead, lethe.ops.mine_ahead);
+    returns the markdown path."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(out_root) / stamp
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps({"processed": processed, "audit": audit}, indent=1, default=str))
+    mined = mined or []
+    (out / "report.json").write_text(json.dumps({"processed": processed, "mined_ahead": mined, "audit": audit},
+                                                indent=1, default=str))
     lines = [f"# Compliance run {stamp}", "", f"Requests processed: {len(processed)}", ""]
+    if mined:
+        outcomes = ", ".join(f"{m.get('anchor', m['request_id'])}: {m['status']}" for m in mined)
+        lines += [f"Mined ahead, from the champion the run began with: {outcomes}", ""]
     lines += ["| request | anchor | status | version | promoted |", "|---|---|---|---|---|"]
     lines += [f"| {p.get('request_id')} | {p.get('anchor', '')} | {p.get('status')} | {p.get('model_version') or '-'} "
               f"| {p.get('promoted', False)} |" for p in processed]

@@ -46,6 +46,7 @@ class RequestPlan:
     adapter_chain: list[str] = field(default_factory=list)
     forgotten: list[str] = field(default_factory=list)  # anchors the champion chain already forgot
     flow_run_id: str | None = None
+    mined_on: str | None = None  # the model its supervision was mined from, when not start_model (mined ahead)
 
     @property
     def files(self) -> RequestLayout:
@@ -74,11 +75,18 @@ def model_name_for(base_model: str | Path, prefix: str) -> str:
     return prefix + re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-")
 
 
+def request_workdir(workdir_root: str | Path, request_id: str, chain: list[str]) -> Path:
+    """A request's work folder when it starts from the champion made of `chain`."""
+    from lethe.ops.compose import chain_key
+
+    return Path(workdir_root) / request_id / (f"from-{chain_key(chain)}" if chain else "from-base")
+
+
 def plan_request(params: Params, request: dict[str, Any], base_model: str, tracking_uri: str,
                  flow_run_id: str | None = None) -> RequestPlan:
     """Resolve the starting model (base + the champion's adapter chain) and open the request's run."""
     from lethe.llm.loading import check_model
-    from lethe.ops.compose import chain_key, compose
+    from lethe.ops.compose import compose
 
     check_model(base_model, params.backend)  # a clear failure before any work; retry once fixed
     cfg = params.registry
@@ -89,8 +97,8 @@ def plan_request(params: Params, request: dict[str, Any], base_model: str, track
     forgotten = json.loads(champion.tags.get("lineage.forgotten_anchors", "[]")) if champion else []
     start_model = compose(base_model, chain, Path(cfg.workdir) / "_composed")
     # One folder per starting model: a request that re-plans from a newer champion never reuses
-    # supervision or adapters mined and trained on the old one.
-    workdir = Path(cfg.workdir) / request["id"] / (f"from-{chain_key(chain)}" if chain else "from-base")
+    # adapters trained on the old one (its supervision only when mined ahead, see lethe.ops.mine_ahead).
+    workdir = request_workdir(cfg.workdir, request["id"], chain)
     run_id = registry.start_run(client, cfg.experiment, request["id"], {
         "lethe.anchor": request["anchor"], "lethe.model_name": name,
         "lethe.parent_version": champion.version if champion else "none",
@@ -231,8 +239,9 @@ def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any])
 
 def request_lineage(params: Params, plan: RequestPlan, md5s: dict[str, str]) -> dict[str, str]:
     """The version's lineage.* tags (lethe.ops.lineage.lineage_tags, shared with agentic requests)."""
-    return lineage_tags(params, plan.request_id, plan.base_model, plan.run_id, plan.flow_run_id, md5s,
-                        plan.start_model, plan.parent_version)
+    return {**lineage_tags(params, plan.request_id, plan.base_model, plan.run_id, plan.flow_run_id, md5s,
+                           plan.start_model, plan.parent_version),
+            "lineage.mining_model_hash": model_hash(plan.mined_on or plan.start_model)}
 
 
 def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lineage: dict[str, str]) -> GateDecision:

@@ -3,7 +3,8 @@
 `lethe stack up` (SeaweedFS, MLflow, a Prefect server with prefect.yaml's deployments applied, a
 process worker), two `lethe request add`, then `lethe compliance-run --worker`: the flow run is
 executed by the worker on the `lethe-process` pool, not by the command, and the two requests
-chain (the second starts from the first one's champion). All through real subprocesses.
+chain (the second starts from the first one's champion), both mined ahead at once on a Dask
+LocalCluster. All through real subprocesses.
 """
 
 from __future__ import annotations
@@ -77,5 +78,20 @@ def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_wor
         version = client.get_model_version(second["model_name"], second["model_version"])
         assert version.tags["lineage.parent_version"] == first["model_version"]  # serialized on one chain
         assert len(json.loads(version.tags["lineage.adapter_chain"])) == 2
+
+        # Both were mined at once, on Dask workers, from the champion the run began with (none: the
+        # base model). The second request trained from the first one's champion on what was mined
+        # ahead, and says so in the ledger and in its version's lineage.
+        mined = {row["anchor"]: row for row in result["mined_ahead"]}
+        assert {mined[a]["status"] for a in (FIRST, SECOND)} == {"validated"}, mined
+        assert all(row["champion"] is None and row["mined_by"] for row in mined.values())
+        ledger = queue.audit_log()
+        assert {e["request_id"] for e in ledger if e["event"] == "mined_ahead"} == {records[FIRST].id,
+                                                                                    records[SECOND].id}
+        adopted = [e for e in ledger if e["event"] == "mining_adopted"]
+        assert [e["request_id"] for e in adopted] == [records[SECOND].id]
+        assert Path(adopted[0]["detail"]["mined_on"]).resolve() == Path(model).resolve()
+        assert version.tags["lineage.mining_model_hash"] == version.tags["lineage.base_model_hash"]
+        assert version.tags["lineage.start_model_hash"] != version.tags["lineage.base_model_hash"]
     finally:
         _lethe(params, "stack", "down")

@@ -4,10 +4,12 @@ Takes every pending request (and failed ones, which resume) from the queue, runs
 `unlearn_request`, then re-audits the champion against every entity it has forgotten so far and
 writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
 
-Requests stay serial (each starts from the champion the previous one left). The re-audit only
-reads models, so it fans out: the `audit_fanout` subflow runs one `audit_entity` task per entity on
-a Dask cluster (`scale` in params.yaml, lethe.pipeline.scale). A worker that dies mid-task loses
-nothing: Dask runs the task again on another worker.
+Requests stay serial (each trains from the champion the previous one left). What only reads a
+model fans out on a Dask cluster (`scale` in params.yaml, lethe.pipeline.scale): before the
+requests run, the `mining_fanout` subflow mines every one of them from the champion the run starts
+with (one `mine_ahead` task each, lethe.ops.mine_ahead); after them, the `audit_fanout` subflow runs
+one `audit_entity` task per entity. A worker that dies mid-task loses nothing: Dask runs the task
+again on another worker.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from lethe.config import Params, load_params
-from lethe.ops import compliance, registry
+from lethe.llm.cache import ModelCache
+from lethe.ops import compliance, mine_ahead, registry
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import FAILED, PENDING, RequestQueue
 from lethe.pipeline.flows.unlearn_request import unlearn_request
@@ -29,9 +32,17 @@ from lethe.pipeline.scale import dask_task_runner, worker_name
 MAX_ATTEMPTS = 3
 
 
-# Per worker process: the models of the champion being audited stay loaded across its tasks (the
-# composed champion's folder is named by its chain's content hash); another champion replaces them.
-_WORKER_MODELS: dict[str, compliance.ModelCache] = {}
+# Per worker process: the models a phase reads stay loaded across its tasks, keyed by the model the
+# phase is about (the composed champion's folder is named by its chain's content hash); another
+# champion replaces them.
+_WORKER_MODELS: dict[str, ModelCache] = {}
+
+
+def _worker_models(params: Params, model: str) -> ModelCache:
+    if model not in _WORKER_MODELS:
+        _WORKER_MODELS.clear()
+        _WORKER_MODELS[model] = ModelCache(params.backend)
+    return _WORKER_MODELS[model]
 
 
 @task(name="plan_audit", cache_policy=NO_CACHE)
@@ -43,10 +54,7 @@ def plan_audit(base_model: str, ops: OpsEnv, params: Params) -> compliance.Audit
 @task(name="audit_entity", cache_policy=NO_CACHE)
 def audit_entity(params: Params, plan: compliance.AuditPlan, entity: dict) -> dict:
     """One entity's re-elicitation and held-out recall on the champion (runs on a Dask worker)."""
-    if plan.champion_model not in _WORKER_MODELS:
-        _WORKER_MODELS.clear()
-        _WORKER_MODELS[plan.champion_model] = compliance.ModelCache(params.backend)
-    models = _WORKER_MODELS[plan.champion_model]
+    models = _worker_models(params, plan.champion_model)
     return {**compliance.audit_entity(params, plan, entity, models), "audited_by": worker_name()}
 
 
@@ -55,6 +63,31 @@ def audit_fanout(params: Params, plan: compliance.AuditPlan) -> list[dict]:
     """Every entity's audit at once, on the flow's task runner (Dask)."""
     futures = audit_entity.map(unmapped(params), unmapped(plan), list(plan.entities))
     return [future.result() for future in futures]
+
+
+@task(name="mine_ahead", cache_policy=NO_CACHE)
+def mine_request_ahead(params: Params, job: mine_ahead.MiningJob) -> dict:
+    """MAGE for one queued request, from the champion the run started with (runs on a Dask worker)."""
+    return {**mine_ahead.mine(params, job, _worker_models(params, job.mine_model)), "mined_by": worker_name()}
+
+
+@flow(name="mining_fanout")
+def mining_fanout(params: Params, jobs: list[mine_ahead.MiningJob]) -> list[dict]:
+    """Every queued request's mining at once, on the flow's task runner (Dask)."""
+    futures = mine_request_ahead.map(unmapped(params), jobs)
+    return [future.result() for future in futures]
+
+
+def mine_queue_ahead(records: list, env: OpsEnv, params: Params, queue: RequestQueue) -> list[dict]:
+    """Mine the queued requests in parallel before they run (scale.mine_ahead); each outcome goes to
+    the ledger. A request skipped or failed here mines by itself when it runs."""
+    if not params.scale.mine_ahead or not records:
+        return []
+    jobs, skipped = mine_ahead.plan_mining(params, env, records)
+    rows = mining_fanout.with_options(task_runner=dask_task_runner(params.scale))(params, jobs) if jobs else []
+    for row in rows:
+        queue.audit("mined_ahead", row["request_id"], detail={k: v for k, v in row.items() if k != "request_id"})
+    return rows + [{**s, "status": "skipped"} for s in skipped]
 
 
 def audit_champion(base_model: str, env: OpsEnv, params: Params) -> dict:
@@ -72,16 +105,21 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     todo = queue.list(PENDING) + [r for r in queue.list(FAILED) if r.attempts < MAX_ATTEMPTS]
+    started = time.perf_counter()
+    mined = mine_queue_ahead(todo, env, params, queue)
+    mining_seconds = time.perf_counter() - started
+    started = time.perf_counter()
     processed = []
     for record in todo:  # each request on the model it was filed for
         state = unlearn_request(record.id, record.model, ops, params_path, return_state=True)
         outcome = state.result(raise_on_failure=False) if state.is_completed() else None
         processed.append({"request_id": record.id, "anchor": record.anchor,
                           **(outcome if isinstance(outcome, dict) else {"status": FAILED})})
+    requests_seconds = time.perf_counter() - started
     started = time.perf_counter()
     audit = audit_champion(base_model, env, params)
     audit_seconds = time.perf_counter() - started
-    report = compliance.write_report(params.registry.compliance_dir, processed, audit)
+    report = compliance.write_report(params.registry.compliance_dir, processed, audit, mined)
     create_markdown_artifact(markdown=report.read_text(), key="compliance-report",
                              description="Requests processed and the champion's re-audit")
     queue.audit("compliance_audit", detail={"champion": audit["champion"], "all_forgotten": audit["all_forgotten"],
@@ -92,8 +130,11 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
     registry.log_metrics(client, run.info.run_id, {"entities": len(audit["entities"]),
                                                    "all_forgotten": float(audit["all_forgotten"]),
                                                    "requests_processed": len(processed),
-                                                   "audit_seconds": audit_seconds})
+                                                   "audit_seconds": audit_seconds,
+                                                   "mining_ahead_seconds": mining_seconds,
+                                                   "requests_seconds": requests_seconds})
     client.log_artifacts(run.info.run_id, str(report.parent), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
-    return {"processed": processed, "audit": audit, "report_path": str(report),
-            "mlflow_run_id": run.info.run_id, "audit_seconds": audit_seconds}
+    return {"processed": processed, "audit": audit, "report_path": str(report), "mlflow_run_id": run.info.run_id,
+            "mined_ahead": mined, "mining_ahead_seconds": mining_seconds, "requests_seconds": requests_seconds,
+            "audit_seconds": audit_seconds}

@@ -16,6 +16,7 @@ from.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from prefect import flow
@@ -24,6 +25,7 @@ from prefect.runtime import flow_run
 from lethe.config import Params, load_params
 from lethe.evaluate import metrics
 from lethe.mage import Request
+from lethe.ops import mine_ahead
 from lethe.ops.environment import OpsEnv
 from lethe.ops.failures import explain
 from lethe.ops.queue import (
@@ -113,9 +115,14 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
          retries: int, delay: float) -> dict[str, Any]:
     request_id = record["id"]
     plan = _retrying(request_ops.plan, retries, delay)(record, base_model, env, params, str(flow_run.get_id() or ""))
+    mined_on = mine_ahead.adopt(params, plan)  # supervision a compliance run mined ahead, on an older champion
+    if mined_on:
+        plan = replace(plan, mined_on=mined_on)
+        queue.audit("mining_adopted", request_id, detail={"mined_on": mined_on, "start_model": plan.start_model})
     # The description only disambiguates for the person who filed it: it is never put into prompts, so
     # it cannot end up in forget sets, the DVC remote or MLflow.
-    mine_request = Request(anchor=record["anchor"], model_path=plan.start_model, source="mage", description=None)
+    mine_request = Request(anchor=record["anchor"], model_path=plan.mined_on or plan.start_model, source="mage",
+                           description=None)
     base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan.run_id,
             "model_name": plan.model_name, "model_version": None, "promoted": False, "adapter_path": None,
             "tracking_uri": env.tracking_uri, "workdir": plan.workdir}
