@@ -80,3 +80,42 @@ def test_a_mining_that_fails_ahead_leaves_no_marker(workspace):
     assert row["status"] == "failed" and plan.start_model in row["error"]
     assert not mine_ahead.marker_path(params.registry.workdir, "req-1").exists()
     assert mine_ahead.adopt(params, plan) is None
+
+
+def _record(request_id: str, anchor: str, model: str):
+    from lethe.ops.queue import RequestRecord
+
+    return RequestRecord(request_id, anchor, model, None, None, "tester", "test", "pending", "", "", 0, None)
+
+
+def test_the_plan_mines_from_each_models_champion_and_skips_what_it_cannot(tmp_path, params):
+    """Against a real MLflow store (SQLite, no server): a model without a champion is mined from its
+    base, a request already mined from that champion is skipped, and a model whose champion cannot
+    be composed is skipped with the reason its own request will fail on."""
+    from lethe.ops import registry
+    from lethe.ops.environment import OpsEnv
+    from lethe.ops.request_steps import model_name_for
+
+    params = params.model_copy(update={"registry": params.registry.model_copy(
+        update={"workdir": str(tmp_path / "requests"), "model_prefix": "t-"})})
+    env = OpsEnv(f"sqlite:///{tmp_path / 'mlflow.db'}", "", "", "", None, "")
+    plain, broken = str(tmp_path / "plain-model"), str(tmp_path / "broken-model")
+    client = registry.client(env.tracking_uri)
+    name = model_name_for(broken, "t-")
+    client.create_registered_model(name)
+    version = client.create_model_version(name, source=str(tmp_path), tags={
+        "lineage.adapter_chain": json.dumps([str(tmp_path / "adapter-gone")])})
+    client.set_registered_model_alias(name, registry.CHAMPION, version.version)
+    done = MineLayout(tmp_path / "requests" / "req-done" / "from-base" / "mine")
+    done.validation.parent.mkdir(parents=True)
+    done.validation.write_text("{}")
+
+    jobs, skipped = mine_ahead.plan_mining(params, env, [
+        _record("req-a", "Jane Doe", plain), _record("req-done", "John Roe", plain),
+        _record("req-b", "Ann Poe", broken)])
+
+    assert jobs == [mine_ahead.MiningJob("req-a", "Jane Doe", None, plain,
+                                         str(tmp_path / "requests" / "req-a" / "from-base" / "mine"))]
+    reasons = {s["request_id"]: s["reason"] for s in skipped}
+    assert reasons["req-done"] == "already mined from this champion"
+    assert "adapter-gone" in reasons["req-b"] and "missing" in reasons["req-b"]
