@@ -464,6 +464,8 @@ class ScaleParams(Strict):
     threads_per_worker: int = Field(1, ge=1, description="threads of each worker (and its torch threads)")
     mine_ahead: bool = Field(True, description="a compliance run mines every queued request at once, from the "
                              "champion at its start, before the requests run one after another (lethe.ops.mine_ahead)")
+    batch_requests: bool = Field(False, description="a compliance run unlearns every queued request of one model "
+                                 "in one adapter, one gate with a forgetting row per entity (lethe.ops.batch)")
 
     @field_validator("dask_address")
     @classmethod

@@ -250,6 +250,7 @@ def rollback(model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--act
     marked superseded and queued again, so the next compliance run forgets them again."""
     with user_errors(as_json):
         from lethe.ops import registry
+        from lethe.ops.compliance import version_requests
         from lethe.ops.queue import COMPLETED, SUPERSEDED, RequestQueue
 
         env, name = _registry_target(model, params)
@@ -260,14 +261,14 @@ def rollback(model: Path = MODEL_OPTION, actor: str = typer.Option("cli", "--act
             "alias": "champion", "model": name, "version": new, "previous": old, "by": "rollback"})
         requeued = []
         for dropped in registry.versions_between(client, name, old, new):
-            request_id = dropped.tags.get("lineage.request_id")
-            record = queue.get(request_id) if request_id else None
-            if record is None or record.status != COMPLETED:
-                continue
-            queue.transition(request_id, SUPERSEDED, actor=actor, detail={"rolled_back": dropped.version})
-            again, _ = queue.add(record.anchor, record.model, record.requester,
-                                 f"re-queued: version {dropped.version} was rolled back ({record.reason})")
-            requeued.append({"superseded": request_id, "requeued": again.id, "anchor": record.anchor})
+            for request_id, _ in version_requests(dropped):  # a batched version: each of its requests
+                record = queue.get(request_id) if request_id else None
+                if record is None or record.status != COMPLETED:
+                    continue
+                queue.transition(request_id, SUPERSEDED, actor=actor, detail={"rolled_back": dropped.version})
+                again, _ = queue.add(record.anchor, record.model, record.requester,
+                                     f"re-queued: version {dropped.version} was rolled back ({record.reason})")
+                requeued.append({"superseded": request_id, "requeued": again.id, "anchor": record.anchor})
     emit({"model_name": name, "champion": new, "rolled_back": old, "requeued": requeued}, as_json,
          lambda r: stderr.print(f"{name}: champion rolled back from version {old} to {new}; "
                                 f"{len(requeued)} request(s) queued again"))
@@ -306,6 +307,9 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
                            worker: bool = typer.Option(False, "--worker", help=(
                                "Run it as a deployment run on the local stack's Prefect worker (the process "
                                "a schedule would use) instead of in this command.")),
+                           batch: bool = typer.Option(None, "--batch/--no-batch", help=(
+                               "Unlearn the pending requests of the model in one adapter, one gate with a "
+                               "forgetting row per entity (default: scale.batch_requests).")),
                            as_json: bool = JSON_OPTION) -> None:
     """Process every pending request, then re-audit the champion against every forgotten entity."""
     with user_errors(as_json):
@@ -316,11 +320,11 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
         _prefect_home(cfg)
         base = _runnable_model(model, cfg)
         if worker:
-            result = _compliance_run_on_worker(cfg, params, env, base)
+            result = _compliance_run_on_worker(cfg, params, env, base, batch)
         else:
             from lethe.pipeline.flows.compliance_run import compliance_run
 
-            result = compliance_run(str(base), env.to_dict(), str(params) if params else None)
+            result = compliance_run(str(base), env.to_dict(), str(params) if params else None, batch)
 
     def human(r: dict) -> None:
         from lethe.evaluate.metrics import REELICIT_RETURN
@@ -334,7 +338,7 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
     emit(result, as_json, human)
 
 
-def _compliance_run_on_worker(cfg, params: Path | None, env, base: Path) -> dict:
+def _compliance_run_on_worker(cfg, params: Path | None, env, base: Path, batch: bool | None) -> dict:
     """Apply the deployments, start a run of the compliance deployment, wait for the worker to end it."""
     from prefect.deployments import run_deployment
 
@@ -342,7 +346,8 @@ def _compliance_run_on_worker(cfg, params: Path | None, env, base: Path) -> dict
 
     apply_deployments(cfg, params, env)
     run = run_deployment(prefect_service.COMPLIANCE_DEPLOYMENT, timeout=None,
-                         parameters={"base_model": str(base.resolve())})
+                         parameters={"base_model": str(base.resolve()),
+                                     **({"batch": batch} if batch is not None else {})})
     if not run.state.is_completed():
         raise LetheError(f"the compliance run {run.id} ended {run.state.name} on the worker: {run.state.message}")
     result = run.state.result()

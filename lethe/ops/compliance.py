@@ -63,10 +63,18 @@ def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[
                                "version": result.get("model_version"),
                                "mine_dir": RequestLayout(Path(result["workdir"])).mine_dir if result.get("workdir") else None}
     for version in lineage:
-        request_id = version.tags.get("lineage.request_id")
-        entities.setdefault(request_id, {"anchor": version.tags.get("lethe.anchor"), "request_id": request_id,
-                                         "version": version.version, "mine_dir": None})
+        for request_id, anchor in version_requests(version):
+            entities.setdefault(request_id, {"anchor": anchor, "request_id": request_id,
+                                             "version": version.version, "mine_dir": None})
     return list(entities.values())
+
+
+def version_requests(version: Any) -> list[tuple[str, str]]:
+    """(request id, anchor) of every request a model version unlearned: one, or a batch's members."""
+    tags = version.tags
+    if "lineage.batch_request_ids" in tags:
+        return list(zip(json.loads(tags["lineage.batch_request_ids"]), json.loads(tags["lineage.batch_anchors"])))
+    return [(tags.get("lineage.request_id"), tags.get("lethe.anchor"))]
 
 
 @dataclass(frozen=True)
@@ -102,7 +110,7 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
     champion_model = (compose(base_model, chain, Path(params.registry.workdir) / "_composed") if chain and entities
                       else Path(base_model))
     return AuditPlan(name, champion.version if champion else None, str(base_model), str(champion_model),
-                     tuple(v.tags.get("lineage.request_id") for v in lineage), tuple(entities))
+                     tuple(request_id for v in lineage for request_id, _ in version_requests(v)), tuple(entities))
 
 
 def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models: ModelCache) -> dict[str, Any]:

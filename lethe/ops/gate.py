@@ -6,13 +6,16 @@ into MLflow tags, the Prefect artifact, the audit ledger and the human summary.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
 
+# One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
+EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
 REQUIRED_LINEAGE = ("git_commit", "request_id", "params_hash", "base_model", "base_model_hash",
                     "dvc_md5.forget_set", "dvc_md5.neighbor_set")
 
@@ -171,12 +174,35 @@ def decide(before: Mapping[str, Any], after: Mapping[str, Any], base: Mapping[st
     erode them step by step); reference: the same audit on a model that never knew the entity
     ({} where none exists); spared: entities whose loss is intended (the target, earlier targets).
     """
-    checks = [*forgetting_checks(before, after, reference, gate), *keeping_checks(after, base, gate, spared)]
-    checks.append(Check("data_quality", "passed" if data_quality_passed else "failed", "GX checkpoints pass",
-                        data_quality_passed if gate.require_data_quality else None))
+    checks = [*forgetting_checks(before, after, reference, gate), *keeping_checks(after, base, gate, spared),
+              *_record_checks(data_quality_passed, lineage, gate)]
+    return GateDecision(all(c.passed is not False for c in checks), checks)
+
+
+def _record_checks(data_quality_passed: bool, lineage: Mapping[str, str], gate: GateParams) -> list[Check]:
     missing = [k for k in REQUIRED_LINEAGE if not lineage.get(k)]
-    checks.append(Check("lineage", "complete" if not missing else "missing " + ", ".join(missing),
-                        "every lineage tag present", not missing))
+    return [Check("data_quality", "passed" if data_quality_passed else "failed", "GX checkpoints pass",
+                  data_quality_passed if gate.require_data_quality else None),
+            Check("lineage", "complete" if not missing else "missing " + ", ".join(missing),
+                  "every lineage tag present", not missing)]
+
+
+def entity_label(anchor: str) -> str:
+    """An anchor as it may appear in a check name (MLflow tag keys allow word characters, . - and space)."""
+    return re.sub(r"[^\w.\- ]+", "", anchor).strip() or "entity"
+
+
+def decide_batch(entities: Mapping[str, EntityEvidence], after: Mapping[str, Any], base: Mapping[str, Any],
+                 data_quality_passed: bool, lineage: Mapping[str, str], gate: GateParams,
+                 spared: Sequence[str]) -> GateDecision:
+    """Gate one adapter that forgets several entities (a batched request): every forgetting check once
+    per entity (named `check - entity`), what must be kept once, on `after` (utility, its parts, every
+    entity outside `spared`, which holds the batch's targets and earlier ones). Passed only when every
+    entity is forgotten: one adapter cannot be promoted for some of its targets."""
+    checks = [replace(check, name=f"{check.name} - {entity_label(anchor)}")
+              for anchor, (before_e, after_e, reference_e) in entities.items()
+              for check in forgetting_checks(before_e, after_e, reference_e, gate)]
+    checks += [*keeping_checks(after, base, gate, spared), *_record_checks(data_quality_passed, lineage, gate)]
     return GateDecision(all(c.passed is not False for c in checks), checks)
 
 

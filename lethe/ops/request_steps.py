@@ -254,10 +254,11 @@ def gate_step(params: Params, plan: RequestPlan, evaluation: dict[str, Any], lin
 
 def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: dict[str, Any],
                   md5s: dict[str, str], dvc_remote: str, decision: GateDecision,
-                  lineage: dict[str, str]) -> dict[str, Any]:
+                  lineage: dict[str, str], extra_tags: dict[str, str] | None = None) -> dict[str, Any]:
     """Fill the request's run, register the version (all tags in one call), move aliases.
 
     Idempotent: a retry or a resumed request reuses the run and the version it already made.
+    `extra_tags` override the version's tags (a batched request's anchors, lethe.ops.batch).
     """
     client = registry.client(plan.tracking_uri)
     run_id = plan.run_id
@@ -286,7 +287,7 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     tags = {**lineage, "lineage.adapter_chain": json.dumps(chain), "lethe.anchor": plan.anchor,
             "lethe.kind": "unlearning request", **decision_tags(decision),
             "gate.base_utility": f"{evaluation['base'].get(M.MODEL_UTILITY, float('nan')):.6f}",
-            "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor])}
+            "lineage.forgotten_anchors": json.dumps([*plan.forgotten, plan.anchor]), **(extra_tags or {})}
     version = registry.register_once(client, plan.model_name, run_id, tags, decision_markdown(decision),
                                      lambda: registry.log_model(run_id, [Path(a) for a in chain], Path(plan.base_model),
                                                                 params.evaluate.max_new_tokens))

@@ -143,3 +143,29 @@ def test_agentic_gate_marks_unmeasured_retain_quality_not_applicable():
     decision = _agentic(load_params(), sbu_report(0.0, 0.0, None))
     assert decision.passed and decision.checks[-1].passed is None
     assert "| retain_quality | None |" in decision_markdown(decision) and "n/a" in decision_markdown(decision)
+
+
+def test_a_batch_has_forgetting_rows_per_entity_and_fails_if_any_entity_is_not_forgotten():
+    from lethe.ops.gate import decide_batch
+
+    forgotten = (BEFORE, GOOD, REFERENCE)
+    recalled = (BEFORE, {**GOOD, "heldout_rouge": 0.5}, REFERENCE)  # 0.83x: still known
+    passed = decide_batch({"Ann O'Neil": forgotten, "Bo Li": forgotten}, GOOD, BASE, True, LINEAGE, GATE,
+                          spared=["Ann O'Neil", "Bo Li"])
+    names = [row["check"] for row in decision_table(passed)]
+    assert passed.passed
+    assert names.count("heldout_forgetting - Ann ONeil") == 1 and names.count("heldout_forgetting - Bo Li") == 1
+    assert names.count("utility") == 1 and names.count("entity_retention") == 1 and names[-1] == "lineage"
+
+    rejected = decide_batch({"Ann O'Neil": forgotten, "Bo Li": recalled}, GOOD, BASE, True, LINEAGE, GATE,
+                            spared=["Ann O'Neil", "Bo Li"])
+    assert not rejected.passed and _failing(rejected) == ["heldout_forgetting - Bo Li"]
+
+
+def test_a_batch_keeps_the_entities_outside_it():
+    from lethe.ops.gate import decide_batch
+
+    eroded = {**GOOD, "entity_rouge": {"Author A": 0.9, "Author B": 0.3}}
+    decision = decide_batch({"Author A": (BEFORE, GOOD, REFERENCE)}, eroded, BASE, True, LINEAGE, GATE,
+                            spared=["Author A"])
+    assert _failing(decision) == ["entity_retention"]  # Author B is not a target of the batch

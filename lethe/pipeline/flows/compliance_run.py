@@ -4,7 +4,9 @@ Takes every pending request (and failed ones, which resume) from the queue, runs
 `unlearn_request`, then re-audits the champion against every entity it has forgotten so far and
 writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
 
-Requests stay serial (each trains from the champion the previous one left). What only reads a
+Requests stay serial (each trains from the champion the previous one left), or, with `batch`
+(scale.batch_requests), the requests of one model are unlearned together in one adapter
+(`unlearn_batch`, lethe.ops.batch). What only reads a
 model fans out on a Dask cluster (`scale` in params.yaml, lethe.pipeline.scale): before the
 requests run, the `mining_fanout` subflow mines every one of them from the champion the run starts
 with (one `mine_ahead` task each, lethe.ops.mine_ahead); after them, the `audit_fanout` subflow runs
@@ -26,6 +28,7 @@ from lethe.llm.cache import ModelCache
 from lethe.ops import compliance, mine_ahead, registry
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import FAILED, PENDING, RequestQueue
+from lethe.pipeline.flows.unlearn_batch import unlearn_batch
 from lethe.pipeline.flows.unlearn_request import unlearn_request
 from lethe.pipeline.scale import dask_task_runner, worker_name
 
@@ -97,11 +100,33 @@ def audit_champion(base_model: str, env: OpsEnv, params: Params) -> dict:
     return compliance.summarize_audit(plan, rows)
 
 
+def run_requests(todo: list, ops: dict, params_path: str | None, batch: bool) -> list[dict]:
+    """Every queued request on the model it was filed for: one after another, or (batch) the requests
+    of each model together in one adapter (a model with one request runs it alone)."""
+    groups: dict[str, list] = {}
+    for record in todo:
+        groups.setdefault(record.model if batch else record.id, []).append(record)
+    processed = []
+    for records in groups.values():
+        if len(records) > 1:
+            state = unlearn_batch([r.id for r in records], records[0].model, ops, params_path, return_state=True)
+            outcomes = state.result(raise_on_failure=False) if state.is_completed() else None
+            outcomes = outcomes if isinstance(outcomes, list) else [{"status": FAILED}] * len(records)
+        else:
+            state = unlearn_request(records[0].id, records[0].model, ops, params_path, return_state=True)
+            outcome = state.result(raise_on_failure=False) if state.is_completed() else None
+            outcomes = [outcome if isinstance(outcome, dict) else {"status": FAILED}]
+        processed += [{"request_id": r.id, "anchor": r.anchor, **outcome} for r, outcome in zip(records, outcomes)]
+    return processed
+
+
 @flow(name="compliance_run", persist_result=True)  # persisted: a deployment run's caller reads it back
-def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -> dict[str, Any]:
-    """Process the queue, re-audit the champion, write the report."""
+def compliance_run(base_model: str, ops: dict, params_path: str | None = None,
+                   batch: bool | None = None) -> dict[str, Any]:
+    """Process the queue, re-audit the champion, write the report. `batch` overrides scale.batch_requests."""
     params_path = params_path or None  # a deployment templated from an unset variable passes ""
     params = load_params(params_path)
+    batch = params.scale.batch_requests if batch is None else batch
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     todo = queue.list(PENDING) + [r for r in queue.list(FAILED) if r.attempts < MAX_ATTEMPTS]
@@ -109,12 +134,7 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
     mined = mine_queue_ahead(todo, env, params, queue)
     mining_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    processed = []
-    for record in todo:  # each request on the model it was filed for
-        state = unlearn_request(record.id, record.model, ops, params_path, return_state=True)
-        outcome = state.result(raise_on_failure=False) if state.is_completed() else None
-        processed.append({"request_id": record.id, "anchor": record.anchor,
-                          **(outcome if isinstance(outcome, dict) else {"status": FAILED})})
+    processed = run_requests(todo, ops, params_path, batch)
     requests_seconds = time.perf_counter() - started
     started = time.perf_counter()
     audit = audit_champion(base_model, env, params)
@@ -135,6 +155,7 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None) -
                                                    "requests_seconds": requests_seconds})
     client.log_artifacts(run.info.run_id, str(report.parent), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
-    return {"processed": processed, "audit": audit, "report_path": str(report), "mlflow_run_id": run.info.run_id,
+    return {"processed": processed, "batched": batch, "audit": audit, "report_path": str(report),
+            "mlflow_run_id": run.info.run_id,
             "mined_ahead": mined, "mining_ahead_seconds": mining_seconds, "requests_seconds": requests_seconds,
             "audit_seconds": audit_seconds}

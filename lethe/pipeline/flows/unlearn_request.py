@@ -39,7 +39,7 @@ from lethe.ops.queue import (
     runner_id,
 )
 from lethe.ops.registry import version_url
-from lethe.ops.request_steps import model_name_for
+from lethe.ops.request_steps import RequestPlan, model_name_for
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
 
@@ -71,7 +71,8 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
-def _retrying(task_fn, retries: int, delay: float):
+def retrying(task_fn, retries: int, delay: float):
+    """The task with the registry's retries (for steps that talk to a server)."""
     return task_fn.with_options(retries=retries, retry_delay_seconds=delay)
 
 
@@ -111,10 +112,18 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     return result
 
 
-def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str,
-         retries: int, delay: float) -> dict[str, Any]:
+def result_base(plan: RequestPlan, env: OpsEnv) -> dict[str, Any]:
+    """The fields every result of a request has, whatever its outcome."""
+    return {"request_id": plan.request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan.run_id,
+            "model_name": plan.model_name, "model_version": None, "promoted": False, "adapter_path": None,
+            "tracking_uri": env.tracking_uri, "workdir": plan.workdir}
+
+
+def mine_supervision(params: Params, env: OpsEnv, queue: RequestQueue, plan: RequestPlan,
+                     record: dict) -> tuple[RequestPlan, dict, dict | None]:
+    """MAGE for a planned request (adopting what a compliance run mined ahead): (plan, mining result,
+    the request's final result when it ends here: nothing memorized, or data quality failed)."""
     request_id = record["id"]
-    plan = _retrying(request_ops.plan, retries, delay)(record, base_model, env, params, str(flow_run.get_id() or ""))
     mined_on = mine_ahead.adopt(params, plan)  # supervision a compliance run mined ahead, on an older champion
     if mined_on:
         plan = replace(plan, mined_on=mined_on)
@@ -123,33 +132,25 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
     # it cannot end up in forget sets, the DVC remote or MLflow.
     mine_request = Request(anchor=record["anchor"], model_path=plan.mined_on or plan.start_model, source="mage",
                            description=None)
-    base = {"request_id": request_id, "backend_store_uri": env.backend_store_uri, "mlflow_run_id": plan.run_id,
-            "model_name": plan.model_name, "model_version": None, "promoted": False, "adapter_path": None,
-            "tracking_uri": env.tracking_uri, "workdir": plan.workdir}
+    base = result_base(plan, env)
     mined = run_mining_tasks(mine_request, str(plan.mine_dir), params)
     if mined["status"] == "nothing_memorized":
         queue.audit("nothing_memorized", request_id, detail={"anchor": record["anchor"]})
         request_ops.close_run(plan, "nothing_memorized")
-        return {**base, "status": "nothing_memorized"}
+        return plan, mined, {**base, "status": "nothing_memorized"}
     if not mined["validation"]["success"]:
         from lethe.supervision.validate import describe_failures
 
         reasons = [f"data_quality: {describe_failures(mined['validation'])}"]
         queue.audit("gate_decision", request_id, detail={"status": "rejected", "reasons": reasons})
         request_ops.close_run(plan, "rejected")
-        return {**base, "status": REJECTED, "gate": {"passed": False, "reasons": reasons},
-                "graph_png": mined.get("graph_png")}
-    trained = request_ops.unlearn(plan, params)
-    adapter = trained["adapter_path"]
-    evaluation = request_ops.evaluate(plan, adapter, params)
-    md5s = _retrying(request_ops.version, retries, delay)(plan, adapter, evaluation, env)
-    queue.audit("dvc_pushed", request_id, detail={"md5": md5s, "remote": env.dvc_remote})
-    registered = _retrying(request_ops.register, retries, delay)(plan, adapter, evaluation, md5s, env, params)
-    gate = registered["gate"]
-    queue.audit("gate_decision", request_id, detail={"status": gate["status"], "reasons": gate["reasons"],
-                                                     "model": registered["model_name"],
-                                                     "model_version": registered["model_version"]})
-    registered.update(_retrying(request_ops.promote, retries, delay)(plan, registered["model_version"], env, params))
+        return plan, mined, {**base, "status": REJECTED, "gate": {"passed": False, "reasons": reasons},
+                             "graph_png": mined.get("graph_png")}
+    return plan, mined, None
+
+
+def audit_aliases(queue: RequestQueue, request_id: str, registered: dict[str, Any]) -> None:
+    """Ledger events for the aliases a promotion moved."""
     if registered["challenger"]:
         queue.audit("alias_moved", request_id, detail={"alias": "challenger", "model": registered["model_name"],
                                                        "version": registered["model_version"]})
@@ -157,6 +158,28 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
         queue.audit("alias_moved", request_id, detail={"alias": "champion", "model": registered["model_name"],
                                                        "version": registered["model_version"],
                                                        "previous": registered["previous_champion"]})
+
+
+def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_model: str,
+         retries: int, delay: float) -> dict[str, Any]:
+    request_id = record["id"]
+    plan = retrying(request_ops.plan, retries, delay)(record, base_model, env, params, str(flow_run.get_id() or ""))
+    plan, mined, ended = mine_supervision(params, env, queue, plan, record)
+    if ended:
+        return ended
+    base = result_base(plan, env)
+    trained = request_ops.unlearn(plan, params)
+    adapter = trained["adapter_path"]
+    evaluation = request_ops.evaluate(plan, adapter, params)
+    md5s = retrying(request_ops.version, retries, delay)(plan, adapter, evaluation, env)
+    queue.audit("dvc_pushed", request_id, detail={"md5": md5s, "remote": env.dvc_remote})
+    registered = retrying(request_ops.register, retries, delay)(plan, adapter, evaluation, md5s, env, params)
+    gate = registered["gate"]
+    queue.audit("gate_decision", request_id, detail={"status": gate["status"], "reasons": gate["reasons"],
+                                                     "model": registered["model_name"],
+                                                     "model_version": registered["model_version"]})
+    registered.update(retrying(request_ops.promote, retries, delay)(plan, registered["model_version"], env, params))
+    audit_aliases(queue, request_id, registered)
     return {**base, **{k: registered[k] for k in ("model_version", "promoted", "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter,
             "steps": trained.get("steps"), "before": metrics.summary(evaluation["before"]),

@@ -109,3 +109,41 @@ def data_quality_markdown(validation: dict) -> str:
         lines.append(f"| {name} | {outcome['success']} | {outcome.get('rows')} | {outcome.get('evaluated')} | "
                      f"{', '.join(str(f) for f in outcome.get('failed', [])) or '-'} |")
     return "\n".join(lines)
+
+
+@task(name="plan_batch", cache_policy=NO_CACHE)
+def plan_batch(members: list[RequestPlan], params: Params) -> RequestPlan:
+    """The batch's run and folder, and its merged supervision (lethe.ops.batch)."""
+    from lethe.ops import batch as batch_ops
+
+    plan_ = batch_ops.plan_batch(params, members)
+    batch_ops.merge_supervision(members, plan_.mine)
+    return plan_
+
+
+@task(name="version_batch", cache_policy=NO_CACHE)
+def version_batch(batch: RequestPlan, adapter: str, evaluation: dict, ops: OpsEnv) -> dict:
+    """DVC-version the batch's merged sets, adapter and metrics; name -> md5."""
+    from lethe.ops.batch import versioned_batch_files
+
+    return ops.store().version(batch.request_id, versioned_batch_files(batch, adapter, evaluation))
+
+
+@task(name="register_batch", cache_policy=NO_CACHE)
+def register_batch(batch: RequestPlan, members: list[RequestPlan], adapter: str, evaluations: dict,
+                   evaluation: dict, md5s: dict, member_md5s: dict, ops: OpsEnv, params: Params) -> dict:
+    """One gate (a forgetting row per entity), one model version on the batch's run, members' runs closed."""
+    from lethe.ops import batch as batch_ops
+
+    lineage = batch_ops.batch_lineage(params, batch, members, md5s, member_md5s)
+    decision = batch_ops.gate_batch(params, batch, members, evaluations, lineage)
+    key = batch.request_id.lower()
+    create_table_artifact(table=decision_table(decision), key=f"gate-{key}",
+                          description=f"Gate decision for {batch.request_id} ({batch.anchor}): {decision.status}")
+    create_markdown_artifact(markdown=data_quality_markdown(json.loads(batch.mine.validation.read_text())),
+                             key=f"data-quality-{key}", description="Great Expectations checkpoints of every member")
+    result = steps.register_step(params, batch, adapter, evaluation, md5s, ops.dvc_remote, decision, lineage,
+                                 extra_tags=batch_ops.batch_tags(batch, members))
+    for member in members:
+        batch_ops.log_member_run(member, evaluations[member.request_id], batch, result["model_version"], decision)
+    return {**result, "gate": decision.to_dict(), "lineage": lineage}
