@@ -98,7 +98,7 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
     queue = queue or RequestQueue(env.queue_url)
     client = registry.client(env.tracking_uri)
     name = model_name_for(base_model, params.registry.model_prefix)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
+    champion, chain = registry.champion_chain(client, name)
     lineage = champion_lineage(client, name)
     entities = []
     for entity in audited_entities(lineage, base_model, queue):
@@ -106,7 +106,6 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
         entities.append({"anchor": entity["anchor"], "request_id": request_id, "version": entity["version"],
                          "graph": str(_request_file(env, request_id, mine_dir, "graph")),
                          "audit_set": str(_request_file(env, request_id, mine_dir, "audit_set"))})
-    chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
     champion_model = (compose(base_model, chain, Path(params.registry.workdir) / "_composed") if chain and entities
                       else Path(base_model))
     return AuditPlan(name, champion.version if champion else None, str(base_model), str(champion_model),
@@ -175,9 +174,9 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined
     if mined:
         outcomes = ", ".join(f"{m.get('anchor', m['request_id'])}: {m['status']}" for m in mined)
         lines += [f"Mined ahead, from the champion the run began with: {outcomes}", ""]
-    lines += ["| request | anchor | status | version | promoted |", "|---|---|---|---|---|"]
+    lines += ["| request | anchor | status | version | promoted | batch |", "|---|---|---|---|---|---|"]
     lines += [f"| {p.get('request_id')} | {p.get('anchor', '')} | {p.get('status')} | {p.get('model_version') or '-'} "
-              f"| {p.get('promoted', False)} |" for p in processed]
+              f"| {p.get('promoted', False)} | {p.get('batch_id') or '-'} |" for p in processed]
     lines += ["", f"## Champion audit: {audit['model_name']} version {audit['champion']}", "",
               "| entity | request | in champion chain | held-out recall base -> champion | re-elicited (reference) "
               "| forgotten |", "|---|---|---|---|---|---|"]

@@ -67,9 +67,7 @@ def plan_mining(params: Params, env: OpsEnv, records: list[Any]) -> tuple[list[M
     for record in records:
         if record.model not in starts:
             try:
-                champion = registry.alias_version(client, model_name_for(record.model, cfg.model_prefix),
-                                                  registry.CHAMPION)
-                chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
+                champion, chain = registry.champion_chain(client, model_name_for(record.model, cfg.model_prefix))
                 starts[record.model] = (champion.version if champion else None, chain,
                                         compose(record.model, chain, Path(cfg.workdir) / "_composed"))
             except LetheError as exc:  # the request's own flow fails on it with the same message

@@ -163,6 +163,12 @@ def alias_version(mlflow_client, model_name: str, alias: str):
         return None
 
 
+def champion_chain(mlflow_client, model_name: str) -> tuple[Any, list[str]]:
+    """(the champion version or None, its adapter chain: the adapters a request starting from it composes)."""
+    champion = alias_version(mlflow_client, model_name, CHAMPION)
+    return champion, json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
+
+
 def get_version(mlflow_client, model_name: str, version: str):
     """One model version, or a clear error naming what exists."""
     from mlflow.exceptions import MlflowException

@@ -92,8 +92,7 @@ def plan_request(params: Params, request: dict[str, Any], base_model: str, track
     cfg = params.registry
     name = model_name_for(base_model, cfg.model_prefix)
     client = registry.client(tracking_uri)
-    champion = registry.alias_version(client, name, registry.CHAMPION)
-    chain = json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
+    champion, chain = registry.champion_chain(client, name)
     forgotten = json.loads(champion.tags.get("lineage.forgotten_anchors", "[]")) if champion else []
     start_model = compose(base_model, chain, Path(cfg.workdir) / "_composed")
     # One folder per starting model: a request that re-plans from a newer champion never reuses

@@ -117,3 +117,13 @@ def test_a_batched_version_names_every_request_it_unlearned():
     single = SimpleNamespace(tags={"lineage.request_id": "req-c", "lethe.anchor": "Cy Oz"})
     assert version_requests(batched) == [("req-a", "Ann Vale"), ("req-b", "Bo Li")]
     assert version_requests(single) == [("req-c", "Cy Oz")]
+
+
+def test_a_batch_trains_with_the_step_budget_of_all_its_members():
+    from lethe.ops.batch import batch_params
+
+    params = load_params()
+    scaled = batch_params(params, 3)
+    assert scaled.unlearn.max_steps == 3 * params.unlearn.max_steps
+    assert scaled.unlearn.min_steps == 3 * params.unlearn.min_steps
+    assert scaled.unlearn.eval_every == params.unlearn.eval_every

@@ -105,4 +105,6 @@ def test_each_request_keeps_its_ledger_and_the_reaudit_covers_both(batched):
     entities = {e["anchor"]: e for e in result["audit"]["entities"]}
     assert set(entities) == {FIRST, SECOND} and all(e["in_champion_chain"] for e in entities.values())
     assert result["audit"]["champion"] == version
+    report = Path(result["report_path"]).read_text()
+    assert report.count(result["processed"][0]["batch_id"]) == 2  # the run report shows both in one batch
 

@@ -18,6 +18,7 @@ from prefect.runtime import flow_run
 
 from lethe.config import Params, load_params
 from lethe.evaluate import metrics
+from lethe.ops import batch as batch_ops
 from lethe.ops.environment import OpsEnv
 from lethe.ops.failures import explain
 from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RUNNING, RequestQueue, runner_id
@@ -101,14 +102,12 @@ def _run_batch(params: Params, env: OpsEnv, queue: RequestQueue, records: list[d
     ids = [m.request_id for m in members]
     for member in members:
         queue.audit("batch_formed", member.request_id, detail={"batch_id": batch.request_id, "members": ids})
-    trained = request_ops.unlearn(batch, params)
+    trained = request_ops.unlearn(batch, batch_ops.batch_params(params, len(members)))
     adapter = trained["adapter_path"]
     evaluations = {m.request_id: request_ops.evaluate(m, adapter, params) for m in members}
     member_md5s = {m.request_id: retrying(request_ops.version, retries, delay)(m, adapter, evaluations[m.request_id],
                                                                                 env) for m in members}
-    from lethe.ops.batch import batch_evaluation
-
-    evaluation = batch_evaluation(batch, members, evaluations)
+    evaluation = batch_ops.batch_evaluation(batch, members, evaluations)
     md5s = retrying(request_ops.version_batch, retries, delay)(batch, adapter, evaluation, env)
     for member in members:
         queue.audit("dvc_pushed", member.request_id, detail={"md5": member_md5s[member.request_id],
