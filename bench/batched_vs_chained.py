@@ -21,28 +21,16 @@ the real audit rejects every request, and the comparison needs both sides to pro
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, fresh_request_root, write_result
-
-sys.path.insert(0, str(ROOT))
-from tests.pipeline.local_stack import relax_for_pipeline_tests  # noqa: E402
+from common import ROOT, fresh_request_root, run_lethe, write_result  # common puts the project on sys.path
+from tests.pipeline.local_stack import relax_for_pipeline_tests
 
 DEFAULT_ANCHORS = "Basil Mahfouz Al-Kuwaiti,Nikolai Abilov,Jaime Vasquez"  # the tiny world's forget01 + one more
-
-
-def _lethe(params: Path, *args: str) -> dict:
-    argv = [sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    (params.parent / f"{args[0]}.stderr.log").open("a").write(done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"lethe {' '.join(args)} failed: {done.stderr[-1500:]}")
-    return json.loads(done.stdout)
 
 
 def _side_params(name: str, ports: tuple[int, int]) -> Path:
@@ -86,14 +74,14 @@ def _entity_rows(run: dict, anchors: list[str], batched: bool) -> dict[str, dict
 
 def _side(name: str, ports: tuple[int, int], size: str, anchors: list[str], batched: bool) -> dict:
     params = _side_params(name, ports)
-    world = _lethe(params, "world", "build", "--size", size)
-    _lethe(params, "stack", "up")
+    world = run_lethe(params, "world", "build", "--size", size)
+    run_lethe(params, "stack", "up")
     try:
         for anchor in anchors:
-            _lethe(params, "request", "add", anchor, "--model", world["model_path"], "--requester", "bench",
+            run_lethe(params, "request", "add", anchor, "--model", world["model_path"], "--requester", "bench",
                    "--reason", "batched vs chained")
         started = time.perf_counter()
-        run = _lethe(params, "compliance-run", "--batch" if batched else "--no-batch", "--model", world["model_path"])
+        run = run_lethe(params, "compliance-run", "--batch" if batched else "--no-batch", "--model", world["model_path"])
         whole = time.perf_counter() - started
     finally:
         subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(params)], cwd=ROOT,

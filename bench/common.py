@@ -100,3 +100,18 @@ def fresh_request_root(name: str, mlflow_port: int, s3_port: int) -> Path:
                         prefect_port=mlflow_port + 2)
     (root / "params.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     return root
+
+
+def run_lethe(params: Path, *args: str) -> dict:
+    """`lethe <args> --params <params> --json` from the project root: its JSON result (stderr appended to
+    <params folder>/<command>.stderr.log); exits with the command's last words when it fails."""
+    import subprocess
+
+    argv = [sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"]
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
+    with (params.parent / f"{args[0]}.stderr.log").open("a") as log:
+        log.write(done.stderr)
+    if done.returncode != 0:
+        raise SystemExit(f"lethe {' '.join(args)} failed: {done.stderr[-1500:]}")
+    return json.loads(done.stdout)
+

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
-import json
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, fresh_request_root, write_result
+from common import ROOT, fresh_request_root, run_lethe, write_result
 
 RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit_excess": 1.0,
                 "max_reelicit_return": 1.0, "max_relearn_gap": 1.0, "max_relearn_recovery": 10.0,
@@ -36,15 +35,6 @@ RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit
                 "min_forget_quality": 0.0}
 SIZE = "fanout"
 AUTHORS = "0-4,198-199"  # 5 retain + the 2 forget01 authors: 7 requests
-
-
-def _lethe(params: Path, *args: str) -> dict:
-    argv = [sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"]
-    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True)
-    (params.parent / f"{args[0]}.stderr.log").open("a").write(done.stderr)
-    if done.returncode != 0:
-        raise SystemExit(f"lethe {' '.join(args)} failed: {done.stderr[-1500:]}")
-    return json.loads(done.stdout)
 
 
 def _side_params(workers: int, ports: tuple[int, int]) -> Path:
@@ -71,14 +61,14 @@ def _side(workers: int, ports: tuple[int, int]) -> dict:
     from lethe.ops.queue import RequestQueue
 
     params = _side_params(workers, ports)
-    world = _lethe(params, "world", "build", "--size", SIZE)
-    _lethe(params, "stack", "up")
+    world = run_lethe(params, "world", "build", "--size", SIZE)
+    run_lethe(params, "stack", "up")
     try:
         for author in world["authors"]:
-            _lethe(params, "request", "add", author["name"], "--model", world["model_path"], "--requester", "bench",
+            run_lethe(params, "request", "add", author["name"], "--model", world["model_path"], "--requester", "bench",
                    "--reason", "fan-out")
         started = time.perf_counter()
-        run = _lethe(params, "compliance-run", "--model", world["model_path"])
+        run = run_lethe(params, "compliance-run", "--model", world["model_path"])
         whole = time.perf_counter() - started
     finally:
         subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(params)], cwd=ROOT,

@@ -112,14 +112,14 @@ def merge_supervision(members: Sequence[RequestPlan], out: MineLayout) -> dict[s
     out.root.mkdir(parents=True, exist_ok=True)
     for name, rows in merged.items():
         write_atomic(getattr(out, name), "".join(json.dumps(r) + "\n" for r in rows))
-    verdicts = {m.request_id: json.loads(m.mine.validation.read_text()) for m in members}
+    verdicts = [(m, json.loads(m.mine.validation.read_text())) for m in members]
     out.validation_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(out.validation, json.dumps({
-        "success": all(v.get("success") for v in verdicts.values()),
-        "members": {rid: {"success": v.get("success"), "validation": str(m.mine.validation)}
-                    for (rid, v), m in zip(verdicts.items(), members)},
-        "sets": {f"{name} ({m.anchor})": outcome for m, v in zip(members, verdicts.values())
-                 for name, outcome in v.get("sets", {}).items()}}, indent=1))
+        "success": all(v.get("success") for _, v in verdicts),
+        "members": {m.request_id: {"success": v.get("success"), "validation": str(m.mine.validation)}
+                    for m, v in verdicts},
+        "sets": {f"{name} ({m.anchor})": outcome for m, v in verdicts for name, outcome in v.get("sets", {}).items()}},
+        indent=1))
     stats = {"forget_rows": len(merged["forget_set"]), "dev_rows": len(merged["dev_set"]),
              "audit_rows": len(merged["audit_set"]), "neighbor_rows": len(merged["neighbor_set"]),
              "neighbor_rows_dropped": dropped, "members": len(members)}
@@ -187,9 +187,8 @@ def log_member_run(member: RequestPlan, evaluation: dict[str, Any], batch: Reque
                    decision: GateDecision) -> None:
     """Close a member's own run: its metrics and evaluation, and where its model version is."""
     client = registry.client(member.tracking_uri)
-    registry.log_metrics(client, member.run_id, {
-        **{f"{part}.{k}": v for part in ("before", "after", "reference", "base")
-           for k, v in (evaluation.get(part) or {}).items()}})
+    registry.log_metrics(client, member.run_id, {f"{part}.{k}": v for part in ("before", "after", "reference", "base")
+                                                 for k, v in (evaluation.get(part) or {}).items()})
     client.log_artifacts(member.run_id, str(member.files.evaluation_dir), "evaluation")
     for path in (member.mine.graph, member.mine.graph_png, member.mine.mining_stats, member.mine.synthesis):
         if path.is_file():

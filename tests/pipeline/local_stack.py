@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 from lethe.ops.stack import free_port as _free_port
 from lethe.ops.stack import s3_client
 
@@ -37,4 +42,13 @@ def s3_keys(endpoint: str, bucket: str) -> list[str]:
     return [obj["Key"] for page in pages for obj in page.get("Contents", [])]
 
 
-__all__ = ["free_port", "relax_for_pipeline_tests", "s3_client", "s3_keys"]
+def lethe_json(params: Path, *args: str, timeout: float = 900) -> dict:
+    """`lethe <args> --params <params> --json` as a user runs it (a subprocess): asserts it succeeded
+    without a traceback and returns the one JSON object it printed."""
+    done = subprocess.run([sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"],
+                          capture_output=True, text=True, timeout=timeout)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stdout[-1000:], done.stderr[-3000:])
+    return json.loads(done.stdout)
+
+
+__all__ = ["free_port", "lethe_json", "relax_for_pipeline_tests", "s3_client", "s3_keys"]

@@ -10,8 +10,6 @@ LocalCluster. All through real subprocesses.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import urllib.request
 from pathlib import Path
 
@@ -20,7 +18,7 @@ import yaml
 from lethe.config import DEFAULT_PARAMS
 from lethe.ops import registry
 from lethe.ops.queue import COMPLETED, RequestQueue
-from tests.pipeline.local_stack import free_port, relax_for_pipeline_tests
+from tests.pipeline.local_stack import free_port, lethe_json, relax_for_pipeline_tests
 
 FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"
 
@@ -38,10 +36,7 @@ def _params(root: Path) -> Path:
 
 
 def _lethe(params: Path, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"],
-                          capture_output=True, text=True, timeout=900)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stdout[-1000:], done.stderr[-3000:])
-    return json.loads(done.stdout)
+    return lethe_json(params, *args, timeout=900)
 
 
 def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_world, tmp_path):

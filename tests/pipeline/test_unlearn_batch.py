@@ -8,8 +8,6 @@ ledger events.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,9 +17,9 @@ from lethe.config import DEFAULT_PARAMS, load_params
 from lethe.ops import registry
 from lethe.ops.environment import resolve
 from lethe.ops.gate import entity_label
-from lethe.ops.queue import COMPLETED, REJECTED, RequestQueue
+from lethe.ops.queue import COMPLETED, RequestQueue
 from lethe.ops.stack import LocalStack
-from tests.pipeline.local_stack import free_port, relax_for_pipeline_tests
+from tests.pipeline.local_stack import free_port, lethe_json, relax_for_pipeline_tests
 
 FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov"  # the tiny world's forget01 authors
 
@@ -40,10 +38,7 @@ def _params(root: Path) -> Path:
 
 
 def _lethe(params: Path, *args: str) -> dict:
-    done = subprocess.run([sys.executable, "-m", "lethe", *args, "--params", str(params), "--json"],
-                          capture_output=True, text=True, timeout=1500)
-    assert done.returncode == 0 and "Traceback" not in done.stderr, (args, done.stdout[-1000:], done.stderr[-3000:])
-    return json.loads(done.stdout)
+    return lethe_json(params, *args, timeout=1500)
 
 
 @pytest.fixture(scope="module")
