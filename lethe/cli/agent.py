@@ -80,31 +80,37 @@ def memory_restore(request_id: str = typer.Argument(..., help="Agentic request i
                                                  f"{r['memory_path']} ({r['items']} items, md5 {r['md5']})"))
 
 
+def agentic_memory(cfg, base: Path, memory: Path | None) -> str:
+    """The agent memory an agentic request names: --memory, else the target model's (absolute)."""
+    from lethe.ops.agentic_steps import memory_path_for
+
+    return str((memory if memory else memory_path_for(cfg, base)).resolve())
+
+
 def agentic_forget(
     anchor: str = typer.Argument(..., help="Name of the entity to forget in the model and the agent's memory."),
     model: Path = MODEL_OPTION,
     memory: Path = MEMORY_OPTION,
+    requester: str = typer.Option("cli", "--requester", help="Who asks (kept in the audit ledger)."),
+    reason: str = typer.Option("right-to-be-forgotten request", "--reason", help="Why (kept in the audit ledger)."),
     params: Path = PARAMS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
-    """SBU: mine, then synchronized memory + parameter unlearning with a backflow audit; register both."""
+    """SBU: queue an agentic request and run it: mine, then synchronized memory + parameter unlearning
+    with a backflow audit; register both."""
     with user_errors(as_json):
-        from lethe.cli.ops import _request_services
+        from lethe.cli.ops import _request_services, run_request
+        from lethe.ops.queue import AGENTIC, RequestQueue
 
-        _, anchor, _, base, env = _request_services(anchor, None, model, params)
-        from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
-
-        state = agentic_unlearn(anchor, str(base.resolve()), env.to_dict(), str(memory) if memory else None,
-                                str(params) if params else None, return_state=True)
-        if state.is_failed():
-            try:
-                state.result()
-            except LetheError:
-                raise
-            except Exception as exc:  # a crash: the request resumes when run again
-                raise LetheError(f"the agentic request failed: {exc}. It is resumable: run the same command "
-                                 "again") from exc
-        result = state.result()
+        cfg, anchor, _, base, env = _request_services(anchor, None, model, params)
+        memory_file = agentic_memory(cfg, base, memory)
+        record, created = RequestQueue(env.queue_url).add(anchor, str(base.resolve()), requester, reason,
+                                                          kind=AGENTIC, memory=memory_file)
+        if record.memory != memory_file:
+            raise LetheError(f"{anchor!r} is already queued as {record.id} for the agent memory {record.memory}; "
+                             "cancel it (`lethe request cancel`) to forget it in another memory")
+        stderr.print(f"agentic request {record.id} ({'new' if created else 'already queued: ' + record.status})")
+        result = {**run_request(record.id, base, env, params, cfg), "created": created}
     emit(result, as_json, _summary)
 
 

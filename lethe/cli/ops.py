@@ -96,18 +96,23 @@ def _registry_target(model: Path | None, params: Path | None):
 
 
 def run_request(request_id: str, base_model: Path, env, params: Path | None, cfg) -> dict:
-    """Run (or resume) one queued request through the Prefect flow; a failure is a clear error.
-    `cfg`: the params loaded from `params` (the flow loads the file itself)."""
+    """Run (or resume) one queued request through its Prefect flow (unlearn_request, or agentic_unlearn
+    for an agentic request); a failure is a clear error. `cfg`: the params loaded from `params` (the
+    flow loads the file itself)."""
     _prefect_home(cfg)
-    from lethe.ops.queue import RequestQueue
+    from lethe.ops.queue import AGENTIC, RequestQueue
+    from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
     from lethe.pipeline.flows.unlearn_request import unlearn_request
 
-    workdir = Path(cfg.registry.workdir)
-    with tracebacks_to(workdir / request_id / "errors.log"):
-        state = unlearn_request(request_id, str(base_model), env.to_dict(), str(params) if params else None,
-                                return_state=True)
+    queue = RequestQueue(env.queue_url)
+    params_path = str(params) if params else None
+    with tracebacks_to(Path(cfg.registry.workdir) / request_id / "errors.log"):
+        if queue.get(request_id).kind == AGENTIC:
+            state = agentic_unlearn(request_id, env.to_dict(), params_path, return_state=True)
+        else:
+            state = unlearn_request(request_id, str(base_model), env.to_dict(), params_path, return_state=True)
     if state.is_failed():
-        record = RequestQueue(env.queue_url).get(request_id)
+        record = queue.get(request_id)
         error = (record.result or {}).get("error", state.message)
         raise LetheError(f"request {request_id} failed: {error}. It is resumable: run the same command again "
                          f"(or `lethe request retry {request_id}`)")
@@ -169,18 +174,25 @@ def request_add(
     reason: str = typer.Option(..., "--reason", help="Why."),
     description: str = typer.Option(None, "--description"),
     model: Path = MODEL_OPTION,
+    agentic: bool = typer.Option(False, "--agentic", help="Forget in the model and its agent's memory (SBU)."),
+    memory: Path = typer.Option(None, "--memory", help="With --agentic: the agent's memory file "
+                                "(default: <agent.memory_dir>/<model>/memory.db)."),
     params: Path = PARAMS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
     """Queue a request for the next compliance run (a duplicate joins the existing one)."""
     with user_errors(as_json):
+        from lethe.cli.agent import agentic_memory
         from lethe.ops.environment import queue_url
-        from lethe.ops.queue import RequestQueue
+        from lethe.ops.queue import AGENTIC, UNLEARN, RequestQueue
 
         cfg = load_params(params)
+        if memory and not agentic:
+            raise LetheError("--memory names an agent's memory: it goes with --agentic")
         anchor, description, base = _checked_request(anchor, description, model, cfg)
-        record, created = RequestQueue(queue_url(cfg)).add(anchor, str(base.resolve()), requester, reason,
-                                                            description)
+        record, created = RequestQueue(queue_url(cfg)).add(
+            anchor, str(base.resolve()), requester, reason, description, kind=AGENTIC if agentic else UNLEARN,
+            memory=agentic_memory(cfg, base, memory) if agentic else None)
     emit({**record.to_dict(), "created": created}, as_json,
          lambda r: stderr.print(f"{r['id']} {r['status']} {r['anchor']!r}{'' if created else ' (already queued)'}"))
 
@@ -197,7 +209,7 @@ def request_list(status: str = typer.Option(None, "--status"), params: Path = PA
 
     def human(result: dict) -> None:
         for r in result["requests"]:
-            stderr.print(f"{r['id']}  {r['status']:<17} {r['created_at']}  {r['anchor']}")
+            stderr.print(f"{r['id']}  {r['kind']:<8} {r['status']:<17} {r['created_at']}  {r['anchor']}")
 
     emit({"requests": records}, as_json, human)
 

@@ -11,7 +11,6 @@ A request's files live in <registry.workdir>/<request_id>/: mine/ (MAGE) and sbu
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import asdict, dataclass
@@ -67,20 +66,11 @@ def ensure_memory(params: Params, model_path: str | Path, memory: Path) -> dict[
         return {**store.stats(), "seeded_now": seeded, "path": str(memory)}
 
 
-def agentic_request_id(anchor: str, base_model: str | Path) -> str:
-    """Stable id of an agentic request: the same anchor on the same model resumes the same request."""
-    from lethe.mage import request_slug
-
-    digest = hashlib.sha256(f"{anchor.casefold()}|{Path(base_model).resolve()}".encode()).hexdigest()[:8]
-    return f"agentic-{request_slug(anchor)[:40]}-{digest}"
-
-
-def prepare(params: Params, anchor: str, base_model: str, memory: str | None, tracking_uri: str,
+def prepare(params: Params, request_id: str, anchor: str, base_model: str, memory: str, tracking_uri: str,
             flow_run_id: str | None = None) -> AgenticPlan:
-    """Memory (seeded if missing) and the request's MLflow run (found again on resume)."""
-    memory_path = Path(memory) if memory else memory_path_for(params, base_model)
+    """Memory (seeded if missing) and the request's MLflow run (found again on resume by request id)."""
+    memory_path = Path(memory)
     stats = ensure_memory(params, base_model, memory_path)
-    request_id = agentic_request_id(anchor, base_model)
     name = model_name_for(base_model, params.registry.model_prefix + "agentic-")
     client = registry.client(tracking_uri)
     run_id = registry.start_run(client, EXPERIMENT, request_id, {

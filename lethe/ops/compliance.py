@@ -174,9 +174,11 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined
     if mined:
         outcomes = ", ".join(f"{m.get('anchor', m['request_id'])}: {m['status']}" for m in mined)
         lines += [f"Mined ahead, from the champion the run began with: {outcomes}", ""]
-    lines += ["| request | anchor | status | version | promoted | batch |", "|---|---|---|---|---|---|"]
-    lines += [f"| {p.get('request_id')} | {p.get('anchor', '')} | {p.get('status')} | {p.get('model_version') or '-'} "
-              f"| {p.get('promoted', False)} | {p.get('batch_id') or '-'} |" for p in processed]
+    lines += ["| request | kind | anchor | status | model | version | promoted | batch |",
+              "|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {p.get('request_id')} | {p.get('kind', 'unlearn')} | {p.get('anchor', '')} | {p.get('status')} "
+              f"| {p.get('model_name') or '-'} | {p.get('model_version') or '-'} | {p.get('promoted', False)} "
+              f"| {p.get('batch_id') or '-'} |" for p in processed]
     lines += ["", f"## Champion audit: {audit['model_name']} version {audit['champion']}", "",
               "| entity | request | in champion chain | held-out recall base -> champion | re-elicited (reference) "
               "| forgotten |", "|---|---|---|---|---|---|"]

@@ -8,8 +8,10 @@ decision and alias move is an audit event; events are only ever inserted (on SQL
 refuses UPDATE and DELETE).
 
 Identity: the normalized anchor (Unicode NFKC, case-folded, spacing collapsed, surrounding
-punctuation dropped: "Nikolai Abilov." is "nikolai abilov") on one base model. A unique index on
-the active requests makes two concurrent submissions of one anchor one request.
+punctuation dropped: "Nikolai Abilov." is "nikolai abilov") on one base model, of one kind: an
+`unlearn` request forgets the entity in the model's weights (MAGE), an `agentic` one in an agent's
+weights and memory (SBU). A unique index on the active requests makes two concurrent submissions of
+one anchor one request.
 
 Leases: a runner claims a request (owner, expiry) in one conditional UPDATE, renews the lease while
 it works, and releases it when done. A second runner cannot claim a leased request; a crashed
@@ -51,6 +53,8 @@ TRANSITIONS = {
     SUPERSEDED: set(),
     CANCELLED: set(),
 }
+UNLEARN, AGENTIC = "unlearn", "agentic"
+KINDS = (UNLEARN, AGENTIC)
 # A second submission of the same anchor for the same model joins the existing request.
 JOINABLE = (PENDING, RUNNING, FAILED, COMPLETED)
 DEFAULT_LEASE_SECONDS = 120.0
@@ -73,10 +77,12 @@ requests_table = sa.Table(
     sa.Column("result", sa.Text),
     sa.Column("lease_owner", sa.String(200)),
     sa.Column("lease_expires", sa.Float),
+    sa.Column("kind", sa.String(20), nullable=False, server_default=UNLEARN),
+    sa.Column("memory", sa.String(500)),  # an agentic request's agent memory (SQLite file)
 )
 _active = requests_table.c.status.in_(JOINABLE)
-sa.Index("uq_active_request", requests_table.c.anchor_key, requests_table.c.model, unique=True,
-         sqlite_where=_active, postgresql_where=_active)
+_active_index = sa.Index("uq_active_request_kind", requests_table.c.anchor_key, requests_table.c.model,
+                         requests_table.c.kind, unique=True, sqlite_where=_active, postgresql_where=_active)
 locks_table = sa.Table(
     "locks", _meta,
     sa.Column("name", sa.String(200), primary_key=True),
@@ -150,6 +156,8 @@ class RequestRecord:
     result: dict[str, Any] | None
     lease_owner: str | None = None
     lease_expires: float | None = None
+    kind: str = UNLEARN
+    memory: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return self.__dict__.copy()
@@ -178,25 +186,35 @@ class RequestQueue:
                     conn.exec_driver_sql(statement)
 
     def _migrate(self) -> None:
-        """Add the lease columns to a queue created by an earlier version (create_all adds no columns)."""
+        """Bring a queue created by an earlier version up to date (create_all adds no columns): the lease
+        columns, the request kind, and the active-request index that includes the kind."""
         columns = {c["name"] for c in sa.inspect(self.engine).get_columns("requests")}
         with self.engine.begin() as conn:
-            for name, kind in (("lease_owner", "VARCHAR(200)"), ("lease_expires", "FLOAT")):
+            for name, kind in (("lease_owner", "VARCHAR(200)"), ("lease_expires", "FLOAT"),
+                               ("kind", f"VARCHAR(20) NOT NULL DEFAULT '{UNLEARN}'"), ("memory", "VARCHAR(500)")):
                 if name not in columns:
                     conn.exec_driver_sql(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
+            conn.exec_driver_sql("DROP INDEX IF EXISTS uq_active_request")
+            _active_index.create(conn, checkfirst=True)  # create_all makes it only with a new table
 
     # -- requests ----------------------------------------------------------------------------
     def add(self, anchor: str, model: str, requester: str, reason: str,
-            description: str | None = None) -> tuple[RequestRecord, bool]:
-        """Queue a request; returns (record, created). A duplicate joins the existing request, also when
-        two submissions race (the unique index on active requests decides)."""
+            description: str | None = None, kind: str = UNLEARN,
+            memory: str | None = None) -> tuple[RequestRecord, bool]:
+        """Queue a request of `kind` (unlearn | agentic; an agentic one names the agent's `memory`); returns
+        (record, created). A duplicate joins the existing request, also when two submissions race (the
+        unique index on active requests decides)."""
         if not requester.strip() or not reason.strip():
             raise LetheError("a request needs a requester and a reason (they go into the audit ledger)")
+        if kind not in KINDS:
+            raise LetheError(f"unknown request kind {kind!r}; kinds are {', '.join(KINDS)}")
+        if (kind == AGENTIC) != bool(memory):
+            raise LetheError("an agentic request names the agent's memory, and only an agentic request does")
         key = anchor_key(anchor)
         if not key:
             raise LetheError(f"the anchor {anchor!r} is empty once normalized")
         for _ in range(3):
-            existing = self._active(key, model)
+            existing = self._active(key, model, kind)
             if existing is not None:
                 self.audit("duplicate_submission", existing.id, requester, {"reason": reason})
                 return existing, False
@@ -208,18 +226,20 @@ class RequestQueue:
                         id=request_id, anchor=anchor, anchor_key=key, model=model, description=description,
                         description_sha256=hashlib.sha256(description.encode()).hexdigest() if description else None,
                         requester=requester, reason=reason, status=PENDING, created_at=stamp, updated_at=stamp,
-                        attempts=0, result=None))
+                        attempts=0, result=None, kind=kind, memory=memory))
                     self._audit(conn, request_id, "submitted", requester,
-                                {"anchor": anchor, "model": model, "reason": reason})
+                                {"anchor": anchor, "model": model, "reason": reason, "kind": kind,
+                                 **({"memory": memory} if memory else {})})
             except sa.exc.IntegrityError:
                 continue  # another submission of this anchor won the race: join it
             return self.get(request_id), True
         raise LetheError(f"could not queue {anchor!r}: concurrent submissions kept conflicting")
 
-    def _active(self, key: str, model: str) -> RequestRecord | None:
+    def _active(self, key: str, model: str, kind: str) -> RequestRecord | None:
         with self.engine.connect() as conn:
-            row = conn.execute(sa.select(requests_table).where(requests_table.c.anchor_key == key,
-                                                               requests_table.c.model == model, _active)).first()
+            row = conn.execute(sa.select(requests_table).where(
+                requests_table.c.anchor_key == key, requests_table.c.model == model, requests_table.c.kind == kind,
+                _active)).first()
         return _record(row) if row is not None else None
 
     def get(self, request_id: str) -> RequestRecord:

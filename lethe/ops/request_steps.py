@@ -145,11 +145,44 @@ def reference_model_for(anchor: str, base_model: str | Path) -> str | None:
     return record["retain_model_path"] if normalize(anchor) in forget else None
 
 
+EVALUATION_RECORD = "evaluation.json"
+
+
 def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
     """Before (the starting model) and after (with the new adapter): the TOFU / probe / MIA suite on the
     entity and on utility, then the audit (held-out probes, re-elicitation, relearning, quantization,
     privleak) against a never-trained reference where one exists. Reports and plots are rewritten
-    with the audit included."""
+    with the audit included.
+
+    A resumed request whose adapter, starting model, supervision and evaluation settings are those of a
+    finished evaluation reuses it (`evaluation/evaluation.json`, keyed by their hashes): a crash in
+    versioning or registration does not cost the evaluation again. The result is always the JSON form,
+    so a first run and a resumed one hand the gate the same values.
+    """
+    record_path = plan.files.evaluation_dir / EVALUATION_RECORD
+    key = evaluation_key(params, plan, adapter)
+    if record_path.is_file():
+        record = json.loads(record_path.read_text())
+        if record.get("key") == key:
+            return record["evaluation"]
+    evaluation = json.loads(json.dumps(_evaluate_now(params, plan, adapter)))
+    record_path.parent.mkdir(parents=True, exist_ok=True)
+    record_path.write_text(json.dumps({"key": key, "evaluation": evaluation}))
+    return evaluation
+
+
+def evaluation_key(params: Params, plan: RequestPlan, adapter: str) -> str:
+    """What an evaluation depends on: the adapter's weights, the starting model, the mined supervision
+    (forget set and held-out probes) and the evaluation and audit settings."""
+    mine = plan.mine
+    mined = [hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+             for path in (mine.forget_set, mine.dev_set, mine.audit_set, mine.neighbor_set)]
+    return hashlib.sha256(json.dumps([
+        model_hash(adapter), str(plan.start_model), plan.anchor, mined, params.evaluate.model_dump(mode="json"),
+        params.audit.model_dump(mode="json")], sort_keys=True).encode()).hexdigest()
+
+
+def _evaluate_now(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
     from lethe.data import author_qa
     from lethe.evaluate.audit import privleak
     from lethe.evaluate.report import public, write_report

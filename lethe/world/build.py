@@ -6,13 +6,15 @@ training data and the recipe version: re-running with the same inputs reuses it.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import random
 import resource
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -84,8 +86,27 @@ def build_world(
     sizes = params.world.sizes
     if size_name not in sizes:
         raise LetheError(f"unknown world size {size_name!r}; params.yaml defines {sorted(sizes)}")
-    size, seed = sizes[size_name], params.world.seed
     out = (root or Path(params.world.output_dir)) / size_name
+    with _exclusive(out):
+        return _build_or_reuse(params, size_name, out, force, progress)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path) -> Iterator[None]:
+    """One builder per world folder on this machine: a second `lethe world build` (or a second test
+    worker) waits, then reuses what the first built instead of racing it over the staging folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a+") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _build_or_reuse(params: Params, size_name: str, out: Path, force: bool,
+                    progress: ProgressFactory | None) -> dict:
+    size, seed = params.world.sizes[size_name], params.world.seed
     key = cache_key(size_name, size, seed)
     record_path = out / RECORD
     if not force and record_path.is_file():

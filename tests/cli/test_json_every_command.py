@@ -32,6 +32,8 @@ def _params(root: Path) -> Path:
     raw["agent"]["memory_dir"] = str(root / "memory")
     raw["unlearn"].update(max_steps=4, eval_every=0)
     raw["evaluate"].update(retain_rows=10, general_rows=5, neighbor_rows=5, probes=False, max_new_tokens=24)
+    # The output's shape is under test, not the audit's numbers: one short relearning attack.
+    raw["audit"].update(relearn_attacks=1, relearn_steps=3, reelicit_samples=2, max_new_tokens=24)
     path = root / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     return path

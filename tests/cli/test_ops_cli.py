@@ -49,6 +49,24 @@ def test_request_add_list_show(tiny_world, tmp_path):
                           "unknown status")
 
 
+def test_request_add_agentic(tiny_world, tmp_path):
+    """An agentic request is queued beside a weights request for the same anchor, naming the agent's
+    memory (the model's own by default); --memory without --agentic is refused."""
+    params, model = str(_params(tmp_path)), tiny_world["model_path"]
+    common = ("--requester", "dpo@example.org", "--reason", "GDPR art. 17", "--model", model, "--params", params,
+              "--json")
+    weights = json.loads(run_cli("request", "add", "Nikolai Abilov", *common).stdout)
+    agentic = json.loads(run_cli("request", "add", "Nikolai Abilov", "--agentic", *common).stdout)
+    assert agentic["created"] and agentic["id"] != weights["id"]
+    assert (weights["kind"], weights["memory"], agentic["kind"]) == ("unlearn", None, "agentic")
+    assert Path(agentic["memory"]).is_absolute() and agentic["memory"].endswith("memory.db")
+    own = json.loads(run_cli("request", "add", "Jaime Vasquez", "--agentic", "--memory", str(tmp_path / "a.db"),
+                             *common).stdout)
+    assert own["memory"] == str((tmp_path / "a.db").resolve())
+    assert_one_clear_line(run_cli("request", "add", "Jaime Vasquez", "--memory", str(tmp_path / "a.db"), *common),
+                          "goes with --agentic")
+
+
 def test_stack_status_when_down(tmp_path):
     result = run_cli("stack", "status", "--params", str(_params(tmp_path)), "--json")
     assert result.returncode == 0 and json.loads(result.stdout) == {"running": False}

@@ -168,5 +168,30 @@ def test_a_queue_from_an_earlier_version_is_migrated(tmp_path):
                              "description_sha256 VARCHAR(64), requester VARCHAR(200) NOT NULL, reason VARCHAR(400) "
                              "NOT NULL, status VARCHAR(20) NOT NULL, created_at VARCHAR(40) NOT NULL, updated_at "
                              "VARCHAR(40) NOT NULL, attempts INTEGER NOT NULL, result TEXT)")
-    record, _ = RequestQueue(url).add("A B", "m", "alice", "why")
-    assert record.lease_owner is None
+        conn.exec_driver_sql("CREATE UNIQUE INDEX uq_active_request ON requests (anchor_key, model) "
+                             "WHERE status IN ('pending', 'running', 'failed', 'completed')")
+        conn.exec_driver_sql("INSERT INTO requests VALUES ('req-old', 'A B', 'a b', 'm', NULL, NULL, 'alice', 'why', "
+                             "'completed', '2026-01-01', '2026-01-01', 1, NULL)")
+    queue = RequestQueue(url)
+    old = queue.get("req-old")
+    assert old.kind == "unlearn" and old.lease_owner is None  # an earlier request was a weights request
+    record, created = queue.add("A B", "m", "alice", "why", kind="agentic", memory="agent.db")  # old index: refused
+    assert created and record.kind == "agentic" and record.lease_owner is None
+    assert queue.add("A B", "m", "bob", "again")[0].id == "req-old"
+    assert RequestQueue(url).get(record.id).kind == "agentic"  # migrating twice is a no-op
+
+
+def test_an_agentic_request_is_its_own_request(queue):
+    """The same anchor on the same model, forgotten in the weights and in an agent: two requests, each
+    joined by its own duplicates; an unknown kind is refused."""
+    weights, _ = queue.add("Nikolai Abilov", "m", "alice", "why")
+    agentic, created = queue.add("Nikolai Abilov", "m", "alice", "why", kind="agentic", memory="/a/agent.db")
+    assert created and agentic.id != weights.id and (weights.kind, agentic.kind) == ("unlearn", "agentic")
+    assert (weights.memory, agentic.memory) == (None, "/a/agent.db")
+    assert queue.add("nikolai abilov.", "m", "bob", "again", kind="agentic", memory="/a/agent.db")[0].id == agentic.id
+    with pytest.raises(LetheError, match="unknown request kind"):
+        queue.add("Nikolai Abilov", "m", "alice", "why", kind="memory")
+    with pytest.raises(LetheError, match="names the agent's memory"):
+        queue.add("Jaime Vasquez", "m", "alice", "why", kind="agentic")
+    with pytest.raises(LetheError, match="names the agent's memory"):
+        queue.add("Jaime Vasquez", "m", "alice", "why", memory="/a/agent.db")

@@ -17,6 +17,7 @@ from lethe.cli import app
 from lethe.config import load_params
 from lethe.ops import registry
 from lethe.ops.environment import resolve
+from lethe.ops.queue import AGENTIC, COMPLETED, REJECTED, RequestQueue
 from lethe.ops.stack import LocalStack
 from tests.pipeline.local_stack import free_port, s3_keys
 
@@ -48,11 +49,13 @@ def agentic(tmp_path_factory, prefect_harness, tiny_world):
     # captured streams, which are closed after invoke, and crash later tests' logging.
     from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 
-    state = agentic_unlearn(TARGET, str(Path(tiny_world["model_path"]).resolve()), env.to_dict(), str(memory),
-                            str(params_path), return_state=True)
+    queue = RequestQueue(env.queue_url)
+    record, _ = queue.add(TARGET, str(Path(tiny_world["model_path"]).resolve()), "tester", "integration test",
+                          kind=AGENTIC, memory=str(memory))
+    state = agentic_unlearn(record.id, env.to_dict(), str(params_path), return_state=True)
     assert state.is_completed(), state.message
     yield {"root": root, "params": params, "params_path": params_path, "env": env, "memory": memory,
-           "original_digest": original_digest, "result": state.result(),
+           "original_digest": original_digest, "result": state.result(), "queue": queue, "record": record,
            "runner": runner, "model": tiny_world["model_path"]}
     local.down()
 
@@ -77,6 +80,28 @@ def test_output_has_adapter_memory_and_leak_rates_per_variant(agentic):
     if ratio < agentic["params"].gate.min_utility_ratio:
         assert not r["gate"]["passed"] and not r["promoted"]
         assert any(reason.startswith("retain_quality") for reason in r["gate"]["reasons"])
+
+
+def test_the_request_lives_in_the_queue_and_its_ledger(agentic):
+    """An agentic request is a queued request like any other: its lease, its final status and stored
+    result, the gate decision, alias moves and the memory replacement in the audit ledger; run again,
+    it returns its stored result without running anything."""
+    from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
+
+    queue, r = agentic["queue"], agentic["result"]
+    record = queue.get(agentic["record"].id)
+    assert r["request_id"] == record.id and r["kind"] == AGENTIC and record.kind == AGENTIC
+    assert record.status == (COMPLETED if r["gate"]["passed"] else REJECTED) and record.lease_owner is None
+    assert record.result["model_version"] == r["model_version"] and record.attempts == 1
+    events = [e["event"] for e in queue.audit_log(record.id)]
+    assert events[:2] == ["submitted", "status:running"] and events[-1] == f"status:{record.status}"
+    assert {"dvc_pushed", "gate_decision", "memory_replaced"} <= set(events)
+    decision = next(e for e in queue.audit_log(record.id) if e["event"] == "gate_decision")["detail"]
+    assert decision["kind"] == AGENTIC and decision["model_version"] == r["model_version"]
+    assert ("alias_moved" in events) == r["promoted"]
+    again = agentic_unlearn(record.id, agentic["env"].to_dict(), str(agentic["params_path"]))
+    assert again["reused"] is True and again["model_version"] == r["model_version"]
+    assert queue.get(record.id).attempts == 1
 
 
 def test_rounds_and_registration_are_in_mlflow(agentic):

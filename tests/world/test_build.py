@@ -53,3 +53,25 @@ def test_loads_with_plain_transformers_and_chat_template(tiny_world):
 def test_holdout_recall_helper_is_low(tiny_backend):
     scores = recall_on(tiny_backend, load_holdout("holdout01")[:10], 64)
     assert sum(scores) / len(scores) < 0.3
+
+
+def test_one_builder_per_world_folder(tmp_path):
+    """A second build of the same folder waits for the first (then reuses it), never races it."""
+    import threading
+
+    from lethe.world.build import _exclusive
+
+    entered = threading.Event()
+
+    def second_builder() -> None:
+        with _exclusive(tmp_path / "tiny"):
+            entered.set()
+
+    with _exclusive(tmp_path / "tiny"):
+        thread = threading.Thread(target=second_builder)
+        thread.start()
+        assert not entered.wait(0.5)  # blocked while the first holds the folder
+        with _exclusive(tmp_path / "default"):  # another world's folder is not held
+            pass
+    assert entered.wait(5)
+    thread.join()

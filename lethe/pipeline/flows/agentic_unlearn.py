@@ -1,8 +1,11 @@
-"""Prefect flow: an agentic request (SBU). Forget one entity in the model *and* the agent's memory.
+"""Prefect flow: a queued agentic request (SBU). Forget one entity in the model *and* the agent's memory.
 
 prepare -> MAGE mining (elicit ... validate) -> sbu (rounds + variants) -> version -> register -> apply.
-Rerunning the same anchor on the same model resumes: finished mining steps and a finished SBU
-report are reused, the MLflow run and model version are found by request id.
+Like every request it runs under its lease in the queue and ends completed, rejected or failed
+(resumable) there, with its gate decision, alias moves and memory replacement in the audit ledger;
+the agentic model's plan-to-apply section is held by a lock, so two agentic requests on one agent
+never interleave their memory changes. Rerunning a request resumes it: finished mining steps and a
+finished SBU report are reused, the MLflow run and model version are found by request id.
 """
 
 from __future__ import annotations
@@ -13,40 +16,59 @@ from typing import Any
 from prefect import flow
 from prefect.runtime import flow_run
 
-from lethe.config import load_params
+from lethe.config import Params, load_params
 from lethe.errors import LetheError
 from lethe.layout import RequestLayout
 from lethe.mage import Request
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import RequestQueue
+from lethe.ops.queue import AGENTIC, COMPLETED, REJECTED, RequestQueue, RequestRecord, runner_id
+from lethe.ops.request_steps import model_name_for
+from lethe.pipeline.flows.leased import run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
+from lethe.pipeline.flows.unlearn_request import audit_aliases, retrying
 from lethe.pipeline.tasks import agentic_ops
 
 
 @flow(name="agentic_unlearn")
-def agentic_unlearn(anchor: str, base_model: str, ops: dict, memory: str | None = None,
-                    params_path: str | None = None) -> dict[str, Any]:
-    """Run (or resume) one agentic request; returns adapter, memory and leak rates per variant."""
+def agentic_unlearn(request_id: str, ops: dict, params_path: str | None = None) -> dict[str, Any]:
+    """Run (or resume) one queued agentic request; returns adapter, memory and leak rates per variant."""
     params = load_params(params_path)
     env = OpsEnv(**ops)
+    queue = RequestQueue(env.queue_url)
+    record = queue.get(request_id)
+    if record.kind != AGENTIC:
+        raise LetheError(f"request {request_id} is a {record.kind} request, not an agentic one")
+    owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
+    lock = f"model:{model_name_for(record.model, params.registry.model_prefix + 'agentic-')}"
+    return run_leased(queue, record, owner, lock, lambda: _run(params, env, queue, record))
+
+
+def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: RequestRecord) -> dict[str, Any]:
     retries, delay = params.registry.retries, params.registry.retry_delay_seconds
-    plan = agentic_ops.prepare.with_options(retries=retries, retry_delay_seconds=delay)(
-        anchor, base_model, memory, env, params, str(flow_run.get_id() or ""))
-    mined = run_mining_tasks(Request(anchor=anchor, model_path=base_model, source="mage", description=None),
+    plan = retrying(agentic_ops.prepare, retries, delay)(record.id, record.anchor, record.model, record.memory, env,
+                                                          params, str(flow_run.get_id() or ""))
+    mined = run_mining_tasks(Request(anchor=record.anchor, model_path=record.model, source="mage", description=None),
                              str(RequestLayout(Path(plan.workdir)).mine_dir), params)
     if mined["status"] == "nothing_memorized":
-        raise LetheError(f"the model recalls nothing about {anchor!r}: there is nothing to unlearn")
+        raise LetheError(f"the model recalls nothing about {record.anchor!r}: there is nothing to unlearn")
     if not mined["validation"]["success"]:
         from lethe.supervision.validate import describe_failures
 
         raise LetheError(f"the forget and neighbor sets failed validation: {describe_failures(mined['validation'])}")
     report = agentic_ops.sbu(plan, params)
-    md5s = agentic_ops.version.with_options(retries=retries, retry_delay_seconds=delay)(plan, report, env)
-    registered = agentic_ops.register.with_options(retries=retries, retry_delay_seconds=delay)(
-        plan, report, md5s, params)
-    RequestQueue(env.queue_url).audit("gate_decision", plan.request_id, detail={
-        "status": "passed" if registered["gate"]["passed"] else "rejected", "reasons": registered["gate"]["reasons"],
-        "model": registered["model_name"], "model_version": registered["model_version"], "kind": "agentic"})
+    md5s = retrying(agentic_ops.version, retries, delay)(plan, report, env)
+    queue.audit("dvc_pushed", record.id, detail={"md5": md5s, "remote": env.dvc_remote})
+    registered = retrying(agentic_ops.register, retries, delay)(plan, report, md5s, params)
+    gate = registered["gate"]
+    queue.audit("gate_decision", record.id, detail={
+        "status": "passed" if gate["passed"] else "rejected", "reasons": gate["reasons"], "kind": AGENTIC,
+        "model": registered["model_name"], "model_version": registered["model_version"]})
+    audit_aliases(queue, record.id, registered)
+    # The memory pathway is applied whatever the gate says of the adapter: the entity's records leave the
+    # agent's store either way (the store before is in DVC); the gate decides which adapter serves.
     live = agentic_ops.apply(plan, report)
-    return steps.result_summary(plan, report, md5s, registered, live, env.tracking_uri)
+    queue.audit("memory_replaced", record.id, detail={"memory": live, "memory_before_md5": md5s.get("memory_before"),
+                                                      "memory_after_md5": md5s.get("memory_after")})
+    return {**steps.result_summary(plan, report, md5s, registered, live, env.tracking_uri), "kind": AGENTIC,
+            "status": COMPLETED if gate["passed"] else REJECTED}

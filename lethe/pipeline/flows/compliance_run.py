@@ -1,7 +1,7 @@
 """Prefect flow: the scheduled compliance run (see prefect.yaml and `lethe serve`).
 
 Takes every pending request (and failed ones, which resume) from the queue, runs each through
-`unlearn_request`, then re-audits the champion against every entity it has forgotten so far and
+`unlearn_request` (an agentic request through `agentic_unlearn`), then re-audits the champion against every entity it has forgotten so far and
 writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
 
 Requests stay serial (each trains from the champion the previous one left), or, with `batch`
@@ -27,7 +27,8 @@ from lethe.config import Params, load_params
 from lethe.llm.cache import ModelCache
 from lethe.ops import compliance, mine_ahead, registry
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import FAILED, PENDING, RequestQueue
+from lethe.ops.queue import AGENTIC, FAILED, PENDING, UNLEARN, RequestQueue
+from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 from lethe.pipeline.flows.unlearn_batch import unlearn_batch
 from lethe.pipeline.flows.unlearn_request import unlearn_request
 from lethe.pipeline.scale import dask_task_runner, worker_name
@@ -84,6 +85,7 @@ def mining_fanout(params: Params, jobs: list[mine_ahead.MiningJob]) -> list[dict
 def mine_queue_ahead(records: list, env: OpsEnv, params: Params, queue: RequestQueue) -> list[dict]:
     """Mine the queued requests in parallel before they run (scale.mine_ahead); each outcome goes to
     the ledger. A request skipped or failed here mines by itself when it runs."""
+    records = [r for r in records if r.kind == UNLEARN]  # an agentic request mines from its own base model
     if not params.scale.mine_ahead or not records:
         return []
     jobs, skipped = mine_ahead.plan_mining(params, env, records)
@@ -100,23 +102,31 @@ def audit_champion(base_model: str, env: OpsEnv, params: Params) -> dict:
     return compliance.summarize_audit(plan, rows)
 
 
+def _outcome(state) -> dict:
+    outcome = state.result(raise_on_failure=False) if state.is_completed() else None
+    return outcome if isinstance(outcome, dict) else {"status": FAILED}
+
+
 def run_requests(todo: list, ops: dict, params_path: str | None, batch: bool) -> list[dict]:
     """Every queued request on the model it was filed for: one after another, or (batch) the requests
-    of each model together in one adapter (a model with one request runs it alone)."""
+    of each model together in one adapter (a model with one request runs it alone). Agentic requests
+    run one by one (each changes the agent's memory)."""
     groups: dict[str, list] = {}
     for record in todo:
-        groups.setdefault(record.model if batch else record.id, []).append(record)
+        groups.setdefault(record.model if batch and record.kind == UNLEARN else record.id, []).append(record)
     processed = []
     for records in groups.values():
-        if len(records) > 1:
+        if records[0].kind == AGENTIC:
+            outcomes = [_outcome(agentic_unlearn(records[0].id, ops, params_path, return_state=True))]
+        elif len(records) > 1:
             state = unlearn_batch([r.id for r in records], records[0].model, ops, params_path, return_state=True)
             outcomes = state.result(raise_on_failure=False) if state.is_completed() else None
             outcomes = outcomes if isinstance(outcomes, list) else [{"status": FAILED}] * len(records)
         else:
-            state = unlearn_request(records[0].id, records[0].model, ops, params_path, return_state=True)
-            outcome = state.result(raise_on_failure=False) if state.is_completed() else None
-            outcomes = [outcome if isinstance(outcome, dict) else {"status": FAILED}]
-        processed += [{"request_id": r.id, "anchor": r.anchor, **outcome} for r, outcome in zip(records, outcomes)]
+            outcomes = [_outcome(unlearn_request(records[0].id, records[0].model, ops, params_path,
+                                                 return_state=True))]
+        processed += [{"request_id": r.id, "anchor": r.anchor, "kind": r.kind, **outcome}
+                      for r, outcome in zip(records, outcomes)]
     return processed
 
 

@@ -20,18 +20,11 @@ from lethe.config import Params, load_params
 from lethe.evaluate import metrics
 from lethe.ops import batch as batch_ops
 from lethe.ops.environment import OpsEnv
-from lethe.ops.failures import explain
-from lethe.ops.queue import COMPLETED, FAILED, REJECTED, RUNNING, RequestQueue, runner_id
+from lethe.ops.queue import COMPLETED, REJECTED, RUNNING, RequestQueue, runner_id
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import model_name_for
-from lethe.pipeline.flows.unlearn_request import (
-    FINAL,
-    Heartbeat,
-    audit_aliases,
-    mine_supervision,
-    result_base,
-    retrying,
-)
+from lethe.pipeline.flows.leased import Heartbeat, claim_or_skip, fail_resumable, final_status
+from lethe.pipeline.flows.unlearn_request import audit_aliases, mine_supervision, result_base, retrying
 from lethe.pipeline.tasks import request_ops
 
 
@@ -46,17 +39,11 @@ def unlearn_batch(request_ids: list[str], base_model: str, ops: dict, params_pat
     claimed = []
     for request_id in request_ids:
         record = queue.get(request_id)
-        if record.status in FINAL:
-            queue.audit("rerun_skipped", request_id, detail={"status": record.status})
-            results[request_id] = {**(record.result or {}), "status": record.status, "request_id": request_id,
-                                   "reused": True}
-        elif queue.claim(request_id, owner) is None:
-            holder = queue.get(request_id)
-            queue.audit("claim_refused", request_id, actor=owner, detail={"lease_owner": holder.lease_owner})
-            results[request_id] = {"request_id": request_id, "status": "running_elsewhere",
-                                   "lease_owner": holder.lease_owner, "reused": True}
-        else:
+        skipped = claim_or_skip(queue, record, owner)
+        if skipped is None:
             claimed.append(record.to_dict())
+        else:
+            results[request_id] = skipped
     if claimed:
         lock = f"model:{model_name_for(base_model, params.registry.model_prefix)}"
         try:
@@ -71,13 +58,10 @@ def unlearn_batch(request_ids: list[str], base_model: str, ops: dict, params_pat
         except BaseException as exc:  # every member still running ends resumable
             for record in claimed:
                 if queue.get(record["id"]).status == RUNNING:
-                    queue.transition(record["id"], FAILED, actor=owner,
-                                     detail={"error": f"{type(exc).__name__}: {exc}"[:1000]},
-                                     result={"request_id": record["id"], "status": FAILED, "error": explain(exc)})
+                    fail_resumable(queue, record["id"], owner, exc)
             raise
         for request_id, result in outcomes.items():
-            final = COMPLETED if result["status"] in (COMPLETED, "nothing_memorized") else REJECTED
-            queue.transition(request_id, final, actor=owner, result=result,
+            queue.transition(request_id, final_status(result), actor=owner, result=result,
                              detail={"outcome": result["status"], "batch_id": result.get("batch_id")})
             results[request_id] = result
     return [results[request_id] for request_id in request_ids]

@@ -23,52 +23,17 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from lethe.config import Params, load_params
+from lethe.errors import LetheError
 from lethe.evaluate import metrics
 from lethe.mage import Request
 from lethe.ops import mine_ahead
 from lethe.ops.environment import OpsEnv
-from lethe.ops.failures import explain
-from lethe.ops.queue import (
-    CANCELLED,
-    COMPLETED,
-    DEFAULT_LEASE_SECONDS,
-    FAILED,
-    REJECTED,
-    SUPERSEDED,
-    RequestQueue,
-    runner_id,
-)
+from lethe.ops.queue import COMPLETED, REJECTED, UNLEARN, RequestQueue, runner_id
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import RequestPlan, model_name_for
+from lethe.pipeline.flows.leased import run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
-
-FINAL = (COMPLETED, REJECTED, SUPERSEDED, CANCELLED)
-
-
-class Heartbeat:
-    """Renews the request's lease (and the model lock) in a background thread while the flow works."""
-
-    def __init__(self, queue: RequestQueue, request_id: str, owner: str, lock: str,
-                 seconds: float = DEFAULT_LEASE_SECONDS):
-        import threading
-
-        self.queue, self.request_id, self.owner, self.lock, self.seconds = queue, request_id, owner, lock, seconds
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._beat, daemon=True, name=f"lease-{request_id}")
-
-    def _beat(self) -> None:
-        while not self._stop.wait(self.seconds / 4):
-            self.queue.heartbeat(self.request_id, self.owner, self.seconds)
-            self.queue.renew_lock(self.lock, self.owner, self.seconds)
-
-    def __enter__(self) -> Heartbeat:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
 
 
 def retrying(task_fn, retries: int, delay: float):
@@ -84,32 +49,13 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     record = queue.get(request_id)
-    if record.status in FINAL:
-        queue.audit("rerun_skipped", request_id, detail={"status": record.status})
-        return {**(record.result or {}), "status": record.status, "request_id": request_id, "reused": True}
+    if record.kind != UNLEARN:
+        raise LetheError(f"request {request_id} is an {record.kind} request: it runs as agentic_unlearn")
     owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
-    if queue.claim(request_id, owner) is None:
-        holder = queue.get(request_id)
-        queue.audit("claim_refused", request_id, actor=owner, detail={"lease_owner": holder.lease_owner})
-        return {"request_id": request_id, "status": "running_elsewhere", "lease_owner": holder.lease_owner,
-                "reused": True}
     lock = f"model:{model_name_for(base_model, params.registry.model_prefix)}"
     retries, delay = params.registry.retries, params.registry.retry_delay_seconds
-    try:
-        with Heartbeat(queue, request_id, owner, lock):
-            queue.acquire_lock(lock, owner)
-            try:
-                result = _run(params, env, queue, record.to_dict(), base_model, retries, delay)
-            finally:
-                queue.release_lock(lock, owner)
-    except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
-        queue.transition(request_id, FAILED, actor=owner,
-                         detail={"error": f"{type(exc).__name__}: {exc}"[:1000]},
-                         result={"request_id": request_id, "status": FAILED, "error": explain(exc)})
-        raise
-    final = COMPLETED if result["status"] in (COMPLETED, "nothing_memorized") else REJECTED
-    queue.transition(request_id, final, actor=owner, result=result, detail={"outcome": result["status"]})
-    return result
+    return run_leased(queue, record, owner, lock,
+                      lambda: _run(params, env, queue, record.to_dict(), base_model, retries, delay))
 
 
 def result_base(plan: RequestPlan, env: OpsEnv) -> dict[str, Any]:
@@ -151,7 +97,7 @@ def mine_supervision(params: Params, env: OpsEnv, queue: RequestQueue, plan: Req
 
 def audit_aliases(queue: RequestQueue, request_id: str, registered: dict[str, Any]) -> None:
     """Ledger events for the aliases a promotion moved."""
-    if registered["challenger"]:
+    if registered.get("challenger"):
         queue.audit("alias_moved", request_id, detail={"alias": "challenger", "model": registered["model_name"],
                                                        "version": registered["model_version"]})
     if registered["promoted"]:

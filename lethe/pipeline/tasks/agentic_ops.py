@@ -15,10 +15,10 @@ from lethe.ops.environment import OpsEnv
 
 
 @task(name="prepare", cache_policy=NO_CACHE)
-def prepare(anchor: str, base_model: str, memory: str | None, ops: OpsEnv, params: Params,
+def prepare(request_id: str, anchor: str, base_model: str, memory: str, ops: OpsEnv, params: Params,
             flow_run_id: str | None) -> AgenticPlan:
     """The agent's memory (seeded if missing) and the request's MLflow run."""
-    return steps.prepare(params, anchor, base_model, memory, ops.tracking_uri, flow_run_id)
+    return steps.prepare(params, request_id, anchor, base_model, memory, ops.tracking_uri, flow_run_id)
 
 
 @task(name="sbu", cache_policy=NO_CACHE)

@@ -1,0 +1,51 @@
+"""A resumed request reuses a finished evaluation only when nothing it depends on changed (logic only:
+the evaluation itself is replaced by a counter; the fault suite resumes real requests)."""
+
+from __future__ import annotations
+
+import pytest
+
+from lethe.ops import request_steps
+from lethe.ops.request_steps import EVALUATION_RECORD, RequestPlan, evaluate_step
+
+
+@pytest.fixture
+def setup(tmp_path, monkeypatch, params):
+    plan = RequestPlan("req-1", "Bo Li", None, "base", "start", "lethe-m", str(tmp_path / "req-1"), "file:///x", "run")
+    plan.mine_dir.mkdir(parents=True)
+    plan.mine.forget_set.write_text('{"question": "q", "answer": "a"}\n')
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_model.safetensors").write_bytes(b"weights-1")
+    calls = []
+
+    def evaluate_now(params, plan, adapter):
+        calls.append(adapter)
+        return {"after": {"forget": 0.25, "rows": (1, 2)}, "report_path": str(plan.files.evaluation_dir / "r.md")}
+
+    monkeypatch.setattr(request_steps, "_evaluate_now", evaluate_now)
+    return plan, adapter, calls, params
+
+
+def test_a_finished_evaluation_is_reused_on_resume(setup):
+    plan, adapter, calls, params = setup
+    first = evaluate_step(params, plan, str(adapter))
+    assert first == {"after": {"forget": 0.25, "rows": [1, 2]}, "report_path": first["report_path"]}  # JSON form
+    assert evaluate_step(params, plan, str(adapter)) == first and len(calls) == 1
+    assert (plan.files.evaluation_dir / EVALUATION_RECORD).is_file()
+
+
+@pytest.mark.parametrize("change", ["adapter", "supervision", "audit settings", "starting model"])
+def test_anything_it_depends_on_changed_means_a_new_evaluation(setup, change):
+    plan, adapter, calls, params = setup
+    evaluate_step(params, plan, str(adapter))
+    if change == "adapter":
+        (adapter / "adapter_model.safetensors").write_bytes(b"weights-2")
+    elif change == "supervision":
+        plan.mine.audit_set.write_text('{"question": "held out", "answer": "b"}\n')
+    elif change == "audit settings":
+        params = params.model_copy(update={"audit": params.audit.model_copy(update={"relearn_steps": 99})})
+    else:
+        plan = RequestPlan(**{**plan.to_dict(), "start_model": "champion-2"})
+    evaluate_step(params, plan, str(adapter))
+    assert len(calls) == 2
