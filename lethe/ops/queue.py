@@ -188,14 +188,18 @@ class RequestQueue:
     def _migrate(self) -> None:
         """Bring a queue created by an earlier version up to date (create_all adds no columns): the lease
         columns, the request kind, and the active-request index that includes the kind."""
-        columns = {c["name"] for c in sa.inspect(self.engine).get_columns("requests")}
+        inspector = sa.inspect(self.engine)
+        columns = {c["name"] for c in inspector.get_columns("requests")}
+        indexes = {i["name"] for i in inspector.get_indexes("requests")}
         with self.engine.begin() as conn:
             for name, kind in (("lease_owner", "VARCHAR(200)"), ("lease_expires", "FLOAT"),
                                ("kind", f"VARCHAR(20) NOT NULL DEFAULT '{UNLEARN}'"), ("memory", "VARCHAR(500)")):
                 if name not in columns:
                     conn.exec_driver_sql(f"ALTER TABLE requests ADD COLUMN {name} {kind}")
-            conn.exec_driver_sql("DROP INDEX IF EXISTS uq_active_request")
-            _active_index.create(conn, checkfirst=True)  # create_all makes it only with a new table
+            if "uq_active_request" in indexes:  # the index before request kinds
+                conn.exec_driver_sql("DROP INDEX uq_active_request")
+            if _active_index.name not in indexes:  # create_all makes it only with a new table
+                _active_index.create(conn, checkfirst=True)
 
     # -- requests ----------------------------------------------------------------------------
     def add(self, anchor: str, model: str, requester: str, reason: str,
