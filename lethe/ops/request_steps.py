@@ -161,14 +161,24 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
     """
     record_path = plan.files.evaluation_dir / EVALUATION_RECORD
     key = evaluation_key(params, plan, adapter)
-    if record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("key") == key:
-            return record["evaluation"]
+    saved = _saved_evaluation(record_path)
+    if saved.get("key") == key:
+        return saved["evaluation"]
     evaluation = json.loads(json.dumps(_evaluate_now(params, plan, adapter)))
     record_path.parent.mkdir(parents=True, exist_ok=True)
-    record_path.write_text(json.dumps({"key": key, "evaluation": evaluation}))
+    partial = record_path.with_suffix(".partial")
+    partial.write_text(json.dumps({"key": key, "evaluation": evaluation}))
+    partial.replace(record_path)  # whole or absent: a kill mid-write leaves no half record
     return evaluation
+
+
+def _saved_evaluation(path: Path) -> dict[str, Any]:
+    """The stored evaluation record, or {} when there is none or it cannot be read (then it is redone)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and "evaluation" in record else {}
 
 
 def evaluation_key(params: Params, plan: RequestPlan, adapter: str) -> str:

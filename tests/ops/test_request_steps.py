@@ -49,3 +49,11 @@ def test_anything_it_depends_on_changed_means_a_new_evaluation(setup, change):
         plan = RequestPlan(**{**plan.to_dict(), "start_model": "champion-2"})
     evaluate_step(params, plan, str(adapter))
     assert len(calls) == 2
+
+
+def test_an_unreadable_record_is_redone_not_fatal(setup):
+    plan, adapter, calls, params = setup
+    plan.files.evaluation_dir.mkdir(parents=True)
+    (plan.files.evaluation_dir / EVALUATION_RECORD).write_text('{"key": "trunc')
+    assert evaluate_step(params, plan, str(adapter))["after"]["forget"] == 0.25 and len(calls) == 1
+    assert evaluate_step(params, plan, str(adapter)) and len(calls) == 1  # rewritten whole, then reused
