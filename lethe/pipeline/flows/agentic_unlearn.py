@@ -22,9 +22,9 @@ from lethe.layout import RequestLayout
 from lethe.mage import Request
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import AGENTIC, COMPLETED, REJECTED, RequestQueue, RequestRecord, runner_id
+from lethe.ops.queue import AGENTIC, COMPLETED, REJECTED, RequestQueue, RequestRecord
 from lethe.ops.request_steps import model_name_for
-from lethe.pipeline.flows.leased import run_leased
+from lethe.pipeline.flows.leased import flow_owner, queued_request, run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.flows.unlearn_request import audit_aliases, retrying
 from lethe.pipeline.tasks import agentic_ops
@@ -36,12 +36,9 @@ def agentic_unlearn(request_id: str, ops: dict, params_path: str | None = None) 
     params = load_params(params_path)
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
-    record = queue.get(request_id)
-    if record.kind != AGENTIC:
-        raise LetheError(f"request {request_id} is a {record.kind} request, not an agentic one")
-    owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
+    record = queued_request(queue, request_id, AGENTIC)
     lock = f"model:{model_name_for(record.model, params.registry.model_prefix + 'agentic-')}"
-    return run_leased(queue, record, owner, lock, lambda: _run(params, env, queue, record))
+    return run_leased(queue, record, flow_owner(), lock, lambda: _run(params, env, queue, record))
 
 
 def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: RequestRecord) -> dict[str, Any]:

@@ -11,6 +11,9 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from prefect.runtime import flow_run
+
+from lethe.errors import LetheError
 from lethe.ops.failures import explain
 from lethe.ops.queue import (
     CANCELLED,
@@ -21,9 +24,23 @@ from lethe.ops.queue import (
     SUPERSEDED,
     RequestQueue,
     RequestRecord,
+    runner_id,
 )
 
 FINAL = (COMPLETED, REJECTED, SUPERSEDED, CANCELLED)
+
+
+def flow_owner() -> str:
+    """Who holds a lease: this process's runner id and the Prefect flow run it belongs to."""
+    return f"{runner_id()}:{flow_run.get_id() or 'local'}"
+
+
+def queued_request(queue: RequestQueue, request_id: str, kind: str) -> RequestRecord:
+    """The queued request a flow was given, refused when it is of another kind than the flow runs."""
+    record = queue.get(request_id)
+    if record.kind != kind:
+        raise LetheError(f"request {request_id} is an {record.kind} request; this flow runs {kind} requests")
+    return record
 
 
 class Heartbeat:

@@ -20,11 +20,22 @@ from lethe.config import Params, load_params
 from lethe.evaluate import metrics
 from lethe.ops import batch as batch_ops
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import COMPLETED, REJECTED, RUNNING, RequestQueue, runner_id
+from lethe.ops.queue import COMPLETED, REJECTED, RUNNING, RequestQueue
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import model_name_for
-from lethe.pipeline.flows.leased import Heartbeat, claim_or_skip, fail_resumable, final_status
-from lethe.pipeline.flows.unlearn_request import audit_aliases, mine_supervision, result_base, retrying
+from lethe.pipeline.flows.leased import (
+    Heartbeat,
+    claim_or_skip,
+    fail_resumable,
+    final_status,
+    flow_owner,
+)
+from lethe.pipeline.flows.unlearn_request import (
+    audit_aliases,
+    mine_supervision,
+    result_base,
+    retrying,
+)
 from lethe.pipeline.tasks import request_ops
 
 
@@ -34,7 +45,7 @@ def unlearn_batch(request_ids: list[str], base_model: str, ops: dict, params_pat
     params = load_params(params_path)
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
-    owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
+    owner = flow_owner()
     results: dict[str, dict[str, Any]] = {}
     claimed = []
     for request_id in request_ids:

@@ -23,15 +23,14 @@ from prefect import flow
 from prefect.runtime import flow_run
 
 from lethe.config import Params, load_params
-from lethe.errors import LetheError
 from lethe.evaluate import metrics
 from lethe.mage import Request
 from lethe.ops import mine_ahead
 from lethe.ops.environment import OpsEnv
-from lethe.ops.queue import COMPLETED, REJECTED, UNLEARN, RequestQueue, runner_id
+from lethe.ops.queue import COMPLETED, REJECTED, UNLEARN, RequestQueue
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import RequestPlan, model_name_for
-from lethe.pipeline.flows.leased import run_leased
+from lethe.pipeline.flows.leased import flow_owner, queued_request, run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
 
@@ -48,13 +47,10 @@ def unlearn_request(request_id: str, base_model: str, ops: dict, params_path: st
     params = load_params(params_path)
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
-    record = queue.get(request_id)
-    if record.kind != UNLEARN:
-        raise LetheError(f"request {request_id} is an {record.kind} request: it runs as agentic_unlearn")
-    owner = f"{runner_id()}:{flow_run.get_id() or 'local'}"
+    record = queued_request(queue, request_id, UNLEARN)
     lock = f"model:{model_name_for(base_model, params.registry.model_prefix)}"
     retries, delay = params.registry.retries, params.registry.retry_delay_seconds
-    return run_leased(queue, record, owner, lock,
+    return run_leased(queue, record, flow_owner(), lock,
                       lambda: _run(params, env, queue, record.to_dict(), base_model, retries, delay))
 
 
