@@ -66,12 +66,17 @@ def ensure_memory(params: Params, model_path: str | Path, memory: Path) -> dict[
         return {**store.stats(), "seeded_now": seeded, "path": str(memory)}
 
 
+def agentic_model_name(params: Params, base_model: str | Path) -> str:
+    """The registered model of a target model's agentic versions (adapter + memory snapshot)."""
+    return model_name_for(base_model, params.registry.model_prefix + "agentic-")
+
+
 def prepare(params: Params, request_id: str, anchor: str, base_model: str, memory: str, tracking_uri: str,
             flow_run_id: str | None = None) -> AgenticPlan:
     """Memory (seeded if missing) and the request's MLflow run (found again on resume by request id)."""
     memory_path = Path(memory)
     stats = ensure_memory(params, base_model, memory_path)
-    name = model_name_for(base_model, params.registry.model_prefix + "agentic-")
+    name = agentic_model_name(params, base_model)
     client = registry.client(tracking_uri)
     run_id = registry.start_run(client, EXPERIMENT, request_id, {
         "lethe.anchor": anchor, "lethe.model_name": name, "lethe.kind": "agentic (SBU)",

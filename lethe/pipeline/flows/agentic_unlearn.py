@@ -23,7 +23,6 @@ from lethe.mage import Request
 from lethe.ops import agentic_steps as steps
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import AGENTIC, COMPLETED, REJECTED, RequestQueue, RequestRecord
-from lethe.ops.request_steps import model_name_for
 from lethe.pipeline.flows.leased import flow_owner, queued_request, run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.flows.unlearn_request import audit_aliases, retrying
@@ -37,7 +36,7 @@ def agentic_unlearn(request_id: str, ops: dict, params_path: str | None = None) 
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     record = queued_request(queue, request_id, AGENTIC)
-    lock = f"model:{model_name_for(record.model, params.registry.model_prefix + 'agentic-')}"
+    lock = f"model:{steps.agentic_model_name(params, record.model)}"
     return run_leased(queue, record, flow_owner(), lock, lambda: _run(params, env, queue, record))
 
 

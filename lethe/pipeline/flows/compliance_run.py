@@ -1,8 +1,8 @@
 """Prefect flow: the scheduled compliance run (see prefect.yaml and `lethe serve`).
 
 Takes every pending request (and failed ones, which resume) from the queue, runs each through
-`unlearn_request` (an agentic request through `agentic_unlearn`), then re-audits the champion against every entity it has forgotten so far and
-writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
+`unlearn_request` (an agentic request through `agentic_unlearn`), then re-audits the champion
+against every entity it has forgotten so far and writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
 
 Requests stay serial (each trains from the champion the previous one left), or, with `batch`
 (scale.batch_requests), the requests of one model are unlearned together in one adapter

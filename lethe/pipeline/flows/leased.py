@@ -108,5 +108,6 @@ def run_leased(queue: RequestQueue, record: RequestRecord, owner: str, lock: str
     except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
         fail_resumable(queue, record.id, owner, exc)
         raise
-    queue.transition(record.id, final_status(result), actor=owner, result=result, detail={"outcome": result["status"]})
+    queue.transition(record.id, final_status(result), actor=owner, result=result,
+                     detail={"outcome": result["status"]})
     return result
