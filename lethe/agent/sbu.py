@@ -222,13 +222,24 @@ def _set_up(params: Params, inputs: SbuInputs) -> _Setup:
     forget = _load_pairs(inputs.forget_set_path, "forget set")
     probes = audit_probes(forget)
     runtime = AgentRuntime(params, inputs.model_path)
-    try:
-        eval_probes, held_out = held_out_probes(evaluation_probes(inputs.anchor), before), True
-    except LetheError:
-        eval_probes, held_out = probes, False
-    facts = [a for _, a in forget] + [p.reference for p in eval_probes]
+    eval_probes, held_out = judging_probes(inputs.anchor, forget, before)
     return _Setup(before, surface, forget, _load_pairs(inputs.neighbor_set_path, "neighbor set"), probes,
-                  eval_probes, held_out, runtime, leak_judge(surface, facts, params.agent.leak_rouge))
+                  eval_probes, held_out, runtime, entity_judge(surface, forget, eval_probes, params.agent.leak_rouge))
+
+
+def judging_probes(anchor: str, forget: Sequence[tuple[str, str]], before: Path) -> tuple[list[Probe], bool]:
+    """(the probes that judge an entity's forgetting, whether they are held out): the benchmark's
+    questions whose answers the agent's memory `before` did not hold, else the forget questions."""
+    try:
+        return held_out_probes(evaluation_probes(anchor), before), True
+    except LetheError:
+        return audit_probes(forget), False
+
+
+def entity_judge(surface: Sequence[str], forget: Sequence[tuple[str, str]], probes: Sequence[Probe],
+                 threshold: float) -> LeakJudge:
+    """The leak judge of one entity: its surface forms, its forget answers and its probes' references."""
+    return leak_judge(surface, [a for _, a in forget] + [p.reference for p in probes], threshold)
 
 
 def _judge_ablations(params: Params, inputs: SbuInputs, setup: _Setup, sbu: dict) -> tuple[dict, dict, list]:

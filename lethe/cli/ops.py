@@ -346,6 +346,9 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
             stderr.print(f"  {row['anchor']}: {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
                          f"(held-out recall {row['base_recall']:.3f} -> {row['champion_recall']:.3f}, "
                          f"re-elicited {row[REELICIT_RETURN]})")
+        for row in r["agent_audit"]["entities"]:
+            stderr.print(f"  {row['anchor']} (agent): {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
+                         f"(retrieval leak {row['retrieval_leak']}, generation leak {row['generation_leak']})")
 
     emit(result, as_json, human)
 

@@ -30,6 +30,7 @@ from lethe.llm.cache import ModelCache
 from lethe.ops import registry
 from lethe.ops.compose import compose
 from lethe.ops.environment import OpsEnv
+from lethe.ops.queue import UNLEARN
 from lethe.ops.request_steps import model_name_for, reference_model_for
 
 
@@ -57,7 +58,8 @@ def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[
     entities: dict[str, dict[str, Any]] = {}
     for record in queue.list("completed"):
         result = record.result or {}
-        if Path(record.model).resolve() != Path(base_model).resolve() or not result.get("model_version"):
+        if (record.kind != UNLEARN or Path(record.model).resolve() != Path(base_model).resolve()
+                or not result.get("model_version")):  # an agentic request: lethe.ops.agentic_audit
             continue
         entities[record.id] = {"anchor": record.anchor, "request_id": record.id,
                                "version": result.get("model_version"),
@@ -161,15 +163,16 @@ def _fmt(value: float | None) -> str:
     return "n/a" if value is None else f"{value:.3f}"
 
 
-def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined: list[dict] | None = None) -> Path:
-    """report.json + report.md of one compliance run (`mined`: its mining ahead, lethe.ops.mine_ahead);
-    returns the markdown path."""
+def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined: list[dict] | None = None,
+                 agent_audit: dict | None = None) -> Path:
+    """report.json + report.md of one compliance run (`mined`: its mining ahead, lethe.ops.mine_ahead;
+    `agent_audit`: the agent's re-audit, lethe.ops.agentic_audit); returns the markdown path."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     out = Path(out_root) / stamp
     out.mkdir(parents=True, exist_ok=True)
     mined = mined or []
-    (out / "report.json").write_text(json.dumps({"processed": processed, "mined_ahead": mined, "audit": audit},
-                                                indent=1, default=str))
+    (out / "report.json").write_text(json.dumps({"processed": processed, "mined_ahead": mined, "audit": audit,
+                                                 "agent_audit": agent_audit}, indent=1, default=str))
     lines = [f"# Compliance run {stamp}", "", f"Requests processed: {len(processed)}", ""]
     if mined:
         outcomes = ", ".join(f"{m.get('anchor', m['request_id'])}: {m['status']}" for m in mined)
@@ -185,5 +188,12 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined
     lines += [f"| {r['anchor']} | {r['request_id']} | {'yes' if r['in_champion_chain'] else 'NO'} | "
               f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} | {_fmt(r[REELICIT_RETURN])} "
               f"({_fmt(r['reelicit_reference'])}) | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
+    if agent_audit and agent_audit["entities"]:
+        lines += ["", f"## Agent audit: {agent_audit['model_name']} version {agent_audit['champion']}, live memory",
+                  "", "| entity | request | status | in champion chain | retrieval leak | generation leak | forgotten |",
+                  "|---|---|---|---|---|---|---|"]
+        lines += [f"| {r['anchor']} | {r['request_id']} | {r['status']} | {'yes' if r['in_champion_chain'] else 'no'} "
+                  f"| {_fmt(r['retrieval_leak'])} | {_fmt(r['generation_leak'])} | {'yes' if r['forgotten'] else 'NO'} |"
+                  for r in agent_audit["entities"]]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"

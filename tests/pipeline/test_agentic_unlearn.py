@@ -157,3 +157,77 @@ def test_user_errors_are_one_line(agentic):
     missing = runner.invoke(app, ["memory", "restore", "agentic-nope", "--memory", str(agentic["memory"]),
                                   "--params", str(agentic["params_path"]), "--json"])
     assert missing.exit_code == 2 and "error" in json.loads(missing.stdout)
+
+
+def _live_digest(memory: Path) -> str:
+    with MemoryStore(memory, create=False) as store:
+        return store.digest()
+
+
+def test_the_compliance_run_re_audits_the_live_agent(agentic):
+    """The nightly run audits the agent as served (agentic champion + live memory, on a scratch copy) for
+    the entity; put the pre-unlearning memory back and the audit flags the entity as not forgotten."""
+    from lethe.ops.agentic_audit import audit_agent
+    from lethe.pipeline.flows.compliance_run import compliance_run
+
+    r, params, env, queue = agentic["result"], agentic["params"], agentic["env"], agentic["queue"]
+    model = str(Path(agentic["model"]).resolve())
+    live_before = _live_digest(agentic["memory"])
+    out = compliance_run(model, env.to_dict(), str(agentic["params_path"]))
+    assert _live_digest(agentic["memory"]) == live_before  # the audit never writes to the live memory
+    [row] = out["agent_audit"]["entities"]
+    record = queue.get(r["request_id"])
+    assert (row["anchor"], row["request_id"], row["status"], row["version"]) == (
+        TARGET, record.id, record.status, r["model_version"])
+    assert row["in_champion_chain"] == r["promoted"] and row["held_out"] and row["probes"] > 0
+    bounds = params.agent
+    assert row["forgotten"] == (row["retrieval_leak"] <= bounds.retrieval_leak_bound
+                                and row["generation_leak"] <= bounds.generation_leak_bound)
+    assert out["audit"]["entities"] == []  # the weights champion's audit does not take agentic requests
+    ledger = [e for e in queue.audit_log() if e["event"] == "compliance_audit"][-1]["detail"]["agent"]
+    assert ledger["entities"] == [[TARGET, row["forgotten"]]]
+    report = Path(out["report_path"]).read_text()
+    assert "## Agent audit" in report and f"| {TARGET} | {record.id} |" in report
+
+    runner, flags = agentic["runner"], []
+    for which in ("before", "after"):
+        restored = runner.invoke(app, ["memory", "restore", r["request_id"], "--which", which, "--memory",
+                                       str(agentic["memory"]), "--params", str(agentic["params_path"]), "--json"])
+        assert restored.exit_code == 0, restored.output
+        flags.append(audit_agent(params, env, model, queue)["entities"][0])
+    came_back, after = flags
+    assert came_back["retrieval_leak"] > after["retrieval_leak"] and came_back["forgotten"] is False
+    assert after["retrieval_leak"] == pytest.approx(row["retrieval_leak"], abs=0.05)
+
+
+def test_the_next_agentic_request_starts_from_the_agentic_champion(agentic):
+    """Agentic requests chain: the next one mines and trains on the base model with the champion's
+    adapters merged in; a resumed request whose own version is champion starts where it started; a
+    promotion after the champion moved is refused."""
+    from dataclasses import replace
+
+    from lethe.errors import LetheError
+    from lethe.ops import agentic_steps
+
+    r, params, env = agentic["result"], agentic["params"], agentic["env"]
+    model = str(Path(agentic["model"]).resolve())
+    client = registry.client(env.tracking_uri)
+    adapter = str(Path(r["adapter_path"]).resolve())
+    version = client.get_model_version(MODEL_NAME, r["model_version"])
+    assert json.loads(version.tags["lineage.adapter_chain"]) == [adapter]
+    assert version.tags["lineage.parent_version"] == "none"
+    if not r["promoted"]:  # the gate rejected it on this build: make it champion by hand to test the chain
+        client.set_registered_model_alias(MODEL_NAME, "champion", r["model_version"])
+    try:
+        plan = agentic_steps.prepare(params, "agentic-next", "Another Author", model, str(agentic["memory"]),
+                                     env.tracking_uri)
+        assert (plan.parent_version, plan.adapter_chain) == (r["model_version"], [adapter])
+        assert plan.model_path != model and (Path(plan.model_path) / "config.json").is_file()
+        assert not plan.workdir.endswith("from-base")
+        own = agentic_steps.prepare(params, r["request_id"], TARGET, model, str(agentic["memory"]), env.tracking_uri)
+        assert (own.parent_version, own.adapter_chain, own.model_path) == (None, [], model)
+        with pytest.raises(LetheError, match="moved"):
+            agentic_steps.promote_if_unmoved(client, replace(plan, parent_version=None), "99")
+    finally:
+        if not r["promoted"]:
+            client.delete_registered_model_alias(MODEL_NAME, "champion")

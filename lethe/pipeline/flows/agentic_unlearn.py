@@ -1,6 +1,8 @@
 """Prefect flow: a queued agentic request (SBU). Forget one entity in the model *and* the agent's memory.
 
 prepare -> MAGE mining (elicit ... validate) -> sbu (rounds + variants) -> version -> register -> apply.
+Each request starts from the agentic champion (the base model with every promoted agentic adapter
+merged in), mines and trains on it, and is promoted only while that champion has not moved.
 Like every request it runs under its lease in the queue and ends completed, rejected or failed
 (resumable) there, with its gate decision, alias moves and memory replacement in the audit ledger;
 the agentic model's plan-to-apply section is held by a lock, so two agentic requests on one agent
@@ -44,7 +46,7 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: RequestRecord
     retries, delay = params.registry.retries, params.registry.retry_delay_seconds
     plan = retrying(agentic_ops.prepare, retries, delay)(record.id, record.anchor, record.model, record.memory, env,
                                                           params, str(flow_run.get_id() or ""))
-    mined = run_mining_tasks(Request(anchor=record.anchor, model_path=record.model, source="mage", description=None),
+    mined = run_mining_tasks(Request(anchor=record.anchor, model_path=plan.model_path, source="mage", description=None),
                              str(RequestLayout(Path(plan.workdir)).mine_dir), params)
     if mined["status"] == "nothing_memorized":
         raise LetheError(f"the model recalls nothing about {record.anchor!r}: there is nothing to unlearn")

@@ -2,7 +2,9 @@
 
 Takes every pending request (and failed ones, which resume) from the queue, runs each through
 `unlearn_request` (an agentic request through `agentic_unlearn`), then re-audits the champion
-against every entity it has forgotten so far and writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
+against every entity it has forgotten so far, and the live agent (agentic champion + live memory)
+against every entity agentic requests removed (lethe.ops.agentic_audit, the `agent_audit_fanout`
+subflow), and writes a run report (JSON + markdown, also a Prefect artifact and an MLflow run).
 
 Requests stay serial (each trains from the champion the previous one left), or, with `batch`
 (scale.batch_requests), the requests of one model are unlearned together in one adapter
@@ -25,7 +27,7 @@ from prefect.cache_policies import NO_CACHE
 
 from lethe.config import Params, load_params
 from lethe.llm.cache import ModelCache
-from lethe.ops import compliance, mine_ahead, registry
+from lethe.ops import agentic_audit, compliance, mine_ahead, registry
 from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import AGENTIC, FAILED, PENDING, UNLEARN, RequestQueue
 from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
@@ -102,6 +104,27 @@ def audit_champion(base_model: str, env: OpsEnv, params: Params) -> dict:
     return compliance.summarize_audit(plan, rows)
 
 
+@task(name="audit_agent_entity", cache_policy=NO_CACHE)
+def audit_agent_entity(params: Params, plan: agentic_audit.AgenticAuditPlan, entity: dict) -> dict:
+    """One entity's backflow audit on the live agent, on its own memory copy (runs on a Dask worker)."""
+    return {**agentic_audit.audit_agentic_entity(params, plan, entity), "audited_by": worker_name()}
+
+
+@flow(name="agent_audit_fanout")
+def agent_audit_fanout(params: Params, plan: agentic_audit.AgenticAuditPlan) -> list[dict]:
+    """Every agentic entity's audit at once, on the flow's task runner (Dask)."""
+    futures = audit_agent_entity.map(unmapped(params), unmapped(plan), list(plan.entities))
+    return [future.result() for future in futures]
+
+
+def audit_agent(base_model: str, env: OpsEnv, params: Params, queue: RequestQueue) -> dict:
+    """The live agent (agentic champion + live memory) against every entity agentic requests removed."""
+    plan = agentic_audit.plan_agentic_audit(params, env, base_model, queue)
+    runner = dask_task_runner(params.scale)
+    rows = agent_audit_fanout.with_options(task_runner=runner)(params, plan) if plan.entities else []
+    return agentic_audit.summarize(plan, rows)
+
+
 def _outcome(state) -> dict:
     outcome = state.result(raise_on_failure=False) if state.is_completed() else None
     return outcome if isinstance(outcome, dict) else {"status": FAILED}
@@ -148,24 +171,31 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None,
     requests_seconds = time.perf_counter() - started
     started = time.perf_counter()
     audit = audit_champion(base_model, env, params)
+    agent = audit_agent(base_model, env, params, queue)
     audit_seconds = time.perf_counter() - started
-    report = compliance.write_report(params.registry.compliance_dir, processed, audit, mined)
+    report = compliance.write_report(params.registry.compliance_dir, processed, audit, mined, agent)
     create_markdown_artifact(markdown=report.read_text(), key="compliance-report",
                              description="Requests processed and the champion's re-audit")
-    queue.audit("compliance_audit", detail={"champion": audit["champion"], "all_forgotten": audit["all_forgotten"],
-                                            "entities": [(r["anchor"], r["forgotten"]) for r in audit["entities"]]})
+    queue.audit("compliance_audit", detail={
+        "champion": audit["champion"], "all_forgotten": audit["all_forgotten"],
+        "entities": [(r["anchor"], r["forgotten"]) for r in audit["entities"]],
+        "agent": {"champion": agent["champion"], "all_forgotten": agent["all_forgotten"],
+                  "entities": [(r["anchor"], r["forgotten"]) for r in agent["entities"]]}})
     client = registry.client(env.tracking_uri)
     run = client.create_run(registry.experiment_id(client, "lethe-compliance"),
                             tags={"lethe.champion": str(audit["champion"])}, run_name=report.parent.name)
     registry.log_metrics(client, run.info.run_id, {"entities": len(audit["entities"]),
                                                    "all_forgotten": float(audit["all_forgotten"]),
+                                                   "agent_entities": len(agent["entities"]),
+                                                   "agent_all_forgotten": float(agent["all_forgotten"]),
                                                    "requests_processed": len(processed),
                                                    "audit_seconds": audit_seconds,
                                                    "mining_ahead_seconds": mining_seconds,
                                                    "requests_seconds": requests_seconds})
     client.log_artifacts(run.info.run_id, str(report.parent), "report")
     client.set_terminated(run.info.run_id, "FINISHED")
-    return {"processed": processed, "batched": batch, "audit": audit, "report_path": str(report),
+    return {"processed": processed, "batched": batch, "audit": audit, "agent_audit": agent,
+            "report_path": str(report),
             "mlflow_run_id": run.info.run_id,
             "mined_ahead": mined, "mining_ahead_seconds": mining_seconds, "requests_seconds": requests_seconds,
             "audit_seconds": audit_seconds}
