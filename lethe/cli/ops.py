@@ -323,7 +323,8 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
                                "Unlearn the pending requests of the model in one adapter, one gate with a "
                                "forgetting row per entity (default: scale.batch_requests).")),
                            as_json: bool = JSON_OPTION) -> None:
-    """Process every pending request, then re-audit the champion against every forgotten entity."""
+    """Process every pending request, then re-audit the champion against every forgotten entity (and
+    the live agent against every entity agentic requests removed)."""
     with user_errors(as_json):
         from lethe.ops.environment import resolve
 
