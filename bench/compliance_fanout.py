@@ -6,7 +6,8 @@ and registry (its own local stack) and runs one `lethe compliance-run`: the queu
 Dask, the requests chained one after another (each promoted), then the champion re-audited on Dask
 for every forgotten entity. Side one: scale.workers 1 x 1 thread; side two: 2 x 1.
 
-Reported: each phase's seconds (mining ahead, the serial requests, the audit, the whole command),
+Reported: each phase's seconds (mining ahead, the serial requests and, inside them, their
+evaluations, whose shards fan out on the run's one cluster, the audit, the whole command),
 the speed-ups, and whether both sides did the same thing: the same gate decisions, the same adapters
 (content hashes), the same audit rows, the same ledger events (ids, times and workers aside).
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -56,6 +58,16 @@ def _adapter_hash(adapter: str | None) -> str | None:
     return hashlib.sha256((Path(adapter) / "adapter_model.safetensors").read_bytes()).hexdigest()[:16]
 
 
+def _shard_workers(params: Path, processed: dict) -> list[str]:
+    """Which workers measured a request's evaluation shards (its evaluation.json)."""
+    from lethe.layout import RequestLayout
+
+    if not processed.get("workdir"):
+        return []
+    record = RequestLayout(Path(processed["workdir"])).evaluation_dir / "evaluation.json"
+    return list(json.loads(record.read_text())["evaluation"].get("shards", {}).values()) if record.is_file() else []
+
+
 def _side(workers: int, ports: tuple[int, int]) -> dict:
     """One compliance run over the whole queue, on a fresh stack; what it did and how long it took."""
     from lethe.ops.queue import RequestQueue
@@ -78,6 +90,9 @@ def _side(workers: int, ports: tuple[int, int]) -> dict:
     return {
         "whole_seconds": whole, "mining_ahead_seconds": run["mining_ahead_seconds"],
         "requests_seconds": run["requests_seconds"], "audit_seconds": run["audit_seconds"],
+        # the requests' evaluations (their shards fan out on the run's cluster), inside requests_seconds
+        "evaluation_seconds": sum(p.get("evaluation_seconds") or 0.0 for p in run["processed"]),
+        "evaluated_by": sorted({w for p in run["processed"] for w in _shard_workers(params, p)}),
         "mined_by": sorted({row.get("mined_by", "-") for row in run["mined_ahead"]}),
         "audited_by": sorted({row["audited_by"] for row in run["audit"]["entities"]}),
         "outcomes": [{"anchor": p["anchor"], "status": p["status"], "promoted": p.get("promoted"),
@@ -94,13 +109,14 @@ def main() -> None:
     argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter).parse_args()
     sides = {workers: _side(workers, ports) for workers, ports in ((1, (5091, 5092)), (2, (5095, 5096)))}
     one, two = sides[1], sides[2]
+    phases = ("mining_ahead_seconds", "evaluation_seconds", "audit_seconds")
     speedup = {phase: one[phase] / two[phase] if two[phase] else None
-               for phase in ("mining_ahead_seconds", "requests_seconds", "audit_seconds", "whole_seconds")}
+               for phase in (*phases, "requests_seconds", "whole_seconds")}
     write_result("compliance_fanout", {
         "world": {"size": SIZE, "authors": AUTHORS}, "requests": len(one["outcomes"]),
         "speedup_2_workers": speedup,
-        "fan_out_phases_speedup": (one["mining_ahead_seconds"] + one["audit_seconds"])
-        / (two["mining_ahead_seconds"] + two["audit_seconds"]),
+        # the phases that fan out: mining ahead, the requests' evaluations, the re-audit
+        "fan_out_phases_speedup": sum(one[p] for p in phases) / sum(two[p] for p in phases),
         "identical": {"outcomes": one["outcomes"] == two["outcomes"], "ledger": one["ledger"] == two["ledger"],
                       "audit_rows": one["audit_rows"] == two["audit_rows"]},
         "sides": {"1_worker": one, "2_workers": two}})

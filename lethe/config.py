@@ -466,6 +466,9 @@ class ScaleParams(Strict):
                              "champion at its start, before the requests run one after another (lethe.ops.mine_ahead)")
     batch_requests: bool = Field(False, description="a compliance run unlearns every queued request of one model "
                                  "in one adapter, one gate with a forgetting row per entity (lethe.ops.batch)")
+    evaluation_fanout: bool = Field(True, description="a request's evaluation shards (the suite, each model's "
+                                    "audit) run on the Dask cluster when there is one: a compliance run's, or "
+                                    "dask_address (lethe/pipeline/flows/evaluation.py)")
 
     @field_validator("dask_address")
     @classmethod

@@ -46,17 +46,17 @@ def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets,
             "row_rouge": rows, "holdout": [(q.question, q.answer) for q in plan.holdout], **paths}
 
 
-def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
-                  gold: list[tuple[str, str]], holdout: list[tuple[str, str]],
-                  reference_model: str | None) -> dict:
-    """The audit (lethe.evaluate.audit) of the starting model, the unlearned model and, where one
-    exists, a model that never knew the entity: {"before", "after", "reference"} metric dicts."""
-    from lethe.evaluate.audit import attack_rows, audit_model, load_plain
-    from lethe.evaluate.mia import mia_report
+AUDITED_MODELS = ("before", "after", "reference")
+
+
+def _audit_inputs(params: Params, mine_dir: Path) -> dict:
+    """What every audited model is measured on: the held-out probes, the relearning attacks (seeded, so
+    every shard draws the same ones) and the memory graph."""
+    from lethe.evaluate.audit import attack_rows
     from lethe.fileio import load_qa_file
     from lethe.mining.graph import load_graph
 
-    cfg, backend_cfg, files = params.audit, params.backend, MineLayout(mine_dir)
+    cfg, files = params.audit, MineLayout(mine_dir)
     heldout = load_qa_file(files.audit_set, "audit set")
     if not heldout:
         raise LetheError(f"the audit set {files.audit_set} is empty: nothing was held out")
@@ -67,21 +67,58 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
                       f"{cfg.relearn_rows}" if cfg.relearn_rows > len(forget) else None)
     attacks = [] if attack_skipped else attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
     graph = load_graph(files.graph) if files.graph.is_file() else None
+    return {"heldout": heldout, "attacks": attacks, "attack_skipped": attack_skipped, "graph": graph}
 
-    def measure(backend, full: bool) -> dict:
-        return audit_model(backend, params, anchor, graph if full else None, heldout, attacks, gold,
-                           with_attack=full and bool(attacks))
 
-    def load(path: Path | str, with_adapter: Path | None = None):
-        return load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
+                    gold: list[tuple[str, str]], holdout: list[tuple[str, str]], reference_model: str | None,
+                    which: str) -> dict:
+    """The audit of one of AUDITED_MODELS: `before` (the starting model: held-out recall only), `after`
+    (with the adapter) or `reference` (a model that never knew the entity, with privleak's MIA); the
+    last two are also re-elicited, attacked and quantized. One shard of an evaluation: each loads its
+    own model, so the three can run on different workers."""
+    from lethe.evaluate.audit import audit_model, load_plain
+    from lethe.evaluate.mia import mia_report
 
-    before = measure(load(model), full=False)
-    after = measure(load(model, adapter), full=True)
-    reference: dict = {}
-    if reference_model:
-        ref_backend = load(reference_model)
-        reference = measure(ref_backend, full=True)
-        if gold and holdout and params.evaluate.mia:
-            reference.update(mia_report(ref_backend, gold, holdout, params.evaluate.mia_k))
-    return {"before": before, "after": after, "reference": reference, "attack_rows": len(attacks[0]) if attacks else 0,
-            "attacks": len(attacks), "attack_skipped": attack_skipped, "heldout_rows": len(heldout)}
+    if which not in AUDITED_MODELS:
+        raise LetheError(f"no audited model {which!r}; they are {', '.join(AUDITED_MODELS)}")
+    if which == "reference" and not reference_model:
+        raise LetheError("no reference model to audit: the entity has no never-trained reference")
+    inputs, backend_cfg = _audit_inputs(params, mine_dir), params.backend
+    full = which != "before"
+    path, with_adapter = {"before": (model, None), "after": (model, adapter), "reference": (reference_model, None)}[which]
+    backend = load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+    measured = audit_model(backend, params, anchor, inputs["graph"] if full else None, inputs["heldout"],
+                           inputs["attacks"], gold, with_attack=full and bool(inputs["attacks"]))
+    if which == "reference" and gold and holdout and params.evaluate.mia:
+        measured.update(mia_report(backend, gold, holdout, params.evaluate.mia_k))
+    return measured
+
+
+def combine_audit(params: Params, mine_dir: Path, measured: dict[str, dict]) -> dict:
+    """The audit of a request from its measured models ({"before", "after"[, "reference"]})."""
+    inputs = _audit_inputs(params, mine_dir)
+    attacks = inputs["attacks"]
+    return {"before": measured["before"], "after": measured["after"], "reference": measured.get("reference", {}),
+            "attack_rows": len(attacks[0]) if attacks else 0, "attacks": len(attacks),
+            "attack_skipped": inputs["attack_skipped"], "heldout_rows": len(inputs["heldout"])}
+
+
+def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
+                  gold: list[tuple[str, str]], holdout: list[tuple[str, str]],
+                  reference_model: str | None) -> dict:
+    """The audit (lethe.evaluate.audit) of the starting model, the unlearned model and, where one
+    exists, a model that never knew the entity: {"before", "after", "reference"} metric dicts."""
+    models = AUDITED_MODELS if reference_model else AUDITED_MODELS[:2]
+    return combine_audit(params, mine_dir, {
+        which: audit_one_model(params, model, adapter, anchor, mine_dir, gold, holdout, reference_model, which)
+        for which in models})
+
+
+def evaluation_holdout(params: Params, model: Path, targets, forget_set: Path | None,
+                       entity_only: bool = False) -> list[tuple[str, str]]:
+    """The MIA holdout rows evaluate_adapter uses (the plan is seeded), without evaluating anything."""
+    from lethe.fileio import load_qa_file
+
+    pairs = load_qa_file(forget_set, "forget set") if forget_set else []
+    return [(q.question, q.answer) for q in build_plan(model, params.evaluate, targets, pairs, entity_only).holdout]

@@ -148,7 +148,8 @@ def reference_model_for(anchor: str, base_model: str | Path) -> str | None:
 EVALUATION_RECORD = "evaluation.json"
 
 
-def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
+def evaluate_step(params: Params, plan: RequestPlan, adapter: str,
+                  shards: dict[str, dict] | None = None) -> dict[str, Any]:
     """Before (the starting model) and after (with the new adapter): the TOFU / probe / MIA suite on the
     entity and on utility, then the audit (held-out probes, re-elicitation, relearning, quantization,
     privleak) against a never-trained reference where one exists. Reports and plots are rewritten
@@ -158,18 +159,27 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
     finished evaluation reuses it (`evaluation/evaluation.json`, keyed by their hashes): a crash in
     versioning or registration does not cost the evaluation again. The result is always the JSON form,
     so a first run and a resumed one hand the gate the same values.
+
+    `shards`: the evaluation's shards (evaluation_shard_names) already measured elsewhere (on Dask
+    workers, lethe/pipeline/flows/unlearn_request.py); else they are measured here, one after another.
     """
     record_path = plan.files.evaluation_dir / EVALUATION_RECORD
+    saved = finished_evaluation(params, plan, adapter)
+    if saved is not None:
+        return saved
     key = evaluation_key(params, plan, adapter)
-    saved = _saved_evaluation(record_path)
-    if saved.get("key") == key:
-        return saved["evaluation"]
-    evaluation = json.loads(json.dumps(_evaluate_now(params, plan, adapter)))
+    evaluation = json.loads(json.dumps(_evaluate_now(params, plan, adapter, shards)))
     record_path.parent.mkdir(parents=True, exist_ok=True)
     partial = record_path.with_suffix(".partial")
     partial.write_text(json.dumps({"key": key, "evaluation": evaluation}))
     partial.replace(record_path)  # whole or absent: a kill mid-write leaves no half record
     return evaluation
+
+
+def finished_evaluation(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any] | None:
+    """The stored evaluation of this adapter, starting model, supervision and settings, if finished."""
+    saved = _saved_evaluation(plan.files.evaluation_dir / EVALUATION_RECORD)
+    return saved["evaluation"] if saved.get("key") == evaluation_key(params, plan, adapter) else None
 
 
 def _saved_evaluation(path: Path) -> dict[str, Any]:
@@ -192,20 +202,56 @@ def evaluation_key(params: Params, plan: RequestPlan, adapter: str) -> str:
         params.audit.model_dump(mode="json")], sort_keys=True).encode()).hexdigest()
 
 
-def _evaluate_now(params: Params, plan: RequestPlan, adapter: str) -> dict[str, Any]:
+SUITE_SHARD = "suite"  # the TOFU / probe / MIA suite before and after (one model load, the adapter on top)
+AUDIT_SHARD = "audit:"  # + one of lethe.evaluate.runner.AUDITED_MODELS
+MEASURED_BY, IN_PROCESS = "_measured_by", "in-process"  # which worker measured a shard (host:pid)
+
+
+def evaluation_shard_names(plan: RequestPlan) -> list[str]:
+    """The independent parts of a request's evaluation: the suite, and the audit of each model."""
+    models = ["before", "after"] + (["reference"] if reference_model_for(plan.anchor, plan.base_model) else [])
+    return [SUITE_SHARD, *(AUDIT_SHARD + which for which in models)]
+
+
+def _targets_and_gold(plan: RequestPlan) -> tuple[bool, list[tuple[str, str]]]:
     from lethe.data import author_qa
-    from lethe.evaluate.audit import privleak
-    from lethe.evaluate.report import public, write_report
-    from lethe.evaluate.runner import audit_adapter, evaluate_adapter
     from lethe.supervision.baselines import author_index
 
     tofu = is_benchmark_author(plan.anchor, plan.start_model)
+    return tofu, [(qa.question, qa.answer) for qa in author_qa(author_index(plan.anchor))] if tofu else []
+
+
+def evaluation_shard(params: Params, plan: RequestPlan, adapter: str, name: str) -> dict[str, Any]:
+    """One shard of the request's evaluation (reads models only; runs anywhere that sees the files)."""
+    from lethe.evaluate.runner import audit_one_model, evaluate_adapter, evaluation_holdout
+
+    tofu, gold = _targets_and_gold(plan)
+    targets, start = [plan.anchor] if tofu else [], Path(plan.start_model)
+    if name == SUITE_SHARD:
+        return evaluate_adapter(params, start, Path(adapter), targets, plan.mine.forget_set, plan.files.evaluation_dir,
+                                entity_only=not tofu)
+    if not name.startswith(AUDIT_SHARD):
+        raise LetheError(f"no evaluation shard {name!r}; they are {', '.join(evaluation_shard_names(plan))}")
+    which = name.removeprefix(AUDIT_SHARD)
+    holdout = (evaluation_holdout(params, start, targets, plan.mine.forget_set, entity_only=not tofu)
+               if which == "reference" else [])
+    return audit_one_model(params, start, Path(adapter), plan.anchor, plan.mine_dir, gold, holdout,
+                           reference_model_for(plan.anchor, plan.base_model), which)
+
+
+def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
+                  shards: dict[str, dict] | None = None) -> dict[str, Any]:
+    from lethe.evaluate.audit import privleak
+    from lethe.evaluate.report import public, write_report
+    from lethe.evaluate.runner import combine_audit
+
+    names = evaluation_shard_names(plan)
+    shards = shards or {}
+    shards = {name: shards[name] if name in shards else evaluation_shard(params, plan, adapter, name) for name in names}
     out_dir = plan.files.evaluation_dir
-    evaluation = evaluate_adapter(params, Path(plan.start_model), Path(adapter), [plan.anchor] if tofu else [],
-                                  plan.mine.forget_set, out_dir, entity_only=not tofu)
-    gold = [(qa.question, qa.answer) for qa in author_qa(author_index(plan.anchor))] if tofu else []
-    audit = audit_adapter(params, Path(plan.start_model), Path(adapter), plan.anchor, plan.mine_dir, gold,
-                          evaluation["holdout"], reference_model_for(plan.anchor, plan.base_model))
+    evaluation = shards[SUITE_SHARD]
+    audit = combine_audit(params, plan.mine_dir, {name.removeprefix(AUDIT_SHARD): result
+                                                  for name, result in shards.items() if name != SUITE_SHARD})
     before = {**evaluation["before"], **public(audit["before"])}
     after = {**evaluation["after"], **public(audit["after"])}
     reference = public(audit["reference"])
@@ -220,7 +266,8 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str) -> dict[str, 
                                                   "attack_skipped": audit["attack_skipped"]},
                          reference=reference)
     return {"targets": evaluation["targets"], "before": before, "after": after, "reference": reference,
-            "base": {k: v for k, v in base.items() if k != "row_rouge"}, **paths}
+            "base": {k: v for k, v in base.items() if k != "row_rouge"}, **paths,
+            "shards": {name: shard.get(MEASURED_BY, IN_PROCESS) for name, shard in shards.items()}}
 
 
 def _base_cache_path(params: Params, base_model: str) -> Path:

@@ -4,13 +4,16 @@
 Dask services of infra/compose.yaml, whose workers see the same model and work folders); empty
 starts a `LocalCluster` for the run on 127.0.0.1 (`scale.workers` processes x
 `scale.threads_per_worker` threads, torch threads capped to the same), whose dashboard port is
-picked free so two runs on one machine never collide.
+picked free so two runs on one machine never collide. A compliance run starts that LocalCluster
+once for all its phases (`shared_cluster`).
 """
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from prefect_dask import DaskTaskRunner
 
@@ -29,16 +32,44 @@ def dask_address(scale: ScaleParams) -> str:
         raise ConfigError(f"LETHE_DASK_ADDRESS: {exc}") from exc
 
 
+def _local_cluster_kwargs(scale: ScaleParams) -> dict:
+    threads = str(scale.threads_per_worker)
+    return {"n_workers": scale.workers, "threads_per_worker": scale.threads_per_worker, "processes": True,
+            "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": 40,
+            "env": {name: threads for name in _THREAD_VARIABLES}}
+
+
+@contextmanager
+def shared_cluster(scale: ScaleParams) -> Iterator[str]:
+    """One LocalCluster for every fan-out phase inside the block (a compliance run's mining, its
+    requests' evaluation shards, its audits), so the workers start once and stay warm; its address is
+    LETHE_DASK_ADDRESS inside the block (subflows in this process find it there). A configured
+    scheduler is used as it is. Yields the scheduler's address."""
+    address = dask_address(scale)
+    if address:
+        yield address
+        return
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(**_local_cluster_kwargs(scale))
+    before = os.environ.get("LETHE_DASK_ADDRESS")
+    os.environ["LETHE_DASK_ADDRESS"] = cluster.scheduler_address
+    try:
+        yield cluster.scheduler_address
+    finally:
+        if before is None:
+            os.environ.pop("LETHE_DASK_ADDRESS", None)
+        else:
+            os.environ["LETHE_DASK_ADDRESS"] = before
+        cluster.close()
+
+
 def dask_task_runner(scale: ScaleParams) -> DaskTaskRunner:
     """The task runner of the fan-out phases: the named cluster, else a LocalCluster on loopback."""
     address = dask_address(scale)
     if address:
         return DaskTaskRunner(address=address)
-    threads = str(scale.threads_per_worker)
-    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs={
-        "n_workers": scale.workers, "threads_per_worker": scale.threads_per_worker, "processes": True,
-        "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": 40,
-        "env": {name: threads for name in _THREAD_VARIABLES}})
+    return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=_local_cluster_kwargs(scale))
 
 
 def worker_name() -> str:

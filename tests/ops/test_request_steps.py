@@ -19,7 +19,7 @@ def setup(tmp_path, monkeypatch, params):
     (adapter / "adapter_model.safetensors").write_bytes(b"weights-1")
     calls = []
 
-    def evaluate_now(params, plan, adapter):
+    def evaluate_now(params, plan, adapter, shards=None):
         calls.append(adapter)
         return {"after": {"forget": 0.25, "rows": (1, 2)}, "report_path": str(plan.files.evaluation_dir / "r.md")}
 

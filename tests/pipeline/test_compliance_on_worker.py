@@ -16,6 +16,7 @@ from pathlib import Path
 import yaml
 
 from lethe.config import DEFAULT_PARAMS
+from lethe.layout import RequestLayout
 from lethe.ops import registry
 from lethe.ops.queue import COMPLETED, RequestQueue
 from tests.pipeline.local_stack import free_port, lethe_json, relax_for_pipeline_tests
@@ -88,5 +89,17 @@ def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_wor
         assert Path(adopted[0]["detail"]["mined_on"]).resolve() == Path(model).resolve()
         assert version.tags["lineage.mining_model_hash"] == version.tags["lineage.base_model_hash"]
         assert version.tags["lineage.start_model_hash"] != version.tags["lineage.base_model_hash"]
+
+        # Each request's evaluation shards ran on Dask workers too, and every phase used the run's one
+        # cluster: mining, both evaluations and the audit, all on its scale.workers (2) processes.
+        where = set()
+        for request in (first, second):
+            record = json.loads((RequestLayout(Path(request["workdir"])).evaluation_dir / "evaluation.json").read_text())
+            shards = record["evaluation"]["shards"]
+            assert set(shards) == {"suite", "audit:before", "audit:after", "audit:reference"}
+            assert "in-process" not in shards.values()
+            where |= set(shards.values())
+        where |= {row["mined_by"] for row in mined.values()} | {row["audited_by"] for row in result["audit"]["entities"]}
+        assert len(where) <= 2, where
     finally:
         _lethe(params, "stack", "down")

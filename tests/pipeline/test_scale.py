@@ -81,3 +81,24 @@ def test_an_existing_cluster_is_used_by_address(monkeypatch):
     monkeypatch.setenv("LETHE_DASK_ADDRESS", "dask-scheduler")
     with pytest.raises(ConfigError, match="LETHE_DASK_ADDRESS: 'dask-scheduler' is not a Dask scheduler address"):
         dask_task_runner(ScaleParams())
+
+
+def test_one_cluster_serves_every_phase_of_a_run(prefect_harness, monkeypatch):
+    """shared_cluster starts one LocalCluster whose address every fan-out phase inside the block
+    connects to (the same worker processes, started once); after the block the cluster is gone and
+    the address with it. A configured scheduler is used as it is, nothing started."""
+    from lethe.pipeline.scale import shared_cluster
+
+    monkeypatch.delenv("LETHE_DASK_ADDRESS", raising=False)
+    scale = ScaleParams(workers=2, threads_per_worker=1)
+    with shared_cluster(scale) as address:
+        assert os.environ["LETHE_DASK_ADDRESS"] == address and address.startswith("tcp://127.0.0.1:")
+        runner = dask_task_runner(scale)
+        assert runner.address == address
+        first = fan_out.with_options(task_runner=runner)(2)
+        second = fan_out.with_options(task_runner=dask_task_runner(scale))(2)
+    assert "LETHE_DASK_ADDRESS" not in os.environ
+    workers = {row["worker"] for row in first + second}
+    assert len(workers) == 2 and worker_name() not in workers  # two phases, the same two processes
+    with shared_cluster(ScaleParams(dask_address="tcp://127.0.0.1:8786")) as configured:
+        assert configured == "tcp://127.0.0.1:8786" and "LETHE_DASK_ADDRESS" not in os.environ

@@ -12,8 +12,10 @@ Requests stay serial (each trains from the champion the previous one left), or, 
 model fans out on a Dask cluster (`scale` in params.yaml, lethe.pipeline.scale): before the
 requests run, the `mining_fanout` subflow mines every one of them from the champion the run starts
 with (one `mine_ahead` task each, lethe.ops.mine_ahead); after them, the `audit_fanout` subflow runs
-one `audit_entity` task per entity. A worker that dies mid-task loses nothing: Dask runs the task
-again on another worker.
+one `audit_entity` task per entity; in between, each request's evaluation shards fan out the same
+way (lethe/pipeline/flows/evaluation.py). The run starts one cluster for all of these
+(scale.shared_cluster). A worker that dies mid-task loses nothing: Dask runs the task again on
+another worker.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from lethe.ops.queue import AGENTIC, FAILED, PENDING, UNLEARN, RequestQueue
 from lethe.pipeline.flows.agentic_unlearn import agentic_unlearn
 from lethe.pipeline.flows.unlearn_batch import unlearn_batch
 from lethe.pipeline.flows.unlearn_request import unlearn_request
-from lethe.pipeline.scale import dask_task_runner, worker_name
+from lethe.pipeline.scale import dask_task_runner, shared_cluster, worker_name
 
 MAX_ATTEMPTS = 3
 
@@ -163,16 +165,17 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None,
     env = OpsEnv(**ops)
     queue = RequestQueue(env.queue_url)
     todo = queue.list(PENDING) + [r for r in queue.list(FAILED) if r.attempts < MAX_ATTEMPTS]
-    started = time.perf_counter()
-    mined = mine_queue_ahead(todo, env, params, queue)
-    mining_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    processed = run_requests(todo, ops, params_path, batch)
-    requests_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    audit = audit_champion(base_model, env, params)
-    agent = audit_agent(base_model, env, params, queue)
-    audit_seconds = time.perf_counter() - started
+    with shared_cluster(params.scale):  # one Dask cluster for every phase: workers start once
+        started = time.perf_counter()
+        mined = mine_queue_ahead(todo, env, params, queue)
+        mining_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        processed = run_requests(todo, ops, params_path, batch)
+        requests_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        audit = audit_champion(base_model, env, params)
+        agent = audit_agent(base_model, env, params, queue)
+        audit_seconds = time.perf_counter() - started
     report = compliance.write_report(params.registry.compliance_dir, processed, audit, mined, agent)
     create_markdown_artifact(markdown=report.read_text(), key="compliance-report",
                              description="Requests processed and the champion's re-audit")

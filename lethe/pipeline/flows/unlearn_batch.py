@@ -23,6 +23,7 @@ from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import COMPLETED, REJECTED, RUNNING, RequestQueue
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import model_name_for
+from lethe.pipeline.flows.evaluation import evaluate_request
 from lethe.pipeline.flows.leased import (
     Heartbeat,
     claim_or_skip,
@@ -99,7 +100,7 @@ def _run_batch(params: Params, env: OpsEnv, queue: RequestQueue, records: list[d
         queue.audit("batch_formed", member.request_id, detail={"batch_id": batch.request_id, "members": ids})
     trained = request_ops.unlearn(batch, batch_ops.batch_params(params, len(members)))
     adapter = trained["adapter_path"]
-    evaluations = {m.request_id: request_ops.evaluate(m, adapter, params) for m in members}
+    evaluations = {m.request_id: evaluate_request(m, adapter, params) for m in members}
     member_md5s = {m.request_id: retrying(request_ops.version, retries, delay)(m, adapter, evaluations[m.request_id],
                                                                                 env) for m in members}
     evaluation = batch_ops.batch_evaluation(batch, members, evaluations)

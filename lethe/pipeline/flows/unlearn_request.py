@@ -16,6 +16,7 @@ from.
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -30,6 +31,7 @@ from lethe.ops.environment import OpsEnv
 from lethe.ops.queue import COMPLETED, REJECTED, UNLEARN, RequestQueue
 from lethe.ops.registry import version_url
 from lethe.ops.request_steps import RequestPlan, model_name_for
+from lethe.pipeline.flows.evaluation import evaluate_request
 from lethe.pipeline.flows.leased import flow_owner, queued_request, run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
@@ -112,7 +114,9 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
     base = result_base(plan, env)
     trained = request_ops.unlearn(plan, params)
     adapter = trained["adapter_path"]
-    evaluation = request_ops.evaluate(plan, adapter, params)
+    started = time.perf_counter()
+    evaluation = evaluate_request(plan, adapter, params)
+    evaluation_seconds = time.perf_counter() - started
     md5s = retrying(request_ops.version, retries, delay)(plan, adapter, evaluation, env)
     queue.audit("dvc_pushed", request_id, detail={"md5": md5s, "remote": env.dvc_remote})
     registered = retrying(request_ops.register, retries, delay)(plan, adapter, evaluation, md5s, env, params)
@@ -124,7 +128,8 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
     audit_aliases(queue, request_id, registered)
     return {**base, **{k: registered[k] for k in ("model_version", "promoted", "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter,
-            "steps": trained.get("steps"), "before": metrics.summary(evaluation["before"]),
+            "steps": trained.get("steps"), "evaluation_seconds": evaluation_seconds,
+            "before": metrics.summary(evaluation["before"]),
             "after": metrics.summary(evaluation["after"]), "reference": metrics.summary(evaluation.get("reference", {})),
             "report_path": evaluation.get("report_path"),
             "graph_png": mined.get("graph_png"), "dvc_md5": md5s,

@@ -57,9 +57,18 @@ def unlearn(plan: RequestPlan, params: Params) -> dict:
 
 
 @task(name="evaluate", cache_key_fn=evaluation_cache_key, persist_result=True)
-def evaluate(plan: RequestPlan, adapter: str, params: Params) -> dict:
-    """Before/after metrics of the request's entity, utility, probes and MIA, and the audit."""
-    return steps.evaluate_step(params, plan, adapter)
+def evaluate(plan: RequestPlan, adapter: str, params: Params, shards: dict | None = None) -> dict:
+    """Before/after metrics of the request's entity, utility, probes and MIA, and the audit (from
+    `shards` where they were measured on Dask workers)."""
+    return steps.evaluate_step(params, plan, adapter, shards)
+
+
+@task(name="evaluation_shard", cache_policy=NO_CACHE)
+def evaluation_shard(params: Params, plan: RequestPlan, adapter: str, name: str) -> dict:
+    """One independent part of a request's evaluation: the suite, or one model's audit (on a Dask worker)."""
+    from lethe.pipeline.scale import worker_name
+
+    return {**steps.evaluation_shard(params, plan, adapter, name), steps.MEASURED_BY: worker_name()}
 
 
 @task(name="version", cache_policy=NO_CACHE)
