@@ -161,7 +161,7 @@ def evaluate_step(params: Params, plan: RequestPlan, adapter: str,
     so a first run and a resumed one hand the gate the same values.
 
     `shards`: the evaluation's shards (evaluation_shard_names) already measured elsewhere (on Dask
-    workers, lethe/pipeline/flows/unlearn_request.py); else they are measured here, one after another.
+    workers, lethe/pipeline/flows/evaluation.py); else they are measured here, one after another.
     """
     record_path = plan.files.evaluation_dir / EVALUATION_RECORD
     saved = finished_evaluation(params, plan, adapter)

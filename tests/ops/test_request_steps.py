@@ -57,3 +57,38 @@ def test_an_unreadable_record_is_redone_not_fatal(setup):
     (plan.files.evaluation_dir / EVALUATION_RECORD).write_text('{"key": "trunc')
     assert evaluate_step(params, plan, str(adapter))["after"]["forget"] == 0.25 and len(calls) == 1
     assert evaluate_step(params, plan, str(adapter)) and len(calls) == 1  # rewritten whole, then reused
+
+
+def test_shards_measured_elsewhere_are_combined_not_measured_again(tmp_path, monkeypatch, params):
+    """The evaluation takes the shards a Dask fan-out measured and measures only what is missing; the
+    record says where each shard was measured. (Logic only: shards and the combination's inputs are
+    faked; tests/pipeline/test_compliance_on_worker.py runs them on a real cluster.)"""
+    plan = RequestPlan("req-2", "Bo Li", None, "base", "start", "lethe-m", str(tmp_path / "req-2"), "file:///x", "run")
+    assert request_steps.evaluation_shard_names(plan) == ["suite", "audit:before", "audit:after"]  # no reference
+    measured = []
+
+    def shard(params, plan, adapter, name):
+        measured.append(name)
+        return {"before": {"recall": 0.5}, "after": {"recall": 0.1}, "targets": [], "row_rouge": {}}
+
+    monkeypatch.setattr(request_steps, "evaluation_shard", shard)
+    monkeypatch.setattr("lethe.evaluate.runner.combine_audit",
+                        lambda params, mine_dir, parts: {"before": parts["before"], "after": parts["after"],
+                                                         "reference": {}, "heldout_rows": 1, "attack_rows": 0,
+                                                         "attack_skipped": None})
+    monkeypatch.setattr(request_steps, "base_reference", lambda *args: {"entity_rouge_now": {}})
+    monkeypatch.setattr("lethe.evaluate.report.write_report", lambda *args, **kwargs: {"report_path": "r.md"})
+    given = {"suite": {"before": {"forget": 0.9}, "after": {"forget": 0.2}, "targets": [], "row_rouge": {},
+                       request_steps.MEASURED_BY: "host:11"},
+             "audit:after": {"recall": 0.0, request_steps.MEASURED_BY: "host:12"}}
+    evaluation = request_steps._evaluate_now(params, plan, "adapter", given)
+    assert measured == ["audit:before"]
+    assert evaluation["shards"] == {"suite": "host:11", "audit:before": "in-process", "audit:after": "host:12"}
+    assert evaluation["after"]["forget"] == 0.2 and evaluation["after"]["recall"] == 0.0
+    assert request_steps.MEASURED_BY not in evaluation["after"]  # worker ids never become metrics
+
+
+def test_an_unknown_shard_is_a_clear_error(tmp_path, params):
+    plan = RequestPlan("req-3", "Bo Li", None, "base", "start", "lethe-m", str(tmp_path / "req-3"), "file:///x", "run")
+    with pytest.raises(request_steps.LetheError, match="no evaluation shard 'audit-after'"):
+        request_steps.evaluation_shard(params, plan, "adapter", "audit-after")
