@@ -20,7 +20,8 @@ from lethe.pipeline.scale import dask_task_runner, worker_name
 @task
 def where_am_i(index: int) -> dict:
     time.sleep(1.0)  # long enough that one worker cannot take both tasks before the other starts
-    return {"index": index, "worker": worker_name(), "omp": os.environ.get("OMP_NUM_THREADS")}
+    return {"index": index, "worker": worker_name(), "omp": os.environ.get("OMP_NUM_THREADS"),
+            "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
 
 
 @flow
@@ -36,6 +37,8 @@ def test_tasks_run_on_the_local_clusters_worker_processes(prefect_harness):
     pids = {int(r["worker"].rsplit(":", 1)[1]) for r in rows}
     assert os.getpid() not in pids and len(pids) == 2  # two worker processes, neither this one
     assert {r["omp"] for r in rows} == {"1"}  # torch threads follow scale.threads_per_worker
+    # Dask's default MALLOC_TRIM_THRESHOLD_ made torch ~1.7x slower in its workers (lethe.pipeline.scale)
+    assert {r["malloc_trim"] for r in rows} == {None}
 
 
 @task
