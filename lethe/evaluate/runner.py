@@ -30,11 +30,8 @@ def with_adapter(backend: Backend, adapter: Path) -> Backend:
 def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets, forget_set: Path | None,
                      out_dir: Path, before: dict | None = None, entity_only: bool = False) -> dict:
     """Metrics before and after; `before` may be passed in to skip re-scoring the base model."""
-    from lethe.fileio import load_qa_file
-
     cfg, backend_cfg = params.evaluate, params.backend
-    pairs = load_qa_file(forget_set, "forget set") if forget_set else []
-    plan = build_plan(model, cfg, targets, pairs, entity_only)
+    plan = _suite_plan(params, model, targets, forget_set, entity_only)
     reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
     base = Backend.from_params(model, backend_cfg)
     if before is None:
@@ -44,6 +41,36 @@ def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets,
     rows = {"before": before.get("_row_rouge", {}), "after": (after or {}).get("_row_rouge", {})}
     return {"targets": plan.targets, "before": public(before), "after": public(after) if after else None,
             "row_rouge": rows, "holdout": [(q.question, q.answer) for q in plan.holdout], **paths}
+
+
+def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, entity_only: bool):
+    from lethe.fileio import load_qa_file
+
+    pairs = load_qa_file(forget_set, "forget set") if forget_set else []
+    return build_plan(model, params.evaluate, targets, pairs, entity_only)
+
+
+SUITE_MODELS = ("before", "after")
+
+
+def suite_one_model(params: Params, model: Path, adapter: Path, targets, forget_set: Path | None, which: str,
+                    entity_only: bool = False) -> dict:
+    """One side of evaluate_adapter's suite: the starting model (`before`) or the model with the adapter
+    (`after`), each loading its own copy, so the two can run on different workers; combine_suite joins them."""
+    if which not in SUITE_MODELS:
+        raise LetheError(f"no suite model {which!r}; they are {', '.join(SUITE_MODELS)}")
+    backend_cfg = params.backend
+    plan = _suite_plan(params, model, targets, forget_set, entity_only)
+    reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
+    base = Backend.from_params(model, backend_cfg)
+    measured = evaluate(with_adapter(base, adapter) if which == "after" else base, plan, params.evaluate, reference)
+    return {"targets": plan.targets, "metrics": public(measured), "row_rouge": measured.get("_row_rouge", {})}
+
+
+def combine_suite(before: dict, after: dict) -> dict:
+    """evaluate_adapter's result (without its report) from the two sides suite_one_model measured."""
+    return {"targets": before["targets"], "before": before["metrics"], "after": after["metrics"],
+            "row_rouge": {"before": before["row_rouge"], "after": after["row_rouge"]}}
 
 
 AUDITED_MODELS = ("before", "after", "reference")
@@ -92,16 +119,19 @@ def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, min
                            inputs["attacks"], gold, with_attack=full and bool(inputs["attacks"]))
     if which == "reference" and gold and holdout and params.evaluate.mia:
         measured.update(mia_report(backend, gold, holdout, params.evaluate.mia_k))
+    attacks = inputs["attacks"]
+    measured[AUDIT_INPUTS] = {"attack_rows": len(attacks[0]) if attacks else 0, "attacks": len(attacks),
+                              "attack_skipped": inputs["attack_skipped"], "heldout_rows": len(inputs["heldout"])}
     return measured
 
 
-def combine_audit(params: Params, mine_dir: Path, measured: dict[str, dict]) -> dict:
+AUDIT_INPUTS = "_inputs"  # what an audited model was measured on (the same for every model of a request)
+
+
+def combine_audit(measured: dict[str, dict]) -> dict:
     """The audit of a request from its measured models ({"before", "after"[, "reference"]})."""
-    inputs = _audit_inputs(params, mine_dir)
-    attacks = inputs["attacks"]
     return {"before": measured["before"], "after": measured["after"], "reference": measured.get("reference", {}),
-            "attack_rows": len(attacks[0]) if attacks else 0, "attacks": len(attacks),
-            "attack_skipped": inputs["attack_skipped"], "heldout_rows": len(inputs["heldout"])}
+            **measured["after"][AUDIT_INPUTS]}
 
 
 def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
@@ -110,7 +140,7 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
     """The audit (lethe.evaluate.audit) of the starting model, the unlearned model and, where one
     exists, a model that never knew the entity: {"before", "after", "reference"} metric dicts."""
     models = AUDITED_MODELS if reference_model else AUDITED_MODELS[:2]
-    return combine_audit(params, mine_dir, {
+    return combine_audit({
         which: audit_one_model(params, model, adapter, anchor, mine_dir, gold, holdout, reference_model, which)
         for which in models})
 
@@ -118,7 +148,4 @@ def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_
 def evaluation_holdout(params: Params, model: Path, targets, forget_set: Path | None,
                        entity_only: bool = False) -> list[tuple[str, str]]:
     """The MIA holdout rows evaluate_adapter uses (the plan is seeded), without evaluating anything."""
-    from lethe.fileio import load_qa_file
-
-    pairs = load_qa_file(forget_set, "forget set") if forget_set else []
-    return [(q.question, q.answer) for q in build_plan(model, params.evaluate, targets, pairs, entity_only).holdout]
+    return [(q.question, q.answer) for q in _suite_plan(params, model, targets, forget_set, entity_only).holdout]

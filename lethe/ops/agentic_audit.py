@@ -62,7 +62,7 @@ def _request_file(env: OpsEnv, record, name: str) -> Path:
         files = RequestLayout(Path(result["workdir"]))
         local = {"sbu_report": files.sbu_report, "forget_set": files.mine.forget_set,
                  "memory_before": files.sbu_dir / "memory" / "before.db"}[name]
-    return local if local is not None and local.is_file() else env.store().restore(record.id, name)
+    return env.versioned_file(record.id, name, local)
 
 
 def plan_agentic_audit(params: Params, env: OpsEnv, base_model: str | Path, queue) -> AgenticAuditPlan:
@@ -74,12 +74,13 @@ def plan_agentic_audit(params: Params, env: OpsEnv, base_model: str | Path, queu
     client = registry.client(env.tracking_uri)
     name = agentic_model_name(params, base_model)
     records = agentic_records(queue, base_model)
-    champion, chain = registry.champion_chain(client, name) if records else (None, [])
     lineage = champion_lineage(client, name) if records else []
+    champion = lineage[-1] if lineage else None
+    chain = registry.adapter_chain(champion)
     entities = tuple({"anchor": r.anchor, "request_id": r.id, "status": r.status,
                       "version": r.result["model_version"], "memory": r.memory,
                       **{f: str(_request_file(env, r, f)) for f in _FILES}} for r in records)
-    champion_model = compose(base_model, chain, Path(params.registry.workdir) / "_composed") if chain else base_model
+    champion_model = compose(base_model, chain, Path(params.registry.workdir) / "_composed")
     return AgenticAuditPlan(name, champion.version if champion else None, str(base_model), str(champion_model),
                             tuple(v.tags.get("lineage.request_id") for v in lineage), entities)
 

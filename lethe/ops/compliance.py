@@ -45,11 +45,9 @@ def champion_lineage(client, model_name: str) -> list[Any]:
     return chain[::-1]
 
 
-def _request_file(env: OpsEnv, request_id: str, mine_dir: Path | None, role: str) -> Path:
-    """A mining output of a request: its work-folder copy, else restored from the DVC remote (where
-    it is versioned under its role's name, see request_steps.versioned_files)."""
-    local = getattr(MineLayout(mine_dir), role) if mine_dir is not None else None
-    return local if local is not None and local.is_file() else env.store().restore(request_id, role)
+def _mining_file(env: OpsEnv, request_id: str, mine_dir: Path | None, role: str) -> Path:
+    """A mining output of a request (MineLayout's `role`): local, else from the DVC remote."""
+    return env.versioned_file(request_id, role, getattr(MineLayout(mine_dir), role) if mine_dir is not None else None)
 
 
 def audited_entities(lineage: list[Any], base_model: str | Path, queue) -> list[dict[str, Any]]:
@@ -106,8 +104,8 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
     for entity in audited_entities(lineage, base_model, queue):
         request_id, mine_dir = entity["request_id"], entity["mine_dir"]
         entities.append({"anchor": entity["anchor"], "request_id": request_id, "version": entity["version"],
-                         "graph": str(_request_file(env, request_id, mine_dir, "graph")),
-                         "audit_set": str(_request_file(env, request_id, mine_dir, "audit_set"))})
+                         "graph": str(_mining_file(env, request_id, mine_dir, "graph")),
+                         "audit_set": str(_mining_file(env, request_id, mine_dir, "audit_set"))})
     champion_model = (compose(base_model, chain, Path(params.registry.workdir) / "_composed") if chain and entities
                       else Path(base_model))
     return AuditPlan(name, champion.version if champion else None, str(base_model), str(champion_model),

@@ -36,6 +36,11 @@ class OpsEnv:
     def store(self) -> DvcStore:
         return DvcStore(self.dvc_store, self.dvc_remote, self.s3_endpoint, self.credentials)
 
+    def versioned_file(self, request_id: str, role: str, local: Path | None) -> Path:
+        """A request's versioned output: its work-folder copy `local` when it is there, else restored
+        from the DVC remote, where it is versioned under its role's name (request_steps.versioned_files)."""
+        return local if local is not None and local.is_file() else self.store().restore(request_id, role)
+
 
 def queue_url(params: Params) -> str:
     """SQL URL of the request queue: LETHE_QUEUE_URL, else params.yaml (no server needed)."""

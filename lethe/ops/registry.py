@@ -166,7 +166,12 @@ def alias_version(mlflow_client, model_name: str, alias: str):
 def champion_chain(mlflow_client, model_name: str) -> tuple[Any, list[str]]:
     """(the champion version or None, its adapter chain: the adapters a request starting from it composes)."""
     champion = alias_version(mlflow_client, model_name, CHAMPION)
-    return champion, json.loads(champion.tags["lineage.adapter_chain"]) if champion else []
+    return champion, adapter_chain(champion)
+
+
+def adapter_chain(version) -> list[str]:
+    """The adapters a request starting from this version composes ([] for no version: the base)."""
+    return json.loads(version.tags["lineage.adapter_chain"]) if version is not None else []
 
 
 def get_version(mlflow_client, model_name: str, version: str):

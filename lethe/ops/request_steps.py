@@ -202,15 +202,16 @@ def evaluation_key(params: Params, plan: RequestPlan, adapter: str) -> str:
         params.audit.model_dump(mode="json")], sort_keys=True).encode()).hexdigest()
 
 
-SUITE_SHARD = "suite"  # the TOFU / probe / MIA suite before and after (one model load, the adapter on top)
+SUITE_SHARD = "suite:"  # + one of lethe.evaluate.runner.SUITE_MODELS: the TOFU / probe / MIA suite
 AUDIT_SHARD = "audit:"  # + one of lethe.evaluate.runner.AUDITED_MODELS
 MEASURED_BY, IN_PROCESS = "_measured_by", "in-process"  # which worker measured a shard (host:pid)
 
 
 def evaluation_shard_names(plan: RequestPlan) -> list[str]:
-    """The independent parts of a request's evaluation: the suite, and the audit of each model."""
-    models = ["before", "after"] + (["reference"] if reference_model_for(plan.anchor, plan.base_model) else [])
-    return [SUITE_SHARD, *(AUDIT_SHARD + which for which in models)]
+    """The independent parts of a request's evaluation: the suite on each side, and the audit of each
+    model. Longest first (as measured on the world model), so that a FIFO scheduler balances them."""
+    reference = ["audit:reference"] if reference_model_for(plan.anchor, plan.base_model) else []
+    return ["suite:after", "suite:before", *reference, "audit:after", "audit:before"]
 
 
 def _targets_and_gold(plan: RequestPlan) -> tuple[bool, list[tuple[str, str]]]:
@@ -223,15 +224,15 @@ def _targets_and_gold(plan: RequestPlan) -> tuple[bool, list[tuple[str, str]]]:
 
 def evaluation_shard(params: Params, plan: RequestPlan, adapter: str, name: str) -> dict[str, Any]:
     """One shard of the request's evaluation (reads models only; runs anywhere that sees the files)."""
-    from lethe.evaluate.runner import audit_one_model, evaluate_adapter, evaluation_holdout
+    from lethe.evaluate.runner import audit_one_model, evaluation_holdout, suite_one_model
 
+    if name not in evaluation_shard_names(plan):
+        raise LetheError(f"no evaluation shard {name!r}; they are {', '.join(evaluation_shard_names(plan))}")
     tofu, gold = _targets_and_gold(plan)
     targets, start = [plan.anchor] if tofu else [], Path(plan.start_model)
-    if name == SUITE_SHARD:
-        return evaluate_adapter(params, start, Path(adapter), targets, plan.mine.forget_set, plan.files.evaluation_dir,
-                                entity_only=not tofu)
-    if not name.startswith(AUDIT_SHARD):
-        raise LetheError(f"no evaluation shard {name!r}; they are {', '.join(evaluation_shard_names(plan))}")
+    if name.startswith(SUITE_SHARD):
+        return suite_one_model(params, start, Path(adapter), targets, plan.mine.forget_set,
+                               name.removeprefix(SUITE_SHARD), entity_only=not tofu)
     which = name.removeprefix(AUDIT_SHARD)
     holdout = (evaluation_holdout(params, start, targets, plan.mine.forget_set, entity_only=not tofu)
                if which == "reference" else [])
@@ -243,15 +244,15 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
                   shards: dict[str, dict] | None = None) -> dict[str, Any]:
     from lethe.evaluate.audit import privleak
     from lethe.evaluate.report import public, write_report
-    from lethe.evaluate.runner import combine_audit
+    from lethe.evaluate.runner import combine_audit, combine_suite
 
     names = evaluation_shard_names(plan)
     shards = shards or {}
     shards = {name: shards[name] if name in shards else evaluation_shard(params, plan, adapter, name) for name in names}
     out_dir = plan.files.evaluation_dir
-    evaluation = shards[SUITE_SHARD]
-    audit = combine_audit(params, plan.mine_dir, {name.removeprefix(AUDIT_SHARD): result
-                                                  for name, result in shards.items() if name != SUITE_SHARD})
+    evaluation = combine_suite(shards[SUITE_SHARD + "before"], shards[SUITE_SHARD + "after"])
+    audit = combine_audit({name.removeprefix(AUDIT_SHARD): result
+                           for name, result in shards.items() if name.startswith(AUDIT_SHARD)})
     before = {**evaluation["before"], **public(audit["before"])}
     after = {**evaluation["after"], **public(audit["after"])}
     reference = public(audit["reference"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from lethe.evaluate import runner
 from lethe.ops import request_steps
 from lethe.ops.request_steps import EVALUATION_RECORD, RequestPlan, evaluate_step
 
@@ -64,26 +65,28 @@ def test_shards_measured_elsewhere_are_combined_not_measured_again(tmp_path, mon
     record says where each shard was measured. (Logic only: shards and the combination's inputs are
     faked; tests/pipeline/test_compliance_on_worker.py runs them on a real cluster.)"""
     plan = RequestPlan("req-2", "Bo Li", None, "base", "start", "lethe-m", str(tmp_path / "req-2"), "file:///x", "run")
-    assert request_steps.evaluation_shard_names(plan) == ["suite", "audit:before", "audit:after"]  # no reference
+    # No reference model: four shards, the longest (the suite with the adapter) first.
+    assert request_steps.evaluation_shard_names(plan) == ["suite:after", "suite:before", "audit:after", "audit:before"]
     measured = []
+    inputs = {"heldout_rows": 1, "attack_rows": 0, "attacks": 0, "attack_skipped": None}
 
     def shard(params, plan, adapter, name):
         measured.append(name)
-        return {"before": {"recall": 0.5}, "after": {"recall": 0.1}, "targets": [], "row_rouge": {}}
+        if name.startswith("suite:"):
+            return {"metrics": {"forget": 0.9}, "targets": [], "row_rouge": {}}
+        return {"recall": 0.5, runner.AUDIT_INPUTS: inputs}
 
     monkeypatch.setattr(request_steps, "evaluation_shard", shard)
-    monkeypatch.setattr("lethe.evaluate.runner.combine_audit",
-                        lambda params, mine_dir, parts: {"before": parts["before"], "after": parts["after"],
-                                                         "reference": {}, "heldout_rows": 1, "attack_rows": 0,
-                                                         "attack_skipped": None})
     monkeypatch.setattr(request_steps, "base_reference", lambda *args: {"entity_rouge_now": {}})
     monkeypatch.setattr("lethe.evaluate.report.write_report", lambda *args, **kwargs: {"report_path": "r.md"})
-    given = {"suite": {"before": {"forget": 0.9}, "after": {"forget": 0.2}, "targets": [], "row_rouge": {},
-                       request_steps.MEASURED_BY: "host:11"},
-             "audit:after": {"recall": 0.0, request_steps.MEASURED_BY: "host:12"}}
+    given = {"suite:after": {"metrics": {"forget": 0.2}, "targets": [], "row_rouge": {},
+                             request_steps.MEASURED_BY: "host:11"},
+             "audit:after": {"recall": 0.0, runner.AUDIT_INPUTS: inputs, request_steps.MEASURED_BY: "host:12"}}
     evaluation = request_steps._evaluate_now(params, plan, "adapter", given)
-    assert measured == ["audit:before"]
-    assert evaluation["shards"] == {"suite": "host:11", "audit:before": "in-process", "audit:after": "host:12"}
+    assert measured == ["suite:before", "audit:before"]
+    assert evaluation["shards"] == {"suite:after": "host:11", "suite:before": "in-process",
+                                    "audit:after": "host:12", "audit:before": "in-process"}
+    assert evaluation["before"]["forget"] == 0.9 and evaluation["before"]["recall"] == 0.5
     assert evaluation["after"]["forget"] == 0.2 and evaluation["after"]["recall"] == 0.0
     assert request_steps.MEASURED_BY not in evaluation["after"]  # worker ids never become metrics
 

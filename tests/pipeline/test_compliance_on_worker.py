@@ -96,7 +96,7 @@ def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_wor
         for request in (first, second):
             record = json.loads((RequestLayout(Path(request["workdir"])).evaluation_dir / "evaluation.json").read_text())
             shards = record["evaluation"]["shards"]
-            assert set(shards) == {"suite", "audit:before", "audit:after", "audit:reference"}
+            assert set(shards) == {"suite:before", "suite:after", "audit:before", "audit:after", "audit:reference"}
             assert "in-process" not in shards.values()
             where |= set(shards.values())
         where |= {row["mined_by"] for row in mined.values()} | {row["audited_by"] for row in result["audit"]["entities"]}
