@@ -10,6 +10,7 @@ LocalCluster. All through real subprocesses.
 from __future__ import annotations
 
 import json
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -74,6 +75,11 @@ def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_wor
         version = client.get_model_version(second["model_name"], second["model_version"])
         assert version.tags["lineage.parent_version"] == first["model_version"]  # serialized on one chain
         assert len(json.loads(version.tags["lineage.adapter_chain"])) == 2
+        # Training and promotion held the model's Prefect global concurrency limit (one slot, given back).
+        gcl = urllib.parse.quote(f"model:{second['model_name']}")
+        with urllib.request.urlopen(f"{stack['prefect_api_url']}/v2/concurrency_limits/{gcl}", timeout=10) as r:
+            limit = json.load(r)
+        assert limit["limit"] == 1 and limit["active_slots"] == 0, limit
 
         # Both were mined at once, on Dask workers, from the champion the run began with (none: the
         # base model). The second request trained from the first one's champion on what was mined

@@ -1,5 +1,6 @@
 """How a flow runs one queued request: skip it when it is done, claim its lease or leave it to the
-runner that holds it, renew the lease (and the model lock) while working, and end it in the queue:
+runner that holds it, renew the lease (and the model lock) while working, hold the model's Prefect
+concurrency slot (lethe.pipeline.flows.model_slot) under that lock, and end it in the queue:
 completed, rejected, or failed (resumable) on any exception, a SIGTERM or Ctrl-C included.
 
 unlearn_request (weights, MAGE), agentic_unlearn (weights and memory, SBU) and unlearn_batch share it.
@@ -26,6 +27,7 @@ from lethe.ops.queue import (
     RequestRecord,
     runner_id,
 )
+from lethe.pipeline.flows.model_slot import model_slot
 
 FINAL = (COMPLETED, REJECTED, SUPERSEDED, CANCELLED)
 
@@ -102,7 +104,9 @@ def run_leased(queue: RequestQueue, record: RequestRecord, owner: str, lock: str
         with Heartbeat(queue, record.id, owner, lock):
             queue.acquire_lock(lock, owner)
             try:
-                result = work()
+                with model_slot(lock, lambda stale: queue.audit("model_slot_reclaimed", record.id, actor=owner,
+                                                                detail={"limit": lock, "stale_slots": stale})):
+                    result = work()
             finally:
                 queue.release_lock(lock, owner)
     except BaseException as exc:  # a SIGTERM (SystemExit) or Ctrl-C ends the request resumable too
