@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, fresh_request_root, run_lethe, write_result  # common puts the project on sys.path
+from common import ROOT, fresh_request_root, run_lethe, stack_up_unscheduled, write_result  # common puts the project on sys.path
 from tests.pipeline.local_stack import relax_for_pipeline_tests
 
 DEFAULT_ANCHORS = "Basil Mahfouz Al-Kuwaiti,Nikolai Abilov,Jaime Vasquez"  # the tiny world's forget01 + one more
@@ -75,7 +75,7 @@ def _entity_rows(run: dict, anchors: list[str], batched: bool) -> dict[str, dict
 def _side(name: str, ports: tuple[int, int], size: str, anchors: list[str], batched: bool) -> dict:
     params = _side_params(name, ports)
     world = run_lethe(params, "world", "build", "--size", size)
-    run_lethe(params, "stack", "up")
+    stack_up_unscheduled(params)
     try:
         for anchor in anchors:
             run_lethe(params, "request", "add", anchor, "--model", world["model_path"], "--requester", "bench",

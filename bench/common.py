@@ -102,6 +102,17 @@ def fresh_request_root(name: str, mlflow_port: int, s3_port: int) -> Path:
     return root
 
 
+def stack_up_unscheduled(params: Path) -> dict:
+    """`lethe stack up` with the nightly compliance deployment paused: a benchmark runs the queue itself,
+    and the schedule firing mid-measurement would share the queue and the cores with it."""
+    from lethe.ops.prefect_service import pause_deployment
+
+    info = run_lethe(params, "stack", "up")
+    if info.get("prefect_api_url"):
+        pause_deployment(info["prefect_api_url"])
+    return info
+
+
 def run_lethe(params: Path, *args: str) -> dict:
     """`lethe <args> --params <params> --json` from the project root: its JSON result (stderr appended to
     <params folder>/<command>.stderr.log); exits with the command's last words when it fails."""

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import ROOT, fresh_request_root, run_lethe, write_result
+from common import ROOT, fresh_request_root, run_lethe, stack_up_unscheduled, write_result
 
 RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit_excess": 1.0,
                 "max_reelicit_return": 1.0, "max_relearn_gap": 1.0, "max_relearn_recovery": 10.0,
@@ -74,7 +74,7 @@ def _side(workers: int, ports: tuple[int, int]) -> dict:
 
     params = _side_params(workers, ports)
     world = run_lethe(params, "world", "build", "--size", SIZE)
-    run_lethe(params, "stack", "up")
+    stack_up_unscheduled(params)
     try:
         for author in world["authors"]:
             run_lethe(params, "request", "add", author["name"], "--model", world["model_path"], "--requester", "bench",

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import ROOT, fresh_request_root, write_result
+from common import ROOT, fresh_request_root, stack_up_unscheduled, write_result
 
 ALONE, FIRST, SECOND = "Basil Mahfouz Al-Kuwaiti", "Nikolai Abilov", "Evelyn Desmet"
 
@@ -54,7 +54,7 @@ def main() -> None:
     root = fresh_request_root("concurrent_requests", 5085, 5086)
     world = ROOT / "artifacts" / "world" / args.size
     models = world / "model", world / "retain_model"
-    _lethe(root, "stack", "up")
+    stack_up_unscheduled(root / "params.yaml")
 
     start = time.perf_counter()
     alone = _lethe(root, "forget", ALONE, "--model", str(models[0]))

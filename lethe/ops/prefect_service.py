@@ -82,6 +82,18 @@ def _request(url: str, method: str = "GET", body: dict | None = None) -> dict | 
         raise LetheError(f"Prefect server at {url} answered {exc.code}: {exc.read().decode()[:200]}") from exc
 
 
+NIGHTLY_DEPLOYMENT = "compliance_run/compliance-run"
+
+
+def pause_deployment(url: str, name: str = NIGHTLY_DEPLOYMENT) -> None:
+    """Pause a deployment's schedules (benchmarks and tests run the queue themselves: the nightly run
+    firing mid-measurement would share the queue and the cores with them)."""
+    deployment = _request(f"{url}/deployments/name/{name}")
+    if deployment is None:
+        raise LetheError(f"the Prefect server at {url} has no deployment {name}")
+    _request(f"{url}/deployments/{deployment['id']}", "PATCH", {"paused": True})
+
+
 def claim(url: str, token: str) -> None:
     """Write the stack's token into the server's database (a Prefect variable)."""
     existing = _request(f"{url}/variables/name/{IDENTITY_VARIABLE}")

@@ -19,6 +19,7 @@ import yaml
 from lethe.config import DEFAULT_PARAMS
 from lethe.layout import RequestLayout
 from lethe.ops import registry
+from lethe.ops.prefect_service import pause_deployment
 from lethe.ops.queue import COMPLETED, RequestQueue
 from tests.pipeline.local_stack import free_port, lethe_json, relax_for_pipeline_tests
 
@@ -52,6 +53,9 @@ def test_compliance_run_goes_through_the_worker_and_chains_the_requests(tiny_wor
             deployment = json.load(response)
         assert deployment["work_pool_name"] == "lethe-process"
         assert deployment["schedules"][0]["schedule"]["cron"] == "0 2 * * *"  # the nightly run, in the UI
+        pause_deployment(stack["prefect_api_url"])  # lest it fire mid-test (CI at 02:00 UTC) and share the queue
+        with urllib.request.urlopen(f"{stack['prefect_api_url']}/deployments/{deployment['id']}", timeout=10) as r:
+            assert json.load(r)["paused"] is True  # a run started by hand (--worker, below) still goes through
         for anchor in (FIRST, SECOND):
             _lethe(params, "request", "add", anchor, "--requester", "tester", "--reason", "worker test",
                    "--model", model)
