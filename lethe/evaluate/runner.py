@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from lethe.config import Params
@@ -30,13 +31,10 @@ def with_adapter(backend: Backend, adapter: Path) -> Backend:
 def evaluate_adapter(params: Params, model: Path, adapter: Path | None, targets, forget_set: Path | None,
                      out_dir: Path, before: dict | None = None, entity_only: bool = False) -> dict:
     """Metrics before and after; `before` may be passed in to skip re-scoring the base model."""
-    cfg, backend_cfg = params.evaluate, params.backend
-    plan = _suite_plan(params, model, targets, forget_set, entity_only)
-    reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
-    base = Backend.from_params(model, backend_cfg)
+    plan, reference, base = _suite_setup(params, model, targets, forget_set, entity_only)
     if before is None:
-        before = evaluate(base, plan, cfg, reference)
-    after = evaluate(with_adapter(base, adapter), plan, cfg, reference) if adapter else None
+        before = evaluate(base, plan, params.evaluate, reference)
+    after = evaluate(with_adapter(base, adapter), plan, params.evaluate, reference) if adapter else None
     paths = write_report(out_dir, before, after, {"targets": plan.targets, "adapter": str(adapter) if adapter else None})
     rows = {"before": before.get("_row_rouge", {}), "after": (after or {}).get("_row_rouge", {})}
     return {"targets": plan.targets, "before": public(before), "after": public(after) if after else None,
@@ -50,25 +48,34 @@ def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, e
     return build_plan(model, params.evaluate, targets, pairs, entity_only)
 
 
+def _suite_setup(params: Params, model: Path, targets, forget_set: Path | None, entity_only: bool):
+    """(the suite's plan, the retain model's reference ratios, the loaded starting model)."""
+    plan = _suite_plan(params, model, targets, forget_set, entity_only)
+    reference = retain_model_ratios(plan, params.backend.device, params.backend.batch_size)
+    return plan, reference, Backend.from_params(model, params.backend)
+
+
 SUITE_MODELS = ("before", "after")
 
 
-def suite_one_model(params: Params, model: Path, adapter: Path, targets, forget_set: Path | None, which: str,
-                    entity_only: bool = False) -> dict:
-    """One side of evaluate_adapter's suite: the starting model (`before`) or the model with the adapter
-    (`after`), each loading its own copy, so the two can run on different workers; combine_suite joins them."""
-    if which not in SUITE_MODELS:
-        raise LetheError(f"no suite model {which!r}; they are {', '.join(SUITE_MODELS)}")
-    backend_cfg = params.backend
-    plan = _suite_plan(params, model, targets, forget_set, entity_only)
-    reference = retain_model_ratios(plan, backend_cfg.device, backend_cfg.batch_size)
-    base = Backend.from_params(model, backend_cfg)
-    measured = evaluate(with_adapter(base, adapter) if which == "after" else base, plan, params.evaluate, reference)
-    return {"targets": plan.targets, "metrics": public(measured), "row_rouge": measured.get("_row_rouge", {})}
+def suite_models(params: Params, model: Path, adapter: Path, targets, forget_set: Path | None,
+                 which: Sequence[str], entity_only: bool = False) -> dict[str, dict]:
+    """Sides of evaluate_adapter's suite: the starting model (`before`) and/or the model with the
+    adapter (`after`), on one model load. A Dask worker measures one side (an evaluation shard), so
+    the two can run on different workers; combine_suite joins them."""
+    unknown = [side for side in which if side not in SUITE_MODELS]
+    if unknown:
+        raise LetheError(f"no suite model {unknown[0]!r}; they are {', '.join(SUITE_MODELS)}")
+    plan, reference, base = _suite_setup(params, model, targets, forget_set, entity_only)
+    measured = {}
+    for side in (s for s in SUITE_MODELS if s in which):  # before first: the adapter goes on in place
+        metrics = evaluate(with_adapter(base, adapter) if side == "after" else base, plan, params.evaluate, reference)
+        measured[side] = {"targets": plan.targets, "metrics": public(metrics), "row_rouge": metrics.get("_row_rouge", {})}
+    return measured
 
 
 def combine_suite(before: dict, after: dict) -> dict:
-    """evaluate_adapter's result (without its report) from the two sides suite_one_model measured."""
+    """evaluate_adapter's result (without its report) from the two sides suite_models measured."""
     return {"targets": before["targets"], "before": before["metrics"], "after": after["metrics"],
             "row_rouge": {"before": before["row_rouge"], "after": after["row_rouge"]}}
 

@@ -224,20 +224,32 @@ def _targets_and_gold(plan: RequestPlan) -> tuple[bool, list[tuple[str, str]]]:
 
 def evaluation_shard(params: Params, plan: RequestPlan, adapter: str, name: str) -> dict[str, Any]:
     """One shard of the request's evaluation (reads models only; runs anywhere that sees the files)."""
-    from lethe.evaluate.runner import audit_one_model, evaluation_holdout, suite_one_model
+    return evaluation_shards(params, plan, adapter, [name])[name]
 
-    if name not in evaluation_shard_names(plan):
-        raise LetheError(f"no evaluation shard {name!r}; they are {', '.join(evaluation_shard_names(plan))}")
+
+def evaluation_shards(params: Params, plan: RequestPlan, adapter: str, names: list[str]) -> dict[str, dict[str, Any]]:
+    """Shards of the request's evaluation measured in this process; the suite's two sides share one
+    model load."""
+    from lethe.evaluate.runner import audit_one_model, evaluation_holdout, suite_models
+
+    known = evaluation_shard_names(plan)
+    for name in names:
+        if name not in known:
+            raise LetheError(f"no evaluation shard {name!r}; they are {', '.join(known)}")
     tofu, gold = _targets_and_gold(plan)
     targets, start = [plan.anchor] if tofu else [], Path(plan.start_model)
-    if name.startswith(SUITE_SHARD):
-        return suite_one_model(params, start, Path(adapter), targets, plan.mine.forget_set,
-                               name.removeprefix(SUITE_SHARD), entity_only=not tofu)
-    which = name.removeprefix(AUDIT_SHARD)
-    holdout = (evaluation_holdout(params, start, targets, plan.mine.forget_set, entity_only=not tofu)
-               if which == "reference" else [])
-    return audit_one_model(params, start, Path(adapter), plan.anchor, plan.mine_dir, gold, holdout,
-                           reference_model_for(plan.anchor, plan.base_model), which)
+    sides = [name.removeprefix(SUITE_SHARD) for name in names if name.startswith(SUITE_SHARD)]
+    measured = {SUITE_SHARD + side: result for side, result in
+                (suite_models(params, start, Path(adapter), targets, plan.mine.forget_set, sides,
+                              entity_only=not tofu).items() if sides else ())}
+    for name in names:
+        if name.startswith(AUDIT_SHARD):
+            which = name.removeprefix(AUDIT_SHARD)
+            holdout = (evaluation_holdout(params, start, targets, plan.mine.forget_set, entity_only=not tofu)
+                       if which == "reference" else [])
+            measured[name] = audit_one_model(params, start, Path(adapter), plan.anchor, plan.mine_dir, gold, holdout,
+                                             reference_model_for(plan.anchor, plan.base_model), which)
+    return {name: measured[name] for name in names}
 
 
 def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
@@ -248,7 +260,8 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
 
     names = evaluation_shard_names(plan)
     shards = shards or {}
-    shards = {name: shards[name] if name in shards else evaluation_shard(params, plan, adapter, name) for name in names}
+    measured = evaluation_shards(params, plan, adapter, [name for name in names if name not in shards])
+    shards = {name: shards[name] if name in shards else measured[name] for name in names}
     out_dir = plan.files.evaluation_dir
     evaluation = combine_suite(shards[SUITE_SHARD + "before"], shards[SUITE_SHARD + "after"])
     audit = combine_audit({name.removeprefix(AUDIT_SHARD): result

@@ -91,7 +91,7 @@ def _write_sets(folder: Path) -> tuple[Path, Path, str]:
 def test_the_request_path_runs_on_every_architecture(kind, chat, tokenizers, matrix_params, registry, tmp_path):
     import mlflow
 
-    from lethe.evaluate.runner import audit_adapter, combine_suite, evaluate_adapter, suite_one_model
+    from lethe.evaluate.runner import audit_adapter, combine_suite, evaluate_adapter, suite_models
     from lethe.ops.gate import relearning_check
     from lethe.llm.loading import preflight
     from lethe.mage import MagePipeline, Request, load_samples
@@ -135,14 +135,18 @@ def test_the_request_path_runs_on_every_architecture(kind, chat, tokenizers, mat
     after = evaluation["after"]
     assert 0 <= after["model_utility"] <= 1 and 0 <= after["forget_Q_A_Prob"] <= 1 and 0 <= after["mia_loss_auc"] <= 1
     if kind == ARCHITECTURES[0] and chat:  # the suite split into evaluation shards measures the same numbers
-        sides = {which: suite_one_model(params, model, adapters["npo_gd"], [anchor], forget_set, which)
-                 for which in ("before", "after")}
+        sides = {which: suite_models(params, model, adapters["npo_gd"], [anchor], forget_set, [which])[which]
+                 for which in ("after", "before")}  # one side per load, as on two Dask workers
         sharded = combine_suite(sides["before"], sides["after"])
 
         def measured(metrics: dict) -> dict:
             return {k: v for k, v in metrics.items() if k != "eval_seconds"}
 
         assert measured(sharded["before"]) == measured(evaluation["before"]) and measured(sharded["after"]) == measured(after)
+        # both sides on one load (a single `lethe forget`), asked for in shard order: the same numbers
+        together = suite_models(params, model, adapters["npo_gd"], [anchor], forget_set, ["after", "before"])
+        assert {side: measured(r["metrics"]) for side, r in together.items()} == {
+            "before": measured(evaluation["before"]), "after": measured(after)}
         assert sharded["row_rouge"] == evaluation["row_rouge"] and sharded["targets"] == evaluation["targets"]
 
     gold = [(q.question, q.answer) for q in author_qa(ANCHOR_INDEX)[:4]]

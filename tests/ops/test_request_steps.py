@@ -70,13 +70,12 @@ def test_shards_measured_elsewhere_are_combined_not_measured_again(tmp_path, mon
     measured = []
     inputs = {"heldout_rows": 1, "attack_rows": 0, "attacks": 0, "attack_skipped": None}
 
-    def shard(params, plan, adapter, name):
-        measured.append(name)
-        if name.startswith("suite:"):
-            return {"metrics": {"forget": 0.9}, "targets": [], "row_rouge": {}}
-        return {"recall": 0.5, runner.AUDIT_INPUTS: inputs}
+    def shards(params, plan, adapter, names):
+        measured.extend(names)
+        return {name: {"metrics": {"forget": 0.9}, "targets": [], "row_rouge": {}} if name.startswith("suite:")
+                else {"recall": 0.5, runner.AUDIT_INPUTS: inputs} for name in names}
 
-    monkeypatch.setattr(request_steps, "evaluation_shard", shard)
+    monkeypatch.setattr(request_steps, "evaluation_shards", shards)
     monkeypatch.setattr(request_steps, "base_reference", lambda *args: {"entity_rouge_now": {}})
     monkeypatch.setattr("lethe.evaluate.report.write_report", lambda *args, **kwargs: {"report_path": "r.md"})
     given = {"suite:after": {"metrics": {"forget": 0.2}, "targets": [], "row_rouge": {},
