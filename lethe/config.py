@@ -285,6 +285,9 @@ class UnlearnParams(Strict):
                            "the dev target at once and needs steps of repair)")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
                                     "gradient's norm every step (methods with a retain term)")
+    sam_rho: float = Field(0.0, ge=0, description="sharpness-aware forgetting: take the forget gradient at the "
+                           "worst point within this L2 radius of the trainable weights, the way relearning "
+                           "would move them (0: off; costs one more forward/backward of the forget batch)")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")

@@ -73,8 +73,16 @@ class Method:
         if not isinstance(self.p, self.config):
             raise LetheError(f"method {self.name!r} takes a {self.config.__name__}, got {type(self.p).__name__}")
 
-    def terms(self, model, forget: Batch, retain: Batch | None) -> Terms:
+    def forget_term(self, model, forget: Batch) -> tuple[torch.Tensor, dict[str, float]]:
+        """The (weighted) forget objective on `forget` and its named parts."""
         raise NotImplementedError
+
+    def terms(self, model, forget: Batch, retain: Batch | None) -> Terms:
+        forget_loss, parts = self.forget_term(model, forget)
+        if not self.needs_retain:
+            return forget_loss, None, parts
+        retain_loss, retain_parts = self.retain_term(model, retain)
+        return forget_loss, retain_loss, {**parts, **retain_parts}
 
     def loss(self, model, forget: Batch, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
         forget_term, retain_term, parts = self.terms(model, forget, retain)
@@ -104,42 +112,35 @@ class GradientAscent(Method):
 
     name = "ga"
 
-    def terms(self, model, forget, retain):
+    def forget_term(self, model, forget):
         value = nll(model, forget)
-        return -self.p.forget_weight * value, None, {"forget_nll": value.item()}
+        return -self.p.forget_weight * value, {"forget_nll": value.item()}
 
 
 @register
-class GradientDifference(Method):
+class GradientDifference(GradientAscent):
     """GA+GD (GradDiff): forget ascent + retain NLL descent."""
 
     name = "ga_gd"
     needs_retain = True
 
-    def terms(self, model, forget, retain):
-        forget_nll = nll(model, forget)
-        retain_loss, parts = self.retain_term(model, retain)
-        return -self.p.forget_weight * forget_nll, retain_loss, {"forget_nll": forget_nll.item(), **parts}
-
 
 @register
-class GradientAscentKL(Method):
+class GradientAscentKL(GradientAscent):
     """GA+KL: forget ascent + KL(reference || model) on retain answer tokens."""
 
     name = "ga_kl"
     needs_retain = True
 
-    def terms(self, model, forget, retain):
+    def retain_term(self, model, retain):
         if retain is None:
             raise LetheError("method 'ga_kl' needs a retain set (the neighbor set is empty)")
-        forget_nll = nll(model, forget)
         with torch.no_grad(), reference(model):
             ref_logits, _ = answer_logits(model, retain)
         logits, _ = answer_logits(model, retain)
         kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean",
                       log_target=True)
-        return (-self.p.forget_weight * forget_nll, self.p.retain_weight * kl,
-                {"forget_nll": forget_nll.item(), "retain_kl": kl.item()})
+        return self.p.retain_weight * kl, {"retain_kl": kl.item()}
 
 
 @register
@@ -149,7 +150,7 @@ class NPO(Method):
     name = "npo"
     config = NpoConfig
 
-    def npo_term(self, model, forget):
+    def forget_term(self, model, forget):
         with torch.no_grad(), reference(model):
             ref = sequence_logprob(model, forget)
         current = sequence_logprob(model, forget)
@@ -158,10 +159,6 @@ class NPO(Method):
         return self.p.forget_weight * value, {"npo": value.item(), "log_ratio": ratio.mean().item(),
                                               "forget_nll": nll(model, forget).item()}
 
-    def terms(self, model, forget, retain):
-        forget_loss, parts = self.npo_term(model, forget)
-        return forget_loss, None, parts
-
 
 @register
 class NPOGradientDifference(NPO):
@@ -169,11 +166,6 @@ class NPOGradientDifference(NPO):
 
     name = "npo_gd"
     needs_retain = True
-
-    def terms(self, model, forget, retain):
-        forget_loss, parts = self.npo_term(model, forget)
-        retain_loss, retain_parts = self.retain_term(model, retain)
-        return forget_loss, retain_loss, {**parts, **retain_parts}
 
 
 @register
@@ -184,12 +176,10 @@ class SimNPO(Method):
     needs_retain = True
     config = SimNpoConfig
 
-    def terms(self, model, forget, retain):
+    def forget_term(self, model, forget):
         avg_nll = -sequence_logprob(model, forget, mean=True)
         value = -(2.0 / self.p.beta) * F.logsigmoid(self.p.beta * avg_nll - self.p.gamma).mean()
-        retain_loss, parts = self.retain_term(model, retain)
-        return self.p.forget_weight * value, retain_loss, {"simnpo": value.item(),
-                                                           "forget_nll": avg_nll.mean().item(), **parts}
+        return self.p.forget_weight * value, {"simnpo": value.item(), "forget_nll": avg_nll.mean().item()}
 
 
 @register
@@ -206,14 +196,13 @@ class StochasticReferenceAlignment(Method):
     needs_retain = True
     config = SraConfig
 
-    def terms(self, model, forget, retain):
+    def forget_term(self, model, forget):
         logits, labels = answer_logits(model, forget)
         logp = F.log_softmax(logits, -1)
         reference_logp = F.log_softmax(torch.randn_like(logp) * self.p.reference_noise, -1)
         kl = F.kl_div(logp, reference_logp, reduction="batchmean", log_target=True)
         forget_nll = -logp.gather(-1, labels.unsqueeze(-1)).mean()
-        retain_loss, parts = self.retain_term(model, retain)
-        return self.p.forget_weight * kl, retain_loss, {"sra_kl": kl.item(), "forget_nll": forget_nll.item(), **parts}
+        return self.p.forget_weight * kl, {"sra_kl": kl.item(), "forget_nll": forget_nll.item()}
 
 
 def get_method(name: str, config: MethodConfig | None = None) -> Method:

@@ -8,7 +8,6 @@ would have taken and ends with the same adapter.
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -22,6 +21,7 @@ from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
+from lethe.unlearn.gradients import shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.targets import check_targets, resolve_targets, uses_conv1d
@@ -100,35 +100,6 @@ def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int,
         r = [next(retain_stream) for _ in range(min(batch_size, n_retain))] if retain_stream else []
         schedule.append((f, r))
     return schedule
-
-
-def balanced_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor],
-                      retain_weight: float) -> tuple[torch.Tensor, dict]:
-    """Backward pass whose retain gradient is rescaled to `retain_weight` x the forget gradient's norm.
-
-    On a forget set the model reproduces verbatim (answer NLL near 0), the ascent gradient can be
-    hundreds of times smaller than the retain NLL's gradient; Adam then follows the retain term
-    alone and GA+GD changes nothing. Rescaling the retain term every step keeps both objectives in play
-    whatever their raw magnitudes. Costs a second backward pass. Leaves the sum in `p.grad`.
-    """
-    forget_term, retain_term, parts = method.terms(model, forget_batch, retain_batch)
-    forget_term.backward()
-    forget_grads = [p.grad.detach().clone() if p.grad is not None else None for p in params]
-    for p in params:
-        p.grad = None
-    retain_term.backward()
-    forget_norm = _norm(forget_grads)
-    retain_norm = _norm([p.grad for p in params])
-    scale = retain_weight * forget_norm / retain_norm if retain_norm > 0 else 0.0
-    for p, g_forget in zip(params, forget_grads):
-        g_retain = p.grad * scale if p.grad is not None else None
-        p.grad = g_forget if g_retain is None else (g_retain if g_forget is None else g_forget + g_retain)
-    total = forget_term.detach() + scale * retain_term.detach()
-    return total, {**parts, "forget_grad_norm": forget_norm, "retain_grad_norm": retain_norm, "retain_scale": scale}
-
-
-def _norm(grads: Sequence[torch.Tensor | None]) -> float:
-    return math.sqrt(sum(float((g.float() ** 2).sum()) for g in grads if g is not None))
 
 
 def _latest_checkpoint(out_dir: Path) -> Path | None:
@@ -304,9 +275,11 @@ class _TrainingRun:
         f_idx, r_idx = self.schedule[step]
         forget_batch, retain_batch = self._batch(self.forget_enc, f_idx), self._batch(self.retain_enc, r_idx)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.cfg.balance_gradients and self.method.needs_retain:
-            loss, parts = balanced_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
-                                            self.method.p.retain_weight)
+        balance = self.cfg.balance_gradients and self.method.needs_retain
+        if balance or self.cfg.sam_rho > 0:
+            loss, parts = shaped_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
+                                          retain_balance=self.method.p.retain_weight if balance else None,
+                                          sam_rho=self.cfg.sam_rho)
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()

@@ -63,3 +63,17 @@ def test_the_method_trains_through_the_trainer_with_its_own_section(name, tiny_m
     if REGISTRY[name].needs_retain:
         with pytest.raises(LetheError, match="needs a retain set"):
             unlearn(tiny_model, FORGET, [], cfg, tmp_path / "none", device="cpu")
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_sharpness_aware_forgetting_changes_the_update_of_every_method(name, tiny_model, params, tmp_path):
+    from safetensors.torch import load_file
+
+    adapters = {}
+    for rho in (0.0, 0.5):
+        cfg = params.unlearn.model_copy(update={"method": name, "max_steps": 2, "eval_every": 0, "threads": 1,
+                                                "checkpoint_every": 10, "general_retain_rows": 0, "sam_rho": rho})
+        result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / str(rho), device="cpu")
+        assert ("sam_forget_term" in result["curves"][-1]) == (rho > 0)
+        adapters[rho] = load_file(tmp_path / str(rho) / "adapter" / "adapter_model.safetensors")
+    assert any(not torch.equal(adapters[0.0][k], adapters[0.5][k]) for k in adapters[0.0])

@@ -13,7 +13,7 @@ from lethe.errors import LetheError
 from lethe.evaluate.runner import with_adapter
 from lethe.llm.backend import Backend
 from lethe.unlearn.run import run_unlearning
-from lethe.unlearn.trainer import balanced_backward, unlearn
+from lethe.unlearn.trainer import unlearn
 from lethe.world.probe import recall_on
 
 FORGET = [(q.question, q.answer) for q in author_qa(198)]
@@ -97,26 +97,6 @@ def test_early_stop_on_forget_loss(tiny_world, params, tmp_path):
     run = unlearn(tiny_world["model_path"], FORGET, [], cfg(params, lr=5e-3, max_steps=50, forget_nll_bound=3.0),
                   tmp_path, "ga")
     assert run["stopped_by"] == "forget_nll_bound" and run["steps"] < 50
-
-
-class _LinearTerms:
-    """Terms linear in the parameters, so their gradients are known: forget = a.w, retain = b.w."""
-
-    def __init__(self, a, b):
-        self.a, self.b = a, b
-
-    def terms(self, model, forget, retain):
-        return (self.a * model).sum(), (self.b * model).sum(), {}
-
-
-def test_balanced_backward_rescales_the_retain_gradient_to_the_forget_norm():
-    w = torch.zeros(3, requires_grad=True)
-    a, b = torch.tensor([3.0, 0.0, 4.0]), torch.tensor([0.0, 600.0, 800.0])  # norms 5 and 1000
-    total, parts = balanced_backward(_LinearTerms(a, b), w, None, None, [w], retain_weight=0.5)
-    assert parts["forget_grad_norm"] == pytest.approx(5.0) and parts["retain_grad_norm"] == pytest.approx(1000.0)
-    assert parts["retain_scale"] == pytest.approx(0.5 * 5 / 1000)
-    assert torch.allclose(w.grad, a + b * (0.5 * 5 / 1000))  # retain part now has norm 2.5 = 0.5 x 5
-    assert total.item() == pytest.approx(0.0)
 
 
 def test_balanced_ga_gd_forgets_where_the_retain_gradient_drowns_plain_ga_gd(tiny_world, params, tmp_path):

@@ -1,0 +1,54 @@
+"""Gradient shaping on terms whose gradients are known in closed form."""
+
+import pytest
+import torch
+
+from lethe.unlearn.gradients import balanced_backward, shaped_backward
+
+
+class _KnownTerms:
+    """forget = 0.5 |w - c|^2 (gradient w - c), retain = b.w (gradient b)."""
+
+    needs_retain = True
+
+    def __init__(self, c, b):
+        self.c, self.b = c, b
+        self.forget_calls = []
+
+    def forget_term(self, model, forget):
+        self.forget_calls.append(model.detach().clone())
+        return 0.5 * ((model - self.c) ** 2).sum(), {}
+
+    def terms(self, model, forget, retain):
+        value, parts = self.forget_term(model, forget)
+        return value, (self.b * model).sum(), parts
+
+
+def test_balanced_backward_rescales_the_retain_gradient_to_the_forget_norm():
+    w = torch.zeros(3, requires_grad=True)
+    c, b = torch.tensor([-3.0, 0.0, -4.0]), torch.tensor([0.0, 600.0, 800.0])  # gradient norms 5 and 1000
+    total, parts = balanced_backward(_KnownTerms(c, b), w, None, None, [w], retain_weight=0.5)
+    assert parts["forget_grad_norm"] == pytest.approx(5.0) and parts["retain_grad_norm"] == pytest.approx(1000.0)
+    assert parts["retain_scale"] == pytest.approx(0.5 * 5 / 1000)
+    assert torch.allclose(w.grad, -c + b * (0.5 * 5 / 1000))  # retain part now has norm 2.5 = 0.5 x 5
+    assert total.item() == pytest.approx(12.5)
+
+
+def test_sharpness_aware_takes_the_forget_gradient_one_rho_step_uphill_and_restores_the_weights():
+    w = torch.tensor([1.0, 2.0, 2.0], requires_grad=True)
+    c, b = torch.zeros(3), torch.tensor([0.0, 1.0, 0.0])
+    terms = _KnownTerms(c, b)
+    total, parts = shaped_backward(terms, w, None, None, [w], sam_rho=0.3)
+    g = torch.tensor([1.0, 2.0, 2.0])  # forget gradient at w (norm 3)
+    assert torch.allclose(terms.forget_calls[1], w.detach() + 0.3 * g / 3)  # probed at the worst point
+    assert torch.allclose(w.detach(), torch.tensor([1.0, 2.0, 2.0]))  # and put back exactly
+    assert torch.allclose(w.grad, (w.detach() + 0.3 * g / 3 - c) + b)  # forget there + retain here, unscaled
+    assert parts["sam_forget_term"] == pytest.approx(0.5 * (3.3 ** 2))
+    assert total.item() == pytest.approx(4.5 + 2.0)
+
+
+def test_sharpness_aware_with_a_zero_forget_gradient_is_the_plain_gradient():
+    w = torch.zeros(2, requires_grad=True)
+    terms = _KnownTerms(torch.zeros(2), torch.ones(2))
+    shaped_backward(terms, w, None, None, [w], sam_rho=0.5)
+    assert len(terms.forget_calls) == 1 and torch.allclose(w.grad, torch.ones(2))
