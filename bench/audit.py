@@ -3,13 +3,15 @@
 For each author of the split, one request as the pipeline runs it (without the servers: mining,
 unlearning with the adaptive budget, evaluation + audit, the gate). `--mode single` starts every
 request from the base model; `--mode chained` starts each from the champion, which moves only when
-the gate passes (as `lethe compliance-run` does). The JSON records, per request: gold forget ROUGE
+the gate passes (as `lethe compliance-run` does); `--mode batch` forgets them all in one batched
+request (one adapter, one gate; `lethe compliance-run --batch`). The JSON records, per request: gold forget ROUGE
 after/before, held-out probes, re-elicitation vs the never-trained reference, the relearning gap,
 4-bit rounding, MIA, forget quality, utility vs the original base, the weakest other entity, the
 gate's decision and the wall time; after a chain, the final champion on every author.
 
     python bench/audit.py --split forget01 --mode single
     python bench/audit.py --split forget05 --mode chained --tag chained
+    python bench/audit.py --split forget05 --mode batch
     python bench/audit.py --split forget01 --set unlearn.method=ga_gd --set unlearn.max_steps=120 --tag ga_gd
 """
 
@@ -104,6 +106,48 @@ def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bo
     return rows, chain, forgotten
 
 
+def run_batch(params: Params, model: Path, anchors: list[str], work: Path) -> tuple[list[dict], list, list]:
+    """Every anchor as a member of one batched request (lethe.ops.batch): each mined alone from the base,
+    one adapter on the merged sets (unlearn.max_steps per member), each member evaluated and audited on
+    it, one gate over all. Rows: one per member, each with the batch's decision."""
+    from dataclasses import replace
+
+    from lethe.mage import MagePipeline, Request, request_slug
+    from lethe.ops.batch import batch_id, batch_params, merge_supervision
+    from lethe.ops.gate import REQUIRED_LINEAGE, decide_batch, entity_label
+    from lethe.ops.request_steps import RequestPlan, evaluate_step, unlearn_step
+
+    started = time.perf_counter()
+    members = []
+    for anchor in anchors:
+        plan = RequestPlan(f"bench-{request_slug(anchor)}", anchor, None, str(model), str(model), "bench",
+                           str(work / request_slug(anchor) / "from-base"), "", "")
+        mined = MagePipeline(Request(anchor, str(model.resolve())), plan.mine_dir, params).run()
+        if mined["status"] != "validated":
+            raise SystemExit(f"{anchor}: mining ended {mined['status']}; a batch needs every member validated")
+        members.append(plan)
+    identity = batch_id([m.request_id for m in members])
+    batch = replace(members[0], request_id=identity, anchor="; ".join(anchors), workdir=str(work / identity))
+    merged = merge_supervision(members, batch.mine)
+    trained = unlearn_step(batch_params(params, len(members)), batch)
+    evaluations = {m.anchor: evaluate_step(params, m, trained["adapter_path"]) for m in members}
+    lead = evaluations[anchors[0]]
+    decision = decide_batch({a: (ev["before"], ev["after"], ev["reference"]) for a, ev in evaluations.items()},
+                            lead["after"], lead["base"], True, {k: "x" for k in REQUIRED_LINEAGE}, params.gate,
+                            spared=anchors)
+    seconds = time.perf_counter() - started
+    rows = []
+    for anchor, ev in evaluations.items():
+        row = _row(anchor, ev, decision, seconds, trained)
+        names = [r.split(":")[0] for r in decision.reasons]
+        row["failed_checks"] = [n.removesuffix(f" - {entity_label(anchor)}") for n in names
+                                if " - " not in n or n.endswith(f" - {entity_label(anchor)}")]
+        rows.append({**row, "batch": merged})
+        print(json.dumps(row, default=str), flush=True)
+    chain = [str(Path(trained["adapter_path"]).resolve())] if decision.passed else []
+    return rows, chain, anchors if decision.passed else []
+
+
 def final_state(params: Params, model: Path, chain: list, forgotten: list, work: Path) -> dict:
     """The last champion on every forgotten author (gold ROUGE) and every other one (retain ROUGE), vs base."""
     from lethe.evaluate.suite import build_plan, evaluate
@@ -130,7 +174,7 @@ def final_state(params: Params, model: Path, chain: list, forgotten: list, work:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="forget01", choices=("forget01", "forget05"))
-    parser.add_argument("--mode", default="single", choices=("single", "chained"))
+    parser.add_argument("--mode", default="single", choices=("single", "chained", "batch"))
     parser.add_argument("--size", default="default")
     parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
@@ -147,13 +191,14 @@ def main() -> None:
     anchors = [load_authors()[i] for i in split_author_indices(args.split)]
     anchors = anchors[: args.limit] if args.limit else anchors
     started = time.perf_counter()
-    rows, chain, forgotten = run(params, model, anchors, work, args.mode == "chained")
+    rows, chain, forgotten = (run_batch(params, model, anchors, work) if args.mode == "batch"
+                              else run(params, model, anchors, work, args.mode == "chained"))
     write_result(name, {
         "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
                    + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else ""),
         "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
-        "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode == "chained" else None,
+        "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode != "single" else None,
         "wall_seconds": round(time.perf_counter() - started, 1)})
 
 
