@@ -288,6 +288,12 @@ class UnlearnParams(Strict):
     sam_rho: float = Field(0.0, ge=0, description="sharpness-aware forgetting: take the forget gradient at the "
                            "worst point within this L2 radius of the trainable weights, the way relearning "
                            "would move them (0: off; costs one more forward/backward of the forget batch)")
+    sam_space: Literal["adapter", "model"] = Field("adapter", description="where the sharpness-aware point is "
+                                                   "taken: adapter = an L2 step of sam_rho over the trainable "
+                                                   "weights (Fan et al.); model = every weight of the adapted "
+                                                   "model moved by sam_rho x sign(gradient), the first step of "
+                                                   "an Adam fine-tune of the whole model (the relearning "
+                                                   "attack); needs a full-model gradient per step")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")

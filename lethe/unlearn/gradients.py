@@ -11,6 +11,14 @@ l_f(theta + delta) + l_r(theta); as in SAM, the inner max is one normalized grad
 rho up the forget loss (the direction that undoes the forgetting fastest, which is where relearning
 goes first), and the update takes the forget gradient there and the retain gradient at theta.
 It costs one more forward and backward pass of the forget batch per step.
+
+`space="model"` takes the point where the audit's attack actually goes: the attack fine-tunes every
+weight of the (merged) model with Adam, whose first step moves each weight by lr x sign(gradient), so
+the worst nearby point is an L-infinity step of rho on every weight of the model (embeddings, norms,
+the base projections under the adapter), not an L2 step of the adapter. That needs the forget
+gradient for every weight of the model: a third pass, and memory for a full gradient and a copy of the
+weights (fine for small models, heavy for a 7B one). NPO's reference (the adapter disabled) is then
+taken at the moved base weights too.
 """
 
 from __future__ import annotations
@@ -20,14 +28,18 @@ from collections.abc import Sequence
 
 import torch
 
+from lethe.errors import LetheError
+
 Grads = list[torch.Tensor | None]
 
 
 def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor], *,
-                    retain_balance: float | None = None, sam_rho: float = 0.0) -> tuple[torch.Tensor, dict]:
-    """Backward pass of `method`'s terms that leaves in `p.grad` the forget gradient (taken at the
-    sharpness-aware point theta + rho g_f / |g_f| when `sam_rho` > 0) plus the retain gradient
-    (rescaled to `retain_balance` x the forget gradient's norm when that is given).
+                    retain_balance: float | None = None, sam_rho: float = 0.0,
+                    sam_space: str = "adapter") -> tuple[torch.Tensor, dict]:
+    """Backward pass of `method`'s terms that leaves in `params`' `.grad` the forget gradient (taken at
+    the sharpness-aware point when `sam_rho` > 0: theta + rho g_f / |g_f| over `params` for
+    `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model") plus the
+    retain gradient (rescaled to `retain_balance` x the forget gradient's norm when that is given).
 
     Returns the loss to report (forget term + scaled retain term, at theta) and the curve parts.
     """
@@ -39,7 +51,8 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
     forget_term.backward()
     forget_grads = _take(params)
     if sam_rho > 0:
-        forget_grads, sharp_parts = _sharpness_aware_grads(method, model, forget_batch, params, forget_grads, sam_rho)
+        forget_grads, sharp_parts = _sharpness_aware_grads(method, model, forget_batch, params, forget_grads, sam_rho,
+                                                           sam_space)
         parts = {**parts, **sharp_parts}
     forget_norm, scale = _norm(forget_grads), 1.0
     if retain_grads:
@@ -66,24 +79,49 @@ def balanced_backward(method, model, forget_batch, retain_batch, params: Sequenc
 
 
 def _sharpness_aware_grads(method, model, forget_batch, params: Sequence[torch.Tensor], grads: Grads,
-                           rho: float) -> tuple[Grads, dict]:
-    norm = _norm(grads)
-    if norm == 0:
+                           rho: float, space: str) -> tuple[Grads, dict]:
+    if space == "adapter":
+        moved, norm = list(params), _norm(grads)
+        steps = [None if g is None or norm == 0 else g * (rho / norm) for g in grads]
+    elif space == "model":
+        moved = model_weights(model)
+        steps = [None if g is None else torch.sign(g) * rho for g in _forget_gradient(method, model, forget_batch, moved)]
+    else:
+        raise LetheError(f"unknown sharpness-aware space {space!r}; known: adapter, model")
+    if all(step is None for step in steps):
         return grads, {"sam_forget_term": float("nan")}
-    originals = [p.detach().clone() for p in params]
+    originals = [p.detach().clone() for p in moved]
     with torch.no_grad():
-        for p, g in zip(params, grads):
-            if g is not None:
-                p.add_(g, alpha=rho / norm)
+        for p, step in zip(moved, steps):
+            if step is not None:
+                p.add_(step.to(p.dtype))
     try:
         sharp_term, _ = method.forget_term(model, forget_batch)
         sharp_term.backward()
         sharp = _take(params)
     finally:
         with torch.no_grad():
-            for p, original in zip(params, originals):
+            for p, original in zip(moved, originals):
                 p.copy_(original)
     return sharp, {"sam_forget_term": sharp_term.item()}
+
+
+def model_weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    """The weights of the model as it is merged and attacked: every parameter but the LoRA factors."""
+    return [p for name, p in model.named_parameters() if "lora_" not in name]
+
+
+def _forget_gradient(method, model, forget_batch, weights: Sequence[torch.Tensor]) -> Grads:
+    """The forget term's gradient for `weights`, frozen ones included (their flags are put back)."""
+    flags = [w.requires_grad for w in weights]
+    for w in weights:
+        w.requires_grad_(True)
+    try:
+        term, _ = method.forget_term(model, forget_batch)
+        return list(torch.autograd.grad(term, list(weights), allow_unused=True))
+    finally:
+        for w, flag in zip(weights, flags):
+            w.requires_grad_(flag)
 
 
 def _take(params: Sequence[torch.Tensor]) -> Grads:

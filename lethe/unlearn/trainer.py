@@ -279,7 +279,7 @@ class _TrainingRun:
         if balance or self.cfg.sam_rho > 0:
             loss, parts = shaped_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
                                           retain_balance=self.method.p.retain_weight if balance else None,
-                                          sam_rho=self.cfg.sam_rho)
+                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space)
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()

@@ -52,3 +52,49 @@ def test_sharpness_aware_with_a_zero_forget_gradient_is_the_plain_gradient():
     terms = _KnownTerms(torch.zeros(2), torch.ones(2))
     shaped_backward(terms, w, None, None, [w], sam_rho=0.5)
     assert len(terms.forget_calls) == 1 and torch.allclose(w.grad, torch.ones(2))
+
+
+class _TinyAdapted(torch.nn.Module):
+    """A frozen base weight and a LoRA-like trainable offset: the merged weight is base + lora_b."""
+
+    def __init__(self):
+        super().__init__()
+        self.base = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]), requires_grad=False)
+        self.lora_b = torch.nn.Parameter(torch.zeros(3))
+
+
+class _MergedTerms:
+    """forget = 0.5 |base + lora_b - c|^2, no retain term."""
+
+    needs_retain = False
+
+    def __init__(self, c):
+        self.c = c
+        self.probed = []
+
+    def forget_term(self, model, forget):
+        self.probed.append(model.base.detach().clone())
+        return 0.5 * ((model.base + model.lora_b - self.c) ** 2).sum(), {}
+
+    def terms(self, model, forget, retain):
+        value, parts = self.forget_term(model, forget)
+        return value, None, parts
+
+
+def test_sharpness_aware_in_model_space_moves_every_frozen_weight_by_rho_sign_and_puts_it_back():
+    model, c = _TinyAdapted(), torch.tensor([0.0, 0.0, 1.0])
+    terms = _MergedTerms(c)
+    shaped_backward(terms, model, None, None, [model.lora_b], sam_rho=0.1, sam_space="model")
+    base = torch.tensor([1.0, -2.0, 0.5])
+    moved = base + 0.1 * torch.sign(base - c)  # the first Adam step of an attack that climbs the forget loss
+    assert torch.allclose(terms.probed[-1], moved)
+    assert torch.allclose(model.lora_b.grad, moved - c)  # the adapter's gradient taken there
+    assert torch.equal(model.base.detach(), base) and not model.base.requires_grad and model.base.grad is None
+
+
+def test_an_unknown_sharpness_aware_space_is_refused():
+    from lethe.errors import LetheError
+
+    model = _TinyAdapted()
+    with pytest.raises(LetheError, match="unknown sharpness-aware space"):
+        shaped_backward(_MergedTerms(torch.zeros(3)), model, None, None, [model.lora_b], sam_rho=0.1, sam_space="x")
