@@ -12,6 +12,7 @@ gate's decision and the wall time; after a chain, the final champion on every au
     python bench/audit.py --split forget01 --mode single
     python bench/audit.py --split forget05 --mode chained --tag chained
     python bench/audit.py --split forget05 --mode batch
+    python bench/audit.py --split forget05 --mode chained --chain-on-keeping --tag keeping   # how requests compound
     python bench/audit.py --split forget01 --set unlearn.method=ga_gd --set unlearn.max_steps=120 --tag ga_gd
 """
 
@@ -74,7 +75,19 @@ def _gap(after: dict, reference: dict, key: str) -> float | None:
     return after[key] - reference[key] if after.get(key) is not None and reference.get(key) is not None else None
 
 
-def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bool) -> tuple[list[dict], list, list]:
+KEEPING_CHECKS = ("utility", "utility_parts", "entity_retention")
+
+
+def advances(decision, keeping_only: bool) -> bool:
+    """Whether the chain moves on: the gate passed, or (`keeping_only`, a what-if for measuring how
+    requests compound) every check of what must be kept passed, whatever the forgetting checks said."""
+    if decision.passed or not keeping_only:
+        return decision.passed
+    return all(c.passed is not False for c in decision.checks if c.name in KEEPING_CHECKS)
+
+
+def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bool,
+        keeping_only: bool = False) -> tuple[list[dict], list, list]:
     from lethe.mage import MagePipeline, Request, request_slug
     from lethe.ops.compose import chain_key, compose
     from lethe.ops.gate import REQUIRED_LINEAGE, decide
@@ -100,7 +113,8 @@ def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bo
         row["start_chain"] = len(chain)
         rows.append(row)
         print(json.dumps(row, default=str), flush=True)
-        if chained and decision.passed:
+        row["advanced_chain"] = chained and advances(decision, keeping_only)
+        if row["advanced_chain"]:
             chain.append(str(Path(trained["adapter_path"]).resolve()))
             forgotten.append(anchor)
     return rows, chain, forgotten
@@ -179,6 +193,9 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--chain-on-keeping", action="store_true",
+                        help="chained mode, a what-if: the champion moves whenever what must be kept passed "
+                             "(utility, its parts, other entities), to measure how requests compound")
     args = parser.parse_args()
 
     from lethe.data import load_authors, split_author_indices
@@ -192,10 +209,11 @@ def main() -> None:
     anchors = anchors[: args.limit] if args.limit else anchors
     started = time.perf_counter()
     rows, chain, forgotten = (run_batch(params, model, anchors, work) if args.mode == "batch"
-                              else run(params, model, anchors, work, args.mode == "chained"))
+                              else run(params, model, anchors, work, args.mode == "chained", args.chain_on_keeping))
     write_result(name, {
         "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
-                   + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else ""),
+                   + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else "")
+                   + (" --chain-on-keeping" if args.chain_on_keeping else ""),
         "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
         "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode != "single" else None,
