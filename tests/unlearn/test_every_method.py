@@ -70,10 +70,13 @@ def test_sharpness_aware_forgetting_changes_the_update_of_every_method(name, tin
     from safetensors.torch import load_file
 
     adapters = {}
-    for rho in (0.0, 0.5):
+    for space, rho in (("adapter", 0.0), ("adapter", 0.5), ("model", 0.01)):
         cfg = params.unlearn.model_copy(update={"method": name, "max_steps": 2, "eval_every": 0, "threads": 1,
-                                                "checkpoint_every": 10, "general_retain_rows": 0, "sam_rho": rho})
-        result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / str(rho), device="cpu")
+                                                "checkpoint_every": 10, "general_retain_rows": 0, "sam_rho": rho,
+                                                "sam_space": space})
+        result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / space / str(rho), device="cpu")
         assert ("sam_forget_term" in result["curves"][-1]) == (rho > 0)
-        adapters[rho] = load_file(tmp_path / str(rho) / "adapter" / "adapter_model.safetensors")
-    assert any(not torch.equal(adapters[0.0][k], adapters[0.5][k]) for k in adapters[0.0])
+        adapters[space, rho] = load_file(tmp_path / space / str(rho) / "adapter" / "adapter_model.safetensors")
+    plain = adapters["adapter", 0.0]
+    for key in (("adapter", 0.5), ("model", 0.01)):
+        assert any(not torch.equal(plain[k], adapters[key][k]) for k in plain), key
