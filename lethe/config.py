@@ -362,6 +362,9 @@ class AuditParams(Strict):
     relearn_rows: int = Field(gt=0, description="relearning attack: training forget rows the attacker fine-tunes on")
     relearn_steps: int = Field(gt=0)
     relearn_lr: float = Field(gt=0)
+    relearn_lora_rank: int = Field(0, ge=0, description="0: the attack fine-tunes every parameter; > 0: a LoRA of "
+                                   "this rank on every projection (fits a large model on one GPU; a weaker attack, "
+                                   "so compare only numbers taken with the same setting)")
     relearn_attacks: int = Field(3, gt=0, description="independent relearning attacks (own rows and seed each); "
                                  "the gate reads their mean")
     quantize_bits: list[Literal[4, 8]] = Field(description="weights rounded to these widths (8: row-wise absmax "

@@ -7,8 +7,9 @@ Every measure here works on a plain (merged) model and the request's mining fold
 - re-elicitation    MAGE's elicitation again, fresh seed: the strength-weighted share of the
                     pre-unlearning graph's strong memories that come back (s' >= tau). Corpus-free and
                     oracle-free: it works for any entity and any model.
-- relearning attack a few full-parameter fine-tuning steps on a few training forget rows, then
-                    the held-out probes again: knowledge that was only suppressed comes back
+- relearning attack a few fine-tuning steps (every parameter, or a LoRA for large models) on a few
+                    training forget rows, then the held-out probes again: knowledge that was only
+                    suppressed comes back
 - quantization      weights rounded to 8 bits (row-wise absmax, as LLM.int8) and 4 bits
                     (blockwise NF4, as bitsandbytes) and the held-out probes again: a small update
                     rounds away (arXiv 2410.16454)
@@ -86,18 +87,24 @@ def reelicit(backend: Backend, anchor: str, graph: nx.DiGraph, params: Params) -
 
 # -- relearning attack ----------------------------------------------------------------------------
 def relearn(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
-            batch_size: int = 8) -> torch.nn.Module:
-    """A fine-tuned copy of `model`: `steps` full-parameter AdamW steps on `pairs` (answer-token loss)."""
+            batch_size: int = 8, lora_rank: int = 0) -> torch.nn.Module:
+    """A fine-tuned copy of `model`: `steps` AdamW steps on `pairs` (answer-token loss), of every
+    parameter (`lora_rank` 0) or of a fresh LoRA of that rank on every projection, merged afterwards
+    (the attack that fits a large model on one GPU: no optimizer state for the full weights)."""
     from lethe.llm.format import PromptFormat
 
     if not pairs:
         raise LetheError("the relearning attack needs at least one forget row to train on")
     attacked = copy.deepcopy(model)
+    if lora_rank > 0:
+        attacked = _with_attack_lora(attacked, lora_rank)
+    else:
+        for parameter in attacked.parameters():  # a merged adapter leaves the base weights frozen
+            parameter.requires_grad_(True)
     attacked.train()
-    for parameter in attacked.parameters():  # a merged adapter leaves the base weights frozen
-        parameter.requires_grad_(True)
+    trained = [p for p in attacked.parameters() if p.requires_grad]
     encoded = [PromptFormat(tokenizer).encode(q, a) for q, a in pairs]
-    optimizer = torch.optim.AdamW(attacked.parameters(), lr=lr)
+    optimizer = torch.optim.AdamW(trained, lr=lr)
     rng = random.Random(seed)
     torch.manual_seed(seed)
     device = next(attacked.parameters()).device
@@ -107,11 +114,26 @@ def relearn(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: flo
             batch = collate_qa([encoded[i] for i in chosen], tokenizer.pad_token_id)
             loss = attacked(**{k: v.to(device) for k, v in batch.items()}).loss
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(attacked.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
+    if lora_rank > 0:
+        attacked = attacked.merge_and_unload()
     attacked.eval()
     return attacked
+
+
+def _with_attack_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
+    """`model` (a plain copy) under a fresh LoRA of `rank` on every attention and MLP projection."""
+    from peft import LoraConfig, get_peft_model
+
+    from lethe.unlearn.targets import AUTO, resolve_targets, uses_conv1d
+
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    targets = resolve_targets(model, AUTO)
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets,
+                                            fan_in_fan_out=uses_conv1d(model, targets), task_type="CAUSAL_LM"))
 
 
 def attack_rows(train: Pairs, rows: int, seed: int, attacks: int = 1) -> list[list[tuple[str, str]]]:
@@ -198,7 +220,8 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
         each: dict[str, list[float]] = {"heldout": [], "gold": []}
         for k, rows in enumerate(attacks):
             attacked = Backend(relearn(backend.model, backend.tokenizer, rows, cfg.relearn_steps, cfg.relearn_lr,
-                                       cfg.seed + k), backend.tokenizer, backend.batch_size)
+                                       cfg.seed + k, lora_rank=cfg.relearn_lora_rank),
+                               backend.tokenizer, backend.batch_size)
             each["heldout"].append(recall(attacked, heldout, tokens))
             if gold:
                 each["gold"].append(recall(attacked, gold, tokens))

@@ -44,6 +44,18 @@ def test_relearning_attack_trains_a_copy(tiny_backend):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the original is untouched
 
 
+def test_a_lora_relearning_attack_trains_and_merges_a_copy(tiny_backend):
+    model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    before = _loss(model, tokenizer, PAIRS)
+    original = {k: v.clone() for k, v in model.state_dict().items()}
+    attacked = relearn(model, tokenizer, PAIRS, steps=5, lr=1e-2, seed=0, lora_rank=4)
+    assert type(attacked) is type(model)  # merged back into a plain model of the same class
+    assert _loss(attacked, tokenizer, PAIRS) < before
+    changed = changed_fraction(model, attacked)
+    assert 0 < changed < 1  # only the projections moved: embeddings and norms are the original's
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+
+
 def test_attack_larger_than_the_forget_set_is_a_clear_error():
     with pytest.raises(LetheError, match="cannot be larger than the forget set"):
         attack_rows(PAIRS, 3, seed=0)
