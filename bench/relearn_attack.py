@@ -1,0 +1,76 @@
+"""How strong is the LoRA relearning attack against the full-parameter one?
+
+`audit.relearn_lora_rank > 0` swaps the audit's full-parameter attack for a LoRA (what fits a large
+model on one GPU). This measures, on adapters a `bench/audit.py` run left behind, the gold recall
+after each attack on the unlearned model and on the never-trained reference (the world's retain
+model), and their gap: the number the gate reads. Same attack rows and seeds as the audit
+(audit.relearn_rows from the training forget set, audit.relearn_attacks draws, averaged).
+
+    python bench/relearn_attack.py --run audit_forget01_single_s27_baseline
+    python bench/relearn_attack.py --run audit_forget01_single_s27_baseline --attacks full@0.001,lora8@0.01
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from common import ROOT, write_result
+
+from lethe.config import load_params
+
+
+def _attack(spec: str) -> tuple[int, float]:
+    """'full@0.001' -> (0, 1e-3); 'lora8@0.01' -> (8, 1e-2)."""
+    kind, lr = spec.split("@")
+    return (0 if kind == "full" else int(kind.removeprefix("lora"))), float(lr)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a folder of artifacts/bench/ written by bench/audit.py")
+    parser.add_argument("--size", default="default")
+    parser.add_argument("--attacks", default="full@0.001,lora8@0.001,lora8@0.01,lora32@0.01")
+    args = parser.parse_args()
+
+    from lethe.data import author_qa
+    from lethe.evaluate.audit import attack_rows, load_plain, recall, relearn
+    from lethe.llm.backend import Backend
+    from lethe.supervision.baselines import author_index
+
+    params = load_params()
+    cfg, device, batch = params.audit, params.backend.device, params.backend.batch_size
+    world = ROOT / "artifacts" / "world" / args.size
+    run = ROOT / "artifacts" / "bench" / args.run
+    specs = args.attacks.split(",")
+    out: dict = {"run": args.run, "attack_rows": cfg.relearn_rows, "attack_steps": cfg.relearn_steps,
+                 "attacks_averaged": cfg.relearn_attacks, "entities": {}}
+    started = time.perf_counter()
+    reference = load_plain(world / "retain_model", None, device, batch)
+    for request in sorted(p for p in run.iterdir() if (p / "from-base" / "unlearn" / "adapter").is_dir()):
+        work = request / "from-base"
+        anchor = json.loads((work / "mine" / "request.json").read_text())["anchor"]
+        gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
+        forget = [(r["question"], r["answer"]) for r in map(json.loads, (work / "mine" / "forget_set.jsonl").open())]
+        draws = attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
+        unlearned = load_plain(world / "model", work / "unlearn" / "adapter", device, batch)
+        rows = {}
+        for spec in specs:
+            rank, lr = _attack(spec)
+            means = {}
+            for label, backend in (("unlearned", unlearned), ("reference", reference)):
+                values = [recall(Backend(relearn(backend.model, backend.tokenizer, rows_k, cfg.relearn_steps, lr,
+                                                 cfg.seed + k, lora_rank=rank), backend.tokenizer, batch),
+                                 gold, cfg.max_new_tokens) for k, rows_k in enumerate(draws)]
+                means[label] = sum(values) / len(values)
+            rows[spec] = {**means, "gap": means["unlearned"] - means["reference"]}
+            print(anchor, spec, json.dumps(rows[spec]), flush=True)
+        out["entities"][anchor] = {"gold_unattacked": recall(unlearned, gold, cfg.max_new_tokens), "attacks": rows}
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_result(f"relearn_attack_{args.run}", out)
+
+
+if __name__ == "__main__":
+    main()
