@@ -4,7 +4,8 @@
 model on one GPU). This measures, on adapters a `bench/audit.py` run left behind, the gold recall
 after each attack on the unlearned model and on the never-trained reference (the world's retain
 model), and their gap: the number the gate reads. Same attack rows and seeds as the audit
-(audit.relearn_rows from the training forget set, audit.relearn_attacks draws, averaged).
+(audit.relearn_rows from the training forget set, audit.relearn_attacks draws, averaged). A second
+invocation on the same run adds its attacks to the same JSON.
 
     python bench/relearn_attack.py --run audit_forget01_single_s27_baseline
     python bench/relearn_attack.py --run audit_forget01_single_s27_baseline --attacks full@0.001,lora8@0.01
@@ -17,7 +18,7 @@ import json
 import time
 from pathlib import Path
 
-from common import ROOT, write_result
+from common import RESULTS, ROOT, write_result
 
 from lethe.config import load_params
 
@@ -69,7 +70,19 @@ def main() -> None:
             print(anchor, spec, json.dumps(rows[spec]), flush=True)
         out["entities"][anchor] = {"gold_unattacked": recall(unlearned, gold, cfg.max_new_tokens), "attacks": rows}
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
-    write_result(f"relearn_attack_{args.run}", out)
+    write_result(f"relearn_attack_{args.run}", _with_earlier(out, RESULTS / f"relearn_attack_{args.run}.json"))
+
+
+def _with_earlier(out: dict, path: Path) -> dict:
+    """`out` plus the attacks an earlier invocation on the same run measured and this one did not."""
+    if not path.is_file():
+        return out
+    earlier = json.loads(path.read_text())
+    for anchor, entity in earlier.get("entities", {}).items():
+        if anchor in out["entities"]:
+            out["entities"][anchor]["attacks"] = {**entity["attacks"], **out["entities"][anchor]["attacks"]}
+    out["wall_seconds"] += earlier.get("wall_seconds", 0.0)
+    return out
 
 
 if __name__ == "__main__":
