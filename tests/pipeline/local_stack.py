@@ -21,7 +21,7 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
 
     The pipeline, not the method, is under test there. On the tiny world (a weak miner) 80 steps of
     NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
-    and the relearning attack brought gold back to 0.45 (never-trained: 0.06): no method here passes
+    and the relearning attack (then at lr 1e-3) brought gold back to 0.45 (never-trained: 0.06): no method here passes
     the real audit, so these tests relax relearning and held-out recall, and re-elicitation to 0.65 (a
     do-nothing adapter measured 0.80; tests/ops/test_gate.py holds the real thresholds). What two
     chained requests keep varies with the world's seed and the machine: the second request's weakest
