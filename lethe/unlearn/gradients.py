@@ -55,11 +55,10 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
                                                            sam_space)
         parts = {**parts, **sharp_parts}
     forget_norm, scale = _norm(forget_grads), 1.0
-    if retain_grads:
+    if retain_grads and retain_balance is not None:
         retain_norm = _norm(retain_grads)
-        if retain_balance is not None:
-            scale = retain_balance * forget_norm / retain_norm if retain_norm > 0 else 0.0
-            parts = {**parts, "retain_grad_norm": retain_norm, "retain_scale": scale}
+        scale = retain_balance * forget_norm / retain_norm if retain_norm > 0 else 0.0
+        parts = {**parts, "retain_grad_norm": retain_norm, "retain_scale": scale}
     for p, g_forget, g_retain in zip(params, forget_grads, retain_grads or [None] * len(params)):
         p.grad = _add(g_forget, None if g_retain is None else g_retain * scale)
     total = forget_term.detach() + (scale * retain_term.detach() if retain_term is not None else 0.0)
