@@ -126,16 +126,14 @@ def relearn(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: flo
 def _with_attack_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
     """`model` (a plain copy) under a fresh LoRA of `rank` on every attention and MLP projection."""
     from peft import LoraConfig, get_peft_model
-    from transformers.pytorch_utils import Conv1D
 
-    from lethe.llm.layers import adaptable_layers
+    from lethe.llm.layers import projection_names, uses_conv1d
 
     for parameter in model.parameters():
         parameter.requires_grad_(False)
-    layers = adaptable_layers(model)
-    return get_peft_model(model, LoraConfig(
-        r=rank, lora_alpha=2 * rank, target_modules=sorted({name.rsplit(".", 1)[-1] for name in layers}),
-        fan_in_fan_out=any(isinstance(m, Conv1D) for m in layers.values()), task_type="CAUSAL_LM"))
+    targets = projection_names(model)
+    return get_peft_model(model, LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=targets,
+                                            fan_in_fan_out=uses_conv1d(model, targets), task_type="CAUSAL_LM"))
 
 
 def attack_rows(train: Pairs, rows: int, seed: int, attacks: int = 1) -> list[list[tuple[str, str]]]:

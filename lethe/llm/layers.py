@@ -3,6 +3,8 @@ rounds and distillation re-initializes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from transformers.pytorch_utils import Conv1D
 
@@ -14,3 +16,15 @@ def adaptable_layers(model: torch.nn.Module) -> dict[str, torch.nn.Module]:
     head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
     return {name: module for name, module in model.named_modules()
             if isinstance(module, ADAPTABLE) and module is not head}
+
+
+def projection_names(model: torch.nn.Module) -> list[str]:
+    """The leaf names of `adaptable_layers`, sorted and deduplicated: what peft's `target_modules` matches."""
+    return sorted({name.rsplit(".", 1)[-1] for name in adaptable_layers(model)})
+
+
+def uses_conv1d(model: torch.nn.Module, targets: Sequence[str]) -> bool:
+    """True when the targets are GPT-2-style Conv1D layers (their weight is stored transposed)."""
+    wanted = set(targets)
+    return any(isinstance(module, Conv1D) for name, module in adaptable_layers(model).items()
+               if name.rsplit(".", 1)[-1] in wanted)

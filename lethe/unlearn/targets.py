@@ -12,10 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from transformers.pytorch_utils import Conv1D
 
 from lethe.errors import LetheError
-from lethe.llm.layers import adaptable_layers
+from lethe.llm.layers import projection_names
 
 AUTO = "auto"
 
@@ -26,8 +25,7 @@ def resolve_targets(model: torch.nn.Module, requested: str | Sequence[str]) -> l
     A requested name must be the leaf name of a Linear or Conv1D layer that is not the output head;
     otherwise the error lists the names this model has, so the fix is one edit of params.yaml.
     """
-    layers = adaptable_layers(model)
-    leaves = sorted({name.rsplit(".", 1)[-1] for name in layers})
+    leaves = projection_names(model)
     if not leaves:
         raise LetheError(f"{type(model).__name__} has no Linear or Conv1D projection layer to adapt with LoRA")
     if isinstance(requested, str):
@@ -39,13 +37,6 @@ def resolve_targets(model: torch.nn.Module, requested: str | Sequence[str]) -> l
         raise LetheError(f"LoRA target modules {missing} do not exist in this {model.config.model_type} model; its "
                          f"projection layers are {leaves} (or set unlearn.lora.target_modules: auto)")
     return list(requested)
-
-
-def uses_conv1d(model: torch.nn.Module, targets: Sequence[str]) -> bool:
-    """True when the targets are GPT-2-style Conv1D layers (their weight is stored transposed)."""
-    wanted = set(targets)
-    return any(isinstance(module, Conv1D) for name, module in adaptable_layers(model).items()
-               if name.rsplit(".", 1)[-1] in wanted)
 
 
 def check_targets(model_path, requested: str | Sequence[str]) -> list[str]:

@@ -21,10 +21,11 @@ from lethe.config import UnlearnParams
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
+from lethe.llm.layers import uses_conv1d
 from lethe.unlearn.gradients import shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
-from lethe.unlearn.targets import check_targets, resolve_targets, uses_conv1d
+from lethe.unlearn.targets import check_targets, resolve_targets
 
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge": .., "utility": ..}

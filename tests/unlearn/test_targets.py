@@ -6,8 +6,8 @@ import pytest
 from transformers import AutoModelForCausalLM
 
 from lethe.errors import LetheError
-from lethe.llm.layers import adaptable_layers
-from lethe.unlearn.targets import resolve_targets, uses_conv1d
+from lethe.llm.layers import adaptable_layers, uses_conv1d
+from lethe.unlearn.targets import resolve_targets
 from tests.architectures import EXPECTED_TARGETS, config_for
 
 
