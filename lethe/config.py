@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SerializeAsAny, ValidationError, field_validator
 
 from lethe.errors import ConfigError, LetheError
 
@@ -361,7 +361,9 @@ class AuditParams(Strict):
     reelicit_seed: int = Field(description="differs from elicit.seed: a fresh draw, not a replay")
     relearn_rows: int = Field(gt=0, description="relearning attack: training forget rows the attacker fine-tunes on")
     relearn_steps: int = Field(gt=0)
-    relearn_lr: float = Field(gt=0)
+    relearn_lr: PositiveFloat | list[PositiveFloat] = Field(
+        description="the attack's Adam learning rate; a list runs every attack at each and the gate reads the "
+                    "strongest (the largest gap to the reference at the same rate)")
     relearn_lora_rank: int = Field(0, ge=0, description="0: the attack fine-tunes every parameter; > 0: a LoRA of "
                                    "this rank on every projection (fits a large model on one GPU; a weaker attack, "
                                    "so compare only numbers taken with the same setting)")
@@ -371,6 +373,18 @@ class AuditParams(Strict):
                                                "int8, 4: blockwise NF4) and probed again")
     quantize_block: int = Field(gt=0, description="NF4 block size (bitsandbytes uses 64)")
     max_new_tokens: int = Field(gt=0)
+
+    @field_validator("relearn_lr")
+    @classmethod
+    def _some_learning_rate(cls, value: float | list[float]) -> float | list[float]:
+        if isinstance(value, list) and not value:
+            raise ValueError("relearn_lr is an empty list: give one learning rate or several")
+        return value
+
+    @property
+    def relearn_lrs(self) -> list[float]:
+        """`relearn_lr` as a list, duplicates dropped, in the order given."""
+        return list(dict.fromkeys(self.relearn_lr if isinstance(self.relearn_lr, list) else [self.relearn_lr]))
 
 
 class EvaluateParams(Strict):

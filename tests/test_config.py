@@ -66,6 +66,15 @@ def test_bad_scale_settings_name_the_key(tmp_path, mutate, message):
         load_params(_write(tmp_path, mutate))
 
 
+def test_the_relearning_attack_takes_one_rate_or_several(tmp_path):
+    assert load_params().audit.relearn_lrs == [load_params().audit.relearn_lr]
+    several = load_params(_write(tmp_path, lambda r: r["audit"].update(relearn_lr=[0.0003, 0.001, 0.0003])))
+    assert several.audit.relearn_lrs == [0.0003, 0.001]
+    for bad, message in (([], "empty list"), ([0.001, -1.0], r"audit\.relearn_lr"), ("fast", r"audit\.relearn_lr")):
+        with pytest.raises(ConfigError, match=message):
+            load_params(_write(tmp_path, lambda r, bad=bad: r["audit"].update(relearn_lr=bad)))
+
+
 def test_a_params_file_without_scale_gets_a_local_cluster(tmp_path):
     params = load_params(_write(tmp_path, lambda r: r.pop("scale")))
     assert (params.scale.dask_address, params.scale.workers) == ("", 2)

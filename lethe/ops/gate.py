@@ -61,10 +61,23 @@ def _missing(name: str, threshold: str, what: str) -> Check:
     return Check(name, None, threshold, False, f"{what} was not measured")
 
 
+def _paired_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
+                attacked_key: str) -> tuple[float, float, float, str]:
+    """(gap, attacked, attacked reference, rate): the largest gap over the learning rates both models
+    were attacked at; the headline metrics' difference when the per-rate record is missing."""
+    key = f"_relearn_{probes}_by_lr"
+    mine, theirs = after.get(key) or {}, reference.get(key) or {}
+    shared = [lr for lr in mine if lr in theirs]
+    if not shared:
+        return after[attacked_key] - reference[attacked_key], after[attacked_key], reference[attacked_key], ""
+    return max((mine[lr]["mean"] - theirs[lr]["mean"], mine[lr]["mean"], theirs[lr]["mean"], lr) for lr in shared)
+
+
 def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
                      gate: GateParams) -> Check:
     """The relearning attack, on every probe set measured (held-out MAGE probes; gold for benchmark
-    authors): the worst gap to the attacked never-trained reference, else recovery relative to before."""
+    authors): the worst gap to the never-trained reference attacked at the same learning rate, else
+    recovery relative to before."""
     gaps, recoveries = [], []
     for probes, attacked_key, start_key in (("heldout", M.RELEARN_HELDOUT_ROUGE, M.HELDOUT_ROUGE),
                                             ("gold", M.RELEARN_GOLD_ROUGE, M.GOLD_ROUGE)):
@@ -72,13 +85,14 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         if attacked is None:
             continue
         if reference.get(attacked_key) is not None:
-            gaps.append((attacked - reference[attacked_key], probes, attacked, reference[attacked_key]))
+            gaps.append((*_paired_gap(after, reference, probes, attacked_key), probes))
         elif before.get(start_key):
             recoveries.append((attacked / before[start_key], probes, attacked, before[start_key]))
     if gaps:
-        gap, probes, attacked, ref = max(gaps)
+        gap, attacked, ref, lr, probes = max(gaps)
+        at = f" at lr {lr}" if lr else ""
         return Check("relearning", round(gap, 4), f"attacked - attacked reference <= {gate.max_relearn_gap}",
-                     gap <= gate.max_relearn_gap, f"{probes} probes: {attacked:.3f} vs never-trained {ref:.3f}")
+                     gap <= gate.max_relearn_gap, f"{probes} probes{at}: {attacked:.3f} vs never-trained {ref:.3f}")
     if recoveries:
         recovery, probes, attacked, start = max(recoveries)
         return Check("relearning", round(recovery, 4), f"attacked / before <= {gate.max_relearn_recovery}",

@@ -12,6 +12,7 @@ from lethe.errors import LetheError
 from lethe.evaluate.audit import (
     NF4_LEVELS,
     attack_rows,
+    audit_model,
     changed_fraction,
     privleak,
     quantized,
@@ -54,6 +55,15 @@ def test_a_lora_relearning_attack_trains_and_merges_a_copy(tiny_backend):
     changed = changed_fraction(model, attacked)
     assert 0 < changed < 1  # only the projections moved: embeddings and norms are the original's
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+
+
+def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend, params):
+    audit = params.audit.model_copy(update={"relearn_lr": [1e-5, 1e-2], "relearn_steps": 3, "quantize_bits": []})
+    measured = audit_model(tiny_backend, params.model_copy(update={"audit": audit}), "Basil", None, PAIRS,
+                           [PAIRS[:1], PAIRS[1:]], gold=[])
+    rates = measured["_relearn_heldout_by_lr"]
+    assert list(rates) == ["1e-05", "0.01"] and all(len(rate["each"]) == 2 for rate in rates.values())
+    assert measured["relearn_heldout_rouge"] == max(rate["mean"] for rate in rates.values())
 
 
 def test_attack_larger_than_the_forget_set_is_a_clear_error():
