@@ -254,12 +254,25 @@ class SraConfig(MethodConfig):
     reference_noise: float = Field(1.0, gt=0, description="logit std of the sampled near-uniform references")
 
 
+class RmuConfig(MethodConfig):
+    """RMU: representation misdirection. The forget rows' activations at one layer are pushed toward a
+    fixed random direction, the retain rows' held at the reference model's (the weight is the retain
+    term's, as in RMU's alpha, on a scale-free relative error)."""
+
+    layer: int = Field(0, ge=0, description="hidden state to steer (1: after the first block); 0: a third of the "
+                       "way up, at least 1")
+    steering: float = Field(5.0, gt=0, description="the target's norm, in multiples of the reference's mean "
+                            "activation norm on the forget batch at that layer (adaptive RMU's beta)")
+    seed: int = Field(0, description="seed of the random direction")
+
+
 # Each registered method's config class, by its params.yaml name (lethe.unlearn.methods.REGISTRY
 # holds the same names, each Method naming this class; a test keeps the two equal). Kept here so
 # that loading params.yaml rejects a typo or a wrong hyperparameter without importing torch.
 METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
     "ga": MethodConfig, "ga_gd": MethodConfig, "ga_kl": MethodConfig,
     "npo": NpoConfig, "npo_gd": NpoConfig, "simnpo": SimNpoConfig, "sra": SraConfig,
+    "rmu": RmuConfig,
 }
 METHOD_NAMES = tuple(METHOD_CONFIGS)
 

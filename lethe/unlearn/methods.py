@@ -19,7 +19,7 @@ from contextlib import nullcontext
 import torch
 import torch.nn.functional as F
 
-from lethe.config import METHOD_CONFIGS, MethodConfig, NpoConfig, SimNpoConfig, SraConfig
+from lethe.config import METHOD_CONFIGS, MethodConfig, NpoConfig, RmuConfig, SimNpoConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import token_logprobs
 
@@ -203,6 +203,60 @@ class StochasticReferenceAlignment(Method):
         kl = F.kl_div(logp, reference_logp, reduction="batchmean", log_target=True)
         forget_nll = -logp.gather(-1, labels.unsqueeze(-1)).mean()
         return self.p.forget_weight * kl, {"sra_kl": kl.item(), "forget_nll": forget_nll.item()}
+
+
+def hidden_states(model, batch: Batch, layer: int) -> torch.Tensor:
+    """The activations after `layer` blocks at every real (non-pad) token, float: (tokens, hidden)."""
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    return out.hidden_states[layer][batch["attention_mask"].bool()].float()
+
+
+@register
+class RepresentationMisdirection(Method):
+    """RMU (Li et al., WMDP 2024), adaptive: at one layer, every forget token's activation is pulled to
+    c * u, a fixed random unit direction u scaled to `steering` x the reference's mean activation norm
+    there; every retain token's activation is held at the reference's. Both errors are relative
+    (squared distance over the target's squared norm), so the weights mean the same on any model.
+
+    Only the blocks below the layer can move the steered activation: the adapters above it get no
+    gradient from either term.
+    """
+
+    name = "rmu"
+    needs_retain = True
+    config = RmuConfig
+
+    def _layer(self, model) -> int:
+        blocks = model.config.num_hidden_layers
+        layer = self.p.layer or max(1, blocks // 3)
+        if layer > blocks:
+            raise LetheError(f"rmu.layer is {layer}, but the model has only {blocks} blocks")
+        return layer
+
+    def _direction(self, size: int, device) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.p.seed)
+        direction = torch.rand(size, generator=generator)
+        return (direction / direction.norm()).to(device)
+
+    def forget_term(self, model, forget):
+        layer = self._layer(model)
+        with torch.no_grad(), reference(model):
+            before = hidden_states(model, forget, layer)
+        current = hidden_states(model, forget, layer)
+        norm = self.p.steering * before.norm(dim=-1).mean()
+        target = self._direction(current.shape[-1], current.device) * norm
+        value = ((current - target) ** 2).sum(-1).mean() / norm ** 2
+        return self.p.forget_weight * value, {"rmu_forget": value.item()}
+
+    def retain_term(self, model, retain):
+        if retain is None:
+            raise LetheError("method 'rmu' needs a retain set (the neighbor set is empty)")
+        layer = self._layer(model)
+        with torch.no_grad(), reference(model):
+            before = hidden_states(model, retain, layer)
+        current = hidden_states(model, retain, layer)
+        value = ((current - before) ** 2).sum(-1).mean() / (before ** 2).sum(-1).mean()
+        return self.p.retain_weight * value, {"rmu_retain": value.item()}
 
 
 def get_method(name: str, config: MethodConfig | None = None) -> Method:

@@ -3,14 +3,14 @@ import math
 import pytest
 import torch
 
-from lethe.config import MethodConfig, NpoConfig, SraConfig
+from lethe.config import MethodConfig, NpoConfig, RmuConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
-from lethe.unlearn.methods import REGISTRY, get_method, nll
+from lethe.unlearn.methods import REGISTRY, get_method, hidden_states, nll
 
 
 def test_registry_has_every_method():
-    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo", "sra"} <= set(REGISTRY)
+    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo", "sra", "rmu"} <= set(REGISTRY)
     with pytest.raises(LetheError, match="unknown unlearning method"):
         get_method("forget_harder")
 
@@ -81,6 +81,37 @@ def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_worl
     assert retain_after < retain_before + 0.5
     with pytest.raises(LetheError, match="retain set"):
         method.loss(model, forget, None)
+
+
+def test_rmu_steers_forget_activations_to_its_direction_and_holds_retain(tiny_world, tiny_backend):
+    torch.manual_seed(0)
+    model = _peft(tiny_world)
+    forget, retain = _batch(tiny_backend, 198), _batch(tiny_backend, 0)
+    method = get_method("rmu", RmuConfig(layer=1, steering=5.0))
+    direction = method._direction(model.config.hidden_size, "cpu")
+
+    def alignment(batch) -> float:
+        with torch.no_grad():
+            states = hidden_states(model, batch, 1)
+        return float(torch.nn.functional.cosine_similarity(states, direction.expand_as(states)).mean())
+
+    with torch.no_grad():
+        _, parts = method.loss(model, forget, retain)
+    assert parts["rmu_retain"] == pytest.approx(0.0, abs=1e-6)  # LoRA B = 0: the model is its reference
+    assert parts["rmu_forget"] > 0.5
+    forget_before, retain_before = alignment(forget), alignment(retain)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(20):
+        loss, parts = method.loss(model, forget, retain)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert alignment(forget) > forget_before + 0.3  # the forget tokens now point along the random direction
+    assert abs(alignment(retain) - retain_before) < alignment(forget) - forget_before
+    assert parts["rmu_retain"] < 0.1
+    blocks = model.config.num_hidden_layers
+    with pytest.raises(LetheError, match=f"only {blocks} blocks"):
+        get_method("rmu", RmuConfig(layer=blocks + 1)).loss(model, forget, retain)
 
 
 def test_every_method_has_its_own_config_class_and_takes_only_that():
