@@ -55,8 +55,8 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "gold_ratio": ratio("forget_Q_A_ROUGE"), "heldout_ratio": ratio("heldout_rouge"),
         "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
         "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),
-        "relearn_gap_heldout": _gap(after, reference, "relearn_heldout_rouge"),
-        "relearn_gap_gold": _gap(after, reference, "relearn_gold_rouge"),
+        "relearn_gap_heldout": _gap(after, reference, "heldout"),
+        "relearn_gap_gold": _gap(after, reference, "gold"),
         "relearn_gold": [after.get("relearn_gold_rouge"), reference.get("relearn_gold_rouge")],
         "q4_gold_ratio": ratio("q4_gold_rouge"),  # 4-bit unlearned vs 4-bit starting model
         "q4_gold_vs_unrounded_before": (after["q4_gold_rouge"] / before["forget_Q_A_ROUGE"]
@@ -71,8 +71,14 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
     }
 
 
-def _gap(after: dict, reference: dict, key: str) -> float | None:
-    return after[key] - reference[key] if after.get(key) is not None and reference.get(key) is not None else None
+def _gap(after: dict, reference: dict, probes: str) -> float | None:
+    """The gate's relearning gap on `probes`: the largest at a learning rate both models were attacked at."""
+    from lethe.evaluate.metrics import RELEARNED
+    from lethe.ops.gate import relearning_gap
+
+    key = RELEARNED[probes]
+    return relearning_gap(after, reference, probes)[0] if after.get(key) is not None and reference.get(key) is not None \
+        else None
 
 
 KEEPING_CHECKS = ("utility", "utility_parts", "entity_retention")

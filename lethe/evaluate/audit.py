@@ -39,7 +39,6 @@ from lethe.llm.batching import collate_qa
 from lethe.rouge import mean_rouge_l_recall
 
 Pairs = Sequence[tuple[str, str]]
-RELEARNED = {"heldout": M.RELEARN_HELDOUT_ROUGE, "gold": M.RELEARN_GOLD_ROUGE}
 ROUNDED = {(8, "heldout"): M.Q8_HELDOUT_ROUGE, (4, "heldout"): M.Q4_HELDOUT_ROUGE,
            (8, "gold"): M.Q8_GOLD_ROUGE, (4, "gold"): M.Q4_GOLD_ROUGE}
 
@@ -248,8 +247,8 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
     out: dict = {}
     for probe, rates in by_lr.items():
         if rates:
-            out[RELEARNED[probe]] = max(rate["mean"] for rate in rates.values())
-            out[f"_relearn_{probe}_by_lr"] = rates
+            out[M.RELEARNED[probe]] = max(rate["mean"] for rate in rates.values())
+            out[M.relearned_by_rate(probe)] = rates
     return out
 
 

@@ -72,6 +72,14 @@ REELICIT_RETURN = metric("reelicit_return", "re-elicited strong memories", "lowe
 RELEARN_HELDOUT_ROUGE = metric("relearn_heldout_rouge", "held-out, after a relearning attack", "lower",
                                summary=True, audit=True)
 RELEARN_GOLD_ROUGE = metric("relearn_gold_rouge", "gold, after a relearning attack", "lower")
+RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by probe set
+
+
+def relearned_by_rate(probes: str) -> str:
+    """The key under which an audited model keeps {attack learning rate: {"mean", "each"}} on `probes`."""
+    return f"_relearn_{probes}_by_lr"
+
+
 Q8_HELDOUT_ROUGE = metric("q8_heldout_rouge", "held-out, 8-bit rounded", "lower", audit=True)
 Q4_HELDOUT_ROUGE = metric("q4_heldout_rouge", "held-out, 4-bit rounded", "lower", summary=True, audit=True)
 Q8_GOLD_ROUGE = metric("q8_gold_rouge", "gold, 8-bit rounded", "lower")

@@ -61,11 +61,12 @@ def _missing(name: str, threshold: str, what: str) -> Check:
     return Check(name, None, threshold, False, f"{what} was not measured")
 
 
-def _paired_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
-                attacked_key: str) -> tuple[float, float, float, str]:
-    """(gap, attacked, attacked reference, rate): the largest gap over the learning rates both models
-    were attacked at; the headline metrics' difference when the per-rate record is missing."""
-    key = f"_relearn_{probes}_by_lr"
+def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
+                   probes: str) -> tuple[float, float, float, str]:
+    """(gap, attacked, attacked reference, rate) on `probes` ("heldout" or "gold"): the largest gap over
+    the learning rates both models were attacked at; the headline metrics' difference when the
+    per-rate record is missing (rate "")."""
+    attacked_key, key = M.RELEARNED[probes], M.relearned_by_rate(probes)
     mine, theirs = after.get(key) or {}, reference.get(key) or {}
     shared = [lr for lr in mine if lr in theirs]
     if not shared:
@@ -85,7 +86,7 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         if attacked is None:
             continue
         if reference.get(attacked_key) is not None:
-            gaps.append((*_paired_gap(after, reference, probes, attacked_key), probes))
+            gaps.append((*relearning_gap(after, reference, probes), probes))
         elif before.get(start_key):
             recoveries.append((attacked / before[start_key], probes, attacked, before[start_key]))
     if gaps:
