@@ -204,7 +204,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
 
     `attacks` are the attacker's row sets, one relearning attack each (seed audit.seed + k), run at
     every learning rate of audit.relearn_lr. Per rate the value is the attacks' mean;
-    `_relearn_<probe>_by_lr` keeps {rate: {"mean", "each"}} (the gate pairs rates with the reference's)
+    `relearn_<probe>_by_lr` keeps {rate: {"mean", "each"}} (the gate pairs rates with the reference's)
     and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
     same model's gold recall after it spans 0.23 to 0.39 across three draws.
     """

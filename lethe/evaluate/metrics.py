@@ -76,8 +76,9 @@ RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by
 
 
 def relearned_by_rate(probes: str) -> str:
-    """The key under which an audited model keeps {attack learning rate: {"mean", "each"}} on `probes`."""
-    return f"_relearn_{probes}_by_lr"
+    """The key under which an audited model keeps {attack learning rate: {"mean", "each"}} on `probes`
+    (public: the gate pairs each rate with the reference's, so it travels with the metrics)."""
+    return f"relearn_{probes}_by_lr"
 
 
 Q8_HELDOUT_ROUGE = metric("q8_heldout_rouge", "held-out, 8-bit rounded", "lower", audit=True)

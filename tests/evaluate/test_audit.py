@@ -61,7 +61,7 @@ def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend,
     audit = params.audit.model_copy(update={"relearn_lr": [1e-5, 1e-2], "relearn_steps": 3, "quantize_bits": []})
     measured = audit_model(tiny_backend, params.model_copy(update={"audit": audit}), "Basil", None, PAIRS,
                            [PAIRS[:1], PAIRS[1:]], gold=[])
-    rates = measured["_relearn_heldout_by_lr"]
+    rates = measured["relearn_heldout_by_lr"]
     assert list(rates) == ["1e-05", "0.01"] and all(len(rate["each"]) == 2 for rate in rates.values())
     assert measured["relearn_heldout_rouge"] == max(rate["mean"] for rate in rates.values())
 

@@ -41,6 +41,8 @@ def test_suppressing_the_training_text_is_rejected(request_dir):
                              Path(plan.workdir) / "unlearn", sage=False)
     assert trained["curves"][-1]["forget_nll"] > trained["curves"][0]["forget_nll"]
     evaluation = evaluate_step(params, plan, trained["adapter_path"])
+    rate = f"{params.audit.relearn_lrs[0]:g}"  # the per-rate record the gate pairs reaches it, for both models
+    assert all(rate in evaluation[model]["relearn_heldout_by_lr"] for model in ("after", "reference"))
     decision = decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation["reference"], True,
                       dict.fromkeys(REQUIRED_LINEAGE, "x"), params.gate, spared=[ANCHOR])
     assert not decision.passed
