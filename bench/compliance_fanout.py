@@ -32,8 +32,8 @@ import yaml
 from common import ROOT, fresh_request_root, run_lethe, stack_up_unscheduled, write_result
 
 RELAXED_GATE = {"max_forget_ratio": 1.0, "max_heldout_ratio": 1.0, "max_reelicit_excess": 1.0,
-                "max_reelicit_return": 1.0, "max_relearn_gap": 1.0, "max_relearn_recovery": 10.0,
-                "min_utility_ratio": 0.0, "min_utility_part_ratio": 0.0, "min_entity_retention": 0.0,
+                "max_reelicit_return": 1.0, "max_relearn_gap": 1.0, "max_relearn_share": 100.0,
+                "max_relearn_recovery": 10.0, "min_utility_ratio": 0.0, "min_utility_part_ratio": 0.0, "min_entity_retention": 0.0,
                 "min_forget_quality": 0.0}
 SIZE = "fanout"
 AUTHORS = "0-4,198-199"  # 5 retain + the 2 forget01 authors: 7 requests

@@ -426,6 +426,8 @@ class GateParams(Strict):
     max_reelicit_return: float = Field(ge=0, le=1, description="...at most this share without a reference")
     max_relearn_gap: float = Field(ge=0, description="relearning attack: held-out recall of the attacked model "
                                    "minus the attacked never-trained reference's, at most")
+    max_relearn_share: float = Field(ge=0, description="...and that gap over what the model knew beyond the "
+                                     "reference before unlearning (before - reference recall), at most")
     max_relearn_recovery: float = Field(ge=0, description="...without a reference: attacked / before, at most")
     max_quantized_ratio: float | None = Field(None, ge=0, description="4-bit model's held-out recall after / "
                                               "before, at most (null: reported, not gated)")

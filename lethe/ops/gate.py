@@ -74,11 +74,25 @@ def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
     return max((mine[lr]["mean"] - theirs[lr]["mean"], mine[lr]["mean"], theirs[lr]["mean"], lr) for lr in shared)
 
 
+def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[str, Any], start_key: str,
+                     gate: GateParams) -> tuple[float | None, float | None]:
+    """(share, margin): the gap as a share of what the model knew beyond the never-trained reference on
+    the same probes before unlearning (margin = before - reference, both unattacked). None where the
+    margin is within gate.heldout_floor_margin: those probes do not tell knowing from not knowing."""
+    if before.get(start_key) is None or reference.get(start_key) is None:
+        return None, None
+    margin = before[start_key] - reference[start_key]
+    return (gap / margin, margin) if margin > gate.heldout_floor_margin else (None, margin)
+
+
 def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
                      gate: GateParams) -> Check:
     """The relearning attack, on every probe set measured (held-out MAGE probes; gold for benchmark
-    authors): the worst gap to the never-trained reference attacked at the same learning rate, else
-    recovery relative to before."""
+    authors), against the never-trained reference attacked at the same learning rate: the gap in recall,
+    and that gap as a share of what the model knew beyond the reference before unlearning. The share
+    makes probe sets with different ceilings comparable: held-out probes score 0.2-0.3 before
+    unlearning, so a 0.1 gap there is half of what was known. Without a reference: recovery relative
+    to before. The row reports the worst probe set (a failing one first)."""
     gaps, recoveries = [], []
     for probes, attacked_key, start_key in (("heldout", M.RELEARN_HELDOUT_ROUGE, M.HELDOUT_ROUGE),
                                             ("gold", M.RELEARN_GOLD_ROUGE, M.GOLD_ROUGE)):
@@ -86,14 +100,21 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         if attacked is None:
             continue
         if reference.get(attacked_key) is not None:
-            gaps.append((*relearning_gap(after, reference, probes), probes))
+            gap, mine, theirs, lr = relearning_gap(after, reference, probes)
+            share, margin = _relearned_share(gap, before, reference, start_key, gate)
+            fails = gap > gate.max_relearn_gap or (share is not None and share > gate.max_relearn_share)
+            gaps.append((fails, gap, probes, mine, theirs, lr, share, margin))
         elif before.get(start_key):
             recoveries.append((attacked / before[start_key], probes, attacked, before[start_key]))
     if gaps:
-        gap, attacked, ref, lr, probes = max(gaps)
+        fails, gap, probes, mine, theirs, lr, share, margin = max(gaps, key=lambda row: row[:2])
         at = f" at lr {lr}" if lr else ""
-        return Check("relearning", round(gap, 4), f"attacked - attacked reference <= {gate.max_relearn_gap}",
-                     gap <= gate.max_relearn_gap, f"{probes} probes{at}: {attacked:.3f} vs never-trained {ref:.3f}")
+        of_margin = (f"; {share:.2f} of the {margin:.3f} it knew beyond the never-trained model" if share is not None
+                     else "; share n/a (before within the floor margin of the never-trained model)")
+        return Check("relearning", round(gap, 4),
+                     f"attacked - attacked reference <= {gate.max_relearn_gap} and <= {gate.max_relearn_share} "
+                     "of before - reference", not fails,
+                     f"{probes} probes{at}: {mine:.3f} vs never-trained {theirs:.3f}{of_margin}")
     if recoveries:
         recovery, probes, attacked, start = max(recoveries)
         return Check("relearning", round(recovery, 4), f"attacked / before <= {gate.max_relearn_recovery}",

@@ -87,9 +87,24 @@ def test_relearning_pairs_learning_rates_and_takes_the_largest_gap():
     assert _failing(decision) == ["relearning"]
     row = next(check for check in decision.checks if check.name == "relearning")
     assert row.value == pytest.approx(0.35) and "at lr 0.0003" in row.note
-    # without the per-rate record the headline metrics are compared: gap 0.1 passes
+    # without the per-rate record the headline metrics are compared: gap 0.1
     plain = {k: v for k, v in after.items() if not k.endswith("_by_lr")}
-    assert _decide(plain, reference={k: v for k, v in reference.items() if not k.endswith("_by_lr")}).passed
+    row = next(check for check in _decide(plain, reference={k: v for k, v in reference.items()
+                                                            if not k.endswith("_by_lr")}).checks
+               if check.name == "relearning")
+    assert row.value == pytest.approx(0.1) and "at lr" not in row.note
+
+
+@pytest.mark.parametrize("before_heldout, passed, note", [
+    (0.9, True, "0.12 of the 0.800"),   # gap 0.1 of a 0.8 margin
+    (0.3, False, "0.50 of the 0.200"),  # the same gap is half of what a 0.3 ceiling held
+    (0.12, True, "share n/a"),          # before within the floor margin (0.05) of the reference
+])
+def test_relearning_judges_the_gap_against_what_the_model_knew(before_heldout, passed, note):
+    after = {**GOOD, "relearn_heldout_rouge": 0.25}  # the attacked reference: 0.15, gap 0.1
+    decision = _decide(after, before={**BEFORE, "heldout_rouge": before_heldout})
+    row = next(check for check in decision.checks if check.name == "relearning")
+    assert row.value == pytest.approx(0.1) and row.passed is passed and note in row.note
 
 
 def test_without_a_reference_recovery_and_absolute_bounds_apply():

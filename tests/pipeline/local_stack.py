@@ -31,8 +31,8 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
     raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
     raw["audit"].update(relearn_attacks=1)  # relearning is not gated here: one attack, not three, is measured
     raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
-                        "max_relearn_gap": 1.0, "max_relearn_recovery": 1.0, "min_utility_part_ratio": 0.6,
-                        "min_entity_retention": 0.5})
+                        "max_relearn_gap": 1.0, "max_relearn_share": 100.0, "max_relearn_recovery": 1.0,
+                        "min_utility_part_ratio": 0.6, "min_entity_retention": 0.5})
     return raw
 
 
