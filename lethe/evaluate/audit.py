@@ -248,7 +248,7 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
     for probe, rates in by_lr.items():
         if rates:
             out[M.RELEARNED[probe]] = max(rate["mean"] for rate in rates.values())
-            out[M.relearned_by_rate(probe)] = rates
+            out[M.RELEARNED_BY_RATE[probe]] = rates
     return out
 
 

@@ -73,14 +73,10 @@ RELEARN_HELDOUT_ROUGE = metric("relearn_heldout_rouge", "held-out, after a relea
                                summary=True, audit=True)
 RELEARN_GOLD_ROUGE = metric("relearn_gold_rouge", "gold, after a relearning attack", "lower")
 RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by probe set
-
-
-def relearned_by_rate(probes: str) -> str:
-    """The key under which an audited model keeps {attack learning rate: {"mean", "each"}} on `probes`
-    (public: the gate pairs each rate with the reference's, so it travels with the metrics)."""
-    return f"relearn_{probes}_by_lr"
-
-
+# {attack learning rate: {"mean", "each"}} per probe set: public, since the gate pairs each rate with
+# the reference's, so the record travels with the metrics
+RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after a relearning attack, per rate",
+                                    "lower", report=False) for probes in RELEARNED}
 Q8_HELDOUT_ROUGE = metric("q8_heldout_rouge", "held-out, 8-bit rounded", "lower", audit=True)
 Q4_HELDOUT_ROUGE = metric("q4_heldout_rouge", "held-out, 4-bit rounded", "lower", summary=True, audit=True)
 Q8_GOLD_ROUGE = metric("q8_gold_rouge", "gold, 8-bit rounded", "lower")

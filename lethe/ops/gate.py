@@ -66,7 +66,7 @@ def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
     """(gap, attacked, attacked reference, rate) on `probes` ("heldout" or "gold"): the largest gap over
     the learning rates both models were attacked at; the headline metrics' difference when the
     per-rate record is missing (rate "")."""
-    attacked_key, key = M.RELEARNED[probes], M.relearned_by_rate(probes)
+    attacked_key, key = M.RELEARNED[probes], M.RELEARNED_BY_RATE[probes]
     mine, theirs = after.get(key) or {}, reference.get(key) or {}
     shared = [lr for lr in mine if lr in theirs]
     if not shared:
