@@ -60,6 +60,17 @@ def _answer_entropy(model, batch) -> float:
     return float(-(logp.exp() * logp).sum(-1).mean())
 
 
+def _train(method, model, forget, retain, steps: int, lr: float) -> dict[str, float]:
+    """`steps` AdamW steps on `method`'s loss over the trainable weights; the last step's parts."""
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    for _ in range(steps):
+        loss, parts = method.loss(model, forget, retain)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return parts
+
+
 def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_world, tiny_backend):
     torch.manual_seed(0)
     model = _peft(tiny_world)
@@ -69,12 +80,7 @@ def test_sra_pulls_forget_answers_toward_high_entropy_and_keeps_retain(tiny_worl
         entropy_before, retain_before = _answer_entropy(model, forget), nll(model, retain).item()
         _, parts = method.loss(model, forget, retain)
     assert parts["sra_kl"] > 1.0 and parts["retain_nll"] == pytest.approx(retain_before, rel=1e-5)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=5e-3)
-    for _ in range(15):
-        loss, parts = method.loss(model, forget, retain)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    _train(method, model, forget, retain, steps=15, lr=5e-3)
     with torch.no_grad():
         entropy_after, retain_after = _answer_entropy(model, forget), nll(model, retain).item()
     assert entropy_after > entropy_before + 2.0  # memorized answers (near-zero entropy) became uncertain
@@ -100,12 +106,7 @@ def test_rmu_steers_forget_activations_to_its_direction_and_holds_retain(tiny_wo
     assert parts["rmu_retain"] == pytest.approx(0.0, abs=1e-6)  # LoRA B = 0: the model is its reference
     assert parts["rmu_forget"] > 0.5
     forget_before, retain_before = alignment(forget), alignment(retain)
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    for _ in range(20):
-        loss, parts = method.loss(model, forget, retain)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    parts = _train(method, model, forget, retain, steps=20, lr=1e-2)
     assert alignment(forget) > forget_before + 0.3  # the forget tokens now point along the random direction
     assert abs(alignment(retain) - retain_before) < alignment(forget) - forget_before
     assert parts["rmu_retain"] < 0.1
