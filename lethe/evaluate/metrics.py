@@ -72,7 +72,8 @@ REELICIT_RETURN = metric("reelicit_return", "re-elicited strong memories", "lowe
 RELEARN_HELDOUT_ROUGE = metric("relearn_heldout_rouge", "held-out, after a relearning attack", "lower",
                                summary=True, audit=True)
 RELEARN_GOLD_ROUGE = metric("relearn_gold_rouge", "gold, after a relearning attack", "lower")
-RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by probe set
+RECALLED = {"heldout": HELDOUT_ROUGE, "gold": GOLD_ROUGE}  # by probe set, unattacked
+RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by probe set, attacked
 # {attack learning rate: {"mean", "each"}} per probe set: public, since the gate pairs each rate with
 # the reference's, so the record travels with the metrics
 RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after a relearning attack, per rate",

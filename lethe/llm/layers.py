@@ -28,3 +28,11 @@ def uses_conv1d(model: torch.nn.Module, targets: Sequence[str]) -> bool:
     wanted = set(targets)
     return any(isinstance(module, Conv1D) for name, module in adaptable_layers(model).items()
                if name.rsplit(".", 1)[-1] in wanted)
+
+
+def decoder_blocks(model: torch.nn.Module) -> torch.nn.ModuleList | None:
+    """The model's stack of transformer blocks (Llama's `model.layers`, GPT-2's `transformer.h`, ...):
+    the first ModuleList as long as `config.num_hidden_layers`; None where there is none."""
+    blocks = getattr(getattr(model, "config", None), "num_hidden_layers", None)
+    return next((module for module in model.modules()
+                 if isinstance(module, torch.nn.ModuleList) and len(module) == blocks), None)

@@ -94,9 +94,8 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
     unlearning, so a 0.1 gap there is half of what was known. Without a reference: recovery relative
     to before. The row reports the worst probe set (a failing one first)."""
     gaps, recoveries = [], []
-    for probes, attacked_key, start_key in (("heldout", M.RELEARN_HELDOUT_ROUGE, M.HELDOUT_ROUGE),
-                                            ("gold", M.RELEARN_GOLD_ROUGE, M.GOLD_ROUGE)):
-        attacked = after.get(attacked_key)
+    for probes, attacked_key in M.RELEARNED.items():
+        attacked, start_key = after.get(attacked_key), M.RECALLED[probes]
         if attacked is None:
             continue
         if reference.get(attacked_key) is not None:

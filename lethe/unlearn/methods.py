@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from lethe.config import METHOD_CONFIGS, MethodConfig, NpoConfig, RmuConfig, SimNpoConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import token_logprobs
+from lethe.llm.layers import decoder_blocks
 
 Batch = dict[str, torch.Tensor]
 
@@ -205,10 +206,42 @@ class StochasticReferenceAlignment(Method):
         return self.p.forget_weight * kl, {"sra_kl": kl.item(), "forget_nll": forget_nll.item()}
 
 
+class _EnoughBlocks(Exception):
+    """Raised by `hidden_states`' hook once the block it needs has run: the rest of the forward is skipped."""
+
+
+def _stops_early(model, layer: int, blocks) -> bool:
+    # The last block's hidden state is taken after the final norm, so it needs the full forward; and
+    # under gradient checkpointing the block re-runs in backward, where the hook would raise again.
+    checkpointing = getattr(model, "is_activation_checkpointing", False) or getattr(
+        model, "is_gradient_checkpointing", False)
+    return blocks is not None and 0 < layer < len(blocks) and not (torch.is_grad_enabled() and checkpointing)
+
+
 def hidden_states(model, batch: Batch, layer: int) -> torch.Tensor:
-    """The activations after `layer` blocks at every real (non-pad) token, float: (tokens, hidden)."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
-    return out.hidden_states[layer][batch["attention_mask"].bool()].float()
+    """The activations after `layer` blocks at every real (non-pad) token, float: (tokens, hidden).
+
+    Runs only the first `layer` blocks where it can (a forward hook on that block ends the forward),
+    so the blocks above it and the output head cost nothing on a large model."""
+    mask = batch["attention_mask"].bool()
+    blocks = decoder_blocks(model)
+    if not _stops_early(model, layer, blocks):
+        out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+        return out.hidden_states[layer][mask].float()
+    captured: list[torch.Tensor] = []
+
+    def keep(_module, _inputs, output):
+        captured.append(output[0] if isinstance(output, tuple) else output)
+        raise _EnoughBlocks
+
+    handle = blocks[layer - 1].register_forward_hook(keep)
+    try:
+        model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    except _EnoughBlocks:
+        pass
+    finally:
+        handle.remove()
+    return captured[0][mask].float()
 
 
 @register

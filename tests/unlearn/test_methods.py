@@ -7,6 +7,7 @@ from lethe.config import MethodConfig, NpoConfig, RmuConfig, SraConfig
 from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.unlearn.methods import REGISTRY, get_method, hidden_states, nll
+from tests.architectures import EXPECTED_TARGETS, config_for
 
 
 def test_registry_has_every_method():
@@ -115,6 +116,33 @@ def test_rmu_steers_forget_activations_to_its_direction_and_holds_retain(tiny_wo
         get_method("rmu", RmuConfig(layer=blocks + 1)).loss(model, forget, retain)
 
 
+def test_hidden_states_run_only_the_blocks_below_the_layer(tiny_world, tiny_backend):
+    from lethe.llm.layers import decoder_blocks
+
+    model = _peft(tiny_world)
+    batch = _batch(tiny_backend, 198)
+    blocks = decoder_blocks(model)
+    assert blocks is not None and len(blocks) == model.config.num_hidden_layers >= 2
+    ran = []
+    handles = [block.register_forward_hook(lambda *_, i=i: ran.append(i)) for i, block in enumerate(blocks)]
+    try:
+        states = hidden_states(model, batch, 1)
+        assert ran == [0]  # the blocks above layer 1 did not run
+        ran.clear()
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], output_hidden_states=True)
+    finally:
+        for handle in handles:
+            handle.remove()
+    mask = batch["attention_mask"].bool()
+    assert torch.allclose(states, full.hidden_states[1][mask].float(), atol=1e-5)
+    states.pow(2).sum().backward()  # the stopped forward keeps its graph: the adapters below get gradients
+    first = [p.grad for n, p in model.named_parameters() if "lora_B" in n and ".layers.0." in n]  # A gets none: B = 0
+    assert first and all(g is not None and g.abs().sum() > 0 for g in first)
+    last = len(blocks)  # after the final norm: the full forward, the same numbers as output_hidden_states
+    with torch.no_grad():
+        assert torch.allclose(hidden_states(model, batch, last), full.hidden_states[last][mask].float(), atol=1e-5)
+
+
 def test_every_method_has_its_own_config_class_and_takes_only_that():
     from lethe.config import METHOD_CONFIGS
 
@@ -141,3 +169,16 @@ def test_a_method_section_is_typed_when_params_load(params, tmp_path):
         path.write_text(yaml.safe_dump(raw))
         with pytest.raises(ConfigError, match=message):
             load_params(path)
+
+
+@pytest.mark.parametrize("kind", sorted(EXPECTED_TARGETS))
+def test_hidden_states_stop_early_on_every_family(kind):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config_for(kind, 64, {"bos_token_id": 1, "eos_token_id": 2,
+                                                                   "pad_token_id": 0})).eval()
+    batch = {"input_ids": torch.randint(3, 64, (2, 7)), "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0] * 2])}
+    with torch.no_grad():
+        full = model(**batch, output_hidden_states=True).hidden_states[1][batch["attention_mask"].bool()]
+        assert torch.allclose(hidden_states(model, batch, 1), full.float(), atol=1e-5)
