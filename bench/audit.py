@@ -71,6 +71,18 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
     }
 
 
+def evaluation_seconds(ev: dict) -> dict[str, float]:
+    """Where the evaluation's time went: the suite per side, the audit per model and part."""
+    from lethe.evaluate.metrics import AUDIT_PART_SECONDS, AUDIT_SECONDS
+
+    out = {f"suite_{side}": ev[side]["eval_seconds"] for side in ("before", "after") if "eval_seconds" in ev[side]}
+    for model in ("before", "after", "reference"):
+        for name, key in {"all": AUDIT_SECONDS, **AUDIT_PART_SECONDS}.items():
+            if ev[model].get(key) is not None:
+                out[f"audit_{model}_{name}"] = ev[model][key]
+    return {k: round(v, 1) for k, v in out.items()}
+
+
 def _gap(after: dict, reference: dict, probes: str) -> float | None:
     """The gate's relearning gap on `probes`: the largest at a learning rate both models were attacked at."""
     from lethe.evaluate.metrics import RELEARNED
@@ -106,16 +118,21 @@ def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bo
         workdir = work / request_slug(anchor) / (f"from-{chain_key(chain)}" if chain else "from-base")
         plan = RequestPlan(f"bench-{request_slug(anchor)}", anchor, None, str(model), str(start), "bench",
                            str(workdir), "", "", None, list(chain), list(forgotten))
+        phases = {"start": time.perf_counter() - started}
         mined = MagePipeline(Request(anchor, str(start.resolve())), plan.mine_dir, params).run()
+        phases["mine"] = time.perf_counter() - started - sum(phases.values())
         if mined["status"] != "validated":
             rows.append({"anchor": anchor, "status": mined["status"]})
             continue
         trained = unlearn_step(params, plan)
+        phases["unlearn"] = time.perf_counter() - started - sum(phases.values())
         evaluation = evaluate_step(params, plan, trained["adapter_path"])
+        phases["evaluate"] = time.perf_counter() - started - sum(phases.values())
         decision = decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation["reference"],
                           mined["validation"]["success"], {k: "x" for k in REQUIRED_LINEAGE}, params.gate,
                           spared=[anchor, *forgotten])
         row = _row(anchor, evaluation, decision, time.perf_counter() - started, trained)
+        row["phase_seconds"] = {**{k: round(v, 1) for k, v in phases.items()}, **evaluation_seconds(evaluation)}
         row["start_chain"] = len(chain)
         rows.append(row)
         print(json.dumps(row, default=str), flush=True)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import copy
 import random
+import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import networkx as nx
@@ -209,22 +211,49 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
     same model's gold recall after it spans 0.23 to 0.39 across three draws.
     """
     cfg, tokens = params.audit, params.audit.max_new_tokens
-    out: dict = {M.HELDOUT_ROUGE: recall(backend, heldout, tokens)}
-    if gold:
-        out[M.GOLD_ROUGE] = recall(backend, gold, tokens)
+    clock = _PartClock()
+    with clock("recall"):
+        out: dict = {M.HELDOUT_ROUGE: recall(backend, heldout, tokens)}
+        if gold:
+            out[M.GOLD_ROUGE] = recall(backend, gold, tokens)
     if graph is not None:
-        found = reelicit(backend, anchor, graph, params)
+        with clock("reelicit"):
+            found = reelicit(backend, anchor, graph, params)
         out[M.REELICIT_RETURN] = found["return"]
         out["_reelicit_memories"] = found["memories"]
     if with_attack:
-        out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens))
+        with clock("relearn"):
+            out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens))
     for bits in cfg.quantize_bits:
-        rounded = Backend(quantized(backend.model, bits, cfg.quantize_block), backend.tokenizer, backend.batch_size)
-        out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, tokens)
-        if gold:
-            out[ROUNDED[bits, "gold"]] = recall(rounded, gold, tokens)
-        del rounded
+        with clock("quantize"):
+            rounded = Backend(quantized(backend.model, bits, cfg.quantize_block), backend.tokenizer,
+                              backend.batch_size)
+            out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, tokens)
+            if gold:
+                out[ROUNDED[bits, "gold"]] = recall(rounded, gold, tokens)
+            del rounded
+    out.update(clock.metrics())
     return out
+
+
+class _PartClock:
+    """Seconds per part of the audit, as metrics (M.AUDIT_SECONDS, M.AUDIT_PART_SECONDS), so a run
+    shows what its audit cost and where (MLflow logs them beside the measures)."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, part: str):
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[part] = self.seconds.get(part, 0.0) + time.perf_counter() - started
+
+    def metrics(self) -> dict[str, float]:
+        return {M.AUDIT_SECONDS: sum(self.seconds.values()),
+                **{M.AUDIT_PART_SECONDS[part]: value for part, value in self.seconds.items()}}
 
 
 def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence[Pairs], cfg: AuditParams,

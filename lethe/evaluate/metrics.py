@@ -78,6 +78,10 @@ RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by
 # the reference's, so the record travels with the metrics
 RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after a relearning attack, per rate",
                                     "lower", report=False) for probes in RELEARNED}
+# what one model's audit cost, in all and per part (lethe.evaluate.audit.audit_model)
+AUDIT_SECONDS = metric("audit_model_seconds", "seconds the audit of one model took", "lower", report=False)
+AUDIT_PART_SECONDS = {part: metric(f"audit_model_seconds_{part}", f"audit seconds: {part}", "lower", report=False)
+                      for part in ("recall", "reelicit", "relearn", "quantize")}
 Q8_HELDOUT_ROUGE = metric("q8_heldout_rouge", "held-out, 8-bit rounded", "lower", audit=True)
 Q4_HELDOUT_ROUGE = metric("q4_heldout_rouge", "held-out, 4-bit rounded", "lower", summary=True, audit=True)
 Q8_GOLD_ROUGE = metric("q8_gold_rouge", "gold, 8-bit rounded", "lower")

@@ -212,9 +212,10 @@ class _EnoughBlocks(Exception):
 
 def _stops_early(model, layer: int, blocks) -> bool:
     # The last block's hidden state is taken after the final norm, so it needs the full forward; and
-    # under gradient checkpointing the block re-runs in backward, where the hook would raise again.
-    checkpointing = getattr(model, "is_activation_checkpointing", False) or getattr(
-        model, "is_gradient_checkpointing", False)
+    # under gradient checkpointing a block may re-run its forward, hooks included, in backward: there
+    # the full forward is the safe path.
+    checkpointing = getattr(model, "is_activation_checkpointing", None)  # transformers < 5: the older name
+    checkpointing = getattr(model, "is_gradient_checkpointing", False) if checkpointing is None else checkpointing
     return blocks is not None and 0 < layer < len(blocks) and not (torch.is_grad_enabled() and checkpointing)
 
 

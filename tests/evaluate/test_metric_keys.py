@@ -44,3 +44,7 @@ def test_every_key_the_audit_writes_is_declared(params, tmp_path):
     out = audit_model(backend, cfg, "Ada", None, rows, [rows], gold=rows)
     public = {k for k in out if not k.startswith("_")}
     assert public and public <= set(metrics.METRICS), public - set(metrics.METRICS)
+    parts = {part: out[key] for part, key in metrics.AUDIT_PART_SECONDS.items() if key in out}
+    assert set(parts) == {"recall", "relearn", "quantize"}  # no graph given: no re-elicitation
+    assert all(value > 0 for value in parts.values())
+    assert out[metrics.AUDIT_SECONDS] == pytest.approx(sum(parts.values()))

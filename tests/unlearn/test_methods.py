@@ -141,6 +141,13 @@ def test_hidden_states_run_only_the_blocks_below_the_layer(tiny_world, tiny_back
     last = len(blocks)  # after the final norm: the full forward, the same numbers as output_hidden_states
     with torch.no_grad():
         assert torch.allclose(hidden_states(model, batch, last), full.hidden_states[last][mask].float(), atol=1e-5)
+    # as the trainer runs it on a GPU: gradient checkpointing on, and the gradients still reach the adapters
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.train()
+    model.zero_grad()
+    hidden_states(model, batch, 1).pow(2).sum().backward()
+    assert all(g is not None and g.abs().sum() > 0 for g in
+               (p.grad for n, p in model.named_parameters() if "lora_B" in n and ".layers.0." in n))
 
 
 def test_every_method_has_its_own_config_class_and_takes_only_that():
