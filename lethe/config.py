@@ -224,6 +224,9 @@ class DistillParams(Strict):
     temperature: float = Field(1.0, gt=0)
     entity_probes: bool = Field(True, description="add the elicitation prompts about every other entity the "
                                 "model holds (a world model's other authors), answered by the unlearned model")
+    forget_questions: bool = Field(True, description="distill on the forget questions too, with the unlearned "
+                                   "model's suppressed answers; false: the student never sees a prompt about the "
+                                   "entity, so none of the teacher's distribution there reaches it")
     answers: int = Field(1, gt=0, description="the unlearned model's answers per question: its greedy answer, and "
                          "answers - 1 more sampled at sample_temperature (more of what it knows reaches the student)")
     sample_temperature: float = Field(0.7, gt=0)

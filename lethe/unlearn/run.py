@@ -58,6 +58,16 @@ def entity_probes(model: Path, templates: Sequence[str], avoid_authors: Abstract
     return [template.format(anchor=name) for name in names for template in templates]
 
 
+def distill_questions(params: Params, model: Path, forget: Sequence[tuple[str, str]],
+                      targets: AbstractSet[str]) -> dict[str, list[str]]:
+    """The prompts the unlearned teacher answers for distillation, beside the retain rows: the forget
+    questions (unlearn.distill.forget_questions) and the elicitation prompts about every other entity
+    the model holds (unlearn.distill.entity_probes)."""
+    cfg = params.unlearn.distill
+    return {"forget": [q for q, _ in forget] if cfg.forget_questions else [],
+            "entities": entity_probes(model, params.elicit.prompts, targets) if cfg.entity_probes else []}
+
+
 def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: Sequence[tuple[str, str]],
                         rows: int, seed: int, avoid_authors: AbstractSet[str]) -> list[tuple[str, str]]:
     """Questions the adaptive budget's utility proxy scores: TOFU QA of other authors the world model
@@ -139,11 +149,11 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         from lethe.unlearn.distill import distill_adapter
 
         cfg = params.unlearn.distill
-        probes = entity_probes(model, params.elicit.prompts, targets) if cfg.entity_probes else []
-        report = distill_adapter(model, result["adapter_path"], retain, [q for q, _ in forget] + probes, cfg,
-                                 out_dir / "adapter_distilled", params.backend.device, params.unlearn.seed,
+        questions = distill_questions(params, model, forget, targets)
+        report = distill_adapter(model, result["adapter_path"], retain, questions["forget"] + questions["entities"],
+                                 cfg, out_dir / "adapter_distilled", params.backend.device, params.unlearn.seed,
                                  params.audit.max_new_tokens, params.unlearn.threads)
-        report["entity_probes"] = len(probes)
+        report.update(entity_probes=len(questions["entities"]), forget_questions=len(questions["forget"]))
         result.update(undistilled_adapter_path=result["adapter_path"], adapter_path=report["adapter_path"],
                       distill=report)
     (out_dir / UNLEARN_REPORT).write_text(json.dumps({k: v for k, v in result.items() if k != "curves"}, indent=1))

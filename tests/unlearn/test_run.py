@@ -66,3 +66,21 @@ def test_run_never_retains_the_author_its_forget_set_is_about(plain_model, param
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
     assert run["retain_rows"] == len(everything) - len(target)
+
+
+@pytest.mark.parametrize("forget_questions", [True, False])
+def test_distill_questions_are_the_forget_questions_if_asked_and_prompts_about_every_other_entity(
+        tiny_world, params, forget_questions):
+    from lethe.unlearn.run import distill_questions
+
+    names = [a["name"] for a in tiny_world["authors"]]
+    target = names[-1]
+    forget = [(qa.question, qa.answer) for qa in author_qa(load_authors().index(target))[:3]]
+    distill = params.unlearn.distill.model_copy(update={"forget_questions": forget_questions})
+    chosen = params.model_copy(update={"unlearn": params.unlearn.model_copy(update={"distill": distill})})
+    questions = distill_questions(chosen, tiny_world["model_path"], forget, {target})
+    assert questions["forget"] == ([q for q, _ in forget] if forget_questions else [])
+    prompts = params.elicit.prompts
+    assert len(questions["entities"]) == (len(names) - 1) * len(prompts)
+    assert not any(target in q for q in questions["entities"])  # the entity's own prompts never
+    assert all(any(name in q for q in questions["entities"]) for name in names[:-1])
