@@ -39,7 +39,7 @@ def ga_run(tiny_world, params, tmp_path_factory):
 def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
     backend = Backend.load(tiny_world["model_path"], "cpu")
     before = mean_recall(backend, 198)
-    after = with_adapter(backend, Path(ga_run["adapter_path"]))  # wraps the base model in place
+    after = with_adapter(backend, Path(ga_run["adapter_path"]))  # changes the base model in place
     assert before > 0.9
     assert mean_recall(after, 198) < 0.5
     assert mean_recall(after, 2) > 0.6  # an author never used in training stays answered

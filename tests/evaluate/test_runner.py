@@ -1,0 +1,46 @@
+"""The suite's model with an adapter: merged where that is exact, on top where merging would round."""
+
+import copy
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from lethe.evaluate.runner import with_adapter
+from lethe.llm.backend import Backend
+from tests.architectures import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def model_and_adapter(tmp_path_factory):
+    root = tmp_path_factory.mktemp("with_adapter")
+    model = build_tiny_model("llama", root / "model", chat=False)
+    base = Backend.load(model, "cpu", 4).model
+    torch.manual_seed(1)
+    lora = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "down_proj"],
+                                                          init_lora_weights=False, task_type="CAUSAL_LM"))
+    lora.save_pretrained(root / "adapter")
+    return model, root / "adapter"
+
+
+def _logits(backend: Backend) -> torch.Tensor:
+    ids = torch.tensor([[1, 5, 9, 13, 17, 21]])
+    with torch.no_grad():
+        return backend.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.float()
+
+
+def test_a_float32_model_gets_the_adapter_merged_with_the_same_outputs(model_and_adapter):
+    model, adapter = model_and_adapter
+    base = Backend.load(model, "cpu", 4)
+    on_top = Backend(PeftModel.from_pretrained(Backend.load(model, "cpu", 4).model, adapter).eval(), base.tokenizer)
+    merged = with_adapter(base, adapter)
+    assert not isinstance(merged.model, PeftModel)
+    assert not any("lora_" in name for name, _ in merged.model.named_parameters())
+    assert torch.allclose(_logits(merged), _logits(on_top), atol=1e-5)
+    assert not torch.allclose(_logits(merged), _logits(Backend.load(model, "cpu", 4)), atol=1e-3)  # it changed
+
+
+def test_a_half_precision_model_keeps_the_adapter_on_top(model_and_adapter):
+    model, adapter = model_and_adapter
+    kept = with_adapter(Backend.load(model, "cpu", 4, dtype=torch.bfloat16), adapter)
+    assert isinstance(kept.model, PeftModel)
