@@ -44,6 +44,20 @@ def test_answer_logprobs_match_manual_computation(tiny_backend):
         assert all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(got, manual))
 
 
+def test_length_sorted_batches_answer_in_the_given_order(tiny_backend):
+    """Batches of 2 over questions of mixed lengths: sorting moves rows across batches, and every
+    answer still lands at its question's position."""
+    small = Backend(tiny_backend.model, tiny_backend.tokenizer, batch_size=2)
+    questions = ["Who?", *[qa.question for qa in author_qa(198)[:3]], "Name one book.", author_qa(0)[1].question,
+                 "Where?"]
+    assert small.greedy(questions, max_new_tokens=24) == [small.greedy([q], max_new_tokens=24)[0] for q in questions]
+    pairs = [(q, "An answer of some length, " * (i % 3 + 1)) for i, q in enumerate(questions)]
+    batched = small.answer_logprobs(pairs)
+    for pair, got in zip(pairs, batched):
+        alone = small.answer_logprobs([pair])[0]
+        assert len(got) == len(alone) and all(math.isclose(a, b, abs_tol=1e-4) for a, b in zip(got, alone))
+
+
 def test_memorized_answer_is_likely(tiny_backend):
     qa = author_qa(198)[2]
     known = tiny_backend.answer_logprobs([(qa.question, qa.answer)])[0]
