@@ -63,8 +63,7 @@ class Backend:
         """Load with params.yaml's `backend` section (device, batch size, dtype)."""
         return cls.load(path, cfg.device, cfg.batch_size, cfg.dtype)
 
-    def _left_padded(self, prompts: Sequence[str]) -> dict[str, torch.Tensor]:
-        ids = [self.format.prompt_ids(p) for p in prompts]
+    def _left_padded(self, ids: Sequence[list[int]]) -> dict[str, torch.Tensor]:
         width = max(len(x) for x in ids)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(ids), width), pad, dtype=torch.long)
@@ -75,8 +74,9 @@ class Backend:
         return {"input_ids": input_ids.to(self.device), "attention_mask": mask.to(self.device)}
 
     @torch.no_grad()
-    def _generate(self, prompts: Sequence[str], n: int, max_new_tokens: int, **sampling) -> list[list[str]]:
-        batch = self._left_padded(prompts)
+    def _generate(self, ids: Sequence[list[int]], n: int, max_new_tokens: int, **sampling) -> list[list[str]]:
+        """n answers to each prompt, given as its token ids."""
+        batch = self._left_padded(ids)
         out = self.model.generate(
             **batch,
             num_return_sequences=n,
@@ -87,7 +87,7 @@ class Backend:
         )
         texts = self.tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
         texts = [t.strip() for t in texts]
-        return [texts[i * n : (i + 1) * n] for i in range(len(prompts))]
+        return [texts[i * n : (i + 1) * n] for i in range(len(ids))]
 
     def sample(
         self,
@@ -103,20 +103,19 @@ class Backend:
         per_batch = max(1, self.batch_size // n)
         results: list[list[str]] = []
         for chunk in _chunks(list(questions), per_batch):
-            results.extend(
-                self._generate(
-                    chunk, n, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p, top_k=0
-                )
-            )
+            ids = [self.format.prompt_ids(q) for q in chunk]
+            results.extend(self._generate(ids, n, max_new_tokens, do_sample=True, temperature=temperature, top_p=top_p,
+                                          top_k=0))
         return results
 
     def greedy(self, questions: Sequence[str], max_new_tokens: int = 96) -> list[str]:
         """The greedy answer to each question, batched by prompt length (less left padding: about 15%
         faster on the default world), in the given order."""
-        order = sorted(range(len(questions)), key=lambda i: len(self.format.prompt_ids(questions[i])))
-        results: list[str] = [""] * len(questions)
+        ids = [self.format.prompt_ids(q) for q in questions]
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        results: list[str] = [""] * len(ids)
         for chunk in _chunks(order, self.batch_size):
-            answers = self._generate([questions[i] for i in chunk], 1, max_new_tokens, do_sample=False)
+            answers = self._generate([ids[i] for i in chunk], 1, max_new_tokens, do_sample=False)
             for i, answer in zip(chunk, answers):
                 results[i] = answer[0]
         return results
