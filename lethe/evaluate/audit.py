@@ -283,11 +283,7 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
 
 def load_plain(model_path: str | Path, adapter: str | Path | None, device: str, batch_size: int) -> Backend:
     """A backend whose model is a plain module: the adapter (if any) merged into a float32 copy."""
-    backend = Backend.load(model_path, device, batch_size, dtype=torch.float32)
-    if adapter is None:
-        return backend
-    from peft import PeftModel
+    from lethe.evaluate.runner import with_adapter  # merges into float32 weights
 
-    merged = PeftModel.from_pretrained(backend.model, str(adapter)).merge_and_unload()
-    merged.eval()
-    return Backend(merged, backend.tokenizer, batch_size)
+    backend = Backend.load(model_path, device, batch_size, dtype=torch.float32)
+    return backend if adapter is None else with_adapter(backend, Path(adapter))

@@ -128,8 +128,8 @@ def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, min
         raise LetheError("no reference model to audit: the entity has no never-trained reference")
     inputs, backend_cfg = _audit_inputs(params, mine_dir), params.backend
     full = which != "before"
-    path, with_adapter = {"before": (model, None), "after": (model, adapter), "reference": (reference_model, None)}[which]
-    backend = load_plain(path, with_adapter, backend_cfg.device, backend_cfg.batch_size)
+    path, merged = {"before": (model, None), "after": (model, adapter), "reference": (reference_model, None)}[which]
+    backend = load_plain(path, merged, backend_cfg.device, backend_cfg.batch_size)
     measured = audit_model(backend, params, anchor, inputs["graph"] if full else None, inputs["heldout"],
                            inputs["attacks"], gold, with_attack=full and bool(inputs["attacks"]))
     if which == "reference" and gold and holdout and params.evaluate.mia:
