@@ -295,6 +295,9 @@ class UnlearnParams(Strict):
     eval_every: int = Field(ge=0, description="adaptive budget: score the dev probes and the utility proxy every "
                             "this many steps and stop at the first checkpoint that meets both targets (0: off)")
     stop_forget_ratio: float = Field(gt=0, le=1, description="dev-probe ROUGE after / before that ends training")
+    stop_floor_margin: float = Field(0.05, ge=0, description="... or dev-probe ROUGE within this of a model that "
+                                     "never knew the entity (where one exists): below that floor a ratio target "
+                                     "cannot be met, since such a model still shares an answer's generic words")
     stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
     min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +44,19 @@ def world_record(model_path: str | Path) -> dict | None:
     """The world.json of a world model folder (None for any other model)."""
     record = Path(model_path).parent / "world.json"
     return json.loads(record.read_text()) if record.is_file() else None
+
+
+def never_trained_reference(model_path: str | Path, entities: Iterable[str]) -> str | None:
+    """A model that never knew any of `entities`: the world's retain model when every one is a forget
+    author of the world `model_path` belongs to; None otherwise (no world, or an entity it kept)."""
+    from lethe.mining.extract import normalize
+
+    record = world_record(model_path)
+    names = {normalize(e) for e in entities}
+    if not record or not names:
+        return None
+    forget = {normalize(a["name"]) for a in record["authors"] if a["split"] == "forget"}
+    return record["retain_model_path"] if names <= forget else None
 
 
 def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[str] = (),

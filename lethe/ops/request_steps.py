@@ -116,7 +116,8 @@ def unlearn_step(params: Params, plan: RequestPlan) -> dict[str, Any]:
     from lethe.unlearn.run import run_unlearning
 
     return run_unlearning(params, Path(plan.start_model), plan.mine.forget_set, plan.mine.neighbor_set,
-                          None, plan.files.unlearn_dir, sage=False)
+                          None, plan.files.unlearn_dir, sage=False,
+                          reference=reference_model_for(plan.anchor, plan.base_model))
 
 
 def is_benchmark_author(anchor: str, model: str | Path) -> bool:
@@ -135,14 +136,9 @@ def is_benchmark_author(anchor: str, model: str | Path) -> bool:
 def reference_model_for(anchor: str, base_model: str | Path) -> str | None:
     """A model that never knew the entity: the world's retain model when the anchor is one of the
     world's forget authors; None otherwise (the audit then reports recovery relative to before)."""
-    from lethe.evaluate.suite import world_record
-    from lethe.mining.extract import normalize
+    from lethe.evaluate.suite import never_trained_reference
 
-    record = world_record(base_model)
-    if not record:
-        return None
-    forget = {normalize(a["name"]) for a in record["authors"] if a["split"] == "forget"}
-    return record["retain_model_path"] if normalize(anchor) in forget else None
+    return never_trained_reference(base_model, [anchor])
 
 
 EVALUATION_RECORD = "evaluation.json"

@@ -84,9 +84,11 @@ def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: 
 
 
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
-                 retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str]):
+                 retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
+                 reference: str | Path | None = None):
     """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
-    dev_set.jsonl beside the forget set, or unlearn.eval_every 0)."""
+    dev_set.jsonl beside the forget set, or unlearn.eval_every 0). With a `reference` that never knew
+    the entity, every point also carries that model's dev recall (`dev_floor`, scored once)."""
     dev_path = MineLayout.beside(forget_set).dev_set
     if params.unlearn.eval_every == 0 or not dev_path.is_file():
         return None
@@ -102,10 +104,13 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
                                 avoid_authors)
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokens, batch = params.audit.max_new_tokens, params.backend.batch_size
+    floor = ({"dev_floor": recall(Backend.from_params(reference, params.backend), dev, tokens) or 0.0}
+             if reference else {})
 
     def probe(trained) -> dict[str, float]:
         backend = Backend(trained, tokenizer, batch)
-        return {"dev_rouge": recall(backend, dev, tokens) or 0.0, "utility": recall(backend, proxy, tokens) or 0.0}
+        return {"dev_rouge": recall(backend, dev, tokens) or 0.0, "utility": recall(backend, proxy, tokens) or 0.0,
+                **floor}
 
     return probe
 
@@ -126,8 +131,14 @@ def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
 
 
 def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: Path | None, method: str | None,
-                   out_dir: Path, sage: bool, allow_unvalidated: bool = False, on_step=None) -> dict:
-    """Validate inputs, train the adapter (resumable), optionally sanitize it with SAGE."""
+                   out_dir: Path, sage: bool, allow_unvalidated: bool = False, on_step=None,
+                   reference: str | Path | None = None) -> dict:
+    """Validate inputs, train the adapter (resumable), optionally sanitize it with SAGE.
+
+    `reference`: a model that never knew the entity, whose dev recall is the adaptive budget's floor;
+    by default the world's retain model when `model` is a world model and the forget set's authors are
+    its forget authors (a request starting from a champion passes its base model's)."""
+    from lethe.evaluate.suite import never_trained_reference
     from lethe.unlearn.trainer import unlearn
 
     validation = check_validation(forget_set, allow_unvalidated)
@@ -135,7 +146,8 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
     retain = neighbor + general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
-    probe = budget_probe(params, model, forget_set, neighbor, retain, targets)
+    reference = reference or never_trained_reference(model, targets)
+    probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype)
     result["validation"] = validation

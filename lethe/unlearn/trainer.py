@@ -28,7 +28,7 @@ from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names
 from lethe.unlearn.targets import check_targets, resolve_targets
 
 StepCallback = Callable[[int, int, dict], None]
-Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge": .., "utility": ..}
+Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge", "utility"[, "dev_floor"]}
 STATE_FILE = "trainer_state.pt"
 
 
@@ -36,9 +36,10 @@ class BudgetTracker:
     """The adaptive budget: after every `eval_every` steps, dev-probe recall and a utility proxy.
 
     Stops at the first point, `min_steps` or later, with dev recall <= stop_forget_ratio x its value
-    before training and utility >= stop_utility_ratio x before. Otherwise the best such point that
-    kept utility (lowest dev recall) is kept. `path` is the whole forget-vs-utility trajectory, for
-    MLflow and the report.
+    before training (or, where the probe reports `dev_floor`, the dev recall of a model that never
+    knew the entity: within stop_floor_margin of it) and utility >= stop_utility_ratio x before.
+    Otherwise the best such point that kept utility (lowest dev recall) is kept. `path` is the whole
+    forget-vs-utility trajectory, for MLflow and the report.
     """
 
     def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None):
@@ -57,11 +58,20 @@ class BudgetTracker:
         if self.path:
             point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
-            point["meets_target"] = (step >= self.cfg.min_steps
-                                     and point["dev_ratio"] <= self.cfg.stop_forget_ratio
+            point["meets_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
                                      and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
         self.path.append(point)
         return point
+
+    def _forgotten(self, point: dict) -> bool:
+        """The dev target: a share of the recall before, or (a ratio below the floor cannot be met) the
+        never-trained floor plus a margin, the rule the gate applies to the held-out probes. The floor
+        counts only when the recall before was above it: otherwise the probes cannot tell knowing
+        from not knowing, and the first point would pass without any forgetting."""
+        floor = point.get("dev_floor")
+        separates = floor is not None and self.start["dev_rouge"] > floor + self.cfg.stop_floor_margin
+        return (point["dev_ratio"] <= self.cfg.stop_forget_ratio
+                or (separates and point["dev_rouge"] <= floor + self.cfg.stop_floor_margin))
 
     def best(self) -> dict | None:
         """The lowest-dev-recall point that kept utility, if any."""

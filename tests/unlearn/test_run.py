@@ -84,3 +84,38 @@ def test_distill_questions_are_the_forget_questions_if_asked_and_prompts_about_e
     assert len(questions["entities"]) == (len(names) - 1) * len(prompts)
     assert not any(target in q for q in questions["entities"])  # the entity's own prompts never
     assert all(any(name in q for q in questions["entities"]) for name in names[:-1])
+
+
+def _forget_and_dev_sets(tmp_path, author: int) -> tuple:
+    from lethe.layout import MineLayout
+
+    rows = author_qa(author)
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n" for q in rows[:4]))
+    MineLayout.beside(forget).dev_set.write_text(
+        "".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n" for q in rows[4:8]))
+    return forget, [(q.question, q.answer) for q in rows[4:8]]
+
+
+def test_the_budget_floor_is_the_never_trained_models_dev_recall(tiny_world, params, tmp_path):
+    from lethe.evaluate.audit import recall
+    from lethe.llm.backend import Backend
+    from lethe.unlearn.run import budget_probe
+
+    forget, dev = _forget_and_dev_sets(tmp_path, 198)
+    model, reference = tiny_world["model_path"], tiny_world["retain_model_path"]
+    probe = budget_probe(params, model, forget, [("Who wrote it?", "Someone else.")], [], set(), reference)
+    trained = Backend.load(model, "cpu", params.backend.batch_size)
+    point = probe(trained.model)
+    expected = recall(Backend.load(reference, "cpu", params.backend.batch_size), dev, params.audit.max_new_tokens)
+    assert point["dev_floor"] == expected and point["dev_floor"] < point["dev_rouge"]
+    assert "dev_floor" not in budget_probe(params, model, forget, [("Q?", "A.")], [], set())(trained.model)
+
+
+def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_model(tiny_world, params, tmp_path):
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
+                         "ga", tmp_path / "out", False, allow_unvalidated=True)
+    floors = {point.get("dev_floor") for point in run["budget_path"]}
+    assert len(run["budget_path"]) == 3 and len(floors) == 1 and None not in floors

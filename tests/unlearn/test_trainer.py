@@ -192,3 +192,41 @@ def test_adaptive_budget_neither_stops_nor_keeps_a_point_before_min_steps(params
     points = [budget.measure(model, step) for step in (0, 5, 10, 15)]
     assert [p.get("meets_target") for p in points[1:]] == [False, False, True]  # step 5 forgot enough, but too early
     assert budget.best()["step"] == 15
+
+
+def _floored_probe(dev_values, floor):
+    calls = iter(dev_values)
+
+    def probe(model):
+        return {"dev_rouge": next(calls), "utility": 0.5, "dev_floor": floor}
+
+    return probe
+
+
+def test_adaptive_budget_stops_at_the_never_trained_floor_a_ratio_cannot_reach(params):
+    """0.3x of 0.2 is 0.06, below the 0.063 a model that never knew the entity scores: the floor rule
+    (within stop_floor_margin of it) is what a real forgetting can meet."""
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9,
+                                            "stop_floor_margin": 0.05, "min_steps": 0})
+    budget = BudgetTracker(_floored_probe([0.2, 0.15, 0.11, 0.09], floor=0.063), cfg)
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 10, 20, 30)]
+    assert [p["meets_target"] for p in points[1:]] == [False, True, True]
+    assert points[2]["dev_ratio"] > cfg.stop_forget_ratio  # met on the floor, not on the ratio
+    no_floor = BudgetTracker(_scripted_probe([0.2, 0.15, 0.11, 0.09], [0.5] * 4), cfg)
+    assert not any(no_floor.measure(model, step).get("meets_target") for step in (0, 10, 20, 30))
+
+
+def test_adaptive_budget_ignores_a_floor_the_probes_never_rose_above(params):
+    """Dev recall 0.15 before against a floor of 0.12: within the margin from the start, so the
+    probes cannot tell knowing from not knowing, and the floor must not end training at once."""
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9,
+                                            "stop_floor_margin": 0.05, "min_steps": 0})
+    budget = BudgetTracker(_floored_probe([0.15, 0.14, 0.04], floor=0.12), cfg)
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 10, 20)]
+    assert [p["meets_target"] for p in points[1:]] == [False, True]  # only the ratio rule (0.04 <= 0.045)
