@@ -47,11 +47,14 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
     def ratio(key, b=before, a=after):
         return a[key] / b[key] if a.get(key) is not None and b.get(key) else None
 
+    path = trained.get("budget_path", [])  # [step, dev recall, utility proxy ratio] per budget point
     entities = {k: v / after["base_entity_rouge"][k] for k, v in after.get("entity_rouge", {}).items()
                 if after.get("base_entity_rouge", {}).get(k) and k != anchor}
     return {
         "anchor": anchor, "seconds": round(seconds, 1), "steps": trained["steps"], "chosen_step": trained.get("chosen_step"),
         "stopped_by": trained["stopped_by"], "budget_met": trained.get("budget_met"),
+        "dev_floor": path[0].get("dev_floor") if path else None,  # the never-trained model's dev recall
+        "budget_path": [[p["step"], round(p["dev_rouge"], 4), round(p.get("utility_ratio", 1.0), 4)] for p in path],
         "gold_ratio": ratio("forget_Q_A_ROUGE"), "heldout_ratio": ratio("heldout_rouge"),
         "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
         "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),
