@@ -178,6 +178,8 @@ class SynthesizeParams(Strict):
     neighbor_samples: int = Field(gt=0)
     max_forget: int = Field(gt=0)
     max_neighbor: int = Field(ge=0)
+    sentences_per_edge: int = Field(2, gt=0, description="extractive mode: at most this many of the model's "
+                                    "own sentences supporting one edge become forget rows")
     seed: int
 
 

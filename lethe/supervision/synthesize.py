@@ -92,7 +92,7 @@ def _sentences_with(responses: Sequence[Response], keys: Sequence[str]) -> list[
 
 
 def _extractive_edge(graph: nx.DiGraph, anchor: str, u: str, v: str, responses: dict[str, Response],
-                     path: Path) -> list[QASample]:
+                     path: Path, per_edge: int = 2) -> list[QASample]:
     data_v = graph.nodes[v]
     is_root = u == anchor
     candidates = [responses[rid] for rid in data_v["provenance"] if rid in responses]
@@ -102,7 +102,7 @@ def _extractive_edge(graph: nx.DiGraph, anchor: str, u: str, v: str, responses: 
         own = [r for r in candidates if r.context == graph.nodes[u]["key"]]
         matches = _sentences_with(own, [data_v["key"]])
     samples = []
-    for sentence, response in matches[:2]:
+    for sentence, response in matches[:per_edge]:
         base = dict(kind="forget", source="mage", statement=sentence, path=list(path.nodes),
                     edge=[u, v], node=v, response_id=response.id)
         samples.append(QASample(forget_question(anchor, u, v, data_v["kind"], is_root), sentence, **base))
@@ -148,7 +148,7 @@ def synthesize_forget(backend: Backend, graph: nx.DiGraph, paths: Sequence[Path]
                 continue
             done_edges.add((u, v))
             made = _generative_edge(backend, anchor, u, v, path) if mode == "generative" else []
-            samples.extend(made or _extractive_edge(graph, anchor, u, v, by_id, path))
+            samples.extend(made or _extractive_edge(graph, anchor, u, v, by_id, path, cfg.sentences_per_edge))
     return dedupe(samples)[: cfg.max_forget], mode
 
 

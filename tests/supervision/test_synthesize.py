@@ -75,3 +75,16 @@ def test_a_model_that_fails_the_instruction_check_is_synthesized_extractively():
     samples, mode = synthesize_forget(model, graph, paths, responses, load_params().synthesize)
     assert mode == "extractive" and len(model.prompts) == 1  # only the check was asked
     assert {s.answer for s in samples} == {f"{ANCHOR} grew up in Lisbon."}
+
+
+def test_extractive_keeps_at_most_sentences_per_edge_of_the_models_own_sentences():
+    graph, paths, _ = _graph_and_responses()
+    graph.nodes["Lisbon"]["provenance"] = ["r1", "r2", "r3"]
+    responses = [Response(f"r{i}", f"Tell me about {ANCHOR}.", f"{ANCHOR} {verb} Lisbon.", 0)
+                 for i, verb in enumerate(("left", "loved", "painted"), start=1)]
+    cfg = load_params().synthesize
+    for per_edge in (1, 2, 3):
+        settings = cfg.model_copy(update={"sentences_per_edge": per_edge})
+        samples, _ = synthesize_forget(ScriptedInstructionModel(obeys=False), graph, paths, responses, settings)
+        assert len({s.statement for s in samples}) == per_edge  # each with its template and elicitation question
+        assert all(s.edge == [ANCHOR, "Lisbon"] and s.node == "Lisbon" for s in samples)
