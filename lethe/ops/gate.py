@@ -13,6 +13,7 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
+from lethe.evaluate.floor import at_never_trained_floor
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -137,9 +138,11 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         checks.append(_missing("heldout_forgetting", threshold, "held-out recall"))
     else:
         ratio = _ratio(h_after, h_before)
-        at_floor = h_ref is not None and h_after <= h_ref + gate.heldout_floor_margin
+        at_floor = at_never_trained_floor(h_before, h_after, h_ref, gate.heldout_floor_margin)
         note = f"{h_before:.3f} -> {h_after:.3f}" + (f"; never-trained reference {h_ref:.3f}" if h_ref is not None
                                                      else "")
+        if h_ref is not None and h_before <= h_ref + gate.heldout_floor_margin:
+            note += " (never rose above it: only the ratio counts)"
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
                             ratio <= gate.max_heldout_ratio or at_floor, note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)

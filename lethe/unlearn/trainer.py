@@ -19,6 +19,7 @@ import torch
 from lethe import failpoints
 from lethe.config import UnlearnParams
 from lethe.errors import LetheError
+from lethe.evaluate.floor import at_never_trained_floor
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
@@ -64,14 +65,10 @@ class BudgetTracker:
         return point
 
     def _forgotten(self, point: dict) -> bool:
-        """The dev target: a share of the recall before, or (a ratio below the floor cannot be met) the
-        never-trained floor plus a margin, the rule the gate applies to the held-out probes. The floor
-        counts only when the recall before was above it: otherwise the probes cannot tell knowing
-        from not knowing, and the first point would pass without any forgetting."""
-        floor = point.get("dev_floor")
-        separates = floor is not None and self.start["dev_rouge"] > floor + self.cfg.stop_floor_margin
-        return (point["dev_ratio"] <= self.cfg.stop_forget_ratio
-                or (separates and point["dev_rouge"] <= floor + self.cfg.stop_floor_margin))
+        """The dev target: a share of the recall before, or the never-trained floor plus a margin (a
+        ratio below the floor cannot be met; lethe.evaluate.floor), the gate's held-out rule."""
+        return point["dev_ratio"] <= self.cfg.stop_forget_ratio or at_never_trained_floor(
+            self.start["dev_rouge"], point["dev_rouge"], point.get("dev_floor"), self.cfg.stop_floor_margin)
 
     def best(self) -> dict | None:
         """The lowest-dev-recall point that kept utility, if any."""

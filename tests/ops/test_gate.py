@@ -200,3 +200,13 @@ def test_a_batch_keeps_the_entities_outside_it():
     decision = decide_batch({"Author A": (BEFORE, GOOD, REFERENCE)}, eroded, BASE, True, LINEAGE, GATE,
                             spared=["Author A"])
     assert _failing(decision) == ["entity_retention"]  # Author B is not a target of the batch
+
+
+def test_probes_that_never_rose_above_the_floor_cannot_pass_held_out_forgetting_on_it():
+    # before 0.2 against a reference at 0.18: within the margin from the start, so after 0.19 (0.95x)
+    # is not "at the floor", it is no forgetting at all
+    decision = _decide({**GOOD, "heldout_rouge": 0.19}, before={**BEFORE, "heldout_rouge": 0.2},
+                       reference={**REFERENCE, "heldout_rouge": 0.18})
+    assert "heldout_forgetting" in _failing(decision)
+    row = next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
+    assert "never rose above it" in row["note"]
