@@ -10,10 +10,16 @@ compliance re-audit all judge by this one rule.
 from __future__ import annotations
 
 
+def probes_separate(before: float, floor: float, margin: float) -> bool:
+    """True when the probes scored more than `margin` above the never-trained `floor` before
+    unlearning: only then can they show that something was forgotten."""
+    return before > floor + margin
+
+
 def at_never_trained_floor(before: float | None, now: float | None, floor: float | None, margin: float) -> bool:
     """True when `now` is within `margin` of `floor` (what a never-trained model scores on the same
     probes) and `before` was above that: probes that never rose above the floor cannot tell knowing
     from not knowing, so they never pass on it."""
     if before is None or now is None or floor is None:
         return False
-    return before > floor + margin and now <= floor + margin
+    return probes_separate(before, floor, margin) and now <= floor + margin

@@ -13,7 +13,7 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
-from lethe.evaluate.floor import at_never_trained_floor
+from lethe.evaluate.floor import at_never_trained_floor, probes_separate
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -138,13 +138,17 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         checks.append(_missing("heldout_forgetting", threshold, "held-out recall"))
     else:
         ratio = _ratio(h_after, h_before)
-        at_floor = at_never_trained_floor(h_before, h_after, h_ref, gate.heldout_floor_margin)
+        margin = gate.heldout_floor_margin
+        forgotten = ratio <= gate.max_heldout_ratio or at_never_trained_floor(h_before, h_after, h_ref, margin)
+        # Probes within the margin of a never-trained model before unlearning cannot show forgetting:
+        # still there is a marked n/a, never a pass (the other checks carry the decision).
+        blind = h_ref is not None and not probes_separate(h_before, h_ref, margin) and h_after <= h_ref + margin
         note = f"{h_before:.3f} -> {h_after:.3f}" + (f"; never-trained reference {h_ref:.3f}" if h_ref is not None
                                                      else "")
-        if h_ref is not None and h_before <= h_ref + gate.heldout_floor_margin:
-            note += " (never rose above it: only the ratio counts)"
+        if blind and not forgotten:
+            note += " (n/a: before, already within the margin of it, these probes cannot show forgetting)"
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
-                            ratio <= gate.max_heldout_ratio or at_floor, note))
+                            True if forgotten else (None if blind else False), note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)
     limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
     label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None

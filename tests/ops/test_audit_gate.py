@@ -17,7 +17,6 @@ from lethe.ops.request_steps import RequestPlan, evaluate_step
 from lethe.unlearn.run import run_unlearning
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
-AUDIT_CHECKS = {"heldout_forgetting", "reelicitation", "relearning"}
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +68,11 @@ def test_exact_unlearning_passes_the_same_audit(request_dir, tiny_world):
     before = measure(plan.start_model, full=False)
     gone = measure(tiny_world["retain_model_path"])  # retrained without the author
     checks = {c.name: c for c in forgetting_checks(before, gone, gone, params.gate)}
-    assert all(checks[name].passed for name in AUDIT_CHECKS), checks
+    assert checks["reelicitation"].passed and checks["relearning"].passed, checks
+    # held-out: a pass, or (probes mined from the tiny world's samples may score near the reference
+    # before unlearning already) a marked n/a; never a failure for the model that never saw the author
+    assert checks["heldout_forgetting"].passed or (checks["heldout_forgetting"].passed is None
+                                                   and "cannot show forgetting" in checks["heldout_forgetting"].note)
     hidden = measure(plan.start_model)  # the untouched model, for contrast: everything comes back
     checks = {c.name: c for c in forgetting_checks(before, hidden, gone, params.gate)}
     assert not any(checks[name].passed for name in ("reelicitation", "relearning")), checks

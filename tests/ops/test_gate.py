@@ -202,11 +202,13 @@ def test_a_batch_keeps_the_entities_outside_it():
     assert _failing(decision) == ["entity_retention"]  # Author B is not a target of the batch
 
 
-def test_probes_that_never_rose_above_the_floor_cannot_pass_held_out_forgetting_on_it():
+def test_probes_that_never_rose_above_the_floor_are_marked_na_never_passed():
     # before 0.2 against a reference at 0.18: within the margin from the start, so after 0.19 (0.95x)
-    # is not "at the floor", it is no forgetting at all
+    # shows nothing either way: a marked n/a, not a pass on the floor
     decision = _decide({**GOOD, "heldout_rouge": 0.19}, before={**BEFORE, "heldout_rouge": 0.2},
                        reference={**REFERENCE, "heldout_rouge": 0.18})
-    assert "heldout_forgetting" in _failing(decision)
     row = next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
-    assert "never rose above it" in row["note"]
+    assert row["result"] == "n/a" and "cannot show forgetting" in row["note"]
+    risen = _decide({**GOOD, "heldout_rouge": 0.3}, before={**BEFORE, "heldout_rouge": 0.2},
+                    reference={**REFERENCE, "heldout_rouge": 0.18})
+    assert "heldout_forgetting" in _failing(risen)  # above the floor + margin after: the ratio rule fails it
