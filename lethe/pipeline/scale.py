@@ -67,7 +67,22 @@ def shared_cluster(scale: ScaleParams) -> Iterator[str]:
             os.environ.pop("LETHE_DASK_ADDRESS", None)
         else:
             os.environ["LETHE_DASK_ADDRESS"] = before
+        _close_quietly(cluster)
+
+
+def _close_quietly(cluster) -> None:
+    """Close a LocalCluster without its shutdown chatter: while the workers go, the scheduler logs at
+    INFO, with a traceback, the comms they closed under it (distributed.batched), which reads as a
+    crash on stderr. `silence_logs` covers only the cluster's start. Errors still show."""
+    import logging
+
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
         cluster.close()
+    finally:
+        logger.setLevel(level)
 
 
 def dask_task_runner(scale: ScaleParams) -> DaskTaskRunner:
