@@ -23,3 +23,11 @@ def at_never_trained_floor(before: float | None, now: float | None, floor: float
     if before is None or now is None or floor is None:
         return False
     return probes_separate(before, floor, margin) and now <= floor + margin
+
+
+def blind_at_floor(before: float | None, now: float | None, floor: float | None, margin: float) -> bool:
+    """True when the probes were already within `margin` of `floor` before unlearning and still are:
+    they show neither forgetting nor knowing (the gate marks that n/a, never a pass)."""
+    if before is None or now is None or floor is None:
+        return False
+    return not probes_separate(before, floor, margin) and now <= floor + margin

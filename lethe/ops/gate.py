@@ -13,7 +13,7 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
-from lethe.evaluate.floor import at_never_trained_floor, probes_separate
+from lethe.evaluate.floor import at_never_trained_floor, blind_at_floor
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -142,7 +142,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         forgotten = ratio <= gate.max_heldout_ratio or at_never_trained_floor(h_before, h_after, h_ref, margin)
         # Probes within the margin of a never-trained model before unlearning cannot show forgetting:
         # still there is a marked n/a, never a pass (the other checks carry the decision).
-        blind = h_ref is not None and not probes_separate(h_before, h_ref, margin) and h_after <= h_ref + margin
+        blind = blind_at_floor(h_before, h_after, h_ref, margin)
         note = f"{h_before:.3f} -> {h_after:.3f}" + (f"; never-trained reference {h_ref:.3f}" if h_ref is not None
                                                      else "")
         if blind and not forgotten:
