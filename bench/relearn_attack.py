@@ -37,7 +37,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lethe.data import author_qa
-    from lethe.evaluate.audit import attack_rows, load_plain, recall, relearn
+    from lethe.evaluate.audit import attack_rows, load_plain, recall, relearned
     from lethe.llm.backend import Backend
     from lethe.supervision.baselines import author_index
 
@@ -62,9 +62,11 @@ def main() -> None:
             rank, lr = _attack(spec)
             means = {}
             for label, backend in (("unlearned", unlearned), ("reference", reference)):
-                values = [recall(Backend(relearn(backend.model, backend.tokenizer, rows_k, cfg.relearn_steps, lr,
-                                                 cfg.seed + k, lora_rank=rank), backend.tokenizer, batch),
-                                 gold, cfg.max_new_tokens) for k, rows_k in enumerate(draws)]
+                values = []
+                for k, rows_k in enumerate(draws):
+                    with relearned(backend.model, backend.tokenizer, rows_k, cfg.relearn_steps, lr, cfg.seed + k,
+                                   lora_rank=rank) as attacked:
+                        values.append(recall(Backend(attacked, backend.tokenizer, batch), gold, cfg.max_new_tokens))
                 means[label] = sum(values) / len(values)
             rows[spec] = {**means, "gap": means["unlearned"] - means["reference"]}
             print(anchor, spec, json.dumps(rows[spec]), flush=True)

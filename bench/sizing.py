@@ -27,6 +27,7 @@ MODELS = {
     "3B (Llama-3.2-3B)": dict(params=3.21e9, layers=28, hidden=3072, ffn=8192, heads=24, kv_heads=8, vocab=128256),
     "7B (Mistral-7B)": dict(params=7.24e9, layers=32, hidden=4096, ffn=14336, heads=32, kv_heads=8, vocab=32768),
 }
+ATTACK_LORA_RANK = 8  # the LoRA relearning attack measured on the default world (README, the audit)
 GPU = dict(name="H100 SXM 80GB", memory_gb=80, bf16_flops=989e12, hbm_bytes_per_s=3.35e12,
            assumed_train_mfu=0.25, assumed_decode_bandwidth_use=0.6)
 
@@ -86,17 +87,22 @@ def size(name: str, m: dict, params, seq: float, calls: dict) -> dict:
     one_layer = tokens * (16 * m["hidden"] + 3 * m["ffn"]) * 2
     logits = tokens * m["vocab"] * 4 * 2  # fp32 logits and their log-softmax
     train_gib = (weights + lora_state + checkpoints + one_layer + logits) / gib
-    # The audit loads float32 (it merges, rounds and fine-tunes): model + attacked copy + gradients
-    # (4 bytes each) + AdamW's two moments (8 bytes), per parameter.
-    relearn_gib = 20 * n / gib
+    # The audit loads float32 (it merges, rounds and fine-tunes) and attacks that model in place (the
+    # weights before wait in host memory): the full-parameter attack holds weights + gradients (4 bytes
+    # each) + AdamW's two moments (8 bytes) per parameter; the LoRA attack (audit.relearn_lora_rank,
+    # rank 8 here) the float32 weights and 16 bytes per adapter parameter. Activations are not counted.
+    relearn_gib = 16 * n / gib
+    relearn_lora_gib = (4 * n + 16 * lora_params(m, ATTACK_LORA_RANK)) / gib
     step_s = train_step_flops(n, tokens, int(batch * seq), True) / (GPU["bf16_flops"] * GPU["assumed_train_mfu"])
     decode_step_s = weights / (GPU["hbm_bytes_per_s"] * GPU["assumed_decode_bandwidth_use"])
     decode_s = sum(c["batches"] * c["new_tokens"] for c in calls.values()) * decode_step_s
     train_s = params.unlearn.max_steps * step_s
     relearn_s = params.audit.relearn_steps * step_s * 3  # full-parameter: weight gradients and Adam too
     return {"model": name, "lora_params": lora, "weights_gib": weights / gib, "train_peak_gib": train_gib,
-            "audit_relearn_peak_gib": relearn_gib, "fits_80gb_train": train_gib < GPU["memory_gb"] * 0.9,
+            "audit_relearn_peak_gib": relearn_gib, "audit_relearn_lora_peak_gib": relearn_lora_gib,
+            "fits_80gb_train": train_gib < GPU["memory_gb"] * 0.9,
             "fits_80gb_relearn_attack": relearn_gib < GPU["memory_gb"] * 0.9,
+            "fits_80gb_relearn_lora_attack": relearn_lora_gib < GPU["memory_gb"] * 0.9,
             "seconds_per_train_step": step_s, "unlearn_seconds_at_max_steps": train_s,
             "decode_seconds": decode_s, "relearn_attack_seconds": relearn_s,
             "request_seconds": train_s + decode_s + relearn_s}
@@ -127,7 +133,7 @@ def main() -> None:
                             "max_steps": params.unlearn.max_steps, "generation_calls": calls, "models": rows})
     for row in rows:
         print(f"{row['model']}: train peak {row['train_peak_gib']:.1f} GiB, relearn attack {row['audit_relearn_peak_gib']:.1f}"
-              f" GiB, {row['seconds_per_train_step']:.2f} s/step, request ~{row['request_seconds'] / 60:.1f} min")
+              f" GiB (LoRA {row['audit_relearn_lora_peak_gib']:.1f} GiB), {row['seconds_per_train_step']:.2f} s/step, request ~{row['request_seconds'] / 60:.1f} min")
 
 
 if __name__ == "__main__":

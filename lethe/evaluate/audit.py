@@ -23,10 +23,9 @@ authors), every measure is also taken on it: the floor a reader compares against
 
 from __future__ import annotations
 
-import copy
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -87,45 +86,67 @@ def reelicit(backend: Backend, anchor: str, graph: nx.DiGraph, params: Params) -
 
 
 # -- relearning attack ----------------------------------------------------------------------------
-def relearn(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
-            batch_size: int = 8, lora_rank: int = 0) -> torch.nn.Module:
-    """A fine-tuned copy of `model`: `steps` AdamW steps on `pairs` (answer-token loss), of every
-    parameter (`lora_rank` 0) or of a fresh LoRA of that rank on every projection, merged afterwards
-    (the attack that fits a large model on one GPU: no optimizer state for the full weights)."""
-    from lethe.llm.format import PromptFormat
+@contextmanager
+def relearned(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
+              batch_size: int = 8, lora_rank: int = 0) -> Iterator[torch.nn.Module]:
+    """`model` after `steps` AdamW steps on `pairs` (answer-token loss), for the block; on exit it is
+    exactly the model it was (weights, trainable flags, mode).
 
+    `lora_rank` 0 trains every parameter in place; the weights before are kept in host memory, so the
+    device holds the model once (plus the optimizer's state), not a second copy of it. `lora_rank` > 0
+    trains a fresh LoRA of that rank on every projection over the untouched weights and removes it on
+    exit: no copy at all, the attack that fits a large model on one GPU.
+    """
     if not pairs:
         raise LetheError("the relearning attack needs at least one forget row to train on")
-    attacked = copy.deepcopy(model)
+    flags, was_training = [p.requires_grad for p in model.parameters()], model.training
     if lora_rank > 0:
-        attacked = _with_attack_lora(attacked, lora_rank)
+        attacked, snapshot = _with_attack_lora(model, lora_rank), None
     else:
-        for parameter in attacked.parameters():  # a merged adapter leaves the base weights frozen
+        attacked, snapshot = model, [p.detach().to("cpu", copy=True) for p in model.parameters()]
+        for parameter in model.parameters():  # a merged adapter leaves the base weights frozen
             parameter.requires_grad_(True)
-    attacked.train()
-    trained = [p for p in attacked.parameters() if p.requires_grad]
+    try:
+        _fine_tune(attacked, tokenizer, pairs, steps, lr, seed, batch_size)
+        attacked.eval()
+        yield attacked
+    finally:
+        if lora_rank > 0:
+            attacked.unload()  # the LoRA layers out, the original modules back
+        with torch.no_grad():
+            for parameter, before, flag in zip(model.parameters(), snapshot or [None] * len(flags), flags):
+                if before is not None:
+                    parameter.copy_(before)
+                parameter.grad = None
+                parameter.requires_grad_(flag)
+        model.train(was_training)
+
+
+def _fine_tune(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
+               batch_size: int) -> None:
+    from lethe.llm.format import PromptFormat
+
+    model.train()
+    trained = [p for p in model.parameters() if p.requires_grad]
     encoded = [PromptFormat(tokenizer).encode(q, a) for q, a in pairs]
     optimizer = torch.optim.AdamW(trained, lr=lr)
     rng = random.Random(seed)
     torch.manual_seed(seed)
-    device = next(attacked.parameters()).device
+    device = next(model.parameters()).device
     with torch.enable_grad():
         for _ in range(steps):
             chosen = rng.sample(range(len(encoded)), min(batch_size, len(encoded)))
             batch = collate_qa([encoded[i] for i in chosen], tokenizer.pad_token_id)
-            loss = attacked(**{k: v.to(device) for k, v in batch.items()}).loss
+            loss = model(**{k: v.to(device) for k, v in batch.items()}).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trained, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    if lora_rank > 0:
-        attacked = attacked.merge_and_unload()
-    attacked.eval()
-    return attacked
 
 
-def _with_attack_lora(model: torch.nn.Module, rank: int) -> torch.nn.Module:
-    """`model` (a plain copy) under a fresh LoRA of `rank` on every attention and MLP projection."""
+def _with_attack_lora(model: torch.nn.Module, rank: int):
+    """`model` under a fresh LoRA of `rank` on every attention and MLP projection (in place; peft's
+    `unload()` takes it out again)."""
     from peft import LoraConfig, get_peft_model
 
     from lethe.llm.layers import projection_names, uses_conv1d
@@ -166,26 +187,34 @@ def _round_nf4(weight: torch.Tensor, block: int) -> torch.Tensor:
     return (out * absmax).flatten()[: len(flat)].view_as(weight).to(weight.dtype)
 
 
-def quantized(model: torch.nn.Module, bits: int, block: int) -> torch.nn.Module:
-    """A copy whose projection weights are rounded to `bits` (8: int8 row-wise absmax; 4: NF4 blocks).
+@contextmanager
+def quantized(model: torch.nn.Module, bits: int, block: int) -> Iterator[torch.nn.Module]:
+    """`model` with its projection weights rounded to `bits` (8: int8 row-wise absmax; 4: NF4 blocks)
+    for the block, restored exactly on exit (the weights before wait in host memory, so the device
+    never holds a second copy of the model).
 
     Embeddings and the output head stay in full precision, as bitsandbytes leaves them.
     """
     from lethe.llm.layers import adaptable_layers
 
-    rounded = copy.deepcopy(model)
-    with torch.no_grad():
-        for module in adaptable_layers(rounded).values():
-            weight = module.weight
-            weight.copy_(_round_int8_rows(weight) if bits == 8 else _round_nf4(weight, block))
-    return rounded
+    weights = [module.weight for module in adaptable_layers(model).values()]
+    snapshot = [weight.detach().to("cpu", copy=True) for weight in weights]
+    try:
+        with torch.no_grad():
+            for weight in weights:
+                weight.copy_(_round_int8_rows(weight) if bits == 8 else _round_nf4(weight, block))
+        yield model
+    finally:
+        with torch.no_grad():
+            for weight, before in zip(weights, snapshot):
+                weight.copy_(before)
 
 
-def changed_fraction(a: torch.nn.Module, b: torch.nn.Module) -> float:
-    """Share of weights that differ between two models of the same shape."""
+def changed_fraction(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
+    """Share of weights that differ between two state dicts of the same model."""
     changed = total = 0
-    for (_, x), (_, y) in zip(a.named_parameters(), b.named_parameters()):
-        changed += int((x != y).sum())
+    for name, x in before.items():
+        changed += int((x != after[name].to(x.device)).sum())
         total += x.numel()
     return changed / max(total, 1)
 
@@ -225,13 +254,11 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
         with clock("relearn"):
             out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens))
     for bits in cfg.quantize_bits:
-        with clock("quantize"):
-            rounded = Backend(quantized(backend.model, bits, cfg.quantize_block), backend.tokenizer,
-                              backend.batch_size)
+        with clock("quantize"), quantized(backend.model, bits, cfg.quantize_block) as model:
+            rounded = Backend(model, backend.tokenizer, backend.batch_size)
             out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, tokens)
             if gold:
                 out[ROUNDED[bits, "gold"]] = recall(rounded, gold, tokens)
-            del rounded
     out.update(clock.metrics())
     return out
 
@@ -263,13 +290,12 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
     for lr in cfg.relearn_lrs:
         each: dict[str, list[float]] = {"heldout": [], "gold": []}
         for k, rows in enumerate(attacks):
-            attacked = Backend(relearn(backend.model, backend.tokenizer, rows, cfg.relearn_steps, lr, cfg.seed + k,
-                                       lora_rank=cfg.relearn_lora_rank),
-                               backend.tokenizer, backend.batch_size)
-            each["heldout"].append(recall(attacked, heldout, tokens))
-            if gold:
-                each["gold"].append(recall(attacked, gold, tokens))
-            del attacked
+            with relearned(backend.model, backend.tokenizer, rows, cfg.relearn_steps, lr, cfg.seed + k,
+                           lora_rank=cfg.relearn_lora_rank) as model:
+                attacked = Backend(model, backend.tokenizer, backend.batch_size)
+                each["heldout"].append(recall(attacked, heldout, tokens))
+                if gold:
+                    each["gold"].append(recall(attacked, gold, tokens))
         for probe, values in each.items():
             if values:
                 by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values}

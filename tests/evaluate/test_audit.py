@@ -18,7 +18,7 @@ from lethe.evaluate.audit import (
     quantized,
     recall,
     reelicit,
-    relearn,
+    relearned,
 )
 from lethe.llm.backend import Backend
 
@@ -35,26 +35,46 @@ def _loss(model, tokenizer, pairs) -> float:
         return float(model(**batch).loss)
 
 
-def test_relearning_attack_trains_a_copy(tiny_backend):
-    model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
-    before = _loss(model, tokenizer, PAIRS)
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    attacked = relearn(model, tokenizer, PAIRS, steps=5, lr=1e-3, seed=0)
-    assert _loss(attacked, tokenizer, PAIRS) < before  # it learned the attack rows
-    assert changed_fraction(model, attacked) > 0.5
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())  # the original is untouched
+def _weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def test_a_lora_relearning_attack_trains_and_merges_a_copy(tiny_backend):
+def test_relearning_attack_trains_in_place_and_restores_the_model_exactly(tiny_backend):
     model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
-    before = _loss(model, tokenizer, PAIRS)
-    original = {k: v.clone() for k, v in model.state_dict().items()}
-    attacked = relearn(model, tokenizer, PAIRS, steps=5, lr=1e-2, seed=0, lora_rank=4)
-    assert type(attacked) is type(model)  # merged back into a plain model of the same class
-    assert _loss(attacked, tokenizer, PAIRS) < before
-    changed = changed_fraction(model, attacked)
-    assert 0 < changed < 1  # only the projections moved: embeddings and norms are the original's
-    assert all(torch.equal(v, model.state_dict()[k]) for k, v in original.items())
+    before, original = _loss(model, tokenizer, PAIRS), _weights(model)
+    flags = [p.requires_grad for p in model.parameters()]
+    with relearned(model, tokenizer, PAIRS, steps=5, lr=1e-3, seed=0) as attacked:
+        assert attacked is model  # no second copy of the model on the device
+        assert _loss(attacked, tokenizer, PAIRS) < before  # it learned the attack rows
+        assert changed_fraction(original, _weights(attacked)) > 0.5
+    assert changed_fraction(original, _weights(model)) == 0  # exactly the model it was
+    assert [p.requires_grad for p in model.parameters()] == flags and not model.training
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_a_lora_relearning_attack_shares_the_weights_and_leaves_no_layer_behind(tiny_backend):
+    model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    before, original = _loss(model, tokenizer, PAIRS), _weights(model)
+    modules = {name: type(m) for name, m in model.named_modules()}
+    pointers = {p.data_ptr() for p in model.parameters()}
+    with relearned(model, tokenizer, PAIRS, steps=5, lr=1e-2, seed=0, lora_rank=4) as attacked:
+        assert _loss(attacked, tokenizer, PAIRS) < before
+        shared = {p.data_ptr() for n, p in attacked.named_parameters() if "lora_" not in n}
+        assert shared == pointers  # the attack trains an adapter over the same weights: no copy
+    assert {name: type(m) for name, m in model.named_modules()} == modules  # the LoRA layers are gone
+    assert changed_fraction(original, _weights(model)) == 0
+    with relearned(model, tokenizer, PAIRS, steps=2, lr=1e-2, seed=1, lora_rank=4) as attacked:  # and again
+        assert _loss(attacked, tokenizer, PAIRS) < before
+    assert changed_fraction(original, _weights(model)) == 0
+
+
+def test_a_failed_attack_still_restores_the_model(tiny_backend):
+    model, tokenizer = tiny_backend.model, tiny_backend.tokenizer
+    original = _weights(model)
+    with pytest.raises(RuntimeError, match="probe failed"), relearned(model, tokenizer, PAIRS, steps=2, lr=1e-2,
+                                                                       seed=0):
+        raise RuntimeError("probe failed")
+    assert changed_fraction(original, _weights(model)) == 0
 
 
 def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend, params):
@@ -80,17 +100,23 @@ def test_several_attacks_draw_their_own_rows():
     assert len({tuple(a) for a in attacks}) == 3
 
 
-def test_rounding_changes_weights_and_4_bits_more_than_8(tiny_backend):
+def test_rounding_changes_weights_and_4_bits_more_than_8_and_is_undone(tiny_backend):
     model = tiny_backend.model
-    eight, four = quantized(model, 8, 64), quantized(model, 4, 64)
-    assert changed_fraction(model, eight) > 0.5 and changed_fraction(model, four) > 0.5
+    original = _weights(model)
+    with quantized(model, 8, 64) as rounded:
+        eight = _weights(rounded)
+    with quantized(model, 4, 64) as rounded:
+        four = _weights(rounded)
+    assert changed_fraction(original, _weights(model)) == 0  # the weights are back exactly
+    assert changed_fraction(original, eight) > 0.5 and changed_fraction(original, four) > 0.5
     name = "model.layers.0.mlp.down_proj.weight"
-    w, w8, w4 = (dict(m.named_parameters())[name] for m in (model, eight, four))
+    w, w8, w4 = original[name], eight[name], four[name]
     assert 0 < (w - w8).abs().mean() < (w - w4).abs().mean()
     block = w4.flatten()[:64]
     levels = torch.tensor(NF4_LEVELS) * block.abs().max()
     assert torch.isclose(block.unsqueeze(-1), levels, atol=1e-6).any(-1).all()  # every weight is an NF4 level
-    assert torch.equal(model.get_output_embeddings().weight, four.get_output_embeddings().weight)  # head kept
+    head = next(n for n, p in model.named_parameters() if p is model.get_output_embeddings().weight)
+    assert torch.equal(original[head], four[head])  # the output head is kept
 
 
 def test_privleak_is_open_unlearnings_relative_gap():

@@ -155,6 +155,7 @@ def test_the_request_path_runs_on_every_architecture(kind, chat, tokenizers, mat
     audit = audit_adapter(params, model, adapters["npo_gd"], anchor, forget_set.parent, gold, holdout, None)
     assert audit["heldout_rows"] == 3 and audit["attack_rows"] == 2
     assert {"relearn_heldout_rouge", "q4_heldout_rouge", "q8_heldout_rouge", "reelicit_return"} <= set(audit["after"])
+    _lora_attack_leaves_the_model_as_it_was(model, adapters["npo_gd"], gold)
     if kind == ARCHITECTURES[0] and not chat:  # a mined forget set smaller than one attack: audited, marked
         larger = params.model_copy(update={"audit": params.audit.model_copy(update={"relearn_rows": 50})})
         unattacked = audit_adapter(larger, model, adapters["npo_gd"], anchor, forget_set.parent, gold, holdout, None)
@@ -180,3 +181,19 @@ def params_layers(kind: str) -> int:
     """Adapted layers of a tiny model: per block, one per projection leaf (GPT-2's c_proj twice)."""
     per_block = {"gpt2": 4}.get(kind, len(EXPECTED_TARGETS[kind]))
     return per_block * 2
+
+
+def _lora_attack_leaves_the_model_as_it_was(model: Path, adapter: Path, rows) -> None:
+    """The audit's LoRA relearning attack (no copy of the model) on this architecture's projections
+    (fused, Conv1D): it trains, and afterwards the model has exactly its modules and weights again."""
+    import torch
+
+    from lethe.evaluate.audit import load_plain, relearned
+
+    backend = load_plain(model, adapter, "cpu", 4)
+    plain = backend.model
+    weights = {k: v.clone() for k, v in plain.state_dict().items()}
+    with relearned(plain, backend.tokenizer, rows[:2], steps=2, lr=1e-2, seed=0, lora_rank=2) as attacked:
+        assert any("lora_B" in n and p.abs().sum() > 0 for n, p in attacked.named_parameters())  # it trained
+    after = plain.state_dict()
+    assert after.keys() == weights.keys() and all(torch.equal(v, after[k]) for k, v in weights.items())
