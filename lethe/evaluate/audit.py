@@ -100,19 +100,21 @@ def relearned(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: f
     if not pairs:
         raise LetheError("the relearning attack needs at least one forget row to train on")
     flags, was_training = [p.requires_grad for p in model.parameters()], model.training
-    if lora_rank > 0:
-        attacked, snapshot = _with_attack_lora(model, lora_rank), None
-    else:
-        attacked, snapshot = model, [p.detach().to("cpu", copy=True) for p in model.parameters()]
-        for parameter in model.parameters():  # a merged adapter leaves the base weights frozen
-            parameter.requires_grad_(True)
+    snapshot = None if lora_rank > 0 else [p.detach().to("cpu", copy=True) for p in model.parameters()]
+    with_lora = None
     try:
+        if lora_rank > 0:
+            attacked = with_lora = _with_attack_lora(model, lora_rank)
+        else:
+            attacked = model
+            for parameter in model.parameters():  # a merged adapter leaves the base weights frozen
+                parameter.requires_grad_(True)
         _fine_tune(attacked, tokenizer, pairs, steps, lr, seed, batch_size)
         attacked.eval()
         yield attacked
     finally:
-        if lora_rank > 0:
-            attacked.unload()  # the LoRA layers out, the original modules back
+        if with_lora is not None:
+            with_lora.unload()  # the LoRA layers out, the original modules back
         with torch.no_grad():
             for parameter, before, flag in zip(model.parameters(), snapshot or [None] * len(flags), flags):
                 if before is not None:
