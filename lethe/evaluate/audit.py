@@ -99,29 +99,39 @@ def relearned(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: f
     """
     if not pairs:
         raise LetheError("the relearning attack needs at least one forget row to train on")
-    flags, was_training = [p.requires_grad for p in model.parameters()], model.training
-    snapshot = None if lora_rank > 0 else [p.detach().to("cpu", copy=True) for p in model.parameters()]
+    parameters = list(model.parameters())
+    flags, was_training = [p.requires_grad for p in parameters], model.training
     with_lora = None
     try:
-        if lora_rank > 0:
-            attacked = with_lora = _with_attack_lora(model, lora_rank)
-        else:
-            attacked = model
-            for parameter in model.parameters():  # a merged adapter leaves the base weights frozen
-                parameter.requires_grad_(True)
-        _fine_tune(attacked, tokenizer, pairs, steps, lr, seed, batch_size)
-        attacked.eval()
-        yield attacked
+        with _restored_on_exit([] if lora_rank > 0 else parameters):
+            if lora_rank > 0:
+                attacked = with_lora = _with_attack_lora(model, lora_rank)
+            else:
+                attacked = model
+                for parameter in parameters:  # a merged adapter leaves the base weights frozen
+                    parameter.requires_grad_(True)
+            _fine_tune(attacked, tokenizer, pairs, steps, lr, seed, batch_size)
+            attacked.eval()
+            yield attacked
     finally:
         if with_lora is not None:
             with_lora.unload()  # the LoRA layers out, the original modules back
-        with torch.no_grad():
-            for parameter, before, flag in zip(model.parameters(), snapshot or [None] * len(flags), flags):
-                if before is not None:
-                    parameter.copy_(before)
-                parameter.grad = None
-                parameter.requires_grad_(flag)
+        for parameter, flag in zip(parameters, flags):
+            parameter.grad = None
+            parameter.requires_grad_(flag)
         model.train(was_training)
+
+
+@contextmanager
+def _restored_on_exit(tensors: Sequence[torch.Tensor]) -> Iterator[None]:
+    """The tensors' values are kept in host memory and copied back when the block ends, however it ends."""
+    snapshot = [tensor.detach().to("cpu", copy=True) for tensor in tensors]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for tensor, before in zip(tensors, snapshot):
+                tensor.copy_(before)
 
 
 def _fine_tune(model: torch.nn.Module, tokenizer, pairs: Pairs, steps: int, lr: float, seed: int,
@@ -200,16 +210,11 @@ def quantized(model: torch.nn.Module, bits: int, block: int) -> Iterator[torch.n
     from lethe.llm.layers import adaptable_layers
 
     weights = [module.weight for module in adaptable_layers(model).values()]
-    snapshot = [weight.detach().to("cpu", copy=True) for weight in weights]
-    try:
+    with _restored_on_exit(weights):
         with torch.no_grad():
             for weight in weights:
                 weight.copy_(_round_int8_rows(weight) if bits == 8 else _round_nf4(weight, block))
         yield model
-    finally:
-        with torch.no_grad():
-            for weight, before in zip(weights, snapshot):
-                weight.copy_(before)
 
 
 def changed_fraction(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor]) -> float:
