@@ -297,9 +297,9 @@ class UnlearnParams(Strict):
     eval_every: int = Field(ge=0, description="adaptive budget: score the dev probes and the utility proxy every "
                             "this many steps and stop at the first checkpoint that meets both targets (0: off)")
     stop_forget_ratio: float = Field(gt=0, le=1, description="dev-probe ROUGE after / before that ends training")
-    stop_floor_margin: float = Field(0.05, ge=0, description="... or dev-probe ROUGE within this of a model that "
-                                     "never knew the entity (where one exists): below that floor a ratio target "
-                                     "cannot be met, since such a model still shares an answer's generic words")
+    stop_floor_margin: float = Field(0.05, ge=0, description="where a model that never knew the entity exists, the "
+                                     "ratio counts the dev ROUGE above its score (such a model still shares an "
+                                     "answer's generic words), if the probes scored more than this above it before")
     stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
     min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "
@@ -428,7 +428,8 @@ class GateParams(Strict):
 
     max_forget_ratio: float = Field(ge=0, description="benchmark authors: gold forget ROUGE-L recall after / before")
     max_heldout_ratio: float = Field(ge=0, description="held-out audit probes: ROUGE-L recall after / before")
-    heldout_floor_margin: float = Field(ge=0, description="...or at most the never-trained reference's + this")
+    heldout_floor_margin: float = Field(ge=0, description="...or that ratio counted above the never-trained "
+                                        "reference's score, where the probes scored more than this above it before")
     max_reelicit_excess: float = Field(ge=0, description="re-elicited strong memories: return share at most the "
                                        "never-trained reference's + this")
     max_reelicit_return: float = Field(ge=0, le=1, description="...at most this share without a reference")

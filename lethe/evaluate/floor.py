@@ -1,10 +1,12 @@
-"""The never-trained floor: when a probe score shows an entity as forgotten as a model that never
-knew it.
+"""The never-trained floor: how much of what an entity's probes showed has gone, counted above what a
+model that never knew the entity scores on them.
 
 Such a model still scores above zero on an entity's probes (its answers share their generic words),
-so a ratio target below that floor cannot be met, and a score within a margin of it is as forgotten
-as the probes can show. The adaptive budget's stop rule, the gate's held-out check and the
-compliance re-audit all judge by this one rule.
+so a plain ratio target can sit below that floor and be unreachable. Only the recall above the floor
+is knowledge: the rule asks that share to fall to the same ratio. An absolute margin around the
+floor would not do: where the probes separated by little, noise alone would carry a score into it.
+The adaptive budget's stop rule, the gate's held-out check and the compliance re-audit all judge by
+this one rule.
 """
 
 from __future__ import annotations
@@ -16,13 +18,24 @@ def probes_separate(before: float, floor: float, margin: float) -> bool:
     return before > floor + margin
 
 
-def at_never_trained_floor(before: float | None, now: float | None, floor: float | None, margin: float) -> bool:
-    """True when `now` is within `margin` of `floor` (what a never-trained model scores on the same
-    probes) and `before` was above that: probes that never rose above the floor cannot tell knowing
-    from not knowing, so they never pass on it."""
-    if before is None or now is None or floor is None:
+def share_above_floor(before: float, now: float, floor: float) -> float:
+    """(now - floor) / (before - floor): the share of the recall beyond a never-trained model's that is
+    left (0 at the floor, below 0 under it). `before` must be above `floor`."""
+    return (now - floor) / (before - floor)
+
+
+def forgotten(before: float | None, now: float | None, floor: float | None, margin: float,
+              max_ratio: float) -> bool:
+    """True when `now` <= max_ratio x `before`, or, where a never-trained model scored `floor` and the
+    probes separated from it before (by more than `margin`), when the recall above the floor fell to
+    <= max_ratio x what it was. (The plain ratio implies the second whenever floor >= 0; the second is
+    what a real forgetting can meet when max_ratio x before is below the floor.)"""
+    if before is None or now is None:
         return False
-    return probes_separate(before, floor, margin) and now <= floor + margin
+    if now <= max_ratio * before:
+        return True
+    return (floor is not None and probes_separate(before, floor, margin)
+            and share_above_floor(before, now, floor) <= max_ratio)
 
 
 def blind_at_floor(before: float | None, now: float | None, floor: float | None, margin: float) -> bool:

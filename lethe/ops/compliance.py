@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
-from lethe.evaluate.floor import at_never_trained_floor, blind_at_floor, probes_separate
+from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate
 from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.layout import MineLayout, RequestLayout
 from lethe.llm.cache import ModelCache
@@ -135,7 +135,7 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
     limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
     ratio = now / base_recall if base_recall > 0 else 0.0
     margin = gate.heldout_floor_margin
-    heldout_ok = (ratio <= gate.max_heldout_ratio or at_never_trained_floor(base_recall, now, floor, margin)
+    heldout_ok = (forgotten(base_recall, now, floor, margin, gate.max_heldout_ratio)
                   or blind_at_floor(base_recall, now, floor, margin))
     return {"anchor": anchor, "request_id": entity["request_id"], "version": entity["version"],
             "in_champion_chain": entity["request_id"] in plan.in_chain, "questions": len(heldout),

@@ -13,7 +13,7 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
-from lethe.evaluate.floor import at_never_trained_floor, blind_at_floor
+from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, share_above_floor
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -132,23 +132,27 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         checks.append(Check("gold_forgetting", round(ratio, 4), f"<= {gate.max_forget_ratio}x before",
                             ratio <= gate.max_forget_ratio,
                             f"benchmark oracle {before[M.FORGET_ROUGE]:.3f} -> {after[M.FORGET_ROUGE]:.3f}"))
-    threshold = f"<= {gate.max_heldout_ratio}x before, or <= reference + {gate.heldout_floor_margin}"
+    threshold = (f"<= {gate.max_heldout_ratio}x before, or <= {gate.max_heldout_ratio}x of what it scored above the "
+                 f"never-trained reference (when that was > {gate.heldout_floor_margin})")
     h_before, h_after, h_ref = before.get(M.HELDOUT_ROUGE), after.get(M.HELDOUT_ROUGE), reference.get(M.HELDOUT_ROUGE)
     if h_before is None or h_after is None:
         checks.append(_missing("heldout_forgetting", threshold, "held-out recall"))
     else:
         ratio = _ratio(h_after, h_before)
         margin = gate.heldout_floor_margin
-        forgotten = ratio <= gate.max_heldout_ratio or at_never_trained_floor(h_before, h_after, h_ref, margin)
+        gone = forgotten(h_before, h_after, h_ref, margin, gate.max_heldout_ratio)
         # Probes within the margin of a never-trained model before unlearning cannot show forgetting:
         # still there is a marked n/a, never a pass (the other checks carry the decision).
         blind = blind_at_floor(h_before, h_after, h_ref, margin)
-        note = f"{h_before:.3f} -> {h_after:.3f}" + (f"; never-trained reference {h_ref:.3f}" if h_ref is not None
-                                                     else "")
-        if blind and not forgotten:
+        note = f"{h_before:.3f} -> {h_after:.3f}"
+        if h_ref is not None:
+            note += f"; never-trained reference {h_ref:.3f}"
+            if probes_separate(h_before, h_ref, margin):
+                note += f", {share_above_floor(h_before, h_after, h_ref):.2f}x of the recall above it left"
+        if blind and not gone:
             note += " (n/a: before, already within the margin of it, these probes cannot show forgetting)"
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
-                            True if forgotten else (None if blind else False), note))
+                            True if gone else (None if blind else False), note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)
     limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
     label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None

@@ -19,7 +19,7 @@ import torch
 from lethe import failpoints
 from lethe.config import UnlearnParams
 from lethe.errors import LetheError
-from lethe.evaluate.floor import at_never_trained_floor
+from lethe.evaluate.floor import forgotten
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
@@ -37,8 +37,8 @@ class BudgetTracker:
     """The adaptive budget: after every `eval_every` steps, dev-probe recall and a utility proxy.
 
     Stops at the first point, `min_steps` or later, with dev recall <= stop_forget_ratio x its value
-    before training (or, where the probe reports `dev_floor`, the dev recall of a model that never
-    knew the entity: within stop_floor_margin of it) and utility >= stop_utility_ratio x before.
+    before training (where the probe reports `dev_floor`, the dev recall of a model that never knew the
+    entity, the recall above it: lethe.evaluate.floor) and utility >= stop_utility_ratio x before.
     Otherwise the best such point that kept utility (lowest dev recall) is kept. `path` is the whole
     forget-vs-utility trajectory, for MLflow and the report.
     """
@@ -65,10 +65,10 @@ class BudgetTracker:
         return point
 
     def _forgotten(self, point: dict) -> bool:
-        """The dev target: a share of the recall before, or the never-trained floor plus a margin (a
-        ratio below the floor cannot be met; lethe.evaluate.floor), the gate's held-out rule."""
-        return point["dev_ratio"] <= self.cfg.stop_forget_ratio or at_never_trained_floor(
-            self.start["dev_rouge"], point["dev_rouge"], point.get("dev_floor"), self.cfg.stop_floor_margin)
+        """The dev target: a share of the recall before, counted above the never-trained floor where
+        the probe reports one (lethe.evaluate.floor), the gate's held-out rule."""
+        return forgotten(self.start["dev_rouge"], point["dev_rouge"], point.get("dev_floor"),
+                         self.cfg.stop_floor_margin, self.cfg.stop_forget_ratio)
 
     def best(self) -> dict | None:
         """The lowest-dev-recall point that kept utility, if any."""

@@ -212,3 +212,14 @@ def test_probes_that_never_rose_above_the_floor_are_marked_na_never_passed():
     risen = _decide({**GOOD, "heldout_rouge": 0.3}, before={**BEFORE, "heldout_rouge": 0.2},
                     reference={**REFERENCE, "heldout_rouge": 0.18})
     assert "heldout_forgetting" in _failing(risen)  # above the floor + margin after: the ratio rule fails it
+
+
+def test_held_out_probes_near_the_floor_pass_only_when_their_recall_above_it_is_gone():
+    # before 0.2057 against a reference at 0.0788 (Nikolai's dev probes, s31): 0.1286 is within 0.05 of
+    # the reference by noise, yet 0.39x of what the probes showed above it is left; 0.09 leaves 0.09x
+    before, reference = {**BEFORE, "heldout_rouge": 0.2057}, {**REFERENCE, "heldout_rouge": 0.0788}
+    dipped = _decide({**GOOD, "heldout_rouge": 0.1286}, before=before, reference=reference)
+    row = next(r for r in decision_table(dipped) if r["check"] == "heldout_forgetting")
+    assert "heldout_forgetting" in _failing(dipped) and "0.39x of the recall above it left" in row["note"]
+    gone = _decide({**GOOD, "heldout_rouge": 0.09}, before=before, reference=reference)
+    assert "heldout_forgetting" not in _failing(gone)

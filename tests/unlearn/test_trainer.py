@@ -204,8 +204,9 @@ def _floored_probe(dev_values, floor):
 
 
 def test_adaptive_budget_stops_at_the_never_trained_floor_a_ratio_cannot_reach(params):
-    """0.3x of 0.2 is 0.06, below the 0.063 a model that never knew the entity scores: the floor rule
-    (within stop_floor_margin of it) is what a real forgetting can meet."""
+    """0.3x of 0.2 is 0.06, below the 0.063 a model that never knew the entity scores: the ratio counted
+    above that floor is what a real forgetting can meet. 0.11, within 0.05 of the floor, still holds
+    0.34x of the 0.137 it scored above it, and does not stop training; 0.09 (0.2x) does."""
     from lethe.unlearn.trainer import BudgetTracker
 
     cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9,
@@ -213,8 +214,8 @@ def test_adaptive_budget_stops_at_the_never_trained_floor_a_ratio_cannot_reach(p
     budget = BudgetTracker(_floored_probe([0.2, 0.15, 0.11, 0.09], floor=0.063), cfg)
     model = torch.nn.Linear(1, 1)
     points = [budget.measure(model, step) for step in (0, 10, 20, 30)]
-    assert [p["meets_target"] for p in points[1:]] == [False, True, True]
-    assert points[2]["dev_ratio"] > cfg.stop_forget_ratio  # met on the floor, not on the ratio
+    assert [p["meets_target"] for p in points[1:]] == [False, False, True]
+    assert points[3]["dev_ratio"] > cfg.stop_forget_ratio  # met above the floor, not on the plain ratio
     no_floor = BudgetTracker(_scripted_probe([0.2, 0.15, 0.11, 0.09], [0.5] * 4), cfg)
     assert not any(no_floor.measure(model, step).get("meets_target") for step in (0, 10, 20, 30))
 
