@@ -155,6 +155,11 @@ def _summary(r: dict) -> None:
             ref = f"  (never-trained reference {reference[key]:.3f})" if key in reference else ""
             start = f"{before[key]:.3f} -> " if key in before else ""
             stderr.print(f"  {label}: {start}{after[key]:.3f}{ref}")
+    training = r.get("training") or {}
+    if training.get("steps"):
+        met = "met" if training.get("budget_met") else "not met"
+        stderr.print(f"  training: {training['steps']} steps, kept step {training.get('chosen_step')}, dev target {met}"
+                     + (f"; {training['note']}" if training.get("note") else ""))
     gate = r.get("gate") or {}
     if gate:
         stderr.print(f"  gate: {'passed' if gate.get('passed') else 'rejected'}"

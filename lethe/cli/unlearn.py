@@ -25,6 +25,7 @@ def unlearn(
     with user_errors(as_json):
         from lethe.llm.loading import check_model
         from lethe.unlearn.run import run_unlearning
+        from lethe.unlearn.saturation import describe
 
         cfg = load_params(params)
         check_model(model, cfg.backend)
@@ -36,6 +37,9 @@ def unlearn(
 
     def human(r: dict) -> None:
         stderr.print(f"adapter: {r['adapter_path']} ({r['method']}, {r['steps']} steps, stopped by {r['stopped_by']})")
+        spent = describe(r.get("saturation"), r.get("budget_met", False))
+        if spent:
+            stderr.print(f"[yellow]{spent}[/]")
         if r.get("sage"):
             stderr.print(f"SAGE retain bias {r['sage']['mean_retain_bias_before']:.4f} -> "
                          f"{r['sage']['mean_retain_bias_after']:.4f}")

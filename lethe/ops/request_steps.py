@@ -25,6 +25,7 @@ from lethe.layout import MineLayout, RequestLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown, decision_tags
 from lethe.ops.lineage import lineage_tags, model_hash
+from lethe.unlearn.run import training_summary
 
 VERSIONED = ("forget_set", "neighbor_set", "dev_set", "audit_set", "graph", "validation", "adapter", "metrics")
 
@@ -370,6 +371,11 @@ def register_step(params: Params, plan: RequestPlan, adapter: str, evaluation: d
     for point in trained.get("budget_path", []):  # the adaptive budget's forget-vs-utility path
         registry.log_metrics(client, run_id, {f"budget.{k}": v for k, v in point.items() if k != "step"},
                              step=int(point["step"]))
+    training = training_summary(trained)
+    if training["saturation"]:
+        registry.log_metrics(client, run_id, {"unlearn.saturated_step": training["saturation"]["step"]})
+    if training["note"]:
+        client.set_tag(run_id, "unlearn.note", training["note"])
     registry.log_datasets(run_id, [
         registry.DatasetRef(name, context, getattr(plan.mine, name), md5s[name], dvc_url(dvc_remote, md5s[name]))
         for name, context in (("forget_set", "forget"), ("neighbor_set", "retain"), ("audit_set", "audit"))])

@@ -23,6 +23,7 @@ from lethe.config import METHOD_CONFIGS, MethodConfig, NpoConfig, RmuConfig, Sim
 from lethe.errors import LetheError
 from lethe.llm.batching import token_logprobs
 from lethe.llm.layers import decoder_blocks
+from lethe.unlearn.saturation import GRAD_SCALE
 
 Batch = dict[str, torch.Tensor]
 
@@ -157,8 +158,10 @@ class NPO(Method):
         current = sequence_logprob(model, forget)
         ratio = current - ref
         value = -(2.0 / self.p.beta) * F.logsigmoid(-self.p.beta * ratio).mean()
+        # d value / d ratio = 2 sigmoid(beta * ratio): 1 at the start, 0 once the rows are unlikely enough
+        scale = (2.0 * torch.sigmoid(self.p.beta * ratio.detach())).mean()
         return self.p.forget_weight * value, {"npo": value.item(), "log_ratio": ratio.mean().item(),
-                                              "forget_nll": nll(model, forget).item()}
+                                              "forget_nll": nll(model, forget).item(), GRAD_SCALE: scale.item()}
 
 
 @register
@@ -180,7 +183,10 @@ class SimNPO(Method):
     def forget_term(self, model, forget):
         avg_nll = -sequence_logprob(model, forget, mean=True)
         value = -(2.0 / self.p.beta) * F.logsigmoid(self.p.beta * avg_nll - self.p.gamma).mean()
-        return self.p.forget_weight * value, {"simnpo": value.item(), "forget_nll": avg_nll.mean().item()}
+        # d value / d NLL = -2 sigmoid(gamma - beta * NLL): spent once the rows' NLL is high enough
+        scale = (2.0 * torch.sigmoid(self.p.gamma - self.p.beta * avg_nll.detach())).mean()
+        return self.p.forget_weight * value, {"simnpo": value.item(), "forget_nll": avg_nll.mean().item(),
+                                              GRAD_SCALE: scale.item()}
 
 
 @register

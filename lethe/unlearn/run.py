@@ -11,6 +11,7 @@ from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.fileio import load_qa_file
 from lethe.layout import UNLEARN_REPORT, MineLayout
+from lethe.unlearn.saturation import describe
 
 
 def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
@@ -113,6 +114,14 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
                 **floor}
 
     return probe
+
+
+def training_summary(trained: dict) -> dict:
+    """What a request's result says about its training: steps, the kept checkpoint, whether the adaptive
+    budget met its dev target, and (lethe.unlearn.saturation) where a bounded forget term stopped pushing."""
+    keys = ("steps", "chosen_step", "stopped_by", "budget_met", "saturation")
+    return {**{k: trained.get(k) for k in keys},
+            "note": describe(trained.get("saturation"), bool(trained.get("budget_met")))}
 
 
 def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:

@@ -26,6 +26,7 @@ from lethe.llm.layers import uses_conv1d
 from lethe.unlearn.gradients import shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
+from lethe.unlearn.saturation import saturation
 from lethe.unlearn.targets import check_targets, resolve_targets
 
 StepCallback = Callable[[int, int, dict], None]
@@ -214,6 +215,7 @@ def train_adapter(
         "budget_path": run.budget.path if run.budget else [],
         "chosen_step": chosen["step"] if chosen else len(run.curves),
         "budget_met": bool(chosen and chosen.get("meets_target")),
+        "saturation": saturation(run.curves, run.budget.path if run.budget else []),
         "reset": reset,
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))

@@ -90,6 +90,10 @@ def test_passing_request_is_registered_with_lineage_and_becomes_champion(stack, 
                 "after.q4_heldout_rouge", "reference.reelicit_return", "reference.relearn_gold_rouge",
                 "base.model_utility", "after.privleak"):
         assert key in metrics, key
+    training = first["training"]  # the request's result says how its training went, and MLflow agrees
+    assert training["steps"] == first["steps"] and training["budget_met"] is not None
+    assert ("unlearn.saturated_step" in metrics) == (training["saturation"] is not None)
+    assert ("unlearn.note" in run.data.tags) == (training["note"] is not None)
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     assert digests == {name: first["dvc_md5"][name] for name in ("forget_set", "neighbor_set", "audit_set")}
 

@@ -16,6 +16,7 @@ from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import REGISTRY, get_method
+from lethe.unlearn.saturation import GRAD_SCALE
 from lethe.unlearn.trainer import unlearn
 from tests.architectures import build_tiny_model, tiny_tokenizer
 
@@ -61,6 +62,9 @@ def test_the_method_trains_through_the_trainer_with_its_own_section(name, tiny_m
                                             "checkpoint_every": 10, "general_retain_rows": 0})
     result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / "out", device="cpu")
     assert result["method"] == name and result["steps"] == 2 and len(result["curves"]) == 2
+    # the bounded objectives record their gradient factor; two steps are too few to call it spent
+    assert (GRAD_SCALE in result["curves"][-1]) == (name in ("npo", "npo_gd", "simnpo"))
+    assert result["saturation"] is None
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     if REGISTRY[name].needs_retain:
         with pytest.raises(LetheError, match="needs a retain set"):

@@ -5,9 +5,10 @@ import shutil
 
 import pytest
 
+from lethe.config import NpoConfig
 from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices
 from lethe.errors import LetheError
-from lethe.unlearn.run import authors_named_in, general_retain, run_unlearning
+from lethe.unlearn.run import authors_named_in, general_retain, run_unlearning, training_summary
 
 
 @pytest.fixture
@@ -119,3 +120,23 @@ def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_m
                          "ga", tmp_path / "out", False, allow_unvalidated=True)
     floors = {point.get("dev_floor") for point in run["budget_path"]}
     assert len(run["budget_path"]) == 3 and len(floors) == 1 and None not in floors
+
+
+def test_a_run_whose_forget_term_is_spent_says_so_in_its_report(plain_model, params, tmp_path):
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"
+                              for q in author_qa(198)[:8]))
+    neighbors = tmp_path / "neighbors.jsonl"
+    neighbors.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"
+                                 for q in author_qa(0)[:8]))
+    cfg = params.unlearn.model_copy(update={"max_steps": 30, "lr": 0.01, "eval_every": 0, "threads": 2,
+                                            "methods": {"npo_gd": NpoConfig(beta=0.5)}})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, neighbors,
+                         "npo_gd", tmp_path / "out", False, allow_unvalidated=True)
+    sat = run["saturation"]
+    assert sat is not None and 1 <= sat["step"] <= 26
+    spent = [c["forget_grad_scale"] for c in run["curves"][sat["step"] - 1:]]
+    assert spent[0] < 0.01 and run["curves"][0]["forget_grad_scale"] > 0.5
+    assert json.loads((tmp_path / "out" / "unlearn.json").read_text())["saturation"] == sat
+    summary = training_summary(run)
+    assert summary["budget_met"] is False and f"step {sat['step']} of 30" in summary["note"]

@@ -38,6 +38,7 @@ from lethe.pipeline.flows.unlearn_request import (
     retrying,
 )
 from lethe.pipeline.tasks import request_ops
+from lethe.unlearn.run import training_summary
 
 
 @flow(name="unlearn_batch")
@@ -123,7 +124,8 @@ def _run_batch(params: Params, env: OpsEnv, queue: RequestQueue, records: list[d
             **result_base(member, env), **{k: registered[k] for k in ("model_version", "promoted",
                                                                      "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter, "steps": trained.get("steps"),
-            "batch_id": batch.request_id, "batch_request_ids": ids, "batch_mlflow_run_id": batch.run_id,
+            "training": training_summary(trained), "batch_id": batch.request_id, "batch_request_ids": ids,
+            "batch_mlflow_run_id": batch.run_id,
             "before": metrics.summary(own["before"]), "after": metrics.summary(own["after"]),
             "reference": metrics.summary(own.get("reference", {})), "report_path": own.get("report_path"),
             "graph_png": mined[member.request_id].get("graph_png"), "dvc_md5": member_md5s[member.request_id],

@@ -35,6 +35,7 @@ from lethe.pipeline.flows.evaluation import evaluate_request
 from lethe.pipeline.flows.leased import flow_owner, queued_request, run_leased
 from lethe.pipeline.flows.mine import run_mining_tasks
 from lethe.pipeline.tasks import request_ops
+from lethe.unlearn.run import training_summary
 
 
 def retrying(task_fn, retries: int, delay: float):
@@ -128,7 +129,8 @@ def _run(params: Params, env: OpsEnv, queue: RequestQueue, record: dict, base_mo
     audit_aliases(queue, request_id, registered)
     return {**base, **{k: registered[k] for k in ("model_version", "promoted", "previous_champion", "gate")},
             "status": COMPLETED if gate["passed"] else REJECTED, "adapter_path": adapter,
-            "steps": trained.get("steps"), "evaluation_seconds": evaluation_seconds,
+            "steps": trained.get("steps"), "training": training_summary(trained),
+            "evaluation_seconds": evaluation_seconds,
             "before": metrics.summary(evaluation["before"]),
             "after": metrics.summary(evaluation["after"]), "reference": metrics.summary(evaluation.get("reference", {})),
             "report_path": evaluation.get("report_path"),
