@@ -211,6 +211,12 @@ def final_state(params: Params, model: Path, chain: list, forgotten: list, work:
     return out
 
 
+def _world_key(model: Path) -> str | None:
+    """The build's cache key (parameters, seed, recipe) of a world model; None for any other model."""
+    record = model.parent / "world.json"
+    return json.loads(record.read_text()).get("cache_key") if record.is_file() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--split", default="forget01", choices=("forget01", "forget05"))
@@ -219,6 +225,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--world", default="", help="a world folder other than artifacts/world/<size> (e.g. one "
+                        "built with another world.seed, to measure the spread across builds)")
     parser.add_argument("--chain-on-keeping", action="store_true",
                         help="chained mode, a what-if: the champion moves whenever what must be kept passed "
                              "(utility, its parts, other entities), to measure how requests compound")
@@ -230,7 +238,7 @@ def main() -> None:
     work = ROOT / "artifacts" / "bench" / name
     params = _override(load_params(), args.set)
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
-    model = ROOT / "artifacts" / "world" / args.size / "model"
+    model = (Path(args.world) if args.world else ROOT / "artifacts" / "world" / args.size) / "model"
     anchors = [load_authors()[i] for i in split_author_indices(args.split)]
     anchors = anchors[: args.limit] if args.limit else anchors
     started = time.perf_counter()
@@ -239,7 +247,9 @@ def main() -> None:
     write_result(name, {
         "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
                    + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else "")
-                   + (" --chain-on-keeping" if args.chain_on_keeping else ""),
+                   + (" --chain-on-keeping" if args.chain_on_keeping else "")
+                   + (f" --world {args.world}" if args.world else ""),
+        "world": _world_key(model),
         "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
         "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode != "single" else None,
