@@ -24,8 +24,7 @@ def unlearn(
     """Train a LoRA adapter that forgets the forget set (resumes an interrupted run)."""
     with user_errors(as_json):
         from lethe.llm.loading import check_model
-        from lethe.unlearn.run import run_unlearning
-        from lethe.unlearn.saturation import describe
+        from lethe.unlearn.run import run_unlearning, training_summary
 
         cfg = load_params(params)
         check_model(model, cfg.backend)
@@ -37,7 +36,7 @@ def unlearn(
 
     def human(r: dict) -> None:
         stderr.print(f"adapter: {r['adapter_path']} ({r['method']}, {r['steps']} steps, stopped by {r['stopped_by']})")
-        spent = describe(r.get("saturation"), r.get("budget_met", False))
+        spent = training_summary(r)["note"]
         if spent:
             stderr.print(f"[yellow]{spent}[/]")
         if r.get("sage"):

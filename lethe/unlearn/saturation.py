@@ -29,10 +29,10 @@ def saturation(curves: Sequence[dict], budget_path: Sequence[dict] = (), below: 
         run = run + 1 if scale < below else 0
         if run < window:
             continue
-        start = scales[i - window + 1][0]
+        start, start_scale = scales[i - window + 1]
         at = next((c for c in curves if c["step"] == start), {})
         later = [p for p in budget_path if p["step"] >= start and "dev_ratio" in p]
-        return {"step": start, "forget_grad_scale": scales[i - window + 1][1], "forget_nll": at.get("forget_nll"),
+        return {"step": start, GRAD_SCALE: start_scale, "forget_nll": at.get("forget_nll"),
                 "dev_ratio": later[0]["dev_ratio"] if later else None,
                 "dev_ratio_last": later[-1]["dev_ratio"] if later else None, "steps": len(curves)}
     return None
