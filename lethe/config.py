@@ -11,7 +11,16 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, SerializeAsAny, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PositiveFloat,
+    SerializeAsAny,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from lethe.errors import ConfigError, LetheError
 
@@ -302,6 +311,8 @@ class UnlearnParams(Strict):
                                      "answer's generic words), if the probes scored more than this above it before")
     stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
+    stop_confirmations: int = Field(1, gt=0, description="adaptive budget: the dev target must hold at this many "
+                                    "consecutive checkpoints before training stops (the last one is kept)")
     min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "
                            "the dev target at once and needs steps of repair)")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
@@ -315,6 +326,14 @@ class UnlearnParams(Strict):
                                                    "model moved by sam_rho x sign(gradient), the first step of "
                                                    "an Adam fine-tune of the whole model (the relearning "
                                                    "attack); needs a full-model gradient per step")
+    inner_attack_steps: int = Field(0, ge=0, description="relearning-aware forgetting (first-order "
+                                    "meta-unlearning): take the forget gradient after this many AdamW steps of a "
+                                    "simulated relearning attack that fine-tunes every model weight on "
+                                    "inner_attack_rows other forget rows (0: off; costs that many full-model "
+                                    "forward/backward passes per step)")
+    inner_attack_lr: float = Field(3e-4, gt=0, description="the simulated attack's learning rate")
+    inner_attack_rows: int = Field(8, gt=0, description="forget rows the simulated attack trains on, drawn each "
+                                   "step from those outside the step's forget batch")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")
@@ -326,6 +345,13 @@ class UnlearnParams(Strict):
     threads: int = Field(gt=0)
     lora: LoraParams
     distill: DistillParams = Field(default_factory=DistillParams)
+
+    @model_validator(mode="after")
+    def _one_robustness_shaping(self):
+        if self.sam_rho > 0 and self.inner_attack_steps > 0:
+            raise ValueError("sam_rho and inner_attack_steps are two ways to shape the forget gradient against "
+                             "relearning: set one of them, not both")
+        return self
 
     @field_validator("method")
     @classmethod

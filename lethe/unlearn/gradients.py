@@ -19,12 +19,25 @@ the base projections under the adapter), not an L2 step of the adapter. That nee
 gradient for every weight of the model: a third pass, and memory for a full gradient and a copy of the
 weights (fine for small models, heavy for a 7B one). NPO's reference (the adapter disabled) is then
 taken at the moved base weights too.
+
+Relearning-aware forgetting (`InnerAttack`, first-order meta-unlearning in the manner of TAR, Tamirisa et
+al. 2024, and MUDMAN, Sondej et al. 2025) replaces that one sign step by the attack itself: every model
+weight but the adapter's is fine-tuned for a few AdamW steps on other forget rows than the step's batch
+(the audit's attack trains on some forget rows and is scored on others), the forget gradient of the
+adapter is taken there, and the weights are put back. Merging the adapter and then fine-tuning the merged
+weights is the same as fine-tuning the base weights under the adapter, so this is exactly where the
+audit's attack would take the model after those steps. A bounded objective (NPO) whose term is spent at
+theta is live again at that point wherever the attack brings the entity back. Costs `steps` full-model
+forward/backward passes of the attack rows per training step, and a copy of the weights plus AdamW's
+state (fine for small models, heavy for a 7B one).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -33,16 +46,35 @@ from lethe.errors import LetheError
 Grads = list[torch.Tensor | None]
 
 
+def _answer_nll(model, batch) -> torch.Tensor:
+    return model(**batch).loss
+
+
+@dataclass(frozen=True)
+class InnerAttack:
+    """A relearning attack simulated inside one training step: `steps` AdamW steps at `lr` (gradients
+    clipped to norm 1, as the audit's attack) of `loss` on `batch`, over every weight but the adapter's."""
+
+    batch: Any
+    steps: int
+    lr: float
+    loss: Callable[[Any, Any], torch.Tensor] = _answer_nll
+
+
 def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor], *,
                     retain_balance: float | None = None, sam_rho: float = 0.0,
-                    sam_space: str = "adapter") -> tuple[torch.Tensor, dict]:
+                    sam_space: str = "adapter", attack: InnerAttack | None = None) -> tuple[torch.Tensor, dict]:
     """Backward pass of `method`'s terms that leaves in `params`' `.grad` the forget gradient (taken at
     the sharpness-aware point when `sam_rho` > 0: theta + rho g_f / |g_f| over `params` for
-    `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model") plus the
-    retain gradient (rescaled to `retain_balance` x the forget gradient's norm when that is given).
+    `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model"; after the
+    simulated relearning `attack` when one is given) plus the retain gradient (rescaled to
+    `retain_balance` x the forget gradient's norm when that is given).
 
     Returns the loss to report (forget term + scaled retain term, at theta) and the curve parts.
     """
+    if sam_rho > 0 and attack is not None:
+        raise LetheError("sharpness-aware forgetting and the inner relearning attack are two answers to one "
+                         "question: set unlearn.sam_rho or unlearn.inner_attack_steps, not both")
     forget_term, retain_term, parts = method.terms(model, forget_batch, retain_batch)
     retain_grads: Grads = []
     if retain_term is not None:
@@ -50,6 +82,9 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
         retain_grads = _take(params)
     forget_term.backward()
     forget_grads = _take(params)
+    if attack is not None and attack.steps > 0:
+        forget_grads, attack_parts = _grads_after_relearning(method, model, forget_batch, params, attack)
+        parts = {**parts, **attack_parts}
     if sam_rho > 0:
         forget_grads, sharp_parts = _sharpness_aware_grads(method, model, forget_batch, params, forget_grads, sam_rho,
                                                            sam_space)
@@ -103,6 +138,44 @@ def _sharpness_aware_grads(method, model, forget_batch, params: Sequence[torch.T
             for p, original in zip(moved, originals):
                 p.copy_(original)
     return sharp, {"sam_forget_term": sharp_term.item()}
+
+
+def _grads_after_relearning(method, model, forget_batch, params: Sequence[torch.Tensor],
+                            attack: InnerAttack) -> tuple[Grads, dict]:
+    """The forget gradient for `params` after `attack` fine-tuned every other weight; the weights, their
+    trainable flags and gradients are exactly what they were on return."""
+    weights = model_weights(model)
+    flags = [w.requires_grad for w in weights]
+    originals = [w.detach().clone() for w in weights]
+    try:
+        for w in weights:
+            w.requires_grad_(True)
+        optimizer = torch.optim.AdamW(weights, lr=attack.lr)
+        attack_losses = []
+        for _ in range(attack.steps):
+            loss = attack.loss(model, attack.batch)
+            for w, g in zip(weights, torch.autograd.grad(loss, weights, allow_unused=True)):
+                w.grad = g
+            torch.nn.utils.clip_grad_norm_(weights, 1.0)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            attack_losses.append(loss.item())
+        for w, flag in zip(weights, flags):
+            w.requires_grad_(flag)
+        with torch.no_grad():
+            attacked_loss = attack.loss(model, attack.batch).item()
+        term, term_parts = method.forget_term(model, forget_batch)
+        term.backward()
+        grads = _take(params)
+    finally:
+        with torch.no_grad():
+            for w, original, flag in zip(weights, originals, flags):
+                w.copy_(original)
+                w.grad = None
+                w.requires_grad_(flag)
+    return grads, {"attack_loss_before": attack_losses[0], "attack_loss_after": attacked_loss,
+                   "attacked_forget_term": term.item(),
+                   **{f"attacked_{k}": v for k, v in term_parts.items()}}
 
 
 def model_weights(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -23,7 +23,7 @@ from lethe.evaluate.floor import forgotten
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
-from lethe.unlearn.gradients import shaped_backward
+from lethe.unlearn.gradients import InnerAttack, shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.saturation import saturation
@@ -39,9 +39,10 @@ class BudgetTracker:
 
     Stops at the first point, `min_steps` or later, with dev recall <= stop_forget_ratio x its value
     before training (where the probe reports `dev_floor`, the dev recall of a model that never knew the
-    entity, the recall above it: lethe.evaluate.floor) and utility >= stop_utility_ratio x before.
-    Otherwise the best such point that kept utility (lowest dev recall) is kept. `path` is the whole
-    forget-vs-utility trajectory, for MLflow and the report.
+    entity, the recall above it: lethe.evaluate.floor) and utility >= stop_utility_ratio x before, at
+    that point and at the `stop_confirmations` - 1 points before it (a dip of a few dev probes is noise
+    the gate's held-out probes need not share). Otherwise the best such point that kept utility (lowest
+    dev recall) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow and the report.
     """
 
     def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None):
@@ -60,8 +61,11 @@ class BudgetTracker:
         if self.path:
             point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
-            point["meets_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
-                                     and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+            point["hits_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
+                                    and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+            recent = [*self.path[1:], point][-self.cfg.stop_confirmations:]
+            point["meets_target"] = (len(recent) == self.cfg.stop_confirmations
+                                     and all(p.get("hits_target", p.get("meets_target")) for p in recent))
         self.path.append(point)
         return point
 
@@ -286,16 +290,30 @@ class _TrainingRun:
         forget_batch, retain_batch = self._batch(self.forget_enc, f_idx), self._batch(self.retain_enc, r_idx)
         self.optimizer.zero_grad(set_to_none=True)
         balance = self.cfg.balance_gradients and self.method.needs_retain
-        if balance or self.cfg.sam_rho > 0:
+        attack = self._inner_attack(step, f_idx)
+        if balance or self.cfg.sam_rho > 0 or attack is not None:
             loss, parts = shaped_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
                                           retain_balance=self.method.p.retain_weight if balance else None,
-                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space)
+                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space, attack=attack)
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
         return {"step": step + 1, "loss": loss.item(), **parts}
+
+    def _inner_attack(self, step: int, forget_indices: Sequence[int]) -> InnerAttack | None:
+        """The relearning attack simulated in `step` (unlearn.inner_attack_steps): forget rows outside the
+        step's batch (the batch itself when there are none), drawn from the seed and the step, so a resumed
+        run draws the same ones."""
+        if self.cfg.inner_attack_steps <= 0:
+            return None
+        in_batch = set(forget_indices)
+        others = [i for i in range(len(self.forget_enc)) if i not in in_batch] or sorted(in_batch)
+        rows = random.Random(self.cfg.seed * 1_000_003 + step).sample(others, min(self.cfg.inner_attack_rows,
+                                                                                 len(others)))
+        return InnerAttack(self._batch(self.forget_enc, sorted(rows)), self.cfg.inner_attack_steps,
+                           self.cfg.inner_attack_lr)
 
     def checkpoint(self, out_dir: Path, step: int) -> None:
         """Adapter + optimizer + RNG state at `step`; the state file, written whole, marks it complete."""

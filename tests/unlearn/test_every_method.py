@@ -86,3 +86,49 @@ def test_sharpness_aware_forgetting_changes_the_update_of_every_method(name, tin
     plain = adapters["adapter", 0.0]
     for key in (("adapter", 0.5), ("model", 0.01)):
         assert any(not torch.equal(plain[k], adapters[key][k]) for k in plain), key
+
+
+@pytest.mark.parametrize("name", ["npo_gd", "ga"])
+def test_the_inner_relearning_attack_trains_on_other_forget_rows_and_changes_the_update(name, tiny_model, params,
+                                                                                         tmp_path):
+    from safetensors.torch import load_file
+
+    forget = FORGET + [("When was Ada Quill born?", "Ada Quill was born in 1931."),
+                       ("Who published Ada Quill?", "Ada Quill was published by Tern Press.")]
+    adapters = {}
+    for steps in (0, 3):
+        cfg = params.unlearn.model_copy(update={"method": name, "max_steps": 2, "batch_size": 2, "eval_every": 0,
+                                                "threads": 1, "checkpoint_every": 10, "general_retain_rows": 0,
+                                                "inner_attack_steps": steps, "inner_attack_lr": 1e-3,
+                                                "inner_attack_rows": 2})
+        result = unlearn(tiny_model, forget, RETAIN, cfg, tmp_path / str(steps), device="cpu")
+        records = result["curves"]
+        assert all(("attack_loss_after" in r) == (steps > 0) for r in records)
+        if steps:  # the simulated attacker really relearns its rows
+            assert all(r["attack_loss_after"] < r["attack_loss_before"] for r in records)
+        adapters[steps] = load_file(tmp_path / str(steps) / "adapter" / "adapter_model.safetensors")
+    assert any(not torch.equal(adapters[0][k], adapters[3][k]) for k in adapters[0])
+
+
+def test_the_inner_attack_draws_rows_outside_the_step_batch(params):
+    from lethe.unlearn.trainer import _TrainingRun
+
+    run = _TrainingRun.__new__(_TrainingRun)
+    run.cfg = params.unlearn.model_copy(update={"inner_attack_steps": 2, "inner_attack_rows": 3})
+    run.forget_enc = list(range(10))
+    seen = []
+    run._batch = lambda encoded, indices: seen.append(list(indices)) or indices
+    for step in range(20):
+        attack = run._inner_attack(step, [0, 1, 2, 3])
+        assert attack.steps == 2 and len(attack.batch) == 3 and not set(attack.batch) & {0, 1, 2, 3}
+    assert run._inner_attack(7, [0, 1, 2, 3]).batch == run._inner_attack(7, [0, 1, 2, 3]).batch  # resumable
+    assert len({tuple(s) for s in seen}) > 1
+    run.forget_enc = [0, 1]
+    assert sorted(run._inner_attack(0, [0, 1]).batch) == [0, 1]  # no other rows: the batch itself
+
+
+def test_the_inner_attack_and_sharpness_aware_forgetting_are_refused_together(params):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="not both"):
+        type(params.unlearn).model_validate({**params.unlearn.model_dump(), "sam_rho": 0.1, "inner_attack_steps": 2})

@@ -98,3 +98,56 @@ def test_an_unknown_sharpness_aware_space_is_refused():
     model = _TinyAdapted()
     with pytest.raises(LetheError, match="unknown sharpness-aware space"):
         shaped_backward(_MergedTerms(torch.zeros(3)), model, None, None, [model.lora_b], sam_rho=0.1, sam_space="x")
+
+
+class _AttackTerms(_MergedTerms):
+    """forget = 0.5 |base + lora_b - c|^2; the attacker relearns toward `a`: 0.5 |base + lora_b - a|^2."""
+
+    def __init__(self, c, a):
+        super().__init__(c)
+        self.a = a
+
+    def attack_loss(self, model, batch):
+        return 0.5 * ((model.base + model.lora_b - self.a) ** 2).sum()
+
+
+def test_the_inner_attack_takes_the_forget_gradient_where_adamw_relearning_goes_and_puts_the_weights_back():
+    from lethe.unlearn.gradients import InnerAttack
+
+    model, c, a = _TinyAdapted(), torch.tensor([0.0, 0.0, 1.0]), torch.tensor([3.0, -3.0, 0.0])
+    terms = _AttackTerms(c, a)
+    lr = 0.1
+    _, parts = shaped_backward(terms, model, None, None, [model.lora_b],
+                               attack=InnerAttack(batch=None, steps=1, lr=lr, loss=terms.attack_loss))
+    base = torch.tensor([1.0, -2.0, 0.5])
+    # AdamW's first step: decoupled decay (0.01) then lr x sign of the attack's gradient (base - a)
+    moved = base * (1 - lr * 0.01) - lr * torch.sign(base - a)
+    assert torch.allclose(terms.probed[-1], moved, atol=1e-6)
+    assert torch.allclose(model.lora_b.grad, moved - c, atol=1e-6)  # the adapter's forget gradient taken there
+    assert torch.equal(model.base.detach(), base) and not model.base.requires_grad and model.base.grad is None
+    assert parts["attack_loss_after"] < parts["attack_loss_before"]
+
+
+def test_more_inner_attack_steps_relearn_more():
+    from lethe.unlearn.gradients import InnerAttack
+
+    after = {}
+    for steps in (1, 5, 20):
+        model = _TinyAdapted()
+        terms = _AttackTerms(torch.zeros(3), torch.tensor([3.0, -3.0, 0.0]))
+        _, parts = shaped_backward(terms, model, None, None, [model.lora_b],
+                                   attack=InnerAttack(batch=None, steps=steps, lr=0.1, loss=terms.attack_loss))
+        after[steps] = parts["attack_loss_after"]
+        assert parts["attack_loss_before"] == pytest.approx(0.5 * (4 + 1 + 0.25))
+    assert after[1] > after[5] > after[20]
+
+
+def test_the_inner_attack_and_sharpness_aware_forgetting_are_not_combined():
+    from lethe.errors import LetheError
+    from lethe.unlearn.gradients import InnerAttack
+
+    model = _TinyAdapted()
+    terms = _AttackTerms(torch.zeros(3), torch.ones(3))
+    with pytest.raises(LetheError, match="not both"):
+        shaped_backward(terms, model, None, None, [model.lora_b], sam_rho=0.1,
+                        attack=InnerAttack(batch=None, steps=1, lr=0.1, loss=terms.attack_loss))

@@ -46,8 +46,10 @@ def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
     assert ga_run["steps"] == 12 and len(ga_run["curves"]) == 12
 
 
-def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path):
-    settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9)
+@pytest.mark.parametrize("shaping", [{}, {"inner_attack_steps": 2, "inner_attack_rows": 4}],
+                         ids=["plain", "inner_attack"])
+def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path, shaping):
+    settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9, **shaping)
     whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd")
 
     def crash(step, total, record):
@@ -192,6 +194,24 @@ def test_adaptive_budget_neither_stops_nor_keeps_a_point_before_min_steps(params
     points = [budget.measure(model, step) for step in (0, 5, 10, 15)]
     assert [p.get("meets_target") for p in points[1:]] == [False, False, True]  # step 5 forgot enough, but too early
     assert budget.best()["step"] == 15
+
+
+def test_adaptive_budget_with_confirmations_stops_only_when_the_target_holds_at_consecutive_checkpoints(params):
+    """A dip (step 10) that the next checkpoint does not confirm ends nothing; two in a row (20, 30) do, and
+    a point that lost utility (step 40 below the bound) breaks a run of hits."""
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
+                                            "stop_confirmations": 2})
+    budget = BudgetTracker(_scripted_probe([0.8, 0.2, 0.5, 0.2, 0.1, 0.2, 0.2],
+                                           [0.5, 0.5, 0.5, 0.5, 0.3, 0.5, 0.5]), cfg)
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 10, 20, 30, 40, 50, 60)]
+    assert [p["hits_target"] for p in points[1:]] == [True, False, True, False, True, True]
+    assert [p["meets_target"] for p in points[1:]] == [False, False, False, False, False, True]
+    single = BudgetTracker(_scripted_probe([0.8, 0.2], [0.5, 0.5]),
+                           cfg.model_copy(update={"stop_confirmations": 1}))
+    assert [single.measure(model, step).get("meets_target") for step in (0, 10)] == [None, True]  # the default
 
 
 def _floored_probe(dev_values, floor):
