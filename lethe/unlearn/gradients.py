@@ -42,12 +42,9 @@ from typing import Any
 import torch
 
 from lethe.errors import LetheError
+from lethe.unlearn.methods import nll
 
 Grads = list[torch.Tensor | None]
-
-
-def _answer_nll(model, batch) -> torch.Tensor:
-    return model(**batch).loss
 
 
 @dataclass(frozen=True)
@@ -58,7 +55,7 @@ class InnerAttack:
     batch: Any
     steps: int
     lr: float
-    loss: Callable[[Any, Any], torch.Tensor] = _answer_nll
+    loss: Callable[[Any, Any], torch.Tensor] = nll
 
 
 def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor], *,
@@ -80,11 +77,12 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
     if retain_term is not None:
         retain_term.backward()
         retain_grads = _take(params)
-    forget_term.backward()
-    forget_grads = _take(params)
-    if attack is not None and attack.steps > 0:
+    if attack is not None and attack.steps > 0:  # the gradient at theta is never used
         forget_grads, attack_parts = _grads_after_relearning(method, model, forget_batch, params, attack)
         parts = {**parts, **attack_parts}
+    else:
+        forget_term.backward()
+        forget_grads = _take(params)
     if sam_rho > 0:
         forget_grads, sharp_parts = _sharpness_aware_grads(method, model, forget_batch, params, forget_grads, sam_rho,
                                                            sam_space)
