@@ -197,8 +197,8 @@ def test_adaptive_budget_neither_stops_nor_keeps_a_point_before_min_steps(params
 
 
 def test_adaptive_budget_with_confirmations_stops_only_when_the_target_holds_at_consecutive_checkpoints(params):
-    """A dip (step 10) that the next checkpoint does not confirm ends nothing; two in a row (20, 30) do, and
-    a point that lost utility (step 40 below the bound) breaks a run of hits."""
+    """A hit (step 10 or 30) that the next checkpoint does not confirm ends nothing: step 20 forgot too
+    little, step 40 lost utility. Two hits in a row (50, 60) stop training at the second."""
     from lethe.unlearn.trainer import BudgetTracker
 
     cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
