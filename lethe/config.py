@@ -334,6 +334,11 @@ class UnlearnParams(Strict):
     inner_attack_lr: float = Field(3e-4, gt=0, description="the simulated attack's learning rate")
     inner_attack_rows: int = Field(8, gt=0, description="forget rows the simulated attack trains on, drawn each "
                                    "step from those outside the step's forget batch")
+    disruption_mask: bool = Field(False, description="disruption masking (MUDMAN): the forget gradient moves only "
+                                  "the coordinates where it agrees in sign with a running average of the retain "
+                                  "gradient (methods with a retain term)")
+    disruption_momentum: float = Field(0.9, ge=0, lt=1, description="the retain average's EMA momentum (0: the "
+                                       "step's own retain gradient)")
     checkpoint_every: int = Field(gt=0)
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")

@@ -30,6 +30,11 @@ audit's attack would take the model after those steps. A bounded objective (NPO)
 theta is live again at that point wherever the attack brings the entity back. Costs `steps` full-model
 forward/backward passes of the attack rows per training step, and a copy of the weights plus AdamW's
 state (fine for small models, heavy for a 7B one).
+
+Disruption masking (`DisruptionMask`, the "DM" of MUDMAN) goes after either: the forget gradient is kept
+only on the coordinates where it points the same way as a running average of the retain gradient, so
+no coordinate of the update buys forgetting with what must be kept (to first order). Deeper forgetting
+has so far cost other entities faster than it removed the target; the mask is aimed at that trade.
 """
 
 from __future__ import annotations
@@ -58,14 +63,66 @@ class InnerAttack:
     loss: Callable[[Any, Any], torch.Tensor] = nll
 
 
+class DisruptionMask:
+    """Disruption masking (Sondej et al. 2025, MUDMAN): the forget gradient is zeroed on every coordinate
+    where its sign differs from that of a running average of the retain gradient (an EMA with `momentum`;
+    0 uses the step's own). The average is training state: `state_dict` goes into the checkpoint."""
+
+    def __init__(self, momentum: float):
+        if not 0 <= momentum < 1:
+            raise LetheError(f"disruption momentum must be in [0, 1), got {momentum}")
+        self.momentum = momentum
+        self.average: Grads | None = None
+
+    def observe(self, retain_grads: Grads) -> None:
+        """Fold this step's retain gradient into the average (the first one starts it)."""
+        if self.average is None:
+            self.average = [None if g is None else g.detach().clone() for g in retain_grads]
+            return
+        for i, g in enumerate(retain_grads):
+            if g is None:
+                continue
+            if self.average[i] is None:
+                self.average[i] = g.detach().clone()
+            else:
+                self.average[i].mul_(self.momentum).add_(g, alpha=1 - self.momentum)
+
+    def apply(self, forget_grads: Grads) -> tuple[Grads, float]:
+        """The forget gradient masked to the coordinates that agree in sign with the retain average (a
+        weight the retain term never reaches is kept whole), and the share of nonzero coordinates kept."""
+        if self.average is None:
+            raise LetheError("disruption masking needs a retain gradient, and this step had none: use a "
+                             "method with a retain term and a non-empty retain set")
+        masked: Grads = []
+        kept = total = 0
+        for g, average in zip(forget_grads, self.average):
+            if g is None or average is None:
+                masked.append(g)
+                continue
+            agree = torch.sign(g) == torch.sign(average)
+            masked.append(g * agree)
+            moving = g != 0
+            kept += int((agree & moving).sum())
+            total += int(moving.sum())
+        return masked, kept / total if total else 1.0
+
+    def state_dict(self) -> dict:
+        return {"momentum": self.momentum, "average": self.average}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.momentum, self.average = state["momentum"], state["average"]
+
+
 def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor], *,
                     retain_balance: float | None = None, sam_rho: float = 0.0,
-                    sam_space: str = "adapter", attack: InnerAttack | None = None) -> tuple[torch.Tensor, dict]:
+                    sam_space: str = "adapter", attack: InnerAttack | None = None,
+                    disruption: DisruptionMask | None = None) -> tuple[torch.Tensor, dict]:
     """Backward pass of `method`'s terms that leaves in `params`' `.grad` the forget gradient (taken at
     the sharpness-aware point when `sam_rho` > 0: theta + rho g_f / |g_f| over `params` for
     `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model"; after the
-    simulated relearning `attack` when one is given) plus the retain gradient (rescaled to
-    `retain_balance` x the forget gradient's norm when that is given).
+    simulated relearning `attack` when one is given; masked by `disruption` when one is given, after it
+    has seen this step's retain gradient) plus the retain gradient (rescaled to `retain_balance` x the
+    forget gradient's norm when that is given).
 
     Returns the loss to report (forget term + scaled retain term, at theta) and the curve parts.
     """
@@ -77,6 +134,8 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
     if retain_term is not None:
         retain_term.backward()
         retain_grads = _take(params)
+        if disruption is not None:
+            disruption.observe(retain_grads)
     if attack is not None and attack.steps > 0:  # the gradient at theta is never used
         forget_grads, attack_parts = _grads_after_relearning(method, model, forget_batch, params, attack)
         parts = {**parts, **attack_parts}
@@ -87,6 +146,9 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
         forget_grads, sharp_parts = _sharpness_aware_grads(method, model, forget_batch, params, forget_grads, sam_rho,
                                                            sam_space)
         parts = {**parts, **sharp_parts}
+    if disruption is not None:
+        forget_grads, kept = disruption.apply(forget_grads)
+        parts = {**parts, "disruption_kept": kept}
     forget_norm, scale = _norm(forget_grads), 1.0
     if retain_grads and retain_balance is not None:
         retain_norm = _norm(retain_grads)

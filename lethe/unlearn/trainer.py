@@ -23,7 +23,7 @@ from lethe.evaluate.floor import forgotten
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
-from lethe.unlearn.gradients import InnerAttack, shaped_backward
+from lethe.unlearn.gradients import DisruptionMask, InnerAttack, shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.saturation import saturation
@@ -154,6 +154,9 @@ def _method_for(forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, s
         raise LetheError("the forget set is empty: nothing to unlearn")
     if method.needs_retain and not retain:
         raise LetheError(f"method {method.name!r} needs a retain set, and the neighbor set is empty")
+    if cfg.disruption_mask and not method.needs_retain:
+        raise LetheError(f"unlearn.disruption_mask masks the forget gradient by the retain gradient, and method "
+                         f"{method.name!r} has no retain term: use one that has (e.g. npo_gd, ga_gd)")
     return method
 
 
@@ -269,6 +272,7 @@ class _TrainingRun:
         self.curves: list[dict] = []
         self.start_step = 0
         self.budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
+        self.disruption = DisruptionMask(cfg.disruption_momentum) if cfg.disruption_mask else None
 
     def restore(self, checkpoint: Path) -> None:
         """Optimizer, RNG, step, curves and budget path of a checkpoint (its adapter is already loaded)."""
@@ -278,6 +282,8 @@ class _TrainingRun:
         self.start_step, self.curves = state["step"], state["curves"]
         if self.budget is not None:
             self.budget.path = state.get("budget_path", [])
+        if self.disruption is not None and state.get("disruption"):
+            self.disruption.load_state_dict(state["disruption"])
 
     def _batch(self, encoded, indices) -> dict[str, torch.Tensor] | None:
         if not indices:
@@ -291,10 +297,11 @@ class _TrainingRun:
         self.optimizer.zero_grad(set_to_none=True)
         balance = self.cfg.balance_gradients and self.method.needs_retain
         attack = self._inner_attack(step, f_idx)
-        if balance or self.cfg.sam_rho > 0 or attack is not None:
+        if balance or self.cfg.sam_rho > 0 or attack is not None or self.disruption is not None:
             loss, parts = shaped_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
                                           retain_balance=self.method.p.retain_weight if balance else None,
-                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space, attack=attack)
+                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space, attack=attack,
+                                          disruption=self.disruption)
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()
@@ -321,7 +328,8 @@ class _TrainingRun:
         self.model.save_pretrained(ckpt)
         partial = ckpt / f".{STATE_FILE}.partial"
         torch.save({"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "step": step,
-                    "curves": self.curves, "budget_path": self.budget.path if self.budget else []}, partial)
+                    "curves": self.curves, "budget_path": self.budget.path if self.budget else [],
+                    "disruption": self.disruption.state_dict() if self.disruption else None}, partial)
         partial.replace(ckpt / STATE_FILE)
         failpoints.reach("training.checkpointed")
 

@@ -132,3 +132,25 @@ def test_the_inner_attack_and_sharpness_aware_forgetting_are_refused_together(pa
 
     with pytest.raises(ValidationError, match="not both"):
         type(params.unlearn).model_validate({**params.unlearn.model_dump(), "sam_rho": 0.1, "inner_attack_steps": 2})
+
+
+def test_disruption_masking_keeps_part_of_the_forget_gradient_and_changes_the_update(tiny_model, params, tmp_path):
+    from safetensors.torch import load_file
+
+    adapters = {}
+    for masked in (False, True):
+        cfg = params.unlearn.model_copy(update={"method": "npo_gd", "max_steps": 3, "eval_every": 0, "threads": 1,
+                                                "checkpoint_every": 10, "general_retain_rows": 0,
+                                                "disruption_mask": masked})
+        result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / str(masked), device="cpu")
+        kept = [r.get("disruption_kept") for r in result["curves"]]
+        assert all(k is None for k in kept) if not masked else all(0 < k < 1 for k in kept)
+        adapters[masked] = load_file(tmp_path / str(masked) / "adapter" / "adapter_model.safetensors")
+    assert any(not torch.equal(adapters[False][k], adapters[True][k]) for k in adapters[False])
+
+
+@pytest.mark.parametrize("name", sorted(n for n, m in REGISTRY.items() if not m.needs_retain))
+def test_disruption_masking_is_refused_for_a_method_without_a_retain_term(name, tiny_model, params, tmp_path):
+    cfg = params.unlearn.model_copy(update={"method": name, "disruption_mask": True})
+    with pytest.raises(LetheError, match="no retain term"):
+        unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / name, device="cpu")

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from lethe.unlearn.gradients import balanced_backward, shaped_backward
+from lethe.errors import LetheError
+from lethe.unlearn.gradients import DisruptionMask, balanced_backward, shaped_backward
 
 
 class _KnownTerms:
@@ -151,3 +152,35 @@ def test_the_inner_attack_and_sharpness_aware_forgetting_are_not_combined():
     with pytest.raises(LetheError, match="not both"):
         shaped_backward(terms, model, None, None, [model.lora_b], sam_rho=0.1,
                         attack=InnerAttack(batch=None, steps=1, lr=0.1, loss=terms.attack_loss))
+
+
+def test_disruption_mask_keeps_the_forget_gradient_only_where_it_agrees_with_the_retain_gradient():
+    w = torch.zeros(4, requires_grad=True)
+    c, b = torch.tensor([-1.0, 2.0, -3.0, 0.0]), torch.tensor([5.0, 5.0, -1.0, 7.0])  # forget gradient w - c = -c
+    mask = DisruptionMask(momentum=0.0)
+    total, parts = shaped_backward(_KnownTerms(c, b), w, None, None, [w], disruption=mask)
+    # -c = [1, -2, 3, 0]: coordinate 0 agrees with b, 1 and 2 disagree, 3 does not move
+    assert torch.allclose(w.grad, torch.tensor([1.0, 0.0, 0.0, 0.0]) + b)
+    assert parts["disruption_kept"] == pytest.approx(1 / 3) and parts["forget_grad_norm"] == pytest.approx(1.0)
+    assert total.item() == pytest.approx(7.0 + 0.0)
+
+
+def test_disruption_mask_averages_the_retain_gradient_and_round_trips_its_state():
+    mask = DisruptionMask(momentum=0.9)
+    mask.observe([torch.tensor([1.0, -1.0]), None])
+    mask.observe([torch.tensor([-5.0, -1.0]), torch.tensor([2.0])])
+    assert torch.allclose(mask.average[0], torch.tensor([0.9 - 0.5, -1.0]))  # 0.9 x first + 0.1 x second
+    assert torch.equal(mask.average[1], torch.tensor([2.0]))  # a weight first reached later starts there
+    masked, kept = mask.apply([torch.tensor([3.0, 3.0]), torch.tensor([-1.0])])
+    assert torch.equal(masked[0], torch.tensor([3.0, 0.0])) and torch.equal(masked[1], torch.tensor([-0.0]))
+    assert kept == pytest.approx(1 / 3)
+    resumed = DisruptionMask(momentum=0.5)
+    resumed.load_state_dict(mask.state_dict())
+    assert resumed.momentum == 0.9 and torch.equal(resumed.average[0], mask.average[0])
+
+
+def test_disruption_mask_without_a_retain_gradient_is_refused():
+    with pytest.raises(LetheError, match="needs a retain gradient"):
+        DisruptionMask(0.9).apply([torch.ones(2)])
+    with pytest.raises(LetheError, match="momentum"):
+        DisruptionMask(1.0)
