@@ -154,12 +154,15 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     forget = load_qa_file(forget_set, "forget set")
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
-    retain = neighbor + general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
+    general = general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
+    retain = neighbor + general
     reference = reference or never_trained_reference(model, targets)
     probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype)
     result["validation"] = validation
+    # a world holds only so many other authors' rows: say how many of those asked for it had
+    result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter
 

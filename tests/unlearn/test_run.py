@@ -67,6 +67,7 @@ def test_run_never_retains_the_author_its_forget_set_is_about(plain_model, param
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
     assert run["retain_rows"] == len(everything) - len(target)
+    assert run["general_retain_rows"] == {"asked": 10_000, "used": len(everything) - len(target)}  # capped, said
 
 
 @pytest.mark.parametrize("forget_questions", [True, False])
