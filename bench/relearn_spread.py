@@ -13,9 +13,9 @@ probes): that spread is not in these files.
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
-from pathlib import Path
 
 from common import ROOT, write_result
 
@@ -33,8 +33,6 @@ def per_attack_recalls(evaluation: dict) -> list[tuple[str, str, list[float]]]:
 
 
 def main() -> None:
-    import json
-
     spreads: dict[str, list[float]] = {"heldout": [], "gold": []}
     attacks: set[int] = set()
     runs = 0
@@ -55,7 +53,7 @@ def main() -> None:
     out = write_result("relearn_spread", {"requests": runs, "spread": summary,
                                           "note": "attack-to-attack spread only; the probe sample's is not here"})
     print(json.dumps(summary, indent=1))
-    print(f"wrote {Path(out)}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -79,8 +79,7 @@ class DisruptionMask:
     def observe(self, retain_grads: Grads) -> None:
         """Fold this step's retain gradient into the average (the first one starts it)."""
         if self.average is None:
-            self.average = [None if g is None else g.detach().clone() for g in retain_grads]
-            return
+            self.average = [None] * len(retain_grads)
         for i, g in enumerate(retain_grads):
             if g is None:
                 continue

@@ -161,7 +161,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype)
     result["validation"] = validation
-    # a world holds only so many other authors' rows: say how many of those asked for it had
+    # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter
