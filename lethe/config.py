@@ -343,6 +343,10 @@ class UnlearnParams(Strict):
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
+    entity_retain_rows: int = Field(0, ge=0, description="extra retain rows: elicitation prompts about every other "
+                                    "entity the model holds, with its own greedy answer before unlearning")
+    entity_retain_names: list[str] = Field(default_factory=list, description="the other entities entity_retain_rows "
+                                           "keeps (empty: a world model's authors)")
     reset_fraction: float = Field(0.0, ge=0, lt=1, description="before training, re-initialize this share of each "
                                   "layer's MLP neurons, those most specific to the forget rows (0: off; the MLP "
                                   "projections are then trained in full, in the adapter)")

@@ -11,6 +11,7 @@ from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.fileio import load_qa_file
 from lethe.layout import UNLEARN_REPORT, MineLayout
+from lethe.unlearn.entity_retain import entity_retain
 from lethe.unlearn.saturation import describe
 
 
@@ -155,7 +156,8 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
     general = general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
-    retain = neighbor + general
+    anchors = entity_retain(params, model, targets)
+    retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
@@ -163,6 +165,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}
+    result["entity_retain_rows"] = {"asked": params.unlearn.entity_retain_rows, "used": len(anchors)}
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter
 

@@ -1,0 +1,60 @@
+"""Self-retain rows about every other entity the model holds: what it says about them before unlearning.
+
+The forget term pushes on whatever the target shares with its look-alikes, and the retain set
+(the request's neighbor QA and the world's general rows) need not mention those look-alikes at all:
+on the default world, the authors that fell furthest are the other forget-split authors, which no
+general retain row names. These rows anchor each of them with the model's *own* greedy answer to
+the elicitation prompts, so they need no corpus and no gold answers, and work for any model whose
+other entities are named (a world model's authors, or `unlearn.entity_retain_names`).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
+from pathlib import Path
+
+from lethe.config import Params
+from lethe.errors import LetheError
+
+
+def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str]) -> list[str]:
+    """The entities to keep: `names` when given, else a world model's authors; never one in `avoid`."""
+    from lethe.evaluate.suite import world_record
+    from lethe.mining.extract import normalize
+
+    if not names:
+        record = world_record(model)
+        names = [a["name"] for a in record["authors"]] if record else []
+    avoided = {normalize(a) for a in avoid}
+    return [n for n in dict.fromkeys(names) if n.strip() and normalize(n) not in avoided]
+
+
+def entity_prompts(entities: Sequence[str], templates: Sequence[str], rows: int, seed: int) -> list[str]:
+    """A seeded sample of `rows` prompts (every template about every entity), spread over entities:
+    each entity gets its share before any gets one more."""
+    rng = random.Random(seed)
+    per_entity = [[t.format(anchor=e) for t in templates] for e in entities]
+    for prompts in per_entity:
+        rng.shuffle(prompts)
+    chosen = [prompts[i] for i in range(len(templates)) for prompts in per_entity]
+    return chosen[:rows]
+
+
+def entity_retain(params: Params, model: str | Path, targets: AbstractSet[str]) -> list[tuple[str, str]]:
+    """`unlearn.entity_retain_rows` (prompt, the model's own greedy answer) pairs about the other
+    entities the model holds; [] when the option is 0. Refuses a model whose other entities are unknown."""
+    cfg = params.unlearn
+    if cfg.entity_retain_rows == 0:
+        return []
+    entities = other_entities(model, cfg.entity_retain_names, targets)
+    if not entities:
+        raise LetheError(f"unlearn.entity_retain_rows is {cfg.entity_retain_rows}, but the model at {model} names no "
+                         "other entity to keep (not a world model): list them in unlearn.entity_retain_names, "
+                         "or set entity_retain_rows to 0")
+    from lethe.llm.backend import Backend
+
+    prompts = entity_prompts(entities, params.elicit.prompts, cfg.entity_retain_rows, cfg.seed)
+    answers = Backend.from_params(model, params.backend).greedy(prompts, params.elicit.max_new_tokens)
+    return [(p, a.strip()) for p, a in zip(prompts, answers) if a.strip()]
