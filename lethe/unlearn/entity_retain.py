@@ -19,8 +19,10 @@ from lethe.config import Params
 from lethe.errors import LetheError
 
 
-def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str]) -> list[str]:
-    """The entities to keep: `names` when given, else a world model's authors; never one in `avoid`."""
+def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str],
+                   forget_questions: Sequence[str] = ()) -> list[str]:
+    """The entities to keep: `names` when given, else a world model's authors; never one in `avoid`
+    nor one a forget question names (the target of a request whose anchor is no known author)."""
     from lethe.evaluate.suite import world_record
     from lethe.mining.extract import normalize
 
@@ -28,7 +30,9 @@ def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[s
         record = world_record(model)
         names = [a["name"] for a in record["authors"]] if record else []
     avoided = {normalize(a) for a in avoid}
-    return [n for n in dict.fromkeys(names) if n.strip() and normalize(n) not in avoided]
+    asked = [normalize(q) for q in forget_questions]
+    return [n for n in dict.fromkeys(names)
+            if n.strip() and normalize(n) not in avoided and not any(normalize(n) in q for q in asked)]
 
 
 def entity_prompts(entities: Sequence[str], templates: Sequence[str], rows: int, seed: int) -> list[str]:
@@ -42,13 +46,15 @@ def entity_prompts(entities: Sequence[str], templates: Sequence[str], rows: int,
     return chosen[:rows]
 
 
-def entity_retain(params: Params, model: str | Path, targets: AbstractSet[str]) -> list[tuple[str, str]]:
+def entity_retain(params: Params, model: str | Path, targets: AbstractSet[str],
+                  forget_questions: Sequence[str] = ()) -> list[tuple[str, str]]:
     """`unlearn.entity_retain_rows` (prompt, the model's own greedy answer) pairs about the other
-    entities the model holds; [] when the option is 0. Refuses a model whose other entities are unknown."""
+    entities the model holds (see `other_entities`); [] when the option is 0. Refuses a model whose
+    other entities are unknown."""
     cfg = params.unlearn
     if cfg.entity_retain_rows == 0:
         return []
-    entities = other_entities(model, cfg.entity_retain_names, targets)
+    entities = other_entities(model, cfg.entity_retain_names, targets, forget_questions)
     if not entities:
         raise LetheError(f"unlearn.entity_retain_rows is {cfg.entity_retain_rows}, but the model at {model} names no "
                          "other entity to keep (not a world model): list them in unlearn.entity_retain_names, "

@@ -156,7 +156,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
     general = general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
-    anchors = entity_retain(params, model, targets)
+    anchors = entity_retain(params, model, targets, [q for q, _ in forget])
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)

@@ -32,6 +32,9 @@ def test_other_entities_are_the_worlds_authors_less_the_targets(tiny_world):
     kept = other_entities(tiny_world["model_path"], [], {names[0].upper()})  # names compare normalized
     assert kept == names[1:]
     assert other_entities(tiny_world["model_path"], ["Ann Lee", names[1]], {names[1]}) == ["Ann Lee"]
+    # an anchor that is no known author is kept out by the forget questions that name it
+    assert other_entities(tiny_world["model_path"], ["Ann Lee", "Bo Chan"], set(),
+                          ["Where does ann lee live?"]) == ["Bo Chan"]
 
 
 def test_rows_are_the_models_own_greedy_answers(tiny_world, params):
