@@ -78,6 +78,17 @@ def author_qa(author_index: int) -> list[QA]:
     return [qa for qa in load_full() if qa.author_index == author_index]
 
 
+def evaluation_rows(author_index: int) -> list[QA]:
+    """The half of an author's QA (every other row) that the evaluation may score as its retention."""
+    return author_qa(author_index)[::2]
+
+
+def trainable_rows(author_index: int) -> list[QA]:
+    """The other half: what unlearning may retain on, so no entity's retention is scored on a row it was
+    trained to keep."""
+    return author_qa(author_index)[1::2]
+
+
 def split_author_indices(split: str) -> list[int]:
     """Author indices of a TOFU split: forget01/05/10 (the last authors) or retain (0-19)."""
     if split in FORGET_SPLITS:

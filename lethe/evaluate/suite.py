@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lethe.config import EvaluateParams
-from lethe.data import QA, PerturbedQA, author_qa, load_holdout, load_perturbed, split_author_indices
+from lethe.data import (QA, PerturbedQA, author_qa, evaluation_rows, load_holdout, load_perturbed,
+                        split_author_indices)
 from lethe.evaluate import metrics as M
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
@@ -81,7 +82,7 @@ def build_plan(model_path: str | Path, cfg: EvaluateParams, targets: Sequence[st
                    for i in indices if i < 180 for q in author_qa(i)]
     retain = [r for r in load_perturbed("retain") if r.author_index in known and r.author_index not in indices]
     eval_authors = set(indices) | set(split_author_indices("retain"))
-    neighbor_pool = [qa for i in sorted(known - eval_authors) for qa in author_qa(i)]
+    neighbor_pool = [qa for i in sorted(known - eval_authors) for qa in evaluation_rows(i)]
 
     def subset(rows, n):
         rows = list(rows)

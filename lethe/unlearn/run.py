@@ -26,14 +26,15 @@ def general_retain(model: Path, rows: int, seed: int,
                    avoid_authors: AbstractSet[str] = frozenset()) -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
 
-    For a world model these are its retain authors; for any other model, TOFU authors 0-179. The
-    exact questions of the evaluation's retain rows (TOFU retain_perturbed) are left out, so the
-    retain metrics are not scored on training rows; authors named in `avoid_authors` (the request's
-    targets, see `authors_named_in`) are left out too.
+    For a world model these are its retain authors; for any other model, TOFU authors 0-179. Only
+    each author's trainable half (lethe.data.trainable_rows) is drawn, less the exact questions of
+    the evaluation's retain rows (TOFU retain_perturbed), so no retention the evaluation scores is
+    scored on a training row; authors named in `avoid_authors` (the request's targets, see
+    `authors_named_in`) are left out too.
     """
     import random
 
-    from lethe.data import author_qa, load_perturbed, split_author_indices
+    from lethe.data import load_perturbed, split_author_indices, trainable_rows
     from lethe.evaluate.suite import world_record
 
     if rows <= 0:
@@ -42,7 +43,7 @@ def general_retain(model: Path, rows: int, seed: int,
     known = {a["index"] for a in record["authors"]} if record else set(range(200))
     forgettable = set(split_author_indices("forget10"))
     evaluated = {r.question for r in load_perturbed("retain")}
-    pool = [(qa.question, qa.answer) for i in sorted(known - forgettable) for qa in author_qa(i)
+    pool = [(qa.question, qa.answer) for i in sorted(known - forgettable) for qa in trainable_rows(i)
             if qa.question not in evaluated and qa.author not in avoid_authors]
     if not pool:
         raise LetheError(f"general_retain_rows is {rows}, but the model at {model} learned no TOFU author outside "

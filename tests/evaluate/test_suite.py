@@ -1,9 +1,10 @@
-"""The suite's reading of a world record: which model never knew an entity."""
+"""The suite's reading of a world record (which model never knew an entity) and the rows it scores."""
 
 import shutil
 
-from lethe.data import author_qa
-from lethe.evaluate.suite import never_trained_reference
+from lethe.data import author_qa, evaluation_rows, trainable_rows
+from lethe.evaluate.suite import build_plan, never_trained_reference
+from lethe.unlearn.run import general_retain
 
 
 def test_the_world_retain_model_never_knew_the_world_forget_authors(tiny_world):
@@ -20,3 +21,22 @@ def test_no_reference_for_a_kept_author_a_mixed_list_nothing_or_a_model_outside_
     plain = tmp_path / "model"
     shutil.copytree(tiny_world["model_path"], plain)
     assert never_trained_reference(plain, [forget_author]) is None
+
+
+def test_every_author_splits_into_an_evaluation_half_and_a_trainable_half():
+    for index in (0, 25, 195):
+        rows, scored, trained = author_qa(index), evaluation_rows(index), trainable_rows(index)
+        assert len(scored) == len(trained) == len(rows) // 2
+        assert set(scored) | set(trained) == set(rows) and not set(scored) & set(trained)
+
+
+def test_the_evaluation_never_scores_a_row_the_general_retain_set_may_train_on(tiny_world, params, tmp_path):
+    plain = tmp_path / "model"  # outside a world: every TOFU author could be known
+    shutil.copytree(tiny_world["model_path"], plain)
+    cfg = params.evaluate.model_copy(update={"neighbor_rows": 10_000, "retain_rows": 10_000})
+    target = author_qa(199)[0].author
+    plan = build_plan(plain, cfg, targets=[target])
+    scored = {r.question for r in [*plan.retain, *plan.neighbors]}
+    trained = {q for q, _ in general_retain(plain, 10_000, seed=0, avoid_authors={target})}
+    assert scored and trained and not scored & trained
+    assert {r.author for r in plan.neighbors} >= {author_qa(25)[0].author, author_qa(195)[0].author}

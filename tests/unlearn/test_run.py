@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from lethe.config import NpoConfig
-from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices
+from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices, trainable_rows
 from lethe.errors import LetheError
 from lethe.unlearn.run import authors_named_in, general_retain, run_unlearning, training_summary
 
@@ -21,7 +21,7 @@ def plain_model(tiny_world, tmp_path):
 
 def test_general_retain_comes_from_non_forget_authors_minus_evaluated_rows(plain_model):
     forgettable = set(split_author_indices("forget10"))
-    allowed = {(qa.question, qa.answer) for i in set(range(200)) - forgettable for qa in author_qa(i)}
+    allowed = {(qa.question, qa.answer) for i in set(range(200)) - forgettable for qa in trainable_rows(i)}
     evaluated = {r.question for r in load_perturbed("retain")}
     rows = general_retain(plain_model, 10, seed=0)
     assert len(rows) == 10 and len(set(rows)) == 10
@@ -35,7 +35,7 @@ def test_general_retain_leaves_out_the_targets(plain_model):
     pool = general_retain(plain_model, 10_000, seed=0)
     target = load_authors()[100]
     rows = general_retain(plain_model, 10_000, seed=0, avoid_authors={target})
-    assert len(rows) == len(pool) - len(author_qa(100))
+    assert len(rows) == len(pool) - len(trainable_rows(100))
     assert not {q for q, _ in rows} & {qa.question for qa in author_qa(100)}
 
 
@@ -66,8 +66,8 @@ def test_run_never_retains_the_author_its_forget_set_is_about(plain_model, param
     cfg = params.unlearn.model_copy(update={"max_steps": 1, "general_retain_rows": 10_000, "threads": 2})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
-    assert run["retain_rows"] == len(everything) - len(target)
-    assert run["general_retain_rows"] == {"asked": 10_000, "used": len(everything) - len(target)}  # capped, said
+    assert run["retain_rows"] == len(everything) - len(trainable_rows(100))
+    assert run["general_retain_rows"] == {"asked": 10_000, "used": len(everything) - len(trainable_rows(100))}
 
 
 @pytest.mark.parametrize("forget_questions", [True, False])
