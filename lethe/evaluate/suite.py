@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lethe.config import EvaluateParams
-from lethe.data import (QA, PerturbedQA, author_qa, evaluation_rows, load_holdout, load_perturbed,
-                        split_author_indices)
+from lethe.data import QA, PerturbedQA, author_qa, evaluation_rows, load_holdout, load_perturbed, split_author_indices
 from lethe.evaluate import metrics as M
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
