@@ -345,8 +345,6 @@ class UnlearnParams(Strict):
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
     entity_retain_rows: int = Field(0, ge=0, description="extra retain rows: elicitation prompts about every other "
                                     "entity the model holds, with its own greedy answer before unlearning")
-    entity_retain_focus: float = Field(0.0, ge=0, le=1, description="share of entity_retain_rows given to the "
-                                       "entities a forget step hurts most, by measured first-order interference")
     entity_retain_names: list[str] = Field(default_factory=list, description="the other entities entity_retain_rows "
                                            "keeps (empty: a world model's authors)")
     reset_fraction: float = Field(0.0, ge=0, lt=1, description="before training, re-initialize this share of each "

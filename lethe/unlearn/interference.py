@@ -2,9 +2,11 @@
 
 An ascent step of size eta along the forget gradient g_f (of the mean answer NLL on the forget rows)
 changes an entity's NLL on its own rows by about eta <g_f, g_e> / |g_f|, with g_e the gradient of
-that entity's NLL. The entities with the largest positive value are the look-alikes forgetting the
-target wears away (on the default world, Aisha Al-Hamad for Basil Mahfouz Al-Kuwaiti), and where the
-retain set should weigh most. Taken on every model weight: a LoRA update is a low-rank part of it.
+that entity's NLL. If it named the look-alikes that unlearning wears away, the retain set could weigh
+them most. Measured (bench/interference.py, stop 36), it does not: across seven default-world requests its rank
+correlation with the retention each entity lost was -0.14 to 0.11, and the entity that fell furthest
+ranked 5th to 27th of 38. It is kept as that measurement, not as a training option. Taken on every
+model weight: a LoRA update is a low-rank part of it.
 """
 
 from __future__ import annotations
@@ -55,17 +57,3 @@ def forget_interference(backend: Backend, forget: Pairs, rows_by_entity: Mapping
     finally:
         for parameter, flag in zip(backend.model.parameters(), flags):
             parameter.requires_grad_(flag)
-
-
-def focus_allocation(risk: Mapping[str, float], rows: int) -> dict[str, int]:
-    """`rows` extra rows shared among the entities in proportion to their positive risk (largest
-    remainders first); an entity a forget step does not hurt gets none."""
-    positive = {e: r for e, r in risk.items() if r > 0}
-    total = sum(positive.values())
-    if rows <= 0 or total <= 0:
-        return {}
-    exact = {e: rows * r / total for e, r in positive.items()}
-    counts = {e: int(v) for e, v in exact.items()}
-    for entity in sorted(exact, key=lambda e: exact[e] - counts[e], reverse=True)[: rows - sum(counts.values())]:
-        counts[entity] += 1
-    return {e: n for e, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n}

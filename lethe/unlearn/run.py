@@ -157,7 +157,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
     general = general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
-    anchors, focus = entity_retain(params, model, targets, forget)
+    anchors = entity_retain(params, model, targets, [q for q, _ in forget])
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)
@@ -166,7 +166,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}
-    result["entity_retain_rows"] = {"asked": params.unlearn.entity_retain_rows, "used": len(anchors), "focus": focus}
+    result["entity_retain_rows"] = {"asked": params.unlearn.entity_retain_rows, "used": len(anchors)}
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter
 

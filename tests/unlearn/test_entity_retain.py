@@ -8,7 +8,7 @@ import pytest
 from lethe.data import author_qa, load_authors
 from lethe.errors import LetheError
 from lethe.llm.backend import Backend
-from lethe.unlearn.entity_retain import entity_retain, even_share, focused_share, other_entities, prompt_orders
+from lethe.unlearn.entity_retain import entity_retain, even_share, other_entities, prompt_orders
 from lethe.unlearn.run import run_unlearning
 
 
@@ -27,12 +27,6 @@ def test_prompts_spread_over_every_entity_before_any_gets_a_second():
     assert sorted(p for _, p in even_share(orders, 100)) == sorted(orders["Ann Lee"] + orders["Bo Chan"])
 
 
-def test_focused_rows_continue_after_the_even_ones_and_cycle():
-    orders = {"Ann Lee": ["a1", "a2", "a3"], "Bo Chan": ["b1", "b2"]}
-    rows = focused_share(orders, {"Ann Lee": 4, "Bo Chan": 1}, taken={"Ann Lee": 1})
-    assert rows == [("Ann Lee", "a2"), ("Ann Lee", "a3"), ("Ann Lee", "a1"), ("Ann Lee", "a2"), ("Bo Chan", "b1")]
-
-
 def test_other_entities_are_the_worlds_authors_less_the_targets(tiny_world):
     names = [a["name"] for a in tiny_world["authors"]]
     kept = other_entities(tiny_world["model_path"], [], {names[0].upper()})  # names compare normalized
@@ -45,13 +39,12 @@ def test_other_entities_are_the_worlds_authors_less_the_targets(tiny_world):
 
 def test_rows_are_the_models_own_greedy_answers(tiny_world, params):
     names = [a["name"] for a in tiny_world["authors"]]
-    rows, focus = entity_retain(_with_rows(params, 4), tiny_world["model_path"], {names[0]})
-    assert focus == {}
+    rows = entity_retain(_with_rows(params, 4), tiny_world["model_path"], {names[0]})
     assert len(rows) == 4 and not any(names[0] in q for q, _ in rows)
     backend = Backend.load(tiny_world["model_path"], "cpu", params.backend.batch_size)
     assert [a for _, a in rows] == [a.strip() for a in backend.greedy([q for q, _ in rows],
                                                                       params.elicit.max_new_tokens)]
-    assert entity_retain(_with_rows(params, 0), tiny_world["model_path"], set()) == ([], {})
+    assert entity_retain(_with_rows(params, 0), tiny_world["model_path"], set()) == []
 
 
 def test_a_model_that_names_no_other_entity_is_refused(tiny_world, params, tmp_path):
@@ -59,7 +52,7 @@ def test_a_model_that_names_no_other_entity_is_refused(tiny_world, params, tmp_p
     shutil.copytree(tiny_world["model_path"], plain)  # no world.json beside it
     with pytest.raises(LetheError, match="entity_retain_names"):
         entity_retain(_with_rows(params, 3), plain, set())
-    rows, _ = entity_retain(_with_rows(params, 3, ["Ann Lee"]), plain, set())
+    rows = entity_retain(_with_rows(params, 3, ["Ann Lee"]), plain, set())
     assert rows and all("Ann Lee" in q for q, _ in rows)
 
 
@@ -73,17 +66,5 @@ def test_run_trains_on_them_and_says_how_many(tiny_world, params, tmp_path):
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
     assert run["retain_rows"] == 5
-    assert run["entity_retain_rows"] == {"asked": 5, "used": 5, "focus": {}}
+    assert run["entity_retain_rows"] == {"asked": 5, "used": 5}
 
-
-def test_focus_gives_a_share_of_the_rows_to_the_entities_a_forget_step_hurts(tiny_world, params):
-    names = [a["name"] for a in tiny_world["authors"]]
-    target = names[-1]
-    forget = [(qa.question, qa.answer) for qa in author_qa(load_authors().index(target))[:4]]
-    cfg = params.unlearn.model_copy(update={"entity_retain_rows": 10, "entity_retain_focus": 0.6})
-    rows, focus = entity_retain(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], {target},
-                                forget)
-    assert focus and sum(focus.values()) == 6 and target not in focus
-    assert len(rows) <= 10 and not any(target in q for q, _ in rows)
-    for entity, count in focus.items():  # the focused entity's rows outnumber its even share
-        assert sum(entity in q for q, _ in rows) >= count

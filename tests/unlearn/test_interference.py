@@ -1,19 +1,11 @@
-"""First-order interference of a forget step with each entity, and the rows it allocates."""
+"""First-order interference of a forget step with each entity's rows."""
 
 import pytest
 import torch
 
 from lethe.data import author_qa, load_authors
 from lethe.errors import LetheError
-from lethe.unlearn.interference import focus_allocation, forget_interference, nll_gradient
-
-
-def test_allocation_follows_positive_risk_and_adds_up():
-    assert focus_allocation({"a": 3.0, "b": 1.0, "c": -2.0}, 8) == {"a": 6, "b": 2}
-    counts = focus_allocation({"a": 1.0, "b": 1.0, "c": 1.0}, 10)
-    assert sum(counts.values()) == 10 and sorted(counts.values()) == [3, 3, 4]
-    assert focus_allocation({"a": -1.0}, 5) == {}
-    assert focus_allocation({"a": 1.0}, 0) == {}
+from lethe.unlearn.interference import forget_interference, nll_gradient
 
 
 def test_the_forget_rows_themselves_interfere_by_their_gradient_norm_and_nothing_is_changed(tiny_backend,
