@@ -3,8 +3,9 @@
 If it did, the retain set could weigh most the entities whose own rows' NLL a forget step raises
 most (lethe/unlearn/interference.py). This checks that premise on stored `bench/audit.py` runs: for
 every request folder of the named runs, it measures that interference on the base model with the
-request's forget set, and compares it with each entity's measured retention after unlearning (retain ROUGE after / the base's, from evaluation.json). It reports the Spearman rank
-correlation of interference with the retention lost, and where the entity that fell furthest ranks.
+request's forget set, and compares it with each entity's measured retention after unlearning
+(retain ROUGE after / the base's, from evaluation.json). It reports the Spearman rank correlation of
+interference with the retention lost, and where the entity that fell furthest ranks.
 
     python bench/interference.py audit_forget01_single_s36_inner10_fixed160_retain200_beta003_entity600 [...]
 """
