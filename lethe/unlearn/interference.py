@@ -3,10 +3,11 @@
 An ascent step of size eta along the forget gradient g_f (of the mean answer NLL on the forget rows)
 changes an entity's NLL on its own rows by about eta <g_f, g_e> / |g_f|, with g_e the gradient of
 that entity's NLL. If it named the look-alikes that unlearning wears away, the retain set could weigh
-them most. Measured (bench/interference.py, stop 36), it does not: across seven default-world requests its rank
-correlation with the retention each entity lost was -0.14 to 0.11, and the entity that fell furthest
-ranked 5th to 27th of 38. It is kept as that measurement, not as a training option. Taken on every
-model weight: a LoRA update is a low-rank part of it.
+them most. Measured (bench/interference.py, stop 36), it does not. Over eight default-world requests
+scored before the evaluation's row split, its rank correlation with the retention each entity lost was
+-0.14 to 0.11. Over two requests scored after it, the correlation was -0.30 and -0.37. The entity
+that fell furthest ranked 5th to 27th of 38. It is kept as that measurement, not as a training
+option. It is taken on every model weight: a LoRA update is a low-rank part of it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ Pairs = Sequence[tuple[str, str]]
 def nll_gradient(backend: Backend, pairs: Pairs, batch_size: int) -> torch.Tensor:
     """The gradient (flattened over every weight) of the mean answer NLL of `pairs`."""
     model, pad = backend.model, backend.tokenizer.pad_token_id
-    parameters = [p for p in model.parameters()]
+    parameters = list(model.parameters())
     for parameter in parameters:
         parameter.grad = None
     encoded = [backend.format.encode(q, a) for q, a in pairs]
