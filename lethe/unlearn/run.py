@@ -11,7 +11,7 @@ from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.fileio import load_qa_file
 from lethe.layout import UNLEARN_REPORT, MineLayout
-from lethe.unlearn.entity_retain import entity_retain
+from lethe.unlearn.entity_retain import entity_retain, other_entities
 from lethe.unlearn.saturation import describe
 
 
@@ -54,11 +54,7 @@ def general_retain(model: Path, rows: int, seed: int,
 def entity_probes(model: Path, templates: Sequence[str], avoid_authors: AbstractSet[str]) -> list[str]:
     """The elicitation prompts about every other entity the model is known to hold: for a world model,
     its authors other than `avoid_authors`; none for any other model (its neighbor set is what it has)."""
-    from lethe.evaluate.suite import world_record
-
-    record = world_record(model)
-    names = [a["name"] for a in record["authors"] if a["name"] not in avoid_authors] if record else []
-    return [template.format(anchor=name) for name in names for template in templates]
+    return [template.format(anchor=name) for name in other_entities(model, [], avoid_authors) for template in templates]
 
 
 def distill_questions(params: Params, model: Path, forget: Sequence[tuple[str, str]],
