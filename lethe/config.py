@@ -334,6 +334,9 @@ class UnlearnParams(Strict):
     inner_attack_lr: float = Field(3e-4, gt=0, description="the simulated attack's learning rate")
     inner_attack_rows: int = Field(8, gt=0, description="forget rows the simulated attack trains on, drawn each "
                                    "step from those outside the step's forget batch")
+    inner_attack_every: int = Field(1, gt=0, description="simulate the attack afresh every this many steps and "
+                                    "reuse its weight shift in between (1: every step; a divisor of "
+                                    "checkpoint_every, so a resumed run attacks where the whole run did)")
     disruption_mask: bool = Field(False, description="disruption masking (MUDMAN): the forget gradient moves only "
                                   "the coordinates where it agrees in sign with a running average of the retain "
                                   "gradient (methods with a retain term)")
@@ -360,6 +363,10 @@ class UnlearnParams(Strict):
         if self.sam_rho > 0 and self.inner_attack_steps > 0:
             raise ValueError("sam_rho and inner_attack_steps are two ways to shape the forget gradient against "
                              "relearning: set one of them, not both")
+        if self.checkpoint_every % self.inner_attack_every:
+            raise ValueError(f"inner_attack_every ({self.inner_attack_every}) must divide checkpoint_every "
+                             f"({self.checkpoint_every}): a run resumed from a checkpoint must attack where the "
+                             "whole run did")
         return self
 
     @field_validator("method")

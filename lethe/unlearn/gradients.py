@@ -29,7 +29,10 @@ weights is the same as fine-tuning the base weights under the adapter, so this i
 audit's attack would take the model after those steps. A bounded objective (NPO) whose term is spent at
 theta is live again at that point wherever the attack brings the entity back. Costs `steps` full-model
 forward/backward passes of the attack rows per training step, and a copy of the weights plus AdamW's
-state (fine for small models, heavy for a 7B one).
+state (fine for small models, heavy for a 7B one). The attack's shift of the weights (`relearning_shift`)
+can be kept and reused for the next few steps (`attack_shift`; `unlearn.inner_attack_every`): the adapter
+moves little in a few steps, so the attack would move the weights nearly the same way, and a reused
+shift costs one forward/backward pass of the forget batch instead of `steps` of the attack rows.
 
 Disruption masking (`DisruptionMask`, the "DM" of MUDMAN) goes after either: the forget gradient is kept
 only on the coordinates where it points the same way as a running average of the retain gradient, so
@@ -119,17 +122,21 @@ class DisruptionMask:
 def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[torch.Tensor], *,
                     retain_balance: float | None = None, sam_rho: float = 0.0,
                     sam_space: str = "adapter", attack: InnerAttack | None = None,
+                    attack_shift: Grads | None = None,
                     disruption: DisruptionMask | None = None) -> tuple[torch.Tensor, dict]:
     """Backward pass of `method`'s terms that leaves in `params`' `.grad` the forget gradient (taken at
     the sharpness-aware point when `sam_rho` > 0: theta + rho g_f / |g_f| over `params` for
     `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model"; after the
-    simulated relearning `attack` when one is given; masked by `disruption` when one is given, after it
+    simulated relearning `attack` when one is given, or at a shift an earlier attack made
+    (`relearning_shift`: `attack_shift`, how `unlearn.inner_attack_every` reuses one); masked by `disruption` when one is given, after it
     has seen this step's retain gradient) plus the retain gradient (rescaled to `retain_balance` x the
     forget gradient's norm when that is given).
 
     Returns the loss to report (forget term + scaled retain term, at theta) and the curve parts.
     """
-    if sam_rho > 0 and attack is not None:
+    if attack is not None and attack_shift is not None:
+        raise LetheError("give the inner relearning attack or a shift it already made, not both")
+    if sam_rho > 0 and (attack is not None or attack_shift is not None):
         raise LetheError("sharpness-aware forgetting and the inner relearning attack are two answers to one "
                          "question: set unlearn.sam_rho or unlearn.inner_attack_steps, not both")
     forget_term, retain_term, parts = method.terms(model, forget_batch, retain_batch)
@@ -139,9 +146,12 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
         retain_grads = _take(params)
         if disruption is not None:
             disruption.observe(retain_grads)
-    if attack is not None and attack.steps > 0:  # the gradient at theta is never used
-        forget_grads, attack_parts = _grads_after_relearning(method, model, forget_batch, params, attack)
+    if attack is not None and attack.steps > 0:
+        attack_shift, attack_parts = relearning_shift(model, attack)
         parts = {**parts, **attack_parts}
+    if attack_shift is not None:  # the gradient at theta is never used
+        forget_grads, shifted_parts = _grads_at_shift(method, model, forget_batch, params, attack_shift)
+        parts = {**parts, **shifted_parts}
     else:
         forget_term.backward()
         forget_grads = _take(params)
@@ -203,9 +213,9 @@ def _sharpness_aware_grads(method, model, forget_batch, params: Sequence[torch.T
     return sharp, {"sam_forget_term": sharp_term.item()}
 
 
-def _grads_after_relearning(method, model, forget_batch, params: Sequence[torch.Tensor],
-                            attack: InnerAttack) -> tuple[Grads, dict]:
-    """The forget gradient for `params` after `attack` fine-tuned every other weight; the weights, their
+def relearning_shift(model, attack: InnerAttack) -> tuple[Grads, dict]:
+    """Where `attack` moves every weight but the adapter's: per weight of `model_weights`, the attacked
+    value minus the current one (None where the attack left a weight alone). The weights, their
     trainable flags and gradients are exactly what they were on return."""
     weights = model_weights(model)
     flags = [w.requires_grad for w in weights]
@@ -223,22 +233,40 @@ def _grads_after_relearning(method, model, forget_batch, params: Sequence[torch.
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             attack_losses.append(loss.item())
-        for w, flag in zip(weights, flags):
-            w.requires_grad_(flag)
         with torch.no_grad():
             attacked_loss = attack.loss(model, attack.batch).item()
-        term, term_parts = method.forget_term(model, forget_batch)
-        term.backward()
-        grads = _take(params)
+            shift: Grads = [None if torch.equal(w, o) else w - o for w, o in zip(weights, originals)]
     finally:
         with torch.no_grad():
             for w, original, flag in zip(weights, originals, flags):
                 w.copy_(original)
                 w.grad = None
                 w.requires_grad_(flag)
-    return grads, {"attack_loss_before": attack_losses[0], "attack_loss_after": attacked_loss,
-                   "attacked_forget_term": term.item(),
-                   **{f"attacked_{k}": v for k, v in term_parts.items()}}
+    return shift, {"attack_loss_before": attack_losses[0], "attack_loss_after": attacked_loss}
+
+
+def _grads_at_shift(method, model, forget_batch, params: Sequence[torch.Tensor], shift: Grads) -> tuple[Grads, dict]:
+    """The forget gradient for `params` with every model weight moved by `shift` (`relearning_shift`);
+    the weights are put back on return."""
+    weights = model_weights(model)
+    if len(shift) != len(weights):
+        raise LetheError(f"a relearning shift for {len(shift)} weights cannot move a model with {len(weights)}")
+    originals = [None if s is None else w.detach().clone() for w, s in zip(weights, shift)]
+    try:
+        with torch.no_grad():
+            for w, s in zip(weights, shift):
+                if s is not None:
+                    w.add_(s)
+        term, term_parts = method.forget_term(model, forget_batch)
+        term.backward()
+        grads = _take(params)
+    finally:
+        with torch.no_grad():
+            for w, original in zip(weights, originals):
+                if original is not None:
+                    w.copy_(original)
+                w.grad = None
+    return grads, {"attacked_forget_term": term.item(), **{f"attacked_{k}": v for k, v in term_parts.items()}}
 
 
 def model_weights(model: torch.nn.Module) -> list[torch.Tensor]:

@@ -23,7 +23,7 @@ from lethe.evaluate.floor import forgotten
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
-from lethe.unlearn.gradients import DisruptionMask, InnerAttack, shaped_backward
+from lethe.unlearn.gradients import DisruptionMask, Grads, InnerAttack, relearning_shift, shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.saturation import saturation
@@ -273,6 +273,7 @@ class _TrainingRun:
         self.start_step = 0
         self.budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
         self.disruption = DisruptionMask(cfg.disruption_momentum) if cfg.disruption_mask else None
+        self.shift: Grads | None = None  # the last simulated relearning attack's weight shift (inner_attack_every)
 
     def restore(self, checkpoint: Path) -> None:
         """Optimizer, RNG, step, curves and budget path of a checkpoint (its adapter is already loaded)."""
@@ -296,18 +297,31 @@ class _TrainingRun:
         forget_batch, retain_batch = self._batch(self.forget_enc, f_idx), self._batch(self.retain_enc, r_idx)
         self.optimizer.zero_grad(set_to_none=True)
         balance = self.cfg.balance_gradients and self.method.needs_retain
-        attack = self._inner_attack(step, f_idx)
-        if balance or self.cfg.sam_rho > 0 or attack is not None or self.disruption is not None:
+        shift, attack_parts = self._attack_shift(step, f_idx)
+        if balance or self.cfg.sam_rho > 0 or shift is not None or self.disruption is not None:
             loss, parts = shaped_backward(self.method, self.model, forget_batch, retain_batch, self.trainable,
                                           retain_balance=self.method.p.retain_weight if balance else None,
-                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space, attack=attack,
-                                          disruption=self.disruption)
+                                          sam_rho=self.cfg.sam_rho, sam_space=self.cfg.sam_space,
+                                          attack_shift=shift, disruption=self.disruption)
+            parts = {**parts, **attack_parts}
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
         return {"step": step + 1, "loss": loss.item(), **parts}
+
+    def _attack_shift(self, step: int, forget_indices: Sequence[int]) -> tuple[Grads | None, dict]:
+        """The weight shift of the relearning attack simulated for `step`: a fresh attack every
+        `inner_attack_every` steps (and on the first step run, so a resumed run, which starts at a checkpoint,
+        a multiple of it, attacks where the whole run did), the last one's shift in between."""
+        attack = self._inner_attack(step, forget_indices)
+        if attack is None:
+            return None, {}
+        if self.shift is None or step % self.cfg.inner_attack_every == 0:
+            self.shift, parts = relearning_shift(self.model, attack)
+            return self.shift, {**parts, "attack_refreshed": 1.0}
+        return self.shift, {"attack_refreshed": 0.0}
 
     def _inner_attack(self, step: int, forget_indices: Sequence[int]) -> InnerAttack | None:
         """The relearning attack simulated in `step` (unlearn.inner_attack_steps): forget rows outside the

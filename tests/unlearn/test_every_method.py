@@ -110,6 +110,25 @@ def test_the_inner_relearning_attack_trains_on_other_forget_rows_and_changes_the
     assert any(not torch.equal(adapters[0][k], adapters[3][k]) for k in adapters[0])
 
 
+def test_a_kept_attack_is_refreshed_every_inner_attack_every_steps(tiny_model, params, tmp_path):
+    cfg = params.unlearn.model_copy(update={"method": "npo_gd", "max_steps": 6, "batch_size": 2, "eval_every": 0,
+                                            "threads": 1, "checkpoint_every": 6, "general_retain_rows": 0,
+                                            "inner_attack_steps": 2, "inner_attack_lr": 1e-3, "inner_attack_rows": 2,
+                                            "inner_attack_every": 3})
+    records = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path, device="cpu")["curves"]
+    assert [r["attack_refreshed"] for r in records] == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [("attack_loss_after" in r) for r in records] == [True, False, False, True, False, False]
+    assert all("attacked_forget_term" in r for r in records)  # every step's forget gradient is taken attacked
+
+
+def test_inner_attack_every_must_divide_checkpoint_every(params):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="must divide checkpoint_every"):
+        type(params.unlearn).model_validate({**params.unlearn.model_dump(), "checkpoint_every": 10,
+                                             "inner_attack_every": 3})
+
+
 def test_the_inner_attack_draws_rows_outside_the_step_batch(params):
     from lethe.unlearn.trainer import _TrainingRun
 

@@ -143,6 +143,45 @@ def test_more_inner_attack_steps_relearn_more():
     assert after[1] > after[5] > after[20]
 
 
+def test_a_kept_attack_shift_moves_the_weights_as_the_attack_did_and_is_reused_after_the_adapter_moves():
+    from lethe.unlearn.gradients import InnerAttack, relearning_shift
+
+    model, c, a = _TinyAdapted(), torch.tensor([0.0, 0.0, 1.0]), torch.tensor([3.0, -3.0, 0.0])
+    terms = _AttackTerms(c, a)
+    attack = InnerAttack(batch=None, steps=3, lr=0.1, loss=terms.attack_loss)
+    shaped_backward(terms, model, None, None, [model.lora_b], attack=attack)
+    direct, attacked_at = model.lora_b.grad.clone(), terms.probed[-1].clone()
+    model.lora_b.grad = None
+
+    shift, parts = relearning_shift(model, attack)
+    base = torch.tensor([1.0, -2.0, 0.5])
+    assert torch.equal(model.base.detach(), base) and model.base.grad is None  # the attack is undone
+    assert parts["attack_loss_after"] < parts["attack_loss_before"]
+    assert torch.allclose(base + shift[0], attacked_at, atol=1e-6)
+    shaped_backward(terms, model, None, None, [model.lora_b], attack_shift=shift)
+    assert torch.allclose(model.lora_b.grad, direct, atol=1e-6)  # the same gradient as the attack itself gave
+
+    with torch.no_grad():
+        model.lora_b.add_(torch.tensor([0.5, 0.0, -0.5]))  # the adapter moves; the kept shift still applies
+    model.lora_b.grad = None
+    shaped_backward(terms, model, None, None, [model.lora_b], attack_shift=shift)
+    assert torch.allclose(terms.probed[-1], attacked_at, atol=1e-6)  # the base moved where the attack took it
+    assert torch.allclose(model.lora_b.grad, attacked_at + model.lora_b.detach() - c, atol=1e-6)
+    assert torch.equal(model.base.detach(), base)
+
+
+def test_an_attack_and_a_kept_shift_are_not_given_together():
+    from lethe.unlearn.gradients import InnerAttack
+
+    model = _TinyAdapted()
+    terms = _AttackTerms(torch.zeros(3), torch.ones(3))
+    with pytest.raises(LetheError, match="not both"):
+        shaped_backward(terms, model, None, None, [model.lora_b], attack_shift=[torch.zeros(3)],
+                        attack=InnerAttack(batch=None, steps=1, lr=0.1, loss=terms.attack_loss))
+    with pytest.raises(LetheError, match="cannot move a model"):
+        shaped_backward(terms, model, None, None, [model.lora_b], attack_shift=[torch.zeros(3), None])
+
+
 def test_the_inner_attack_and_sharpness_aware_forgetting_are_not_combined():
     from lethe.errors import LetheError
     from lethe.unlearn.gradients import InnerAttack

@@ -47,8 +47,9 @@ def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
 
 
 @pytest.mark.parametrize("shaping", [{}, {"inner_attack_steps": 2, "inner_attack_rows": 4},
+                                     {"inner_attack_steps": 2, "inner_attack_rows": 4, "inner_attack_every": 2},
                                      {"disruption_mask": True}],
-                         ids=["plain", "inner_attack", "disruption_mask"])
+                         ids=["plain", "inner_attack", "kept_inner_attack", "disruption_mask"])
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path, shaping):
     settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9, **shaping)
     whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd")
