@@ -59,6 +59,7 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
         "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),
         "relearn_gap_heldout": _gap(after, reference, "heldout"),
+        "relearn_gap_heldout_interval": _gap_interval(after, reference, "heldout"),
         "relearn_gap_gold": _gap(after, reference, "gold"),
         "relearn_gold": [after.get("relearn_gold_rouge"), reference.get("relearn_gold_rouge")],
         "q4_gold_ratio": ratio("q4_gold_rouge"),  # 4-bit unlearned vs 4-bit starting model
@@ -94,6 +95,16 @@ def _gap(after: dict, reference: dict, probes: str) -> float | None:
     key = RELEARNED[probes]
     return relearning_gap(after, reference, probes)[0] if after.get(key) is not None and reference.get(key) is not None \
         else None
+
+
+def _gap_interval(after: dict, reference: dict, probes: str) -> list[float] | None:
+    """The 90% paired bootstrap interval over the probes of the gate's relearning gap on `probes`."""
+    if _gap(after, reference, probes) is None:
+        return None
+    from lethe.ops.gate import relearning_gap, relearning_gap_interval
+
+    interval = relearning_gap_interval(after, reference, probes, relearning_gap(after, reference, probes)[3])
+    return [round(interval[0], 4), round(interval[1], 4)] if interval else None
 
 
 KEEPING_CHECKS = ("utility", "utility_parts", "entity_retention")

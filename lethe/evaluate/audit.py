@@ -37,7 +37,7 @@ from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
 from lethe.llm.backend import Backend
 from lethe.llm.batching import collate_qa
-from lethe.rouge import mean_rouge_l_recall
+from lethe.rouge import rouge_l_recall
 
 Pairs = Sequence[tuple[str, str]]
 ROUNDED = {(8, "heldout"): M.Q8_HELDOUT_ROUGE, (4, "heldout"): M.Q4_HELDOUT_ROUGE,
@@ -52,9 +52,16 @@ NF4_LEVELS = (-1.0, -0.6961928009986877, -0.5250730514526367, -0.394917488098144
 
 def recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | None:
     """Mean ROUGE-L recall of the greedy answers (None without pairs)."""
+    each = recall_each(backend, pairs, max_new_tokens)
+    return sum(each) / len(each) if each else None
+
+
+def recall_each(backend: Backend, pairs: Pairs, max_new_tokens: int) -> list[float]:
+    """ROUGE-L recall of the greedy answer to each pair, in order."""
     if not pairs:
-        return None
-    return mean_rouge_l_recall(backend.greedy([q for q, _ in pairs], max_new_tokens), [a for _, a in pairs])
+        return []
+    answers = backend.greedy([q for q, _ in pairs], max_new_tokens)
+    return [rouge_l_recall(answer, reference) for answer, (_, reference) in zip(answers, pairs)]
 
 
 # -- re-elicitation -------------------------------------------------------------------------------
@@ -242,8 +249,9 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
 
     `attacks` are the attacker's row sets, one relearning attack each (seed audit.seed + k), run at
     every learning rate of audit.relearn_lr. Per rate the value is the attacks' mean;
-    `relearn_<probe>_by_lr` keeps {rate: {"mean", "each"}} (the gate pairs rates with the reference's)
-    and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
+    `relearn_<probe>_by_lr` keeps {rate: {"mean", "each", "per_probe"}} (per_probe: each probe's recall,
+    averaged over the attacks, for the gate's bootstrap interval; the gate pairs rates with the
+    reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
     same model's gold recall after it spans 0.23 to 0.39 across three draws.
     """
     cfg, tokens = params.audit, params.audit.max_new_tokens
@@ -294,18 +302,21 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
                 tokens: int) -> dict:
     """Every attack at every audit.relearn_lr rate: recall after it, per probe set (see audit_model)."""
     by_lr: dict[str, dict[str, dict]] = {"heldout": {}, "gold": {}}
+    probe_sets = {"heldout": heldout, "gold": gold}
     for lr in cfg.relearn_lrs:
-        each: dict[str, list[float]] = {"heldout": [], "gold": []}
+        scores: dict[str, list[list[float]]] = {"heldout": [], "gold": []}  # per attack, per probe
         for k, rows in enumerate(attacks):
             with relearned(backend.model, backend.tokenizer, rows, cfg.relearn_steps, lr, cfg.seed + k,
                            lora_rank=cfg.relearn_lora_rank) as model:
                 attacked = Backend(model, backend.tokenizer, backend.batch_size)
-                each["heldout"].append(recall(attacked, heldout, tokens))
-                if gold:
-                    each["gold"].append(recall(attacked, gold, tokens))
-        for probe, values in each.items():
-            if values:
-                by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values}
+                for probe, pairs in probe_sets.items():
+                    if pairs:
+                        scores[probe].append(recall_each(attacked, pairs, tokens))
+        for probe, per_attack in scores.items():
+            if per_attack and per_attack[0]:
+                values = [sum(each) / len(each) for each in per_attack]
+                per_probe = [round(sum(column) / len(column), 4) for column in zip(*per_attack)]
+                by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe}
     out: dict = {}
     for probe, rates in by_lr.items():
         if rates:

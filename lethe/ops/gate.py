@@ -6,6 +6,7 @@ into MLflow tags, the Prefect artifact, the audit ledger and the human summary.
 
 from __future__ import annotations
 
+import random
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -75,6 +76,24 @@ def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
     return max((mine[lr]["mean"] - theirs[lr]["mean"], mine[lr]["mean"], theirs[lr]["mean"], lr) for lr in shared)
 
 
+def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str, lr: str,
+                            level: float = 0.9, resamples: int = 2000) -> tuple[float, float, int] | None:
+    """(low, high, probes): a paired bootstrap interval at `level` of the relearning gap at rate `lr`, over
+    the probes (each probe's attacked recall, unlearned minus reference, resampled with replacement;
+    seeded, so a decision reads the same every time). It shows how much of a gap the probes' own
+    sampling could make. None where either model's per-probe record is missing or they differ in length."""
+    key = M.RELEARNED_BY_RATE[probes]
+    mine = ((after.get(key) or {}).get(lr) or {}).get("per_probe")
+    theirs = ((reference.get(key) or {}).get(lr) or {}).get("per_probe")
+    if not mine or not theirs or len(mine) != len(theirs):
+        return None
+    diffs = [a - b for a, b in zip(mine, theirs)]
+    draw = random.Random(0)
+    means = sorted(sum(draw.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    tail = (1 - level) / 2
+    return means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))], len(diffs)
+
+
 def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[str, Any], start_key: str,
                      gate: GateParams) -> tuple[float | None, float | None]:
     """(share, margin): the gap as a share of what the model knew beyond the never-trained reference on
@@ -111,10 +130,13 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         at = f" at lr {lr}" if lr else ""
         of_margin = (f"; {share:.2f} of the {margin:.3f} it knew beyond the never-trained model" if share is not None
                      else "; share n/a (before within the floor margin of the never-trained model)")
+        interval = relearning_gap_interval(after, reference, probes, lr) if lr else None
+        spread = (f"; gap 90% bootstrap interval over its {interval[2]} probes {interval[0]:.3f} to {interval[1]:.3f}"
+                  if interval else "")
         return Check("relearning", round(gap, 4),
                      f"attacked - attacked reference <= {gate.max_relearn_gap} and <= {gate.max_relearn_share} "
                      "of before - reference", not fails,
-                     f"{probes} probes{at}: {mine:.3f} vs never-trained {theirs:.3f}{of_margin}")
+                     f"{probes} probes{at}: {mine:.3f} vs never-trained {theirs:.3f}{of_margin}{spread}")
     if recoveries:
         recovery, probes, attacked, start = max(recoveries)
         return Check("relearning", round(recovery, 4), f"attacked / before <= {gate.max_relearn_recovery}",

@@ -84,6 +84,9 @@ def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend,
     rates = measured["relearn_heldout_by_lr"]
     assert list(rates) == ["1e-05", "0.01"] and all(len(rate["each"]) == 2 for rate in rates.values())
     assert measured["relearn_heldout_rouge"] == max(rate["mean"] for rate in rates.values())
+    for rate in rates.values():  # each probe's recall, averaged over the attacks, averages to the rate's mean
+        assert len(rate["per_probe"]) == len(PAIRS) and all(0 <= v <= 1 for v in rate["per_probe"])
+        assert sum(rate["per_probe"]) / len(PAIRS) == pytest.approx(rate["mean"], abs=1e-3)
 
 
 def test_attack_larger_than_the_forget_set_is_a_clear_error():
