@@ -129,8 +129,8 @@ def shaped_backward(method, model, forget_batch, retain_batch, params: Sequence[
     `sam_space="adapter"`, every model weight + rho sign(its forget gradient) for "model"; after the
     simulated relearning `attack` when one is given, or at a shift an earlier attack made
     (`relearning_shift`: `attack_shift`, how `unlearn.inner_attack_every` reuses one); masked by
-    `disruption` when one is given, after it has seen this step's retain gradient) plus the retain gradient (rescaled to `retain_balance` x the
-    forget gradient's norm when that is given).
+    `disruption` when one is given, after it has seen this step's retain gradient) plus the retain
+    gradient (rescaled to `retain_balance` x the forget gradient's norm when that is given).
 
     Returns the loss to report (forget term + scaled retain term, at theta) and the curve parts.
     """
