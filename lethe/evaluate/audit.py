@@ -244,14 +244,16 @@ def privleak(auc_model: float | None, auc_reference: float | None) -> float | No
 
 # -- the whole audit of one model -----------------------------------------------------------------
 def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph | None, heldout: Pairs,
-                attacks: Sequence[Pairs], gold: Pairs, with_attack: bool = True) -> dict:
+                attacks: Sequence[Pairs], gold: Pairs, with_attack: bool = True,
+                heldout_nodes: Sequence[str] | None = None) -> dict:
     """Every audit measure of one plain model (see the module docstring); keys are metric names.
 
     `attacks` are the attacker's row sets, one relearning attack each (seed audit.seed + k), run at
     every learning rate of audit.relearn_lr. Per rate the value is the attacks' mean;
-    `relearn_<probe>_by_lr` keeps {rate: {"mean", "each", "per_probe"}} (per_probe: each probe's recall,
-    averaged over the attacks, for the gate's bootstrap interval; the gate pairs rates with the
-    reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
+    `relearn_<probe>_by_lr` keeps {rate: {"mean", "each", "per_probe", "groups"}} (per_probe: each probe's
+    recall, averaged over the attacks; groups: the fact each probe asks about, `heldout_nodes` for the
+    held-out probes, one per probe for gold; both for the gate's bootstrap interval; the gate pairs rates
+    with the reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
     same model's gold recall after it spans 0.23 to 0.39 across three draws.
     """
     cfg, tokens = params.audit, params.audit.max_new_tokens
@@ -267,7 +269,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
         out["_reelicit_memories"] = found["memories"]
     if with_attack:
         with clock("relearn"):
-            out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens))
+            out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens, heldout_nodes))
     for bits in cfg.quantize_bits:
         with clock("quantize"), quantized(backend.model, bits, cfg.quantize_block) as model:
             rounded = Backend(model, backend.tokenizer, backend.batch_size)
@@ -299,10 +301,14 @@ class _PartClock:
 
 
 def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence[Pairs], cfg: AuditParams,
-                tokens: int) -> dict:
+                tokens: int, heldout_nodes: Sequence[str] | None = None) -> dict:
     """Every attack at every audit.relearn_lr rate: recall after it, per probe set (see audit_model)."""
+    if heldout_nodes is not None and len(heldout_nodes) != len(heldout):
+        raise LetheError(f"{len(heldout_nodes)} node labels for {len(heldout)} held-out probes")
     by_lr: dict[str, dict[str, dict]] = {"heldout": {}, "gold": {}}
     probe_sets = {"heldout": heldout, "gold": gold}
+    groups = {"heldout": list(heldout_nodes) if heldout_nodes is not None else [f"#{i}" for i in range(len(heldout))],
+              "gold": [f"#{i}" for i in range(len(gold))]}
     for lr in cfg.relearn_lrs:
         scores: dict[str, list[list[float]]] = {"heldout": [], "gold": []}  # per attack, per probe
         for k, rows in enumerate(attacks):
@@ -316,7 +322,8 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
             if per_attack and per_attack[0]:
                 values = [sum(each) / len(each) for each in per_attack]
                 per_probe = [round(sum(column) / len(column), 4) for column in zip(*per_attack)]
-                by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe}
+                by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe,
+                                           "groups": groups[probe]}
     out: dict = {}
     for probe, rates in by_lr.items():
         if rates:

@@ -109,7 +109,18 @@ def _audit_inputs(params: Params, mine_dir: Path) -> dict:
                       f"{cfg.relearn_rows}" if cfg.relearn_rows > len(forget) else None)
     attacks = [] if attack_skipped else attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
     graph = load_graph(files.graph) if files.graph.is_file() else None
-    return {"heldout": heldout, "attacks": attacks, "attack_skipped": attack_skipped, "graph": graph}
+    return {"heldout": heldout, "heldout_nodes": _probe_nodes(files.audit_set, len(heldout)), "attacks": attacks,
+            "attack_skipped": attack_skipped, "graph": graph}
+
+
+def _probe_nodes(audit_set: Path, probes: int) -> list[str]:
+    """The memory-graph node each held-out probe was synthesized from, in the audit set's order (the
+    probe's own index where a row names none): probes of one node are one fact, for the gate's interval."""
+    import json
+
+    rows = [json.loads(line) for line in audit_set.read_text().splitlines() if line.strip()]
+    nodes = [str(row.get("node") or f"#{i}") for i, row in enumerate(rows)]
+    return nodes if len(nodes) == probes else [f"#{i}" for i in range(probes)]
 
 
 def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,
@@ -131,7 +142,8 @@ def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, min
     path, merged = {"before": (model, None), "after": (model, adapter), "reference": (reference_model, None)}[which]
     backend = load_plain(path, merged, backend_cfg.device, backend_cfg.batch_size)
     measured = audit_model(backend, params, anchor, inputs["graph"] if full else None, inputs["heldout"],
-                           inputs["attacks"], gold, with_attack=full and bool(inputs["attacks"]))
+                           inputs["attacks"], gold, with_attack=full and bool(inputs["attacks"]),
+                           heldout_nodes=inputs["heldout_nodes"])
     if which == "reference" and gold and holdout and params.evaluate.mia:
         measured.update(mia_report(backend, gold, holdout, params.evaluate.mia_k))
     attacks = inputs["attacks"]

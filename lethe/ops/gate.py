@@ -77,21 +77,34 @@ def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
 
 
 def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str, lr: str,
-                            level: float = 0.9, resamples: int = 2000) -> tuple[float, float, int] | None:
-    """(low, high, probes): a paired bootstrap interval at `level` of the relearning gap at rate `lr`, over
-    the probes (each probe's attacked recall, unlearned minus reference, resampled with replacement;
-    seeded, so a decision reads the same every time). It shows how much of a gap the probes' own
-    sampling could make. None where either model's per-probe record is missing or they differ in length."""
+                            level: float = 0.9, resamples: int = 2000) -> tuple[float, float, int, int] | None:
+    """(low, high, probes, groups): a paired bootstrap interval at `level` of the relearning gap at rate
+    `lr`. Each probe's attacked recall, unlearned minus reference, is resampled by its group (the
+    memory-graph node it asks about, recorded by the audit; each probe its own where none is): probes of
+    one node are one fact, and resampling them one by one would count it several times. Seeded, so a
+    decision reads the same every time. It shows how much of a gap the choice of probes alone could
+    make. None where either model's per-probe record is missing or the two do not pair up."""
     key = M.RELEARNED_BY_RATE[probes]
-    mine = ((after.get(key) or {}).get(lr) or {}).get("per_probe")
-    theirs = ((reference.get(key) or {}).get(lr) or {}).get("per_probe")
-    if not mine or not theirs or len(mine) != len(theirs):
+    mine = (after.get(key) or {}).get(lr) or {}
+    theirs = (reference.get(key) or {}).get(lr) or {}
+    if not mine.get("per_probe") or len(mine["per_probe"]) != len(theirs.get("per_probe") or []):
         return None
-    diffs = [a - b for a, b in zip(mine, theirs)]
+    groups = mine.get("groups") or [f"#{i}" for i in range(len(mine["per_probe"]))]
+    if len(groups) != len(mine["per_probe"]):
+        return None
+    by_group: dict[str, list[float]] = {}
+    for group, a, b in zip(groups, mine["per_probe"], theirs["per_probe"]):
+        by_group.setdefault(group, []).append(a - b)
+    clusters = list(by_group.values())
     draw = random.Random(0)
-    means = sorted(sum(draw.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    means = []
+    for _ in range(resamples):
+        drawn = draw.choices(clusters, k=len(clusters))
+        means.append(sum(sum(c) for c in drawn) / sum(len(c) for c in drawn))
+    means.sort()
     tail = (1 - level) / 2
-    return means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))], len(diffs)
+    return (means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))], len(groups),
+            len(clusters))
 
 
 def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[str, Any], start_key: str,
@@ -131,8 +144,8 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         of_margin = (f"; {share:.2f} of the {margin:.3f} it knew beyond the never-trained model" if share is not None
                      else "; share n/a (before within the floor margin of the never-trained model)")
         interval = relearning_gap_interval(after, reference, probes, lr) if lr else None
-        spread = (f"; gap 90% bootstrap interval over its {interval[2]} probes {interval[0]:.3f} to {interval[1]:.3f}"
-                  if interval else "")
+        spread = (f"; gap 90% bootstrap interval over its {interval[2]} probes ({interval[3]} facts) "
+                  f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else "")
         return Check("relearning", round(gap, 4),
                      f"attacked - attacked reference <= {gate.max_relearn_gap} and <= {gate.max_relearn_share} "
                      "of before - reference", not fails,

@@ -87,6 +87,17 @@ def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend,
     for rate in rates.values():  # each probe's recall, averaged over the attacks, averages to the rate's mean
         assert len(rate["per_probe"]) == len(PAIRS) and all(0 <= v <= 1 for v in rate["per_probe"])
         assert sum(rate["per_probe"]) / len(PAIRS) == pytest.approx(rate["mean"], abs=1e-3)
+        assert rate["groups"] == [f"#{i}" for i in range(len(PAIRS))]  # no node labels: each probe alone
+
+
+def test_the_audit_records_the_node_of_each_held_out_probe(tiny_backend, params):
+    audit = params.audit.model_copy(update={"relearn_steps": 1, "quantize_bits": []})
+    cfg = params.model_copy(update={"audit": audit})
+    nodes = ["a"] * (len(PAIRS) - 1) + ["b"]
+    measured = audit_model(tiny_backend, cfg, "Basil", None, PAIRS, [PAIRS[:1]], gold=[], heldout_nodes=nodes)
+    assert all(rate["groups"] == nodes for rate in measured["relearn_heldout_by_lr"].values())
+    with pytest.raises(LetheError, match="node labels"):
+        audit_model(tiny_backend, cfg, "Basil", None, PAIRS, [PAIRS[:1]], gold=[], heldout_nodes=["a"])
 
 
 def test_attack_larger_than_the_forget_set_is_a_clear_error():

@@ -95,28 +95,34 @@ def test_relearning_pairs_learning_rates_and_takes_the_largest_gap():
     assert row.value == pytest.approx(0.1) and "at lr" not in row.note
 
 
-def test_relearning_reports_a_paired_bootstrap_interval_over_the_probes():
+def test_relearning_reports_a_paired_bootstrap_interval_over_the_probes_facts():
     from lethe.ops.gate import relearning_gap_interval
 
-    def record(per_probe):
-        return {"relearn_heldout_by_lr": {"0.0003": {"mean": sum(per_probe) / len(per_probe),
-                                                     "per_probe": per_probe}}}
+    def record(per_probe, groups=None):
+        rate = {"mean": sum(per_probe) / len(per_probe), "per_probe": per_probe}
+        return {"relearn_heldout_by_lr": {"0.0003": {**rate, **({"groups": groups} if groups else {})}}}
 
     same = [0.1, 0.3, 0.2, 0.4, 0.0, 0.25, 0.15, 0.35]
     assert relearning_gap_interval(record([v + 0.05 for v in same]), record(same), "heldout", "0.0003") == \
-        pytest.approx((0.05, 0.05, 8))  # a constant per-probe gap: no spread to resample
+        pytest.approx((0.05, 0.05, 8, 8))  # a constant per-probe gap: no spread to resample
     mixed = [0.3, -0.1, 0.2, 0.0, 0.25, -0.05, 0.1, 0.1]  # a mean gap of 0.1, spread widely over the probes
-    low, high, n = relearning_gap_interval(record([s + d for s, d in zip(same, mixed)]), record(same), "heldout",
-                                           "0.0003")
-    gap = sum(mixed) / len(mixed)
-    assert n == 8 and low < gap < high and high - low > 0.1
+    low, high, n, facts = relearning_gap_interval(record([s + d for s, d in zip(same, mixed)]), record(same),
+                                                  "heldout", "0.0003")
+    assert (n, facts) == (8, 8) and low < 0.1 < high and high - low > 0.1
     assert relearning_gap_interval(record(same), record(same[:5]), "heldout", "0.0003") is None  # not paired
     assert relearning_gap_interval({}, record(same), "heldout", "0.0003") is None
+
+    # the same eight gaps as four facts asked twice each: four draws, not eight, so a wider interval
+    twice = [0.3, 0.3, -0.1, -0.1, 0.2, 0.2, 0.0, 0.0]
+    probes = relearning_gap_interval(record([s + d for s, d in zip(same, twice)]), record(same), "heldout", "0.0003")
+    facts = relearning_gap_interval(record([s + d for s, d in zip(same, twice)], list("aabbccdd")), record(same),
+                                    "heldout", "0.0003")
+    assert facts[2:] == (8, 4) and facts[1] - facts[0] > probes[1] - probes[0]
 
     after = {**GOOD, "relearn_heldout_rouge": sum(same) / 8 + 0.05, **record([v + 0.05 for v in same])}
     reference = {**REFERENCE, "relearn_heldout_rouge": sum(same) / 8, **record(same)}
     row = next(c for c in _decide(after, reference=reference).checks if c.name == "relearning")
-    assert "interval over its 8 probes 0.050 to 0.050" in row.note
+    assert "interval over its 8 probes (8 facts) 0.050 to 0.050" in row.note
 
 
 @pytest.mark.parametrize("before_heldout, passed, note", [
