@@ -197,20 +197,28 @@ def _sharpness_aware_grads(method, model, forget_batch, params: Sequence[torch.T
         raise LetheError(f"unknown sharpness-aware space {space!r}; known: adapter, model")
     if all(step is None for step in steps):
         return grads, {"sam_forget_term": float("nan")}
-    originals = [p.detach().clone() for p in moved]
-    with torch.no_grad():
-        for p, step in zip(moved, steps):
-            if step is not None:
-                p.add_(step.to(p.dtype))
+    sharp, sharp_term, _ = _forget_grads_moved(method, model, forget_batch, params, moved, steps)
+    return sharp, {"sam_forget_term": sharp_term.item()}
+
+
+def _forget_grads_moved(method, model, forget_batch, params: Sequence[torch.Tensor], moved: Sequence[torch.Tensor],
+                        steps: Grads) -> tuple[Grads, torch.Tensor, dict]:
+    """The forget gradient for `params` (and the term and its parts) with each of `moved` shifted by its
+    step (None: left alone); the moved tensors are put back exactly on return."""
+    originals = [None if step is None else p.detach().clone() for p, step in zip(moved, steps)]
     try:
-        sharp_term, _ = method.forget_term(model, forget_batch)
-        sharp_term.backward()
-        sharp = _take(params)
+        with torch.no_grad():
+            for p, step in zip(moved, steps):
+                if step is not None:
+                    p.add_(step.to(p.dtype))
+        term, parts = method.forget_term(model, forget_batch)
+        term.backward()
+        return _take(params), term, parts
     finally:
         with torch.no_grad():
             for p, original in zip(moved, originals):
-                p.copy_(original)
-    return sharp, {"sam_forget_term": sharp_term.item()}
+                if original is not None:
+                    p.copy_(original)
 
 
 def relearning_shift(model, attack: InnerAttack) -> tuple[Grads, dict]:
@@ -251,21 +259,7 @@ def _grads_at_shift(method, model, forget_batch, params: Sequence[torch.Tensor],
     weights = model_weights(model)
     if len(shift) != len(weights):
         raise LetheError(f"a relearning shift for {len(shift)} weights cannot move a model with {len(weights)}")
-    originals = [None if s is None else w.detach().clone() for w, s in zip(weights, shift)]
-    try:
-        with torch.no_grad():
-            for w, s in zip(weights, shift):
-                if s is not None:
-                    w.add_(s)
-        term, term_parts = method.forget_term(model, forget_batch)
-        term.backward()
-        grads = _take(params)
-    finally:
-        with torch.no_grad():
-            for w, original in zip(weights, originals):
-                if original is not None:
-                    w.copy_(original)
-                w.grad = None
+    grads, term, term_parts = _forget_grads_moved(method, model, forget_batch, params, weights, shift)
     return grads, {"attacked_forget_term": term.item(), **{f"attacked_{k}": v for k, v in term_parts.items()}}
 
 
