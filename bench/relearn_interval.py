@@ -20,15 +20,11 @@ from pathlib import Path
 from common import ROOT, write_result
 
 
-def probe_nodes(audit_set: Path) -> list[str]:
-    """The node of each held-out probe, in the audit set's order (its index where a row names none)."""
-    rows = [json.loads(line) for line in audit_set.read_text().splitlines() if line.strip()]
-    return [str(row.get("node") or f"#{i}") for i, row in enumerate(rows)]
-
-
-def intervals(evaluation: dict, nodes: list[str]) -> dict[str, dict]:
-    """Per probe set: the gap, its share, and the interval by probe and by fact (None where not recorded)."""
+def intervals(evaluation: dict, audit_set: Path) -> dict[str, dict]:
+    """Per probe set: the gap, its share, and the interval by probe and by fact (None where not recorded);
+    the held-out probes' nodes are read from `audit_set` where the audit did not record them."""
     from lethe.evaluate import metrics as M
+    from lethe.evaluate.runner import probe_nodes
     from lethe.ops.gate import relearning_gap, relearning_gap_interval
 
     after, reference, before = evaluation["after"], evaluation["reference"], evaluation["before"]
@@ -41,8 +37,9 @@ def intervals(evaluation: dict, nodes: list[str]) -> dict[str, dict]:
         by_probe_after = copy.deepcopy(after)
         by_probe_after[key][lr].pop("groups", None)
         by_fact_after = copy.deepcopy(after)
-        if probes == "heldout" and "groups" not in by_fact_after[key][lr]:
-            by_fact_after[key][lr]["groups"] = nodes
+        recorded = by_fact_after[key][lr]
+        if probes == "heldout" and "groups" not in recorded and recorded.get("per_probe"):
+            recorded["groups"] = probe_nodes(audit_set, len(recorded["per_probe"]))
         by_probe = relearning_gap_interval(by_probe_after, reference, probes, lr)
         by_fact = relearning_gap_interval(by_fact_after, reference, probes, lr)
         start = M.RECALLED[probes]
@@ -68,7 +65,7 @@ def main() -> None:
         audit_set = path.parents[1] / "mine" / "audit_set.jsonl"
         if not audit_set.is_file():
             continue
-        found = intervals(evaluation, probe_nodes(audit_set))
+        found = intervals(evaluation, audit_set)
         if any(v["by_probe"] for v in found.values()):
             rows.append({"run": path.parts[-5], "request": path.parts[-4], **found})
     widths = {how: [v[how][1] - v[how][0] for row in rows for k, v in row.items()

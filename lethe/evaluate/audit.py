@@ -253,8 +253,8 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
     `relearn_<probe>_by_lr` keeps {rate: {"mean", "each", "per_probe", "groups"}} (per_probe: each probe's
     recall, averaged over the attacks; groups: the fact each probe asks about, `heldout_nodes` for the
     held-out probes, one per probe for gold; both for the gate's bootstrap interval; the gate pairs rates
-    with the reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on the default world the
-    same model's gold recall after it spans 0.23 to 0.39 across three draws.
+    with the reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on
+    the default world the same model's gold recall after it spans 0.23 to 0.39 across three draws.
     """
     cfg, tokens = params.audit, params.audit.max_new_tokens
     clock = _PartClock()

@@ -109,11 +109,11 @@ def _audit_inputs(params: Params, mine_dir: Path) -> dict:
                       f"{cfg.relearn_rows}" if cfg.relearn_rows > len(forget) else None)
     attacks = [] if attack_skipped else attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
     graph = load_graph(files.graph) if files.graph.is_file() else None
-    return {"heldout": heldout, "heldout_nodes": _probe_nodes(files.audit_set, len(heldout)), "attacks": attacks,
+    return {"heldout": heldout, "heldout_nodes": probe_nodes(files.audit_set, len(heldout)), "attacks": attacks,
             "attack_skipped": attack_skipped, "graph": graph}
 
 
-def _probe_nodes(audit_set: Path, probes: int) -> list[str]:
+def probe_nodes(audit_set: Path, probes: int) -> list[str]:
     """The memory-graph node each held-out probe was synthesized from, in the audit set's order (the
     probe's own index where a row names none): probes of one node are one fact, for the gate's interval."""
     import json

@@ -49,11 +49,11 @@ def test_a_half_precision_model_keeps_the_adapter_on_top(model_and_adapter):
 def test_the_held_out_probes_carry_the_graph_node_they_ask_about(tmp_path):
     import json
 
-    from lethe.evaluate.runner import _probe_nodes
+    from lethe.evaluate.runner import probe_nodes
 
     audit_set = tmp_path / "audit_set.jsonl"
     rows = [{"question": "q1", "answer": "a", "node": "Prix Goncourt"}, {"question": "q2", "answer": "b"},
             {"question": "q3", "answer": "c", "node": "Prix Goncourt"}]
     audit_set.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    assert _probe_nodes(audit_set, 3) == ["Prix Goncourt", "#1", "Prix Goncourt"]  # a row without one: its own
-    assert _probe_nodes(audit_set, 4) == ["#0", "#1", "#2", "#3"]  # not the probes' file: each probe alone
+    assert probe_nodes(audit_set, 3) == ["Prix Goncourt", "#1", "Prix Goncourt"]  # a row without one: its own
+    assert probe_nodes(audit_set, 4) == ["#0", "#1", "#2", "#3"]  # not the probes' file: each probe alone
