@@ -463,6 +463,9 @@ class EvaluateParams(Strict):
     mia: bool
     mia_k: float = Field(gt=0, le=1)
     seed: int
+    score_cache: bool = Field(True, description="keep the greedy answers and log-probs of unmodified models (the "
+                              "starting and base models, the world's retain model) by model hash, under "
+                              "registry.workdir/_scores")
 
 
 class GateParams(Strict):

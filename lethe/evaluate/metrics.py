@@ -78,6 +78,11 @@ RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by
 # the reference's, so the record travels with the metrics
 RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after a relearning attack, per rate",
                                     "lower", report=False) for probes in RELEARNED}
+# how much of a suite run the score cache answered (lethe.evaluate.suite.evaluate)
+SCORE_CACHE_HITS = metric("score_cache_hits", "rows of the suite answered from the score cache (stored scores of the "
+                          "same unmodified model, lethe.llm.score_cache)", "higher", report=False)
+SCORE_CACHE_MISSES = metric("score_cache_misses", "rows of the suite the score cache did not have (scored now, then "
+                            "stored)", "lower", report=False)
 # what one model's audit cost, in all and per part (lethe.evaluate.audit.audit_model)
 AUDIT_SECONDS = metric("audit_model_seconds", "seconds the audit of one model took", "lower", report=False)
 AUDIT_PART_SECONDS = {part: metric(f"audit_model_seconds_{part}", f"audit seconds: {part}", "lower", report=False)

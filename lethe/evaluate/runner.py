@@ -13,6 +13,7 @@ from lethe.evaluate.report import public, write_report
 from lethe.evaluate.suite import build_plan, evaluate, retain_model_ratios
 from lethe.layout import MineLayout
 from lethe.llm.backend import Backend
+from lethe.llm.score_cache import CachingBackend, caching
 
 
 def with_adapter(backend: Backend, adapter: Path) -> Backend:
@@ -29,6 +30,8 @@ def with_adapter(backend: Backend, adapter: Path) -> Backend:
 
     if not (adapter / "adapter_config.json").is_file():
         raise LetheError(f"no LoRA adapter at {adapter} (expected adapter_config.json)")
+    if isinstance(backend, CachingBackend):
+        backend.disable()  # its model changes below: what it stored stays true of the unmodified one
     model = PeftModel.from_pretrained(backend.model, adapter)
     if next(backend.model.parameters()).dtype == torch.float32:
         model = model.merge_and_unload()
@@ -56,11 +59,18 @@ def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, e
     return build_plan(model, params.evaluate, targets, pairs, entity_only)
 
 
+def score_cache_dir(params: Params) -> Path | None:
+    """Where unmodified models' scores are kept (lethe.llm.score_cache); None when evaluate.score_cache is off."""
+    return Path(params.registry.workdir) / "_scores" if params.evaluate.score_cache else None
+
+
 def _suite_setup(params: Params, model: Path, targets, forget_set: Path | None, entity_only: bool):
-    """(the suite's plan, the retain model's reference ratios, the loaded starting model)."""
+    """(the suite's plan, the retain model's reference ratios, the loaded starting model, its scores
+    through the score cache)."""
     plan = _suite_plan(params, model, targets, forget_set, entity_only)
-    reference = retain_model_ratios(plan, params.backend.device, params.backend.batch_size)
-    return plan, reference, Backend.from_params(model, params.backend)
+    cache = score_cache_dir(params)
+    reference = retain_model_ratios(plan, params.backend.device, params.backend.batch_size, cache)
+    return plan, reference, caching(Backend.from_params(model, params.backend), cache, model)
 
 
 SUITE_MODELS = ("before", "after")

@@ -21,6 +21,7 @@ from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
 from lethe.evaluate.tofu import score_split, tofu_metrics
 from lethe.llm.backend import Backend
+from lethe.llm.score_cache import CachingBackend, caching
 from lethe.rouge import mean_rouge_l_recall
 from lethe.supervision.baselines import author_index
 
@@ -109,11 +110,13 @@ def entity_rouge(rows: Sequence[QA], scores: Sequence[float]) -> dict[str, float
     return {author: sum(v) / len(v) for author, v in sorted(by_author.items())}
 
 
-def retain_model_ratios(plan: EvalPlan, device: str, batch_size: int) -> list[float] | None:
-    """Truth ratios of the retain model on the forget rows (reference for forget quality)."""
+def retain_model_ratios(plan: EvalPlan, device: str, batch_size: int,
+                        score_cache: Path | None = None) -> list[float] | None:
+    """Truth ratios of the retain model on the forget rows (reference for forget quality); its scores
+    through the score cache in `score_cache` where one is given."""
     if not plan.retain_model_path or not plan.forget or not all(r.perturbed_answers for r in plan.forget):
         return None
-    backend = Backend.load(plan.retain_model_path, device, batch_size)
+    backend = caching(Backend.load(plan.retain_model_path, device, batch_size), score_cache, plan.retain_model_path)
     return score_split(backend, plan.forget, 1).truth_ratio.tolist()
 
 
@@ -121,6 +124,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
              reference_ratios: Sequence[float] | None) -> dict:
     """Every metric of one model (TOFU, probes, neighbor, MIA, forget-set recall) with timings."""
     start = time.perf_counter()
+    cached_before = (backend.hits, backend.misses) if isinstance(backend, CachingBackend) else None
     has_perturbations = all(r.perturbed_answers for r in plan.forget)
     metrics, scores = tofu_metrics(backend, plan.forget if has_perturbations else [], plan.retain,
                                    plan.real_authors, plan.world_facts, reference_ratios, cfg.max_new_tokens)
@@ -148,6 +152,9 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
         answers = backend.greedy([q for q, _ in plan.forget_set], cfg.max_new_tokens)
         metrics[M.FORGET_SET_ROUGE] = mean_rouge_l_recall(answers, [g for _, g in plan.forget_set])
     metrics["eval_seconds"] = time.perf_counter() - start
+    if cached_before is not None:
+        metrics[M.SCORE_CACHE_HITS] = backend.hits - cached_before[0]
+        metrics[M.SCORE_CACHE_MISSES] = backend.misses - cached_before[1]
     if "forget" in scores:
         metrics["_forget_truth_ratios"] = scores["forget"].truth_ratio.tolist()
     return metrics

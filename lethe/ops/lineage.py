@@ -8,8 +8,9 @@ import subprocess
 from pathlib import Path
 
 from lethe.config import Params
+from lethe.llm.fingerprint import model_hash
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".json", ".model", ".txt")
+__all__ = ["git_commit", "lineage_tags", "model_hash", "params_hash"]
 
 
 def git_commit(repo: Path | None = None) -> str:
@@ -29,18 +30,6 @@ def params_hash(params: Params) -> str:
     """SHA-256 (first 16 hex) of the fully parsed parameters."""
     blob = json.dumps(params.model_dump(mode="json", by_alias=True), sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def model_hash(model_dir: str | Path) -> str:
-    """SHA-256 (first 16 hex) over a model folder's weight, config and tokenizer files."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(model_dir).rglob("*")):
-        if path.is_file() and path.suffix in _WEIGHT_SUFFIXES:
-            digest.update(path.relative_to(model_dir).as_posix().encode())
-            with path.open("rb") as handle:
-                for block in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(block)
-    return digest.hexdigest()[:16]
 
 
 def lineage_tags(params: Params, request_id: str, base_model: str | Path, run_id: str, flow_run_id: str | None,

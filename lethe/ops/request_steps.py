@@ -306,10 +306,13 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     missing = {q: author for q, (author, _) in rows["after"].items() if q not in cache["row_rouge"]}
     if missing or M.MODEL_UTILITY not in cache:
         from lethe.data import load_full, load_perturbed
+        from lethe.evaluate.runner import score_cache_dir
         from lethe.evaluate.suite import build_plan, evaluate
         from lethe.llm.backend import Backend
+        from lethe.llm.score_cache import caching
 
-        backend = Backend.from_params(plan.base_model, params.backend)
+        backend = caching(Backend.from_params(plan.base_model, params.backend), score_cache_dir(params),
+                          plan.base_model)
         if M.MODEL_UTILITY not in cache:
             measured = evaluate(backend, build_plan(plan.base_model, params.evaluate, entity_only=True),
                                 params.evaluate.model_copy(update={"probes": False, "mia": False}), None)

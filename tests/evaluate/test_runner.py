@@ -57,3 +57,24 @@ def test_the_held_out_probes_carry_the_graph_node_they_ask_about(tmp_path):
     audit_set.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     assert probe_nodes(audit_set, 3) == ["Prix Goncourt", "#1", "Prix Goncourt"]  # a row without one: its own
     assert probe_nodes(audit_set, 4) == ["#0", "#1", "#2", "#3"]  # not the probes' file: each probe alone
+
+
+def test_a_second_suite_on_the_same_starting_model_is_answered_from_the_score_cache(tiny_world, params, tmp_path):
+    from pathlib import Path
+
+    from lethe.evaluate import metrics as M
+    from lethe.evaluate.runner import suite_models
+
+    def before(cache: bool) -> dict:
+        cfg = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(tmp_path)}),
+                                        "evaluate": params.evaluate.model_copy(update={"score_cache": cache})})
+        return suite_models(cfg, Path(tiny_world["model_path"]), Path("no-adapter"), ["Basil Mahfouz Al-Kuwaiti"],
+                            None, ["before"])["before"]["metrics"]
+
+    first, second, uncached = before(True), before(True), before(False)
+    assert first[M.SCORE_CACHE_MISSES] > 0 and second[M.SCORE_CACHE_MISSES] == 0
+    assert second[M.SCORE_CACHE_HITS] == first[M.SCORE_CACHE_HITS] + first[M.SCORE_CACHE_MISSES]
+    assert M.SCORE_CACHE_HITS not in uncached and list((tmp_path / "_scores").glob("*.sqlite"))
+    measured = [k for k in first if isinstance(first[k], float) and k != "eval_seconds"]
+    assert {k: second[k] for k in measured} == {k: first[k] for k in measured}
+    assert {k: uncached[k] for k in measured} == pytest.approx({k: first[k] for k in measured}, abs=1e-6)
