@@ -29,7 +29,7 @@ from lethe.evaluate.runner import suite_models
 
 def _suite(params, model: Path, anchor: str, forget_set: Path | None, workdir: Path, cache: bool) -> tuple[dict, float]:
     cfg = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(workdir)}),
-                                    "evaluate": params.evaluate.model_copy(update={"score_cache": cache})})
+                                    "backend": params.backend.model_copy(update={"score_cache": cache})})
     start = time.perf_counter()
     measured = suite_models(cfg, model, Path("unused"), [anchor], forget_set, ["before"])["before"]["metrics"]
     return measured, time.perf_counter() - start

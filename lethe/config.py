@@ -94,6 +94,9 @@ class BackendParams(Strict):
     max_new_tokens: int = Field(gt=0)
     temperature: float = Field(gt=0)
     top_p: float = Field(gt=0, le=1)
+    score_cache: bool = Field(True, description="keep the greedy answers and log-probs of unmodified models (the "
+                              "starting and base models, the world's retain model; the entity retain rows' answers) "
+                              "by model hash, under registry.workdir/_scores")
 
 
 def check_template(template: str, allowed: set[str], required: set[str]) -> str:
@@ -463,9 +466,6 @@ class EvaluateParams(Strict):
     mia: bool
     mia_k: float = Field(gt=0, le=1)
     seed: int
-    score_cache: bool = Field(True, description="keep the greedy answers and log-probs of unmodified models (the "
-                              "starting and base models, the world's retain model) by model hash, under "
-                              "registry.workdir/_scores")
 
 
 class GateParams(Strict):

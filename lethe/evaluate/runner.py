@@ -13,7 +13,7 @@ from lethe.evaluate.report import public, write_report
 from lethe.evaluate.suite import build_plan, evaluate, retain_model_ratios
 from lethe.layout import MineLayout
 from lethe.llm.backend import Backend
-from lethe.llm.score_cache import CachingBackend, caching
+from lethe.llm.score_cache import CachingBackend, caching, score_cache_dir
 
 
 def with_adapter(backend: Backend, adapter: Path) -> Backend:
@@ -57,11 +57,6 @@ def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, e
 
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
     return build_plan(model, params.evaluate, targets, pairs, entity_only)
-
-
-def score_cache_dir(params: Params) -> Path | None:
-    """Where unmodified models' scores are kept (lethe.llm.score_cache); None when evaluate.score_cache is off."""
-    return Path(params.registry.workdir) / "_scores" if params.evaluate.score_cache else None
 
 
 def _suite_setup(params: Params, model: Path, targets, forget_set: Path | None, entity_only: bool):

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 
+from lethe.config import Params
 from lethe.llm.backend import Backend
 from lethe.llm.fingerprint import model_hash
 
@@ -112,6 +113,11 @@ class CachingBackend(Backend):
     def answer_logprobs(self, pairs: Sequence[tuple[str, str]]) -> list[list[float]]:
         keys = [self.store.row_key(q, a) for q, a in pairs]
         return self._cached(LOGPROBS, keys, list(pairs), super().answer_logprobs)
+
+
+def score_cache_dir(params: Params) -> Path | None:
+    """Where unmodified models' scores are kept; None when backend.score_cache is off."""
+    return Path(params.registry.workdir) / "_scores" if params.backend.score_cache else None
 
 
 def caching(backend: Backend, cache_dir: Path | None, model_dir: str | Path) -> Backend:

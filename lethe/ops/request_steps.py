@@ -306,10 +306,9 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     missing = {q: author for q, (author, _) in rows["after"].items() if q not in cache["row_rouge"]}
     if missing or M.MODEL_UTILITY not in cache:
         from lethe.data import load_full, load_perturbed
-        from lethe.evaluate.runner import score_cache_dir
         from lethe.evaluate.suite import build_plan, evaluate
         from lethe.llm.backend import Backend
-        from lethe.llm.score_cache import caching
+        from lethe.llm.score_cache import caching, score_cache_dir
 
         backend = caching(Backend.from_params(plan.base_model, params.backend), score_cache_dir(params),
                           plan.base_model)

@@ -67,7 +67,7 @@ def test_a_second_suite_on_the_same_starting_model_is_answered_from_the_score_ca
 
     def before(cache: bool) -> dict:
         cfg = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(tmp_path)}),
-                                        "evaluate": params.evaluate.model_copy(update={"score_cache": cache})})
+                                        "backend": params.backend.model_copy(update={"score_cache": cache})})
         return suite_models(cfg, Path(tiny_world["model_path"]), Path("no-adapter"), ["Basil Mahfouz Al-Kuwaiti"],
                             None, ["before"])["before"]["metrics"]
 

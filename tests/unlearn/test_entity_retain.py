@@ -47,6 +47,20 @@ def test_rows_are_the_models_own_greedy_answers(tiny_world, params):
     assert entity_retain(_with_rows(params, 0), tiny_world["model_path"], set()) == []
 
 
+def test_a_second_request_takes_the_answers_from_the_score_cache(tiny_world, params, tmp_path, monkeypatch):
+    cfg = _with_rows(params, 4)
+    cfg = cfg.model_copy(update={"registry": cfg.registry.model_copy(update={"workdir": str(tmp_path)})})
+    names = [a["name"] for a in tiny_world["authors"]]
+    first = entity_retain(cfg, tiny_world["model_path"], {names[0]})
+    assert len(list((tmp_path / "_scores").glob("*.sqlite"))) == 1
+
+    def unscored(*_args, **_kwargs):
+        raise AssertionError("a stored answer was scored again")
+
+    monkeypatch.setattr(Backend, "greedy", unscored)
+    assert entity_retain(cfg, tiny_world["model_path"], {names[0]}) == first
+
+
 def test_a_model_that_names_no_other_entity_is_refused(tiny_world, params, tmp_path):
     plain = tmp_path / "model"
     shutil.copytree(tiny_world["model_path"], plain)  # no world.json beside it
