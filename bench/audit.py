@@ -61,6 +61,9 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "relearn_gap_heldout": _gap(after, reference, "heldout"),
         "relearn_gap_heldout_interval": _gap_interval(after, reference, "heldout"),
         "relearn_gap_gold": _gap(after, reference, "gold"),
+        "relearn_gap_heldout_novel": _gap(after, reference, "heldout", "novel"),
+        "relearn_gap_heldout_novel_interval": _gap_interval(after, reference, "heldout", "novel"),
+        "relearn_gap_gold_novel": _gap(after, reference, "gold", "novel"),
         "relearn_gold": [after.get("relearn_gold_rouge"), reference.get("relearn_gold_rouge")],
         "q4_gold_ratio": ratio("q4_gold_rouge"),  # 4-bit unlearned vs 4-bit starting model
         "q4_gold_vs_unrounded_before": (after["q4_gold_rouge"] / before["forget_Q_A_ROUGE"]
@@ -87,23 +90,26 @@ def evaluation_seconds(ev: dict) -> dict[str, float]:
     return {k: round(v, 1) for k, v in out.items()}
 
 
-def _gap(after: dict, reference: dict, probes: str) -> float | None:
-    """The gate's relearning gap on `probes`: the largest at a learning rate both models were attacked at."""
-    from lethe.evaluate.metrics import RELEARNED
+def _gap(after: dict, reference: dict, probes: str, tokens: str = "all") -> float | None:
+    """The relearning gap on `probes`: the largest at a learning rate both models were attacked at; in
+    ROUGE-L (`tokens` "all") or in the tokens the attack did not teach ("novel", the gate's default)."""
+    from lethe.evaluate.metrics import RELEARNED, RELEARNED_NOVEL
     from lethe.ops.gate import relearning_gap
 
-    key = RELEARNED[probes]
-    return relearning_gap(after, reference, probes)[0] if after.get(key) is not None and reference.get(key) is not None \
-        else None
+    key = (RELEARNED if tokens == "all" else RELEARNED_NOVEL)[probes]
+    if after.get(key) is None or reference.get(key) is None:
+        return None
+    return relearning_gap(after, reference, probes, tokens)[0]
 
 
-def _gap_interval(after: dict, reference: dict, probes: str) -> list[float] | None:
-    """The 90% paired bootstrap interval over the probes of the gate's relearning gap on `probes`."""
-    if _gap(after, reference, probes) is None:
+def _gap_interval(after: dict, reference: dict, probes: str, tokens: str = "all") -> list[float] | None:
+    """The 90% paired bootstrap interval over the probes of that relearning gap."""
+    if _gap(after, reference, probes, tokens) is None:
         return None
     from lethe.ops.gate import relearning_gap, relearning_gap_interval
 
-    interval = relearning_gap_interval(after, reference, probes, relearning_gap(after, reference, probes)[3])
+    lr = relearning_gap(after, reference, probes, tokens)[3]
+    interval = relearning_gap_interval(after, reference, probes, lr, tokens=tokens)
     return [round(interval[0], 4), round(interval[1], 4)] if interval else None
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from functools import lru_cache
 
-from rouge_score import rouge_scorer
+from rouge_score import rouge_scorer, tokenizers
 
 
 @lru_cache(maxsize=1)
@@ -13,9 +13,33 @@ def _scorer() -> rouge_scorer.RougeScorer:
     return rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
 
 
+@lru_cache(maxsize=1)
+def _tokenizer() -> tokenizers.DefaultTokenizer:
+    return tokenizers.DefaultTokenizer(use_stemmer=True)  # the scorer's own
+
+
 def rouge_l_recall(prediction: str, reference: str) -> float:
     """Share of the reference's longest common subsequence found in the prediction (stemmed)."""
     return _scorer().score(reference, prediction)["rougeL"].recall
+
+
+def tokens(text: str) -> list[str]:
+    """The text's tokens as ROUGE compares them (lower-cased, stemmed)."""
+    return _tokenizer().tokenize(text)
+
+
+def novel_recall(prediction: str, reference: str, given: Set[str]) -> float | None:
+    """Share of the reference's tokens outside `given` that the prediction contains (each counted as
+    often as the reference has it, at most as often as the prediction does); None when every token of
+    the reference is given. With `given` the tokens a relearning attacker trained on (and the question),
+    it counts only what the attacker did not hand over."""
+    from collections import Counter
+
+    wanted = Counter(token for token in tokens(reference) if token not in given)
+    if not wanted:
+        return None
+    found = Counter(tokens(prediction))
+    return sum(min(count, found[token]) for token, count in wanted.items()) / sum(wanted.values())
 
 
 def mean_rouge_l_recall(predictions: Sequence[str], references: Sequence[str]) -> float:

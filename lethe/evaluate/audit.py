@@ -37,7 +37,7 @@ from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
 from lethe.llm.backend import Backend
 from lethe.llm.batching import collate_qa
-from lethe.rouge import rouge_l_recall
+from lethe.rouge import novel_recall, rouge_l_recall, tokens
 
 Pairs = Sequence[tuple[str, str]]
 ROUNDED = {(8, "heldout"): M.Q8_HELDOUT_ROUGE, (4, "heldout"): M.Q4_HELDOUT_ROUGE,
@@ -58,10 +58,29 @@ def recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | None:
 
 def recall_each(backend: Backend, pairs: Pairs, max_new_tokens: int) -> list[float]:
     """ROUGE-L recall of the greedy answer to each pair, in order."""
+    return answered(backend, pairs, max_new_tokens)[1]
+
+
+def answered(backend: Backend, pairs: Pairs, max_new_tokens: int) -> tuple[list[str], list[float]]:
+    """(the greedy answer to each pair, its ROUGE-L recall), in order."""
     if not pairs:
-        return []
+        return [], []
     answers = backend.greedy([q for q, _ in pairs], max_new_tokens)
-    return [rouge_l_recall(answer, reference) for answer, (_, reference) in zip(answers, pairs)]
+    return answers, [rouge_l_recall(answer, reference) for answer, (_, reference) in zip(answers, pairs)]
+
+
+def novel_each(answers: Sequence[str], pairs: Pairs, attack: Pairs) -> list[float | None]:
+    """Per probe, the share of its reference answer's tokens that neither the attack's rows nor the probe's
+    question contain, found in the answer (lethe.rouge.novel_recall): what a relearning attack brought
+    back that the attacker did not hand over. None for a probe whose every token was handed over."""
+    given = {token for question, answer in attack for token in tokens(f"{question} {answer}")}
+    return [novel_recall(answer, reference, given | set(tokens(question)))
+            for answer, (question, reference) in zip(answers, pairs)]
+
+
+def _mean_known(values: Sequence[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 # -- re-elicitation -------------------------------------------------------------------------------
@@ -255,13 +274,24 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
     held-out probes, one per probe for gold; both for the gate's bootstrap interval; the gate pairs rates
     with the reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on
     the default world the same model's gold recall after it spans 0.23 to 0.39 across three draws.
+    Each rate also keeps "novel_mean" and "novel_per_probe" (`novel_each`: only the tokens the attack's
+    rows did not contain; the metric relearn_<probe>_novel at the strongest rate). Private keys keep the
+    answers for the report: `_heldout_answers` (unattacked) and `_relearn_answers` ({probes: {rate:
+    the answers after the first attack}}).
     """
-    cfg, tokens = params.audit, params.audit.max_new_tokens
+    cfg, max_new_tokens = params.audit, params.audit.max_new_tokens
     clock = _PartClock()
     with clock("recall"):
-        out: dict = {M.HELDOUT_ROUGE: recall(backend, heldout, tokens)}
-        if gold:
-            out[M.GOLD_ROUGE] = recall(backend, gold, tokens)
+        out: dict = {}
+        for probes, pairs in (("heldout", heldout), ("gold", gold)):
+            if probes == "gold" and not pairs:
+                continue
+            answers, recalls = answered(backend, pairs, max_new_tokens)
+            out[M.RECALLED[probes]] = sum(recalls) / len(recalls) if recalls else None
+            out[M.RECALLED_NOVEL[probes]] = _mean_known([_mean_known(novel_each(answers, pairs, rows))
+                                                         for rows in attacks]) if pairs else None
+            if probes == "heldout":
+                out["_heldout_answers"] = answers
     if graph is not None:
         with clock("reelicit"):
             found = reelicit(backend, anchor, graph, params)
@@ -269,13 +299,13 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
         out["_reelicit_memories"] = found["memories"]
     if with_attack:
         with clock("relearn"):
-            out.update(_relearning(backend, heldout, gold, attacks, cfg, tokens, heldout_nodes))
+            out.update(_relearning(backend, heldout, gold, attacks, cfg, max_new_tokens, heldout_nodes))
     for bits in cfg.quantize_bits:
         with clock("quantize"), quantized(backend.model, bits, cfg.quantize_block) as model:
             rounded = Backend(model, backend.tokenizer, backend.batch_size)
-            out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, tokens)
+            out[ROUNDED[bits, "heldout"]] = recall(rounded, heldout, max_new_tokens)
             if gold:
-                out[ROUNDED[bits, "gold"]] = recall(rounded, gold, tokens)
+                out[ROUNDED[bits, "gold"]] = recall(rounded, gold, max_new_tokens)
     out.update(clock.metrics())
     return out
 
@@ -301,7 +331,7 @@ class _PartClock:
 
 
 def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence[Pairs], cfg: AuditParams,
-                tokens: int, heldout_nodes: Sequence[str] | None = None) -> dict:
+                max_new_tokens: int, heldout_nodes: Sequence[str] | None = None) -> dict:
     """Every attack at every audit.relearn_lr rate: recall after it, per probe set (see audit_model)."""
     if heldout_nodes is not None and len(heldout_nodes) != len(heldout):
         raise LetheError(f"{len(heldout_nodes)} node labels for {len(heldout)} held-out probes")
@@ -309,26 +339,38 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
     probe_sets = {"heldout": heldout, "gold": gold}
     groups = {"heldout": list(heldout_nodes) if heldout_nodes is not None else [f"#{i}" for i in range(len(heldout))],
               "gold": [f"#{i}" for i in range(len(gold))]}
+    answers_by_lr: dict[str, dict[str, list[str]]] = {"heldout": {}, "gold": {}}
     for lr in cfg.relearn_lrs:
         scores: dict[str, list[list[float]]] = {"heldout": [], "gold": []}  # per attack, per probe
+        novel: dict[str, list[list[float | None]]] = {"heldout": [], "gold": []}
         for k, rows in enumerate(attacks):
             with relearned(backend.model, backend.tokenizer, rows, cfg.relearn_steps, lr, cfg.seed + k,
                            lora_rank=cfg.relearn_lora_rank) as model:
                 attacked = Backend(model, backend.tokenizer, backend.batch_size)
                 for probe, pairs in probe_sets.items():
                     if pairs:
-                        scores[probe].append(recall_each(attacked, pairs, tokens))
+                        answers, recalls = answered(attacked, pairs, max_new_tokens)
+                        scores[probe].append(recalls)
+                        novel[probe].append(novel_each(answers, pairs, rows))
+                        if k == 0:
+                            answers_by_lr[probe][f"{lr:g}"] = answers
         for probe, per_attack in scores.items():
             if per_attack and per_attack[0]:
                 values = [sum(each) / len(each) for each in per_attack]
                 per_probe = [round(sum(column) / len(column), 4) for column in zip(*per_attack)]
+                novel_per_probe = [_mean_known(column) for column in zip(*novel[probe])]
                 by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe,
-                                           "groups": groups[probe]}
+                                           "groups": groups[probe], "novel_mean": _mean_known(novel_per_probe),
+                                           "novel_per_probe": [None if v is None else round(v, 4)
+                                                               for v in novel_per_probe]}
     out: dict = {}
     for probe, rates in by_lr.items():
         if rates:
-            out[M.RELEARNED[probe]] = max(rate["mean"] for rate in rates.values())
+            strongest = max(rates, key=lambda rate: rates[rate]["mean"])
+            out[M.RELEARNED[probe]] = rates[strongest]["mean"]
+            out[M.RELEARNED_NOVEL[probe]] = rates[strongest]["novel_mean"]
             out[M.RELEARNED_BY_RATE[probe]] = rates
+    out["_relearn_answers"] = {probe: rates for probe, rates in answers_by_lr.items() if rates}
     return out
 
 

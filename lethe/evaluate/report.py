@@ -37,6 +37,32 @@ def markdown_table(before: dict, after: dict | None = None, reference: dict | No
     return "\n".join(lines) + "\n"
 
 
+def _cell(text, width: int = 70) -> str:
+    if text is None:
+        return "n/a"
+    if isinstance(text, float):
+        return f"{text:.2f}"
+    text = " ".join(str(text).split()).replace("|", "/")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def probe_table(rows: list[dict]) -> str:
+    """The held-out probes, one row each: what the unlearned model answers, and what it and the
+    never-trained reference answer after the relearning attack (lethe.evaluate.runner.heldout_probe_rows)."""
+    lines = ["## Held-out probes", "",
+             "After the first relearning attack; recall is over every attack, ROUGE-L and (new) only the tokens "
+             "the attack's rows and the question did not contain.", "",
+             "| node | question | expected | after | after, attacked | reference, attacked | recall attacked "
+             "(after / reference) | new tokens (after / reference) |", "|---|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(" | ".join([
+            "", _cell(row["node"], 30), _cell(row["question"]), _cell(row["expected"]), _cell(row.get("after")),
+            _cell(row.get("after_attacked")), _cell(row.get("reference_attacked")),
+            f"{_cell(row.get('after_attacked_rouge'))} / {_cell(row.get('reference_attacked_rouge'))}",
+            f"{_cell(row.get('after_attacked_novel'))} / {_cell(row.get('reference_attacked_novel'))}", ""]).strip())
+    return "\n".join(lines) + "\n"
+
+
 def _save(fig, path_prefix: Path, name: str) -> str:
     import matplotlib.pyplot as plt
 
@@ -102,6 +128,8 @@ def write_report(out_dir: Path, before: dict, after: dict | None, extra: dict | 
     out_dir.mkdir(parents=True, exist_ok=True)
     payload = {"before": public(before), "after": public(after) if after else None, **(extra or {})}
     (out_dir / "metrics.json").write_text(json.dumps(payload, indent=1, default=float))
-    (out_dir / "report.md").write_text("# Evaluation\n\n" + markdown_table(before, after, reference))
+    probes = (extra or {}).get("heldout_probes")
+    (out_dir / "report.md").write_text("# Evaluation\n\n" + markdown_table(before, after, reference)
+                                       + ("\n" + probe_table(probes) if probes else ""))
     plots = plot_report(before, after, out_dir / "report", reference) if after else []
     return {"metrics_path": str(out_dir / "metrics.json"), "report_path": str(out_dir / "report.md"), "plots": plots}

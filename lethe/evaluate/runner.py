@@ -9,6 +9,7 @@ import torch
 
 from lethe.config import Params
 from lethe.errors import LetheError
+from lethe.evaluate import metrics as M
 from lethe.evaluate.report import public, write_report
 from lethe.evaluate.suite import build_plan, evaluate, retain_model_ratios
 from lethe.layout import MineLayout
@@ -164,6 +165,35 @@ def combine_audit(measured: dict[str, dict]) -> dict:
     """The audit of a request from its measured models ({"before", "after"[, "reference"]})."""
     return {"before": measured["before"], "after": measured["after"], "reference": measured.get("reference", {}),
             **measured["after"][AUDIT_INPUTS]}
+
+
+def heldout_probe_rows(audit: dict, audit_set: Path) -> list[dict]:
+    """What each held-out probe got from each model, for a reader of the report: its node, question and
+    expected answer; the unattacked answers (before, after, never-trained reference); and after the first
+    relearning attack at the rate that raised the unlearned model's recall most, both attacked models'
+    answers with the probe's recall over every attack, in ROUGE-L and in tokens the attack did not teach.
+    [] when the audit kept no answers (an audit from before answers were kept)."""
+    from lethe.fileio import load_qa_file
+
+    after = audit["after"]
+    if "_heldout_answers" not in after:
+        return []
+    pairs = load_qa_file(audit_set, "audit set")
+    rows = [{"node": node, "question": q, "expected": a} for node, (q, a) in
+            zip(probe_nodes(audit_set, len(pairs)), pairs)]
+    rates = after.get(M.RELEARNED_BY_RATE["heldout"]) or {}
+    lr = max(rates, key=lambda rate: rates[rate]["mean"]) if rates else None
+    for which in ("before", "after", "reference"):
+        measured = audit.get(which) or {}
+        for row, answer in zip(rows, measured.get("_heldout_answers", [])):
+            row[which] = answer
+        record = (measured.get(M.RELEARNED_BY_RATE["heldout"]) or {}).get(lr) if lr else None
+        attacked = ((measured.get("_relearn_answers") or {}).get("heldout") or {}).get(lr) if lr else None
+        if record and attacked:
+            for row, answer, rouge, novel in zip(rows, attacked, record["per_probe"], record["novel_per_probe"]):
+                row.update({f"{which}_attacked": answer, f"{which}_attacked_rouge": rouge,
+                            f"{which}_attacked_novel": novel})
+    return rows
 
 
 def audit_adapter(params: Params, model: Path, adapter: Path, anchor: str, mine_dir: Path,

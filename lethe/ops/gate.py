@@ -63,38 +63,50 @@ def _missing(name: str, threshold: str, what: str) -> Check:
     return Check(name, None, threshold, False, f"{what} was not measured")
 
 
-def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
-                   probes: str) -> tuple[float, float, float, str]:
+TOKEN_MEASURES = {"all": ("mean", "per_probe"), "novel": ("novel_mean", "novel_per_probe")}  # gate.relearn_tokens
+
+
+def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
+                   tokens: str = "all") -> tuple[float, float, float, str]:
     """(gap, attacked, attacked reference, rate) on `probes` ("heldout" or "gold"): the largest gap over
     the learning rates both models were attacked at; the headline metrics' difference when the
-    per-rate record is missing (rate "")."""
-    attacked_key, key = M.RELEARNED[probes], M.RELEARNED_BY_RATE[probes]
+    per-rate record is missing (rate ""). `tokens` "all" scores ROUGE-L recall, "novel" only the tokens
+    the attack did not teach (see relearning_novel_gap)."""
+    field = TOKEN_MEASURES[tokens][0]
+    attacked_key = (M.RELEARNED if tokens == "all" else M.RELEARNED_NOVEL)[probes]
+    key = M.RELEARNED_BY_RATE[probes]
     mine, theirs = after.get(key) or {}, reference.get(key) or {}
-    shared = [lr for lr in mine if lr in theirs]
+    shared = [lr for lr in mine if lr in theirs and mine[lr].get(field) is not None
+              and theirs[lr].get(field) is not None]
     if not shared:
         return after[attacked_key] - reference[attacked_key], after[attacked_key], reference[attacked_key], ""
-    return max((mine[lr]["mean"] - theirs[lr]["mean"], mine[lr]["mean"], theirs[lr]["mean"], lr) for lr in shared)
+    return max((mine[lr][field] - theirs[lr][field], mine[lr][field], theirs[lr][field], lr) for lr in shared)
 
 
 def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str, lr: str,
-                            level: float = 0.9, resamples: int = 2000) -> tuple[float, float, int, int] | None:
+                            level: float = 0.9, resamples: int = 2000,
+                            tokens: str = "all") -> tuple[float, float, int, int] | None:
     """(low, high, probes, groups): a paired bootstrap interval at `level` of the relearning gap at rate
     `lr`. Each probe's attacked recall, unlearned minus reference, is resampled by its group (the
     memory-graph node it asks about, recorded by the audit; each probe its own where none is): probes of
     one node are one fact, and resampling them one by one would count it several times. Seeded, so a
     decision reads the same every time. It shows how much of a gap the choice of probes alone could
-    make. None where either model's per-probe record is missing or the two do not pair up."""
-    key = M.RELEARNED_BY_RATE[probes]
+    make. None where either model's per-probe record is missing or the two do not pair up. Probes with
+    nothing to score (no token the attack did not teach, for `tokens` "novel") are left out."""
+    key, field = M.RELEARNED_BY_RATE[probes], TOKEN_MEASURES[tokens][1]
     mine = (after.get(key) or {}).get(lr) or {}
     theirs = (reference.get(key) or {}).get(lr) or {}
-    if not mine.get("per_probe") or len(mine["per_probe"]) != len(theirs.get("per_probe") or []):
+    if not mine.get(field) or len(mine[field]) != len(theirs.get(field) or []):
         return None
-    groups = mine.get("groups") or [f"#{i}" for i in range(len(mine["per_probe"]))]
-    if len(groups) != len(mine["per_probe"]):
+    groups = mine.get("groups") or [f"#{i}" for i in range(len(mine[field]))]
+    if len(groups) != len(mine[field]):
         return None
     by_group: dict[str, list[float]] = {}
-    for group, a, b in zip(groups, mine["per_probe"], theirs["per_probe"]):
-        by_group.setdefault(group, []).append(a - b)
+    for group, a, b in zip(groups, mine[field], theirs[field]):
+        if a is not None and b is not None:
+            by_group.setdefault(group, []).append(a - b)
+    if not by_group:
+        return None
     clusters = list(by_group.values())
     draw = random.Random(0)
     means = []
@@ -103,8 +115,19 @@ def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, An
         means.append(sum(sum(c) for c in drawn) / sum(len(c) for c in drawn))
     means.sort()
     tail = (1 - level) / 2
-    return (means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))], len(groups),
-            len(clusters))
+    return (means[int(tail * (resamples - 1))], means[int((1 - tail) * (resamples - 1))],
+            sum(len(c) for c in clusters), len(clusters))
+
+
+def relearning_novel_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
+                         lr: str) -> tuple[float, float, float] | None:
+    """(gap, attacked, attacked reference) at rate `lr` counting only the reference answers' tokens the
+    attack did not teach (lethe.evaluate.audit.novel_each): the part of the relearning gap that is not
+    the attacker's own words. None where either model's record lacks it."""
+    key = M.RELEARNED_BY_RATE[probes]
+    mine = ((after.get(key) or {}).get(lr) or {}).get("novel_mean")
+    theirs = ((reference.get(key) or {}).get(lr) or {}).get("novel_mean")
+    return None if mine is None or theirs is None else (mine - theirs, mine, theirs)
 
 
 def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[str, Any], start_key: str,
@@ -118,6 +141,16 @@ def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[s
     return (gap / margin, margin) if margin > gate.heldout_floor_margin else (None, margin)
 
 
+def _token_measure(wanted: str, before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
+                   probes: str) -> str:
+    """gate.relearn_tokens where the audit recorded it for all three models; "all" (ROUGE-L) otherwise (an
+    audit from before the token share was kept)."""
+    if wanted == "novel" and all(m.get(M.RECALLED_NOVEL[probes]) is not None for m in (before, reference)) and \
+            after.get(M.RELEARNED_NOVEL[probes]) is not None and reference.get(M.RELEARNED_NOVEL[probes]) is not None:
+        return "novel"
+    return "all"
+
+
 def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], reference: Mapping[str, Any],
                      gate: GateParams) -> Check:
     """The relearning attack, on every probe set measured (held-out MAGE probes; gold for benchmark
@@ -128,28 +161,42 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
     to before. The row reports the worst probe set (a failing one first)."""
     gaps, recoveries = [], []
     for probes, attacked_key in M.RELEARNED.items():
-        attacked, start_key = after.get(attacked_key), M.RECALLED[probes]
+        attacked = after.get(attacked_key)
         if attacked is None:
             continue
         if reference.get(attacked_key) is not None:
-            gap, mine, theirs, lr = relearning_gap(after, reference, probes)
+            tokens = _token_measure(gate.relearn_tokens, before, after, reference, probes)
+            start_key = (M.RECALLED if tokens == "all" else M.RECALLED_NOVEL)[probes]
+            gap, mine, theirs, lr = relearning_gap(after, reference, probes, tokens)
             share, margin = _relearned_share(gap, before, reference, start_key, gate)
             fails = gap > gate.max_relearn_gap or (share is not None and share > gate.max_relearn_share)
-            gaps.append((fails, gap, probes, mine, theirs, lr, share, margin))
-        elif before.get(start_key):
-            recoveries.append((attacked / before[start_key], probes, attacked, before[start_key]))
+            gaps.append((fails, gap, probes, mine, theirs, lr, share, margin, tokens))
+        elif before.get(M.RECALLED[probes]):
+            start = before[M.RECALLED[probes]]
+            recoveries.append((attacked / start, probes, attacked, start))
     if gaps:
-        fails, gap, probes, mine, theirs, lr, share, margin = max(gaps, key=lambda row: row[:2])
+        fails, gap, probes, mine, theirs, lr, share, margin, tokens = max(gaps, key=lambda row: row[:2])
         at = f" at lr {lr}" if lr else ""
         of_margin = (f"; {share:.2f} of the {margin:.3f} it knew beyond the never-trained model" if share is not None
                      else "; share n/a (before within the floor margin of the never-trained model)")
-        interval = relearning_gap_interval(after, reference, probes, lr) if lr else None
+        interval = relearning_gap_interval(after, reference, probes, lr, tokens=tokens) if lr else None
         spread = (f"; gap 90% bootstrap interval over its {interval[2]} probes ({interval[3]} facts) "
                   f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else "")
+        measured = ("tokens the attack did not teach" if tokens == "novel" else
+                    "ROUGE-L" + (" (tokens the attack did not teach: not recorded)"
+                                 if gate.relearn_tokens == "novel" else ""))
+        other = relearning_gap(after, reference, probes, "all") if tokens == "novel" else None
+        if tokens == "all" and lr:
+            novel = relearning_novel_gap(after, reference, probes, lr)
+            spread += (f"; on tokens the attack did not teach {novel[1]:.3f} vs {novel[2]:.3f} (gap {novel[0]:.3f})"
+                       if novel else "")
+        elif other:
+            spread += (f"; ROUGE-L, the attack's own words included: {other[1]:.3f} vs {other[2]:.3f} "
+                       f"(gap {other[0]:.3f})")
         return Check("relearning", round(gap, 4),
                      f"attacked - attacked reference <= {gate.max_relearn_gap} and <= {gate.max_relearn_share} "
                      "of before - reference", not fails,
-                     f"{probes} probes{at}: {mine:.3f} vs never-trained {theirs:.3f}{of_margin}{spread}")
+                     f"{probes} probes{at}, {measured}: {mine:.3f} vs never-trained {theirs:.3f}{of_margin}{spread}")
     if recoveries:
         recovery, probes, attacked, start = max(recoveries)
         return Check("relearning", round(recovery, 4), f"attacked / before <= {gate.max_relearn_recovery}",

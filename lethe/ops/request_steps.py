@@ -253,7 +253,7 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
                   shards: dict[str, dict] | None = None) -> dict[str, Any]:
     from lethe.evaluate.audit import privleak
     from lethe.evaluate.report import public, write_report
-    from lethe.evaluate.runner import combine_audit, combine_suite
+    from lethe.evaluate.runner import combine_audit, combine_suite, heldout_probe_rows
 
     names = evaluation_shard_names(plan)
     shards = shards or {}
@@ -274,7 +274,8 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
                                                   "reference": reference, "reelicited_memories": memories,
                                                   "audit_rows": {"heldout": audit["heldout_rows"],
                                                                  "attack": audit["attack_rows"]},
-                                                  "attack_skipped": audit["attack_skipped"]},
+                                                  "attack_skipped": audit["attack_skipped"],
+                                                  "heldout_probes": heldout_probe_rows(audit, plan.mine.audit_set)},
                          reference=reference)
     return {"targets": evaluation["targets"], "before": before, "after": after, "reference": reference,
             "base": {k: v for k, v in base.items() if k != "row_rouge"}, **paths,

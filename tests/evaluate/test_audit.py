@@ -14,6 +14,7 @@ from lethe.evaluate.audit import (
     attack_rows,
     audit_model,
     changed_fraction,
+    novel_each,
     privleak,
     quantized,
     recall,
@@ -88,6 +89,29 @@ def test_the_audit_attacks_at_every_rate_and_reports_the_strongest(tiny_backend,
         assert len(rate["per_probe"]) == len(PAIRS) and all(0 <= v <= 1 for v in rate["per_probe"])
         assert sum(rate["per_probe"]) / len(PAIRS) == pytest.approx(rate["mean"], abs=1e-3)
         assert rate["groups"] == [f"#{i}" for i in range(len(PAIRS))]  # no node labels: each probe alone
+
+
+def test_the_novel_share_leaves_out_the_attack_rows_and_the_question():
+    attack = [("What genre does Basil write in?", "Basil writes French literature.")]
+    pairs = [("Which prize did Basil win?", "Basil won the Prix Goncourt for French literature."),
+             ("What does Basil write?", "Basil writes French literature.")]
+    answers = ["French literature, always French literature.", "French literature."]
+    # the echo of the attack's words finds nothing new; the second probe has nothing new to find
+    assert novel_each(answers, pairs, attack) == [0.0, None]
+    # new: won, the, prix, goncourt, for; the answer has all but "for"
+    assert novel_each(["He won the Prix Goncourt."], pairs[:1], attack) == [pytest.approx(0.8)]
+
+
+def test_the_audit_keeps_the_attacked_answers_and_their_novel_recall(tiny_backend, params):
+    audit = params.audit.model_copy(update={"relearn_steps": 1, "quantize_bits": []})
+    measured = audit_model(tiny_backend, params.model_copy(update={"audit": audit}), "Basil", None, PAIRS,
+                           [PAIRS[:1], PAIRS[1:]], gold=[])
+    (lr, rate), = measured["relearn_heldout_by_lr"].items()
+    assert len(rate["novel_per_probe"]) == len(PAIRS)
+    assert all(v is None or 0 <= v <= 1 for v in rate["novel_per_probe"])
+    assert measured["relearn_heldout_novel"] == rate["novel_mean"]
+    assert len(measured["_relearn_answers"]["heldout"][lr]) == len(PAIRS)
+    assert len(measured["_heldout_answers"]) == len(PAIRS) and "gold" not in measured["_relearn_answers"]
 
 
 def test_the_audit_records_the_node_of_each_held_out_probe(tiny_backend, params):

@@ -17,7 +17,7 @@ from lethe.evaluate.tofu import (
     true_better,
     truth_ratios,
 )
-from lethe.rouge import mean_rouge_l_recall, rouge_l_recall
+from lethe.rouge import mean_rouge_l_recall, novel_recall, rouge_l_recall, tokens
 
 
 def test_avg_loss_is_mean_nll():
@@ -58,6 +58,15 @@ def test_rouge_l_recall_by_hand():
     assert rouge_l_recall("a dog", "the cat sat") == 0.0
     assert rouge_l_recall("he was born in Paris", "born in Kuwait City") == pytest.approx(2 / 4)
     assert mean_rouge_l_recall(["the cat", "a dog"], ["the cat", "the cat"]) == pytest.approx(0.5)
+
+
+def test_novel_recall_counts_only_what_was_not_handed_over():
+    given = set(tokens("He writes French literature."))
+    # "french literature" was handed over: only "prix" and "goncourt" count, and one of them came back
+    assert novel_recall("French literature, the Prix", "the Prix Goncourt in French literature", given) == 0.5
+    assert novel_recall("anything", "He writes French literature", given) is None  # nothing left to find
+    assert novel_recall("Paris Paris Paris", "Paris and Paris", set()) == pytest.approx(2 / 3)  # clipped counts
+    assert tokens("Honored with Prizes") == ["honor", "with", "prize"]  # stemmed as ROUGE compares them
 
 
 def test_auc_by_hand():

@@ -16,3 +16,17 @@ def test_report_files(tmp_path):
 
 def test_single_model_table():
     assert "| model_utility | 0.9 |" in markdown_table({"model_utility": 0.9})
+
+
+def test_the_report_lists_each_held_out_probe_with_its_attacked_answers(tmp_path):
+    rows = [{"node": "Prix Goncourt", "question": "Which prize | award?", "expected": "The Prix Goncourt " * 10,
+             "after": "none", "after_attacked": "French literature", "reference_attacked": "San Francisco",
+             "after_attacked_rouge": 0.25, "reference_attacked_rouge": 0.1, "after_attacked_novel": None,
+             "reference_attacked_novel": 0.0}]
+    write_report(tmp_path, {"forget_Q_A_ROUGE": 1.0}, {"forget_Q_A_ROUGE": 0.25}, {"heldout_probes": rows})
+    text = (tmp_path / "report.md").read_text()
+    line = next(line for line in text.splitlines() if line.startswith("| Prix Goncourt"))
+    assert "Which prize / award?" in line and "…" in line  # no broken table, long text cut
+    assert "| 0.25 / 0.10 | n/a / 0.00 |" in line
+    write_report(tmp_path, {"forget_Q_A_ROUGE": 1.0}, {"forget_Q_A_ROUGE": 0.25})
+    assert "Held-out probes" not in (tmp_path / "report.md").read_text()

@@ -78,3 +78,33 @@ def test_a_second_suite_on_the_same_starting_model_is_answered_from_the_score_ca
     measured = [k for k in first if isinstance(first[k], float) and k != "eval_seconds"]
     assert {k: second[k] for k in measured} == {k: first[k] for k in measured}
     assert {k: uncached[k] for k in measured} == pytest.approx({k: first[k] for k in measured}, abs=1e-6)
+
+
+def test_each_held_out_probe_shows_every_models_answers_before_and_after_the_attack(tmp_path):
+    import json
+
+    from lethe.evaluate.runner import heldout_probe_rows
+
+    audit_set = tmp_path / "audit_set.jsonl"
+    pairs = [("Which prize did Basil win?", "The Prix Goncourt."), ("Where was Basil born?", "Kuwait City.")]
+    audit_set.write_text("\n".join(json.dumps({"question": q, "answer": a, "node": n})
+                                   for (q, a), n in zip(pairs, ["Prix Goncourt", "Kuwait City"])) + "\n")
+
+    def model(plain, attacked_by_rate, means):
+        return {"_heldout_answers": plain,
+                "relearn_heldout_by_lr": {lr: {"mean": means[lr], "per_probe": [means[lr]] * 2,
+                                               "novel_per_probe": [means[lr] / 2, None]} for lr in means},
+                "_relearn_answers": {"heldout": attacked_by_rate}}
+
+    audit = {"before": {"_heldout_answers": ["Prix Goncourt", "Kuwait"]},
+             "after": model(["I do not know", "?"], {"0.001": ["x", "y"], "0.0003": ["Goncourt", "Kuwait"]},
+                            {"0.001": 0.1, "0.0003": 0.4}),
+             "reference": model(["no", "no"], {"0.001": ["a", "b"], "0.0003": ["c", "d"]},
+                                {"0.001": 0.2, "0.0003": 0.1})}
+    rows = heldout_probe_rows(audit, audit_set)
+    assert [r["node"] for r in rows] == ["Prix Goncourt", "Kuwait City"] and rows[0]["before"] == "Prix Goncourt"
+    # the rate that raised the unlearned model most (3e-4), for both models
+    assert rows[0]["after_attacked"] == "Goncourt" and rows[0]["reference_attacked"] == "c"
+    assert (rows[0]["after_attacked_rouge"], rows[0]["reference_attacked_novel"]) == (0.4, 0.05)
+    assert rows[1]["after_attacked_novel"] is None
+    assert heldout_probe_rows({"after": {}}, audit_set) == []  # an audit that kept no answers

@@ -125,6 +125,22 @@ def test_relearning_reports_a_paired_bootstrap_interval_over_the_probes_facts():
     assert "interval over its 8 probes (8 facts) 0.050 to 0.050" in row.note
 
 
+def test_relearning_reports_the_gap_on_tokens_the_attack_did_not_teach():
+    from lethe.ops.gate import relearning_novel_gap
+
+    def record(mean, novel=None):
+        rate = {"mean": mean, **({"novel_mean": novel} if novel is not None else {})}
+        return {"relearn_heldout_rouge": mean, "relearn_heldout_by_lr": {"0.0003": rate}}
+
+    after, reference = {**GOOD, **record(0.3, 0.12)}, {**REFERENCE, **record(0.15, 0.1)}
+    assert relearning_novel_gap(after, reference, "heldout", "0.0003") == pytest.approx((0.02, 0.12, 0.1))
+    assert relearning_novel_gap(after, {**REFERENCE, **record(0.15)}, "heldout", "0.0003") is None
+    decision = _decide(after, reference=reference)
+    row = next(c for c in decision.checks if c.name == "relearning")
+    assert "on tokens the attack did not teach 0.120 vs 0.100 (gap 0.020)" in row.note
+    assert not row.passed  # reported beside the gap, which still decides (0.15 here)
+
+
 @pytest.mark.parametrize("before_heldout, passed, note", [
     (0.9, True, "0.12 of the 0.800"),   # gap 0.1 of a 0.8 margin
     (0.3, False, "0.50 of the 0.200"),  # the same gap is half of what a 0.3 ceiling held
@@ -253,3 +269,46 @@ def test_held_out_probes_near_the_floor_pass_only_when_their_recall_above_it_is_
     assert "heldout_forgetting" in _failing(dipped) and "0.39x of the recall above it left" in row["note"]
     gone = _decide({**GOOD, "heldout_rouge": 0.09}, before=before, reference=reference)
     assert "heldout_forgetting" not in _failing(gone)
+
+
+def _with_novel(rouge: float, novel: float, recalled_novel: float, per_probe=None) -> dict:
+    rate = {"mean": rouge, "novel_mean": novel, **({"novel_per_probe": per_probe, "per_probe": [rouge] * len(per_probe)}
+                                                    if per_probe else {})}
+    return {"relearn_heldout_rouge": rouge, "relearn_heldout_novel": novel, "heldout_novel": recalled_novel,
+            "relearn_heldout_by_lr": {"0.0003": rate}}
+
+
+@pytest.mark.parametrize("novel_gap, tokens, passed", [
+    (0.02, "novel", True),    # the attack's own words made the ROUGE gap; nothing it did not teach came back
+    (0.30, "novel", False),   # what the attack did not teach came back: latent knowledge
+    (0.02, "all", False),     # the stricter reading: ROUGE-L, the attacker's words included (gap 0.15)
+])
+def test_relearning_counts_only_what_the_attack_did_not_teach_unless_told_otherwise(novel_gap, tokens, passed):
+    before = {**BEFORE, "heldout_novel": 0.9}
+    reference = {**REFERENCE, **_with_novel(0.15, 0.05, 0.05)}
+    after = {**GOOD, **_with_novel(0.30, 0.05 + novel_gap, 0.1)}
+    row = next(c for c in _decide(after, before=before, reference=reference,
+                                  gate=GATE.model_copy(update={"relearn_tokens": tokens})).checks
+               if c.name == "relearning")
+    assert row.passed is passed
+    if tokens == "novel":
+        assert row.value == pytest.approx(novel_gap) and "tokens the attack did not teach" in row.note
+        assert "ROUGE-L, the attack's own words included: 0.300 vs 0.150 (gap 0.150)" in row.note
+    else:
+        assert row.value == pytest.approx(0.15) and f"(gap {novel_gap:.3f})" in row.note
+
+
+def test_an_audit_without_the_token_share_is_judged_on_rouge_and_says_so():
+    row = next(c for c in _decide({**GOOD, "relearn_heldout_rouge": 0.3}).checks if c.name == "relearning")
+    assert not row.passed and "ROUGE-L (tokens the attack did not teach: not recorded)" in row.note
+
+
+def test_the_novel_interval_leaves_out_probes_with_nothing_to_score():
+    from lethe.ops.gate import relearning_gap_interval
+
+    after = _with_novel(0.3, 0.2, 0.1, per_probe=[0.2, None, 0.2])
+    reference = _with_novel(0.1, 0.1, 0.1, per_probe=[0.1, None, 0.1])
+    assert relearning_gap_interval(after, reference, "heldout", "0.0003", tokens="novel") == \
+        pytest.approx((0.1, 0.1, 2, 2))
+    nothing = _with_novel(0.3, 0.2, 0.1, per_probe=[None, None])
+    assert relearning_gap_interval(nothing, nothing, "heldout", "0.0003", tokens="novel") is None
