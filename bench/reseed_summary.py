@@ -55,9 +55,10 @@ def main() -> None:
     parser.add_argument("--name", required=True, help="written to bench/results/reseed_<name>.json")
     args = parser.parse_args()
     results = [json.loads(path.read_text()) for path in args.results]
-    seeds = [dict(o.split("=", 1) for o in r.get("overrides", []) if "=" in o).get("unlearn.seed", "0") for r in results]
-    write_result(f"reseed_{args.name}", {"command": "python bench/reseed_summary.py " + " ".join(map(str, args.results)),
-                                         "files": [str(p) for p in args.results], "seeds": seeds,
+    seeds = [dict(o.split("=", 1) for o in r.get("overrides", []) if "=" in o).get("unlearn.seed", "0")
+             for r in results]
+    command = "python bench/reseed_summary.py " + " ".join(map(str, args.results))
+    write_result(f"reseed_{args.name}", {"command": command, "files": [str(p) for p in args.results], "seeds": seeds,
                                          "authors": summarize(results)})
 
 
