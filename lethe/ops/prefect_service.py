@@ -15,6 +15,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -69,17 +70,28 @@ def healthy(url: str) -> bool:
         return False
 
 
-def _request(url: str, method: str = "GET", body: dict | None = None) -> dict | None:
+BUSY_STATUSES = (429, 503)  # the server is up but busy (a locked SQLite answers 503): worth asking again
+BUSY_RETRIES = 5
+
+
+def _request(url: str, method: str = "GET", body: dict | None = None, retry_delay: float = 0.5) -> dict | None:
+    """One call of the server's REST API: its JSON (None for 404). A busy answer (BUSY_STATUSES) is
+    asked again, up to BUSY_RETRIES times with a doubling delay; any other error is a LetheError."""
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            text = response.read().decode()
-            return json.loads(text) if text else {}
-    except urllib.error.HTTPError as exc:
-        if exc.code == 404:
-            return None
-        raise LetheError(f"Prefect server at {url} answered {exc.code}: {exc.read().decode()[:200]}") from exc
+    for attempt in range(BUSY_RETRIES + 1):
+        request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                text = response.read().decode()
+                return json.loads(text) if text else {}
+        except urllib.error.HTTPError as exc:
+            if exc.code == 404:
+                return None
+            if exc.code in BUSY_STATUSES and attempt < BUSY_RETRIES:
+                time.sleep(retry_delay * 2 ** attempt)
+                continue
+            raise LetheError(f"Prefect server at {url} answered {exc.code}: {exc.read().decode()[:200]}") from exc
+    raise AssertionError("unreachable")
 
 
 NIGHTLY_DEPLOYMENT = "compliance_run/compliance-run"
