@@ -55,6 +55,10 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "stopped_by": trained["stopped_by"], "budget_met": trained.get("budget_met"),
         "dev_floor": path[0].get("dev_floor") if path else None,  # the never-trained model's dev recall
         "budget_path": [[p["step"], round(p["dev_rouge"], 4), round(p.get("utility_ratio", 1.0), 4)] for p in path],
+        # the budget's relearning check where it ran (unlearn.stop_relearn_gap): [step, dev gap, share, passed]
+        "budget_relearn": [[p["step"], round(p["dev_relearn_gap"], 4), p.get("dev_relearn_share"), p["relearn_ok"]]
+                           for p in path if "dev_relearn_gap" in p],
+        "dev_relearn_margin": path[0].get("dev_relearn_margin") if path else None,
         "gold_ratio": ratio("forget_Q_A_ROUGE"), "heldout_ratio": ratio("heldout_rouge"),
         "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
         "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),

@@ -23,7 +23,7 @@ from common import ROOT, write_result
 from lethe.config import load_params
 from lethe.data import author_qa
 from lethe.evaluate import metrics as M
-from lethe.evaluate.audit import _mean_known, _relearning, answered, load_plain, novel_each
+from lethe.evaluate.audit import _relearning, answered, load_plain, mean_known, novel_each
 from lethe.evaluate.runner import _audit_inputs
 from lethe.evaluate.suite import never_trained_reference
 from lethe.ops.gate import relearning_gap, relearning_novel_gap
@@ -33,7 +33,7 @@ from lethe.supervision.baselines import author_index
 def _novel_unattacked(backend, pairs, attacks, params) -> float:
     """The model's recall of the tokens each attack would not teach, before any attack (mean over attacks)."""
     answers, _ = answered(backend, pairs, params.audit.max_new_tokens)
-    means = [_mean_known(novel_each(answers, pairs, rows)) for rows in attacks]
+    means = [mean_known(novel_each(answers, pairs, rows)) for rows in attacks]
     return sum(m for m in means if m is not None) / max(1, sum(m is not None for m in means))
 
 

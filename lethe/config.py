@@ -316,6 +316,14 @@ class UnlearnParams(Strict):
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
     stop_confirmations: int = Field(1, gt=0, description="adaptive budget: the dev target must hold at this many "
                                     "consecutive checkpoints before training stops (the last one is kept)")
+    stop_relearn_gap: float = Field(0.0, ge=0, description="adaptive budget: a point that meets the dev and "
+                                    "utility targets must also keep the dev probes' recall after a simulated "
+                                    "relearning attack (the audit's, on other forget rows) within this of the "
+                                    "never-trained reference's after the same attack (0: not checked; needs a "
+                                    "reference)")
+    stop_relearn_share: float = Field(0.15, gt=0, description="... and within this share of what the starting "
+                                      "model knew beyond the reference on the dev probes, where that was more "
+                                      "than stop_floor_margin (the gate's max_relearn_share)")
     min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "
                            "the dev target at once and needs steps of repair)")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
@@ -362,10 +370,13 @@ class UnlearnParams(Strict):
     distill: DistillParams = Field(default_factory=DistillParams)
 
     @model_validator(mode="after")
-    def _one_robustness_shaping(self):
+    def _coherent_settings(self):
         if self.sam_rho > 0 and self.inner_attack_steps > 0:
             raise ValueError("sam_rho and inner_attack_steps are two ways to shape the forget gradient against "
                              "relearning: set one of them, not both")
+        if self.stop_relearn_gap > 0 and self.eval_every == 0:
+            raise ValueError("stop_relearn_gap is a check of the adaptive budget, and eval_every 0 turns the budget "
+                             "off: set eval_every > 0 or stop_relearn_gap 0")
         if self.checkpoint_every % self.inner_attack_every:
             raise ValueError(f"inner_attack_every ({self.inner_attack_every}) must divide checkpoint_every "
                              f"({self.checkpoint_every}): a run resumed from a checkpoint must attack where the "

@@ -78,3 +78,11 @@ def test_the_relearning_attack_takes_one_rate_or_several(tmp_path):
 def test_a_params_file_without_scale_gets_a_local_cluster(tmp_path):
     params = load_params(_write(tmp_path, lambda r: r.pop("scale")))
     assert (params.scale.dask_address, params.scale.workers) == ("", 2)
+
+
+def test_a_relearning_check_without_an_adaptive_budget_is_refused(tmp_path):
+    path = _write(tmp_path, lambda r: r["unlearn"].update(stop_relearn_gap=0.1, eval_every=0))
+    with pytest.raises(ConfigError, match="stop_relearn_gap is a check of the adaptive budget"):
+        load_params(path)
+    with pytest.raises(ConfigError, match=r"unlearn\.stop_relearn_gap"):
+        load_params(_write(tmp_path, lambda r: r["unlearn"].update(stop_relearn_gap=-0.1)))

@@ -78,7 +78,8 @@ def novel_each(answers: Sequence[str], pairs: Pairs, attack: Pairs) -> list[floa
             for answer, (question, reference) in zip(answers, pairs)]
 
 
-def _mean_known(values: Sequence[float | None]) -> float | None:
+def mean_known(values: Sequence[float | None]) -> float | None:
+    """The mean of the values that are not None (None when none is)."""
     known = [v for v in values if v is not None]
     return sum(known) / len(known) if known else None
 
@@ -288,7 +289,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
                 continue
             answers, recalls = answered(backend, pairs, max_new_tokens)
             out[M.RECALLED[probes]] = sum(recalls) / len(recalls) if recalls else None
-            out[M.RECALLED_NOVEL[probes]] = _mean_known([_mean_known(novel_each(answers, pairs, rows))
+            out[M.RECALLED_NOVEL[probes]] = mean_known([mean_known(novel_each(answers, pairs, rows))
                                                          for rows in attacks]) if pairs else None
             if probes == "heldout":
                 out["_heldout_answers"] = answers
@@ -358,9 +359,9 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
             if per_attack and per_attack[0]:
                 values = [sum(each) / len(each) for each in per_attack]
                 per_probe = [round(sum(column) / len(column), 4) for column in zip(*per_attack)]
-                novel_per_probe = [_mean_known(column) for column in zip(*novel[probe])]
+                novel_per_probe = [mean_known(column) for column in zip(*novel[probe])]
                 by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe,
-                                           "groups": groups[probe], "novel_mean": _mean_known(novel_per_probe),
+                                           "groups": groups[probe], "novel_mean": mean_known(novel_per_probe),
                                            "novel_per_probe": [None if v is None else round(v, 4)
                                                                for v in novel_per_probe]}
     out: dict = {}

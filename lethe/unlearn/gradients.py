@@ -45,7 +45,8 @@ default world), so there it acts mostly as a weaker forget step: README, "Not do
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -205,20 +206,27 @@ def _forget_grads_moved(method, model, forget_batch, params: Sequence[torch.Tens
                         steps: Grads) -> tuple[Grads, torch.Tensor, dict]:
     """The forget gradient for `params` (and the term and its parts) with each of `moved` shifted by its
     step (None: left alone); the moved tensors are put back exactly on return."""
-    originals = [None if step is None else p.detach().clone() for p, step in zip(moved, steps)]
-    try:
-        with torch.no_grad():
-            for p, step in zip(moved, steps):
-                if step is not None:
-                    p.add_(step.to(p.dtype))
+    with moved_by(moved, steps):
         term, parts = method.forget_term(model, forget_batch)
         term.backward()
         return _take(params), term, parts
+
+
+@contextmanager
+def moved_by(tensors: Sequence[torch.Tensor], steps: Grads) -> Iterator[None]:
+    """Each tensor shifted by its step (None: left alone) for the block, put back exactly however it ends."""
+    originals = [None if step is None else t.detach().clone() for t, step in zip(tensors, steps)]
+    try:
+        with torch.no_grad():
+            for t, step in zip(tensors, steps):
+                if step is not None:
+                    t.add_(step.to(t.dtype))
+        yield
     finally:
         with torch.no_grad():
-            for p, original in zip(moved, originals):
+            for t, original in zip(tensors, originals):
                 if original is not None:
-                    p.copy_(original)
+                    t.copy_(original)
 
 
 def relearning_shift(model, attack: InnerAttack) -> tuple[Grads, dict]:
@@ -250,7 +258,8 @@ def relearning_shift(model, attack: InnerAttack) -> tuple[Grads, dict]:
                 w.copy_(original)
                 w.grad = None
                 w.requires_grad_(flag)
-    return shift, {"attack_loss_before": attack_losses[0], "attack_loss_after": attacked_loss}
+    return shift, {"attack_loss_before": attack_losses[0] if attack_losses else attacked_loss,
+                   "attack_loss_after": attacked_loss}
 
 
 def _grads_at_shift(method, model, forget_batch, params: Sequence[torch.Tensor], shift: Grads) -> tuple[Grads, dict]:

@@ -22,15 +22,16 @@ def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
     return {name for name in load_authors() if name and any(name in q for q, _ in pairs)}
 
 
-def general_retain(model: Path, rows: int, seed: int,
-                   avoid_authors: AbstractSet[str] = frozenset()) -> list[tuple[str, str]]:
+def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet[str] = frozenset(),
+                   reserved: AbstractSet[tuple[str, str]] = frozenset()) -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
 
     For a world model these are its retain authors; for any other model, TOFU authors 0-179. Only
     each author's trainable half (lethe.data.trainable_rows) is drawn, less the exact questions of
     the evaluation's retain rows (TOFU retain_perturbed), so no retention the evaluation scores is
     scored on a training row; authors named in `avoid_authors` (the request's targets, see
-    `authors_named_in`) are left out too.
+    `authors_named_in`) are left out too, and so are the `reserved` pairs (the adaptive budget's
+    utility proxy: `utility_proxy_pairs`).
     """
     import random
 
@@ -44,7 +45,8 @@ def general_retain(model: Path, rows: int, seed: int,
     forgettable = set(split_author_indices("forget10"))
     evaluated = {r.question for r in load_perturbed("retain")}
     pool = [(qa.question, qa.answer) for i in sorted(known - forgettable) for qa in trainable_rows(i)
-            if qa.question not in evaluated and qa.author not in avoid_authors]
+            if qa.question not in evaluated and qa.author not in avoid_authors
+            and (qa.question, qa.answer) not in reserved]
     if not pool:
         raise LetheError(f"general_retain_rows is {rows}, but the model at {model} learned no TOFU author outside "
                          "the forget splits and the evaluation's retain rows (set it to 0)")
@@ -70,7 +72,10 @@ def distill_questions(params: Params, model: Path, forget: Sequence[tuple[str, s
 def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: Sequence[tuple[str, str]],
                         rows: int, seed: int, avoid_authors: AbstractSet[str]) -> list[tuple[str, str]]:
     """Questions the adaptive budget's utility proxy scores: TOFU QA of other authors the world model
-    learned that training does not use; for any other model, neighbor-set rows."""
+    learned that training does not use; for any other model, neighbor-set rows. `run_unlearning` draws
+    them before the general retain rows and keeps them out of those: a world with few such rows would
+    otherwise give them all to training and leave the proxy the neighbor rows, which the model never
+    knew (on the default world, 100 rows: `general_retain_rows 200` left a proxy scoring 0.13)."""
     from lethe.evaluate.suite import world_record
 
     taken = set(used)
@@ -84,10 +89,11 @@ def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: 
 
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
-                 reference: str | Path | None = None):
+                 reference: str | Path | None = None, proxy: Sequence[tuple[str, str]] | None = None):
     """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
     dev_set.jsonl beside the forget set, or unlearn.eval_every 0). With a `reference` that never knew
-    the entity, every point also carries that model's dev recall (`dev_floor`, scored once)."""
+    the entity, every point also carries that model's dev recall (`dev_floor`, scored once). The proxy's
+    rows are `proxy` where given, else drawn here (`utility_proxy_pairs`, outside `retain`)."""
     dev_path = MineLayout.beside(forget_set).dev_set
     if params.unlearn.eval_every == 0 or not dev_path.is_file():
         return None
@@ -99,8 +105,9 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
     from lethe.evaluate.audit import recall
     from lethe.llm.backend import Backend
 
-    proxy = utility_proxy_pairs(model, neighbor, retain, params.unlearn.utility_proxy_rows, params.unlearn.seed,
-                                avoid_authors)
+    if proxy is None:
+        proxy = utility_proxy_pairs(model, neighbor, retain, params.unlearn.utility_proxy_rows, params.unlearn.seed,
+                                    avoid_authors)
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokens, batch = params.audit.max_new_tokens, params.backend.batch_size
     floor = ({"dev_floor": recall(Backend.from_params(reference, params.backend), dev, tokens) or 0.0}
@@ -112,6 +119,21 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
                 **floor}
 
     return probe
+
+
+def budget_relearn(params: Params, model: Path, forget_set: Path, forget: Sequence[tuple[str, str]],
+                   reference: str | Path | None):
+    """The adaptive budget's relearning check (lethe.unlearn.budget_relearn) when unlearn.stop_relearn_gap
+    is set, else None; it attacks the dev probes beside the forget set."""
+    if params.unlearn.stop_relearn_gap <= 0:
+        return None
+    from transformers import AutoTokenizer
+
+    from lethe.unlearn.budget_relearn import relearn_check
+
+    dev = load_qa_file(MineLayout.beside(forget_set).dev_set, "dev set")
+    return relearn_check(params, dev, forget, str(reference) if reference else None,
+                         AutoTokenizer.from_pretrained(model))
 
 
 def training_summary(trained: dict) -> dict:
@@ -152,13 +174,18 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     forget = load_qa_file(forget_set, "forget set")
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
-    general = general_retain(model, params.unlearn.general_retain_rows, params.unlearn.seed, targets)
+    settings = params.unlearn
+    budgeted = settings.eval_every > 0 and MineLayout.beside(forget_set).dev_set.is_file()
+    proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, targets)
+             if budgeted else [])
+    general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
     anchors = entity_retain(params, model, targets, [q for q, _ in forget])
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
-    probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference)
+    probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference, proxy)
+    relearn = budget_relearn(params, model, forget_set, forget, reference) if probe is not None else None
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
-                     probe=probe, dtype=params.backend.dtype)
+                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn)
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}

@@ -13,6 +13,7 @@ import shutil
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -29,6 +30,9 @@ from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names
 from lethe.unlearn.saturation import saturation
 from lethe.unlearn.targets import check_targets, resolve_targets
 
+if TYPE_CHECKING:
+    from lethe.unlearn.budget_relearn import RelearnCheck
+
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge", "utility"[, "dev_floor"]}
 STATE_FILE = "trainer_state.pt"
@@ -43,10 +47,19 @@ class BudgetTracker:
     that point and at the `stop_confirmations` - 1 points before it (a dip of a few dev probes is noise
     the gate's held-out probes need not share). Otherwise the best such point that kept utility (lowest
     dev recall) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow and the report.
+
+    With a `relearn_check` (unlearn.stop_relearn_gap > 0; lethe.unlearn.budget_relearn), a point that
+    meets both targets is also attacked, as the gate's audit attacks the final model: its dev recall after
+    a simulated relearning attack minus the never-trained reference's after the same attack
+    (`dev_relearn_gap`) must be <= stop_relearn_gap and, where the starting model's dev recall was more
+    than stop_floor_margin above the reference's (`dev_relearn_margin`, taken at step 0), <=
+    stop_relearn_share of that margin. The best point is one that passed it where any did. Only points
+    that meet the other targets pay for the attack.
     """
 
-    def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None):
-        self.probe, self.cfg = probe, cfg
+    def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None,
+                 relearn_check: RelearnCheck | None = None):
+        self.probe, self.cfg, self.relearn_check = probe, cfg, relearn_check
         self.path = path or []
 
     @property
@@ -55,14 +68,26 @@ class BudgetTracker:
 
     def measure(self, model, step: int) -> dict:
         model.eval()
+        try:
+            return self._measure(model, step)
+        finally:
+            model.train()
+
+    def _measure(self, model, step: int) -> dict:
         values = self.probe(model)
-        model.train()
         point = {"step": step, **values}
+        if not self.path and self.relearn_check is not None:
+            point["dev_relearn_margin"] = self.relearn_check.margin(model)
         if self.path:
             point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
             point["hits_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
                                     and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+            if point["hits_target"] and self.relearn_check is not None:
+                started = time.perf_counter()
+                point.update(self.relearn_check(model), dev_relearn_seconds=time.perf_counter() - started)
+                point.update(self._relearn_verdict(point["dev_relearn_gap"]))
+                point["hits_target"] = point["relearn_ok"]
             recent = [*self.path[1:], point][-self.cfg.stop_confirmations:]
             point["meets_target"] = (len(recent) == self.cfg.stop_confirmations
                                      and all(p.get("hits_target", p.get("meets_target")) for p in recent))
@@ -75,11 +100,24 @@ class BudgetTracker:
         return forgotten(self.start["dev_rouge"], point["dev_rouge"], point.get("dev_floor"),
                          self.cfg.stop_floor_margin, self.cfg.stop_forget_ratio)
 
+    def _relearn_verdict(self, gap: float) -> dict:
+        """The gate's relearning rule on the dev probes: the gap, absolute and as a share of the margin
+        where the margin separates the starting model from the reference ({"relearn_ok"[, "dev_relearn_share"]})."""
+        margin = self.start.get("dev_relearn_margin")
+        if margin is None or margin <= self.cfg.stop_floor_margin:
+            return {"relearn_ok": gap <= self.cfg.stop_relearn_gap}
+        share = gap / margin
+        return {"relearn_ok": gap <= self.cfg.stop_relearn_gap and share <= self.cfg.stop_relearn_share,
+                "dev_relearn_share": share}
+
     def best(self) -> dict | None:
-        """The lowest-dev-recall point that kept utility, if any."""
+        """The lowest-dev-recall point that kept utility (one that passed the relearning check first, where
+        that is checked), if any."""
         kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio
                 and p["step"] >= self.cfg.min_steps]
-        return min(kept, key=lambda p: (p["dev_ratio"], -p["step"])) if kept else None
+        checked = self.relearn_check is not None
+        return min(kept, key=lambda p: (checked and not p.get("relearn_ok", False), p["dev_ratio"], -p["step"])) \
+            if kept else None
 
 
 def load_base(model_path: str | Path, device: str | torch.device, dtype: str | torch.dtype | None = None):
@@ -123,7 +161,7 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
 def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
             cfg: UnlearnParams, out_dir: Path, method_name: str | None = None, device: str = "auto",
             on_step: StepCallback | None = None, init_adapter: str | Path | None = None,
-            probe: Probe | None = None, dtype: str | None = None) -> dict:
+            probe: Probe | None = None, dtype: str | None = None, relearn_check: RelearnCheck | None = None) -> dict:
     """`train_adapter` inside the machine's training slot (one training run per machine at a time),
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
@@ -133,7 +171,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)
         result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
-                               probe, dtype)
+                               probe, dtype, relearn_check)
     return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
 
 
@@ -172,12 +210,14 @@ def train_adapter(
     init_adapter: str | Path | None = None,
     probe: Probe | None = None,
     dtype: str | None = None,
+    relearn_check: RelearnCheck | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
     Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
     `init_adapter` when given (a later SBU round continues the previous round's adapter).
-    With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker).
+    With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` adds its
+    relearning check).
     Returns paths, curves, the budget path and timings; the adapter is saved with
     `save_pretrained` in `out_dir/adapter`.
     """
@@ -191,7 +231,7 @@ def train_adapter(
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
-    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe)
+    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check)
     if resume_from:
         run.restore(resume_from)
     if run.budget is not None and not run.budget.path:
@@ -259,7 +299,8 @@ class _TrainingRun:
     """The state of one training run: data, schedule, optimizer, curves, budget; checkpointable."""
 
     def __init__(self, model, method, cfg: UnlearnParams, tokenizer, device: torch.device,
-                 forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None):
+                 forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None,
+                 relearn_check: RelearnCheck | None = None):
         self.model, self.method, self.cfg, self.device = model, method, cfg, device
         self.pad = tokenizer.pad_token_id
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -271,7 +312,8 @@ class _TrainingRun:
                                        cfg.seed)
         self.curves: list[dict] = []
         self.start_step = 0
-        self.budget = BudgetTracker(probe, cfg) if probe is not None and cfg.eval_every > 0 else None
+        self.budget = (BudgetTracker(probe, cfg, relearn_check=relearn_check)
+                       if probe is not None and cfg.eval_every > 0 else None)
         self.disruption = DisruptionMask(cfg.disruption_momentum) if cfg.disruption_mask else None
         self.shift: Grads | None = None  # the last simulated relearning attack's weight shift (inner_attack_every)
 

@@ -123,6 +123,53 @@ def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_m
     assert len(run["budget_path"]) == 3 and len(floors) == 1 and None not in floors
 
 
+def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_world, params, tmp_path):
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "lr": 5e-3,
+                                            "stop_forget_ratio": 1.0, "stop_utility_ratio": 0.01,
+                                            "stop_relearn_gap": 0.05})
+    audit = params.audit.model_copy(update={"relearn_rows": 4, "relearn_attacks": 1})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg, "audit": audit}), tiny_world["model_path"],
+                         forget, None, "ga", tmp_path / "out", False, allow_unvalidated=True)
+    assert run["budget_path"][0]["dev_relearn_margin"] > 0.05  # the world model knew the author's dev facts
+    attacked = [point for point in run["budget_path"] if "dev_relearn_gap" in point]
+    assert attacked and all(p["relearn_ok"] == (p["dev_relearn_gap"] <= 0.05) for p in attacked)
+    assert all(p["meets_target"] == p["relearn_ok"] for p in attacked)
+
+
+def test_a_relearning_check_without_a_never_trained_model_is_refused_before_training(plain_model, params,
+                                                                                     tmp_path):
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "stop_relearn_gap": 0.1})
+    with pytest.raises(LetheError, match="set unlearn.stop_relearn_gap to 0"):
+        run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None, "ga",
+                       tmp_path / "out", False, allow_unvalidated=True)
+    assert not (tmp_path / "out" / "adapter").exists()
+
+
+def test_the_utility_proxy_is_reserved_before_the_general_retain_rows_take_the_pool(tiny_world, params, tmp_path):
+    """A world whose other authors hold fewer rows than general_retain_rows asks for: the proxy keeps its
+    rows (training never sees them) instead of falling back to the neighbor rows."""
+    from lethe.unlearn.run import utility_proxy_pairs
+
+    world = tmp_path / "world"
+    shutil.copytree(tiny_world["model_path"], world / "model")
+    record = dict(tiny_world)
+    record["authors"] = [*tiny_world["authors"], *({"index": i, "name": load_authors()[i], "split": "retain"}
+                                                   for i in (20, 21, 22))]
+    (world / "world.json").write_text(json.dumps(record, default=str))
+    model = world / "model"
+    pool = general_retain(model, 10_000, params.unlearn.seed)
+    proxy = utility_proxy_pairs(model, [("Who?", "Nobody.")], [], 12, params.unlearn.seed, set())
+    assert len(pool) == 30 and len(proxy) == 12 and set(proxy) <= set(pool)
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    cfg = params.unlearn.model_copy(update={"max_steps": 1, "eval_every": 1, "threads": 2, "utility_proxy_rows": 12,
+                                            "general_retain_rows": 10_000})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), model, forget, None, "ga_gd",
+                         tmp_path / "out", False, allow_unvalidated=True)
+    assert run["general_retain_rows"] == {"asked": 10_000, "used": 30 - 12}
+
+
 def test_a_run_whose_forget_term_is_spent_says_so_in_its_report(plain_model, params, tmp_path):
     forget = tmp_path / "forget.jsonl"
     forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"

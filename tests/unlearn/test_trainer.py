@@ -253,3 +253,58 @@ def test_adaptive_budget_ignores_a_floor_the_probes_never_rose_above(params):
     model = torch.nn.Linear(1, 1)
     points = [budget.measure(model, step) for step in (0, 10, 20)]
     assert [p["meets_target"] for p in points[1:]] == [False, True]  # only the ratio rule (0.04 <= 0.045)
+
+
+def test_adaptive_budget_attacks_only_points_that_meet_the_other_targets_and_stops_on_a_small_relearning_gap(params):
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
+                                            "stop_relearn_gap": 0.1, "stop_relearn_share": 0.15})
+    check = _ScriptedRelearnCheck(margin=0.5, gaps=[0.3, 0.05])
+    budget = BudgetTracker(_scripted_probe([0.8, 0.5, 0.1, 0.15], [0.5] * 4), cfg, relearn_check=check)
+    check.budget = budget
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 10, 20, 30)]
+    assert points[0]["dev_relearn_margin"] == 0.5
+    assert check.attacked_at == [2, 3]  # step 10 forgot too little: no attack
+    assert [p["meets_target"] for p in points[1:]] == [False, False, True]  # step 20 forgot but relearns
+    assert points[2]["relearn_ok"] is False and points[3]["dev_relearn_share"] == pytest.approx(0.1)
+    assert budget.best()["step"] == 30  # not step 20, whose dev recall is lower but which relearns
+    assert model.training
+
+
+def test_the_relearning_check_bounds_the_gap_as_a_share_of_the_margin_where_the_margin_separates(params):
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
+                                            "stop_relearn_gap": 0.1, "stop_relearn_share": 0.15,
+                                            "stop_floor_margin": 0.05})
+    for margin, ok in ((0.2, False), (0.04, True)):  # 0.05 is 0.25 of 0.2; a 0.04 margin has no share
+        budget = BudgetTracker(_scripted_probe([0.8, 0.1], [0.5, 0.5]), cfg,
+                               relearn_check=_ScriptedRelearnCheck(margin=margin, gaps=[0.05]))
+        point = [budget.measure(torch.nn.Linear(1, 1), step) for step in (0, 10)][-1]
+        assert point["relearn_ok"] is ok and ("dev_relearn_share" in point) is (margin > 0.05)
+
+
+class _ScriptedRelearnCheck:
+    def __init__(self, margin: float, gaps: list[float]):
+        self._margin, self.gaps, self.attacked_at, self.budget = margin, iter(gaps), [], None
+
+    def margin(self, model) -> float:
+        return self._margin
+
+    def __call__(self, model) -> dict:
+        if self.budget is not None:
+            self.attacked_at.append(len(self.budget.path))
+        gap = next(self.gaps)
+        return {"dev_relearned": 0.2 + gap, "dev_relearn_floor": 0.2, "dev_relearn_gap": gap}
+
+
+def test_without_a_relearning_check_the_best_point_is_the_lowest_dev_recall(params):
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0})
+    budget = BudgetTracker(_scripted_probe([0.8, 0.5, 0.4], [0.5] * 3), cfg)
+    for step in (0, 10, 20):
+        budget.measure(torch.nn.Linear(1, 1), step)
+    assert budget.best()["step"] == 20 and "relearn_ok" not in budget.best()
