@@ -35,6 +35,13 @@ def attacked_recall(model: torch.nn.Module, tokenizer, dev: Pairs, attacks: Sequ
     gate's measure (`tokens`: "novel" or "all"); the model is exactly what it was on return."""
     from lethe.evaluate.audit import answered, mean_known, novel_each
 
+    def scored(answers: list[str], recalls: list[float], rows: Pairs) -> float | None:
+        return mean_known(novel_each(answers, dev, rows)) if tokens == "novel" else sum(recalls) / len(recalls)
+
+    backend = Backend(model, tokenizer, batch_size)
+    if steps == 0:  # unattacked: the answers are the same for every attack, only the tokens it hands over differ
+        answers, recalls = answered(backend, dev, max_new_tokens)
+        return mean_known([scored(answers, recalls, rows) for rows in attacks])
     fmt, device = PromptFormat(tokenizer), next(model.parameters()).device
     weights = model_weights(model)
     values: list[float | None] = []
@@ -43,9 +50,7 @@ def attacked_recall(model: torch.nn.Module, tokenizer, dev: Pairs, attacks: Sequ
                                                         tokenizer.pad_token_id).items()}
         shift, _ = relearning_shift(model, InnerAttack(batch, steps, lr))
         with moved_by(weights, shift):
-            answers, recalls = answered(Backend(model, tokenizer, batch_size), dev, max_new_tokens)
-        values.append(mean_known(novel_each(answers, dev, rows)) if tokens == "novel"
-                      else sum(recalls) / len(recalls))
+            values.append(scored(*answered(backend, dev, max_new_tokens), rows))
     return mean_known(values)
 
 
@@ -74,7 +79,7 @@ class RelearnCheck:
                 for lr in self.params.audit.relearn_lrs}
 
     def _unattacked(self, model, tokenizer) -> float:
-        return self._recall(model, tokenizer, 0, self.params.audit.relearn_lrs[0]) or 0.0
+        return self._recall(model, tokenizer, 0, 0.0) or 0.0
 
     def margin(self, model: torch.nn.Module) -> float:
         """The starting model's unattacked dev recall minus the reference's, in the gate's measure."""

@@ -48,8 +48,9 @@ def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet
             if qa.question not in evaluated and qa.author not in avoid_authors
             and (qa.question, qa.answer) not in reserved]
     if not pool:
+        held_back = f" and the utility proxy's {len(reserved)} reserved rows" if reserved else ""
         raise LetheError(f"general_retain_rows is {rows}, but the model at {model} learned no TOFU author outside "
-                         "the forget splits and the evaluation's retain rows (set it to 0)")
+                         f"the forget splits and the evaluation's retain rows{held_back} (set it to 0)")
     return random.Random(seed).sample(pool, min(rows, len(pool)))
 
 
@@ -87,6 +88,11 @@ def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: 
     return pool[:rows] if pool else list(neighbor)[:rows]
 
 
+def budget_runs(params: Params, forget_set: Path) -> bool:
+    """Whether the adaptive budget runs: unlearn.eval_every > 0 and dev probes beside the forget set."""
+    return params.unlearn.eval_every > 0 and MineLayout.beside(forget_set).dev_set.is_file()
+
+
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
                  reference: str | Path | None = None, proxy: Sequence[tuple[str, str]] | None = None):
@@ -94,10 +100,9 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
     dev_set.jsonl beside the forget set, or unlearn.eval_every 0). With a `reference` that never knew
     the entity, every point also carries that model's dev recall (`dev_floor`, scored once). The proxy's
     rows are `proxy` where given, else drawn here (`utility_proxy_pairs`, outside `retain`)."""
-    dev_path = MineLayout.beside(forget_set).dev_set
-    if params.unlearn.eval_every == 0 or not dev_path.is_file():
+    if not budget_runs(params, forget_set):
         return None
-    dev = load_qa_file(dev_path, "dev set")
+    dev = load_qa_file(MineLayout.beside(forget_set).dev_set, "dev set")
     if not dev:
         return None
     from transformers import AutoTokenizer
@@ -175,9 +180,8 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
     targets = authors_named_in(forget)
     settings = params.unlearn
-    budgeted = settings.eval_every > 0 and MineLayout.beside(forget_set).dev_set.is_file()
     proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, targets)
-             if budgeted else [])
+             if budget_runs(params, forget_set) else [])
     general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
     anchors = entity_retain(params, model, targets, [q for q, _ in forget])
     retain = neighbor + general + anchors
