@@ -301,6 +301,9 @@ class UnlearnParams(Strict):
     lr: float = Field(gt=0)
     max_steps: int = Field(gt=0)
     batch_size: int = Field(gt=0)
+    retain_batch_size: int = Field(0, ge=0, description="retain rows a step, for methods with a retain term (0: "
+                                   "batch_size); more anchors every retain row more often at the cost of a "
+                                   "larger retain forward/backward")
     seed: int
     methods: dict[str, SerializeAsAny[MethodConfig]] = Field(default_factory=dict, description="each method's own "
                                              "hyperparameters, by name (a method not listed has its defaults)")

@@ -133,9 +133,10 @@ def load_base(model_path: str | Path, device: str | torch.device, dtype: str | t
     return load_causal_lm(path, target, resolve_dtype(dtype, target)), load_tokenizer(path)
 
 
-def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int,
-                   seed: int) -> list[tuple[list[int], list[int]]]:
-    """(forget indices, retain indices) for every step, drawn once from the seed."""
+def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int, seed: int,
+                   retain_batch_size: int = 0) -> list[tuple[list[int], list[int]]]:
+    """(forget indices, retain indices) for every step, drawn once from the seed; `retain_batch_size`
+    retain rows a step (0: `batch_size`)."""
     rng = random.Random(seed)
 
     def stream(n: int):
@@ -145,10 +146,11 @@ def batch_schedule(n_forget: int, n_retain: int, batch_size: int, steps: int,
             yield from order
 
     forget_stream, retain_stream = stream(n_forget), stream(n_retain) if n_retain else None
+    retain_size = min(retain_batch_size or batch_size, n_retain)
     schedule = []
     for _ in range(steps):
         f = [next(forget_stream) for _ in range(min(batch_size, n_forget))]
-        r = [next(retain_stream) for _ in range(min(batch_size, n_retain))] if retain_stream else []
+        r = [next(retain_stream) for _ in range(retain_size)] if retain_stream else []
         schedule.append((f, r))
     return schedule
 
@@ -309,7 +311,7 @@ class _TrainingRun:
         self.forget_enc = [fmt.encode(q, a) for q, a in forget]
         self.retain_enc = [fmt.encode(q, a) for q, a in retain]
         self.schedule = batch_schedule(len(self.forget_enc), len(self.retain_enc), cfg.batch_size, cfg.max_steps,
-                                       cfg.seed)
+                                       cfg.seed, cfg.retain_batch_size)
         self.curves: list[dict] = []
         self.start_step = 0
         self.budget = (BudgetTracker(probe, cfg, relearn_check=relearn_check)

@@ -308,3 +308,15 @@ def test_without_a_relearning_check_the_best_point_is_the_lowest_dev_recall(para
     for step in (0, 10, 20):
         budget.measure(torch.nn.Linear(1, 1), step)
     assert budget.best()["step"] == 20 and "relearn_ok" not in budget.best()
+
+
+def test_the_retain_batch_can_be_larger_than_the_forget_batch_and_defaults_to_it():
+    from lethe.unlearn.trainer import batch_schedule
+
+    default = batch_schedule(10, 50, 4, steps=5, seed=0)
+    assert default == batch_schedule(10, 50, 4, steps=5, seed=0, retain_batch_size=0)  # 0: the old schedule
+    wide = batch_schedule(10, 50, 4, steps=5, seed=0, retain_batch_size=12)
+    assert all(len(f) == 4 and len(r) == 12 for f, r in wide)
+    seen = [i for _, r in wide for i in r]
+    assert sorted(seen[:50]) == list(range(50))  # every retain row once before any comes again
+    assert all(len(r) == 50 for _, r in batch_schedule(10, 50, 4, steps=2, seed=0, retain_batch_size=80))
