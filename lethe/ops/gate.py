@@ -66,6 +66,16 @@ def _missing(name: str, threshold: str, what: str) -> Check:
 TOKEN_MEASURES = {"all": ("mean", "per_probe"), "novel": ("novel_mean", "novel_per_probe")}  # gate.relearn_tokens
 
 
+def _attacked_at(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str, lr: str,
+                 field: str) -> tuple[float, float] | None:
+    """(the unlearned model's, the reference's) attacked recall `field` at rate `lr`; None where either
+    model's per-rate record lacks it."""
+    key = M.RELEARNED_BY_RATE[probes]
+    mine = ((after.get(key) or {}).get(lr) or {}).get(field)
+    theirs = ((reference.get(key) or {}).get(lr) or {}).get(field)
+    return None if mine is None or theirs is None else (mine, theirs)
+
+
 def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
                    tokens: str = "all") -> tuple[float, float, float, str]:
     """(gap, attacked, attacked reference, rate) on `probes` ("heldout" or "gold"): the largest gap over
@@ -74,13 +84,11 @@ def relearning_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probe
     the attack did not teach (see relearning_novel_gap)."""
     field = TOKEN_MEASURES[tokens][0]
     attacked_key = (M.RELEARNED if tokens == "all" else M.RELEARNED_NOVEL)[probes]
-    key = M.RELEARNED_BY_RATE[probes]
-    mine, theirs = after.get(key) or {}, reference.get(key) or {}
-    shared = [lr for lr in mine if lr in theirs and mine[lr].get(field) is not None
-              and theirs[lr].get(field) is not None]
-    if not shared:
+    rates = {lr: pair for lr in after.get(M.RELEARNED_BY_RATE[probes]) or {}
+             if (pair := _attacked_at(after, reference, probes, lr, field)) is not None}
+    if not rates:
         return after[attacked_key] - reference[attacked_key], after[attacked_key], reference[attacked_key], ""
-    return max((mine[lr][field] - theirs[lr][field], mine[lr][field], theirs[lr][field], lr) for lr in shared)
+    return max((mine - theirs, mine, theirs, lr) for lr, (mine, theirs) in rates.items())
 
 
 def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str, lr: str,
@@ -124,10 +132,8 @@ def relearning_novel_gap(after: Mapping[str, Any], reference: Mapping[str, Any],
     """(gap, attacked, attacked reference) at rate `lr` counting only the reference answers' tokens the
     attack did not teach (lethe.evaluate.audit.novel_each): the part of the relearning gap that is not
     the attacker's own words. None where either model's record lacks it."""
-    key = M.RELEARNED_BY_RATE[probes]
-    mine = ((after.get(key) or {}).get(lr) or {}).get("novel_mean")
-    theirs = ((reference.get(key) or {}).get(lr) or {}).get("novel_mean")
-    return None if mine is None or theirs is None else (mine - theirs, mine, theirs)
+    pair = _attacked_at(after, reference, probes, lr, TOKEN_MEASURES["novel"][0])
+    return None if pair is None else (pair[0] - pair[1], *pair)
 
 
 def _relearned_share(gap: float, before: Mapping[str, Any], reference: Mapping[str, Any], start_key: str,

@@ -78,7 +78,8 @@ def _request(url: str, method: str = "GET", body: dict | None = None, retry_dela
     """One call of the server's REST API: its JSON (None for 404). A busy answer (BUSY_STATUSES) is
     asked again, up to BUSY_RETRIES times with a doubling delay; any other error is a LetheError."""
     data = json.dumps(body).encode() if body is not None else None
-    for attempt in range(BUSY_RETRIES + 1):
+    attempt = 0
+    while True:
         request = urllib.request.Request(url, data=data, method=method, headers={"content-type": "application/json"})
         try:
             with urllib.request.urlopen(request, timeout=5) as response:
@@ -87,11 +88,10 @@ def _request(url: str, method: str = "GET", body: dict | None = None, retry_dela
         except urllib.error.HTTPError as exc:
             if exc.code == 404:
                 return None
-            if exc.code in BUSY_STATUSES and attempt < BUSY_RETRIES:
-                time.sleep(retry_delay * 2 ** attempt)
-                continue
-            raise LetheError(f"Prefect server at {url} answered {exc.code}: {exc.read().decode()[:200]}") from exc
-    raise AssertionError("unreachable")
+            if exc.code not in BUSY_STATUSES or attempt == BUSY_RETRIES:
+                raise LetheError(f"Prefect server at {url} answered {exc.code}: {exc.read().decode()[:200]}") from exc
+            time.sleep(retry_delay * 2 ** attempt)
+            attempt += 1
 
 
 NIGHTLY_DEPLOYMENT = "compliance_run/compliance-run"

@@ -16,6 +16,7 @@ or ROUGE-L.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 
@@ -93,9 +94,19 @@ class RelearnCheck:
                 "dev_relearn_gap": gaps[strongest]}
 
 
-def relearn_check(params, dev: Pairs, forget: Pairs, reference: str | None, tokenizer) -> RelearnCheck:
-    """The budget's relearning check for `params`, against `reference`, a model that never knew the entity
-    (a clear error without one, without dev probes, or with fewer forget rows than one attack needs)."""
+def reference_backend(params, reference: str | Path | Backend) -> Backend:
+    """The never-trained reference as the audit loads it (float32 weights, to fine-tune): loaded once and
+    shared by the budget's dev floor and its relearning check."""
+    if isinstance(reference, Backend):
+        return reference
+    return Backend.load(reference, params.backend.device, params.backend.batch_size, dtype=torch.float32)
+
+
+def relearn_check(params, dev: Pairs, forget: Pairs, reference: str | Path | Backend | None,
+                  tokenizer) -> RelearnCheck:
+    """The budget's relearning check for `params`, against `reference` (a path, or its `reference_backend`), a
+    model that never knew the entity (a clear error without one, without dev probes, or with fewer forget
+    rows than one attack needs)."""
     from lethe.evaluate.audit import attack_rows
 
     if reference is None:
@@ -106,5 +117,4 @@ def relearn_check(params, dev: Pairs, forget: Pairs, reference: str | None, toke
         raise LetheError("unlearn.stop_relearn_gap needs dev probes to attack, and the dev set is empty")
     audit = params.audit
     attacks = attack_rows(forget, audit.relearn_rows, audit.seed + ATTACK_SEED_OFFSET, audit.relearn_attacks)
-    never = Backend.load(reference, params.backend.device, params.backend.batch_size, dtype=torch.float32)
-    return RelearnCheck(params, dev, attacks, never, tokenizer)
+    return RelearnCheck(params, dev, attacks, reference_backend(params, reference), tokenizer)

@@ -6,6 +6,7 @@ import json
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from lethe.config import Params
 from lethe.errors import LetheError
@@ -13,6 +14,9 @@ from lethe.fileio import load_qa_file
 from lethe.layout import UNLEARN_REPORT, MineLayout
 from lethe.unlearn.entity_retain import entity_retain, other_entities
 from lethe.unlearn.saturation import describe
+
+if TYPE_CHECKING:
+    from lethe.llm.backend import Backend
 
 
 def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
@@ -95,14 +99,17 @@ def budget_runs(params: Params, forget_set: Path) -> bool:
 
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
-                 reference: str | Path | None = None, proxy: Sequence[tuple[str, str]] | None = None):
+                 reference: str | Path | Backend | None = None,
+                 proxy: Sequence[tuple[str, str]] | None = None, dev: Sequence[tuple[str, str]] | None = None):
     """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
     dev_set.jsonl beside the forget set, or unlearn.eval_every 0). With a `reference` that never knew
-    the entity, every point also carries that model's dev recall (`dev_floor`, scored once). The proxy's
-    rows are `proxy` where given, else drawn here (`utility_proxy_pairs`, outside `retain`)."""
+    the entity (a path, or that model already loaded), every point also carries that model's dev recall
+    (`dev_floor`, scored once). The proxy's rows are `proxy` where given, else drawn here
+    (`utility_proxy_pairs`, outside `retain`); the dev probes are `dev` where given, else read beside the
+    forget set."""
     if not budget_runs(params, forget_set):
         return None
-    dev = load_qa_file(MineLayout.beside(forget_set).dev_set, "dev set")
+    dev = dev_probes(forget_set) if dev is None else dev
     if not dev:
         return None
     from transformers import AutoTokenizer
@@ -115,8 +122,9 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
                                     avoid_authors)
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokens, batch = params.audit.max_new_tokens, params.backend.batch_size
-    floor = ({"dev_floor": recall(Backend.from_params(reference, params.backend), dev, tokens) or 0.0}
-             if reference else {})
+    if isinstance(reference, (str, Path)):
+        reference = Backend.from_params(reference, params.backend)
+    floor = {"dev_floor": recall(reference, dev, tokens) or 0.0} if reference is not None else {}
 
     def probe(trained) -> dict[str, float]:
         backend = Backend(trained, tokenizer, batch)
@@ -126,18 +134,23 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
     return probe
 
 
+def dev_probes(forget_set: Path) -> list[tuple[str, str]]:
+    """The dev probes MAGE set aside beside the forget set (the adaptive budget's; never trained on)."""
+    return load_qa_file(MineLayout.beside(forget_set).dev_set, "dev set")
+
+
 def budget_relearn(params: Params, model: Path, forget_set: Path, forget: Sequence[tuple[str, str]],
-                   reference: str | Path | None):
+                   reference: str | Path | Backend | None, dev: Sequence[tuple[str, str]] | None = None):
     """The adaptive budget's relearning check (lethe.unlearn.budget_relearn) when unlearn.stop_relearn_gap
-    is set, else None; it attacks the dev probes beside the forget set."""
+    is set, else None; it attacks the dev probes (`dev`, else read beside the forget set). `reference`: a
+    path, or its reference_backend."""
     if params.unlearn.stop_relearn_gap <= 0:
         return None
     from transformers import AutoTokenizer
 
     from lethe.unlearn.budget_relearn import relearn_check
 
-    dev = load_qa_file(MineLayout.beside(forget_set).dev_set, "dev set")
-    return relearn_check(params, dev, forget, str(reference) if reference else None,
+    return relearn_check(params, dev_probes(forget_set) if dev is None else dev, forget, reference,
                          AutoTokenizer.from_pretrained(model))
 
 
@@ -186,8 +199,16 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     anchors = entity_retain(params, model, targets, [q for q, _ in forget])
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
-    probe = budget_probe(params, model, forget_set, neighbor, retain, targets, reference, proxy)
-    relearn = budget_relearn(params, model, forget_set, forget, reference) if probe is not None else None
+    probe = relearn = None
+    if budget_runs(params, forget_set):
+        from lethe.unlearn.budget_relearn import reference_backend
+
+        dev = dev_probes(forget_set)
+        # the relearning check fine-tunes the reference in float32, as the audit does: one load serves both checks
+        never = reference_backend(params, reference) if reference and dev and settings.stop_relearn_gap > 0 \
+            else reference
+        probe = budget_probe(params, model, forget_set, neighbor, retain, targets, never, proxy, dev)
+        relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype, relearn_check=relearn)
     result["validation"] = validation

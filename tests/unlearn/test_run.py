@@ -123,7 +123,13 @@ def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_m
     assert len(run["budget_path"]) == 3 and len(floors) == 1 and None not in floors
 
 
-def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_world, params, tmp_path):
+def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_world, params, tmp_path,
+                                                                         monkeypatch):
+    from lethe.llm.backend import Backend
+
+    loaded, load = [], Backend.load.__func__
+    monkeypatch.setattr(Backend, "load", classmethod(lambda cls, path, *a, **k: loaded.append(str(path))
+                                                     or load(cls, path, *a, **k)))
     forget, _ = _forget_and_dev_sets(tmp_path, 198)
     cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "lr": 5e-3,
                                             "stop_forget_ratio": 1.0, "stop_utility_ratio": 0.01,
@@ -135,6 +141,7 @@ def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_w
     attacked = [point for point in run["budget_path"] if "dev_relearn_gap" in point]
     assert attacked and all(p["relearn_ok"] == (p["dev_relearn_gap"] <= 0.05) for p in attacked)
     assert all(p["meets_target"] == p["relearn_ok"] for p in attacked)
+    assert loaded.count(str(tiny_world["retain_model_path"])) == 1  # one load for the dev floor and the attacks
 
 
 def test_a_relearning_check_without_a_never_trained_model_is_refused_before_training(plain_model, params,
