@@ -364,6 +364,16 @@ class UnlearnParams(Strict):
                                     "entity the model holds, with its own greedy answer before unlearning")
     entity_retain_names: list[str] = Field(default_factory=list, description="the other entities entity_retain_rows "
                                            "keeps (empty: a world model's authors)")
+    specific_tokens: bool = Field(False, description="the forget term pushes only the answer tokens that are "
+                                  "about the entity: those whose log-probability drops by more than "
+                                  "specific_margin when the entity is renamed after others the model knows "
+                                  "(lethe/unlearn/specific_tokens.py); the shared phrasing is left alone")
+    specific_margin: float = Field(1.0, ge=0, description="nats a token's log-probability must lose under the "
+                                   "renaming to count as the entity's")
+    specific_swap_names: list[str] = Field(default_factory=list, description="people the model knows, swapped "
+                                           "in for the entity (empty: specific_swaps of a world model's other "
+                                           "authors, seeded)")
+    specific_swaps: int = Field(3, gt=0, description="how many other entities are swapped in (their mean counts)")
     reset_fraction: float = Field(0.0, ge=0, lt=1, description="before training, re-initialize this share of each "
                                   "layer's MLP neurons, those most specific to the forget rows (0: off; the MLP "
                                   "projections are then trained in full, in the adapter)")

@@ -13,11 +13,14 @@ IGNORE_INDEX = -100
 
 
 def collate_qa(items: Sequence[EncodedQA], pad_id: int, max_len: int | None = None) -> dict[str, torch.Tensor]:
-    """Right-padded input_ids / attention_mask / labels; labels are -100 outside the answer."""
+    """Right-padded input_ids / attention_mask / labels; labels are -100 outside the answer and on answer
+    tokens an item's loss_mask leaves out."""
     rows = []
     for item in items:
         ids = item.prompt_ids + item.answer_ids
-        labels = [IGNORE_INDEX] * len(item.prompt_ids) + item.answer_ids
+        answer = item.answer_ids if item.loss_mask is None else [
+            token if keep else IGNORE_INDEX for token, keep in zip(item.answer_ids, item.loss_mask)]
+        labels = [IGNORE_INDEX] * len(item.prompt_ids) + answer
         if max_len is not None:
             ids, labels = ids[:max_len], labels[:max_len]
         rows.append((ids, labels))

@@ -22,10 +22,12 @@ def render_prompt(question: str) -> str:
 
 @dataclass(frozen=True)
 class EncodedQA:
-    """Prompt and answer token ids of one QA pair."""
+    """Prompt and answer token ids of one QA pair; `loss_mask`, where given, says which answer tokens
+    are trained on (the rest are not labels)."""
 
     prompt_ids: list[int]
     answer_ids: list[int]
+    loss_mask: tuple[bool, ...] | None = None
 
 
 class PromptFormat:

@@ -154,6 +154,33 @@ def budget_relearn(params: Params, model: Path, forget_set: Path, forget: Sequen
                          AutoTokenizer.from_pretrained(model))
 
 
+def forget_focus(params: Params, model: Path, forget_set: Path, targets: AbstractSet[str],
+                 forget_questions: Sequence[str]):
+    """The forget term's token mask settings (lethe.unlearn.specific_tokens.ForgetFocus) when
+    unlearn.specific_tokens is on, else None: the request's anchor and the TOFU authors its forget set
+    names, and the others swapped in for them (unlearn.specific_swap_names, else `specific_swaps` of a
+    world model's other authors, seeded). A clear error when there is no one to swap in."""
+    import random
+
+    from lethe.unlearn.specific_tokens import ForgetFocus
+
+    cfg = params.unlearn
+    if not cfg.specific_tokens:
+        return None
+    request = MineLayout.beside(forget_set).request
+    anchor = json.loads(request.read_text()).get("anchor") if request.is_file() else None
+    names = tuple(sorted({*targets, *([anchor] if anchor else [])}))
+    swaps = list(cfg.specific_swap_names)
+    if not swaps:
+        others = other_entities(model, [], set(names), forget_questions)
+        swaps = random.Random(cfg.seed).sample(others, min(cfg.specific_swaps, len(others)))
+    if not swaps:
+        raise LetheError(f"unlearn.specific_tokens renames the entity after people the model at {model} knows, "
+                         "and it names none (not a world model): list them in unlearn.specific_swap_names, or set "
+                         "unlearn.specific_tokens to false")
+    return ForgetFocus(names, tuple(swaps), cfg.specific_margin)
+
+
 def training_summary(trained: dict) -> dict:
     """What a request's result says about its training: steps, the kept checkpoint, whether the adaptive
     budget met its dev target, and (lethe.unlearn.saturation) where a bounded forget term stopped pushing."""
@@ -209,8 +236,9 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
             else reference
         probe = budget_probe(params, model, forget_set, neighbor, retain, targets, never, proxy, dev)
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
+    focus = forget_focus(params, model, forget_set, targets, [q for q, _ in forget])
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
-                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn)
+                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus)
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}

@@ -12,6 +12,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from lethe.unlearn.targets import check_targets, resolve_targets
 
 if TYPE_CHECKING:
     from lethe.unlearn.budget_relearn import RelearnCheck
+    from lethe.unlearn.specific_tokens import ForgetFocus
 
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge", "utility"[, "dev_floor"]}
@@ -163,7 +165,8 @@ def _latest_checkpoint(out_dir: Path) -> Path | None:
 def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]],
             cfg: UnlearnParams, out_dir: Path, method_name: str | None = None, device: str = "auto",
             on_step: StepCallback | None = None, init_adapter: str | Path | None = None,
-            probe: Probe | None = None, dtype: str | None = None, relearn_check: RelearnCheck | None = None) -> dict:
+            probe: Probe | None = None, dtype: str | None = None, relearn_check: RelearnCheck | None = None,
+            focus: ForgetFocus | None = None) -> dict:
     """`train_adapter` inside the machine's training slot (one training run per machine at a time),
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
@@ -173,7 +176,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)
         result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
-                               probe, dtype, relearn_check)
+                               probe, dtype, relearn_check, focus)
     return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
 
 
@@ -213,13 +216,16 @@ def train_adapter(
     probe: Probe | None = None,
     dtype: str | None = None,
     relearn_check: RelearnCheck | None = None,
+    focus: ForgetFocus | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
     Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
     `init_adapter` when given (a later SBU round continues the previous round's adapter).
     With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` adds its
-    relearning check).
+    relearning check). With `focus`, the forget term is on the answer tokens about the entity only
+    (lethe.unlearn.specific_tokens; scored on the base model before any adapter, so a resumed run masks
+    the same tokens); the simulated relearning attack still trains on whole rows.
     Returns paths, curves, the budget path and timings; the adapter is saved with
     `save_pretrained` in `out_dir/adapter`.
     """
@@ -229,11 +235,12 @@ def train_adapter(
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
+    masks = _focus_masks(base, tokenizer, forget, focus, cfg.batch_size) if focus else None
     targets = resolve_targets(base, cfg.lora.target_modules)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
-    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check)
+    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check, masks)
     if resume_from:
         run.restore(resume_from)
     if run.budget is not None and not run.budget.path:
@@ -266,11 +273,34 @@ def train_adapter(
         "budget_met": bool(chosen and chosen.get("meets_target")),
         "saturation": saturation(run.curves, run.budget.path if run.budget else []),
         "reset": reset,
+        "specific_tokens": _mask_summary(masks, focus),
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
     shutil.rmtree(out_dir / "best", ignore_errors=True)
     return result
+
+
+def _focus_masks(base, tokenizer, forget: Sequence[tuple[str, str]], focus: ForgetFocus,
+                 batch_size: int) -> list[tuple[bool, ...]]:
+    from lethe.llm.backend import Backend
+    from lethe.unlearn.specific_tokens import specific_masks
+
+    was_training = base.training
+    base.eval()
+    try:
+        return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin)
+    finally:
+        base.train(was_training)
+
+
+def _mask_summary(masks: list[tuple[bool, ...]] | None, focus: ForgetFocus | None) -> dict | None:
+    """What the forget term's token mask kept, for the report."""
+    if masks is None or focus is None:
+        return None
+    kept, total = sum(sum(m) for m in masks), sum(len(m) for m in masks)
+    return {"names": list(focus.names), "swaps": list(focus.swaps), "margin": focus.margin,
+            "kept_tokens": kept, "answer_tokens": total, "kept_share": kept / total if total else None}
 
 
 def _adapted_model(base, targets: Sequence[str], cfg: UnlearnParams, device: torch.device,
@@ -302,13 +332,16 @@ class _TrainingRun:
 
     def __init__(self, model, method, cfg: UnlearnParams, tokenizer, device: torch.device,
                  forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None,
-                 relearn_check: RelearnCheck | None = None):
+                 relearn_check: RelearnCheck | None = None, forget_masks: list[tuple[bool, ...]] | None = None):
         self.model, self.method, self.cfg, self.device = model, method, cfg, device
         self.pad = tokenizer.pad_token_id
         self.trainable = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.trainable, lr=cfg.lr)
         fmt = PromptFormat(tokenizer)
         self.forget_enc = [fmt.encode(q, a) for q, a in forget]
+        # the forget term's rows: only the tokens about the entity where a mask is given (the attack keeps whole rows)
+        self.forget_term_enc = (self.forget_enc if forget_masks is None else
+                                [replace(e, loss_mask=m) for e, m in zip(self.forget_enc, forget_masks)])
         self.retain_enc = [fmt.encode(q, a) for q, a in retain]
         self.schedule = batch_schedule(len(self.forget_enc), len(self.retain_enc), cfg.batch_size, cfg.max_steps,
                                        cfg.seed, cfg.retain_batch_size)
@@ -338,7 +371,7 @@ class _TrainingRun:
     def step(self, step: int) -> dict:
         """One optimizer step on the schedule's batches of `step`; its curve record."""
         f_idx, r_idx = self.schedule[step]
-        forget_batch, retain_batch = self._batch(self.forget_enc, f_idx), self._batch(self.retain_enc, r_idx)
+        forget_batch, retain_batch = self._batch(self.forget_term_enc, f_idx), self._batch(self.retain_enc, r_idx)
         self.optimizer.zero_grad(set_to_none=True)
         balance = self.cfg.balance_gradients and self.method.needs_retain
         shift, attack_parts = self._attack_shift(step, f_idx)

@@ -1,0 +1,156 @@
+"""Which answer tokens of a forget row are about the entity: the forget term's token mask.
+
+A mined forget answer is mostly the language every answer shares ("is known for", "His works often
+explore"), with the entity's facts in between. Pushing all of it down wears away that shared language:
+on the default world the other authors' answers that broke after unlearning broke mid-sentence into
+word salad, on phrases the target's answers also use. Only the tokens the model predicts *because of
+who the question is about* are the entity's knowledge.
+
+A token is specific when its log-probability drops by more than a margin when every mention of the
+entity, in the question and in the answer before it, names someone else the model knows (averaged over
+a few: `unlearn.specific_swap_names`, or a world model's other authors). Known people, not made-up
+ones: for a name it does not know the model is unsure of everything, its generic phrasing included, and
+those tokens would all look specific. This is the idea of anchored-term replacement in "Who's Harry
+Potter?" (Eldan & Russinovich, 2023), applied as a mask on the forget loss as in token-level targeted
+forgetting. The swapped answer is aligned with the original by character offsets; a token with no exact
+counterpart (its span crosses a swapped name) and the name's own tokens count as specific. A row where
+no token passes keeps its single most specific token. It needs no corpus and no reference model: only
+the model, the entity's name and the names of a few others it knows.
+
+On the default world (Basil Mahfouz Al-Kuwaiti's 43 mined rows, three other authors swapped in) "was
+born in" scores 0.0 nats and "Kuwait" 12.2; a margin of 1 nat keeps 54% of the answer tokens.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from lethe.errors import LetheError
+from lethe.llm.backend import Backend
+from lethe.llm.format import EncodedQA
+
+Pairs = Sequence[tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class Swap:
+    """A text with every mention of the entity renamed, and how to map its character positions."""
+
+    text: str
+    spans: list[tuple[int, int, int, int]]  # (start, end) in the original, (start, end) in the swapped text
+
+    def mapped(self, start: int, end: int) -> tuple[int, int] | None:
+        """The swapped text's span of an original span outside every mention; None if it overlaps one."""
+        shift = 0
+        for old_start, old_end, new_start, new_end in self.spans:
+            if start < old_end and end > old_start:
+                return None
+            if old_end <= start:
+                shift = new_end - old_end
+        return start + shift, end + shift
+
+    def in_mention(self, start: int, end: int) -> bool:
+        return any(start < old_end and end > old_start for old_start, old_end, _, _ in self.spans)
+
+
+def renamer(names: Sequence[str], swap: str):
+    """A function that renames every mention of any of `names` (full name, then its last and first word)
+    after `swap`'s corresponding part."""
+    swap_words = swap.split()
+    parts: dict[str, str] = {}
+    for name in names:
+        words = name.split()
+        parts.setdefault(name, swap)
+        if len(words) > 1:
+            parts.setdefault(words[-1], swap_words[-1])
+            parts.setdefault(words[0], swap_words[0])
+    pattern = re.compile(r"\b(?:" + "|".join(re.escape(p) for p in sorted(parts, key=len, reverse=True)) + r")\b")
+
+    def rename(text: str) -> Swap:
+        pieces, spans, last, offset = [], [], 0, 0
+        for match in pattern.finditer(text):
+            pieces.append(text[last:match.start()])
+            new = parts[match.group(0)]
+            new_start = match.start() + offset
+            spans.append((match.start(), match.end(), new_start, new_start + len(new)))
+            pieces.append(new)
+            offset += len(new) - (match.end() - match.start())
+            last = match.end()
+        pieces.append(text[last:])
+        return Swap("".join(pieces), spans)
+
+    return rename
+
+
+def _offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+    if not getattr(tokenizer, "is_fast", False):
+        raise LetheError("unlearn.specific_tokens aligns tokens by character offsets and needs a fast tokenizer "
+                         "(this model's has none): set unlearn.specific_tokens to 0")
+    encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
+
+
+def specificity(backend: Backend, forget: Pairs, names: Sequence[str],
+                swaps: Sequence[str]) -> list[list[float]]:
+    """Per forget row, per answer token: its log-probability minus the mean of its counterparts' when
+    the entity is renamed after each of `swaps` (inf for the name's own tokens and for a token with no
+    exact counterpart)."""
+    if not names or not any(n.strip() for n in names):
+        raise LetheError("unlearn.specific_tokens needs the name of the entity being forgotten, and this request "
+                         "names none")
+    if not swaps:
+        raise LetheError("unlearn.specific_tokens needs at least one name in unlearn.specific_swap_names")
+    fmt, tokenizer = backend.format, backend.tokenizer
+    texts = [fmt.answer_text(q, a) for q, a in forget]
+    tokens = [_offsets(tokenizer, text) for text in texts]
+    with torch.no_grad():
+        original = backend.answer_logprobs(list(forget))
+    drops: list[list[list[float]]] = [[[] for _ in ids] for ids, _ in tokens]
+    for swap in swaps:
+        rename = renamer([n for n in names if n.strip()], swap)
+        renamed = [(rename(q).text, rename(text)) for (q, _), text in zip(forget, texts)]
+        with torch.no_grad():
+            swapped = _logprobs_of_texts(backend, [(q, s.text) for q, s in renamed])
+        for row, ((_, moved), (ids, spans)) in enumerate(zip(renamed, tokens)):
+            new_ids, new_spans = _offsets(tokenizer, moved.text)
+            where = {span: i for i, span in enumerate(new_spans)}
+            for i, (token, span) in enumerate(zip(ids, spans)):
+                target = moved.mapped(*span)
+                j = where.get(target) if target is not None else None
+                if j is not None and new_ids[j] == token and not moved.in_mention(*span):
+                    drops[row][i].append(original[row][i] - swapped[row][j])
+    return [[sum(d) / len(d) if len(d) == len(swaps) else float("inf") for d in row] for row in drops]
+
+
+def _logprobs_of_texts(backend: Backend, prompts_and_answers: Sequence[tuple[str, str]]) -> list[list[float]]:
+    """answer_logprobs for answers given as the exact text that follows the prompt."""
+    fmt, tokenizer = backend.format, backend.tokenizer
+    encoded = [EncodedQA(fmt.prompt_ids(q), tokenizer(text, add_special_tokens=False)["input_ids"])
+               for q, text in prompts_and_answers]
+    return backend.encoded_logprobs(encoded)
+
+
+@dataclass(frozen=True)
+class ForgetFocus:
+    """What the forget term's token mask needs: the entity's names, the others swapped in, the margin."""
+
+    names: tuple[str, ...]
+    swaps: tuple[str, ...]
+    margin: float
+
+
+def specific_masks(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
+                   margin: float) -> list[tuple[bool, ...]]:
+    """Per forget row, which answer tokens the forget term pushes: those whose specificity is above
+    `margin` (nats), or the row's most specific token where none is."""
+    masks = []
+    for row in specificity(backend, forget, names, swaps):
+        keep = [value > margin for value in row]
+        if row and not any(keep):
+            keep[max(range(len(row)), key=row.__getitem__)] = True
+        masks.append(tuple(keep))
+    return masks
