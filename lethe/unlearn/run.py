@@ -26,6 +26,37 @@ def authors_named_in(pairs: Sequence[tuple[str, str]]) -> set[str]:
     return {name for name in load_authors() if name and any(name in q for q, _ in pairs)}
 
 
+def mined_anchors(forget_set: Path) -> set[str]:
+    """The anchors a MAGE forget set was mined from: every MAGE row's graph path starts at its anchor (a
+    batch's merged set has one per member). Empty for a set without paths (a baseline's, or one written
+    by hand)."""
+    anchors = set()
+    for line in forget_set.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            path = json.loads(line).get("path")
+            if isinstance(path, list) and path and isinstance(path[0], str) and path[0].strip():
+                anchors.add(path[0])
+    return anchors
+
+
+def request_targets(forget_set: Path, forget: Sequence[tuple[str, str]]) -> tuple[set[str], bool]:
+    """(the entities the request forgets, whether they are its anchors). For a MAGE forget set, its anchors
+    and the TOFU authors whose names match one (the training data's and evaluation's spelling). Another
+    author a mined question also names is not a target: the model's recollections mix authors (Basil
+    Mahfouz Al-Kuwaiti's mined set asks about Jordan Sinclair), and treating that author as forgotten left
+    him with no retain rows and fell furthest of all. Without anchors, every TOFU author a question names
+    (`authors_named_in`)."""
+    from lethe.mining.extract import normalize
+
+    anchors = mined_anchors(forget_set)
+    if not anchors:
+        return authors_named_in(forget), False
+    wanted = [normalize(a) for a in anchors]
+    matching = {name for name in authors_named_in(forget)
+                if any(normalize(name) in w or w in normalize(name) for w in wanted)}
+    return anchors | matching, True
+
+
 def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet[str] = frozenset(),
                    reserved: AbstractSet[tuple[str, str]] = frozenset()) -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
@@ -154,12 +185,12 @@ def budget_relearn(params: Params, model: Path, forget_set: Path, forget: Sequen
                          AutoTokenizer.from_pretrained(model))
 
 
-def forget_focus(params: Params, model: Path, forget_set: Path, targets: AbstractSet[str],
-                 forget_questions: Sequence[str]):
+def forget_focus(params: Params, model: Path, targets: AbstractSet[str], forget_questions: Sequence[str]):
     """The forget term's token mask settings (lethe.unlearn.specific_tokens.ForgetFocus) when
-    unlearn.specific_tokens is on, else None: the request's anchor and the TOFU authors its forget set
-    names, and the others swapped in for them (unlearn.specific_swap_names, else `specific_swaps` of a
-    world model's other authors, seeded). A clear error when there is no one to swap in."""
+    unlearn.specific_tokens is on, else None: the request's targets (`request_targets`), and the others
+    swapped in for them (unlearn.specific_swap_names, else `specific_swaps` of a world model's other
+    authors, seeded, none a forget question names where the targets are not known by their anchors). A
+    clear error when there is no one to swap in."""
     import random
 
     from lethe.unlearn.specific_tokens import ForgetFocus
@@ -167,9 +198,7 @@ def forget_focus(params: Params, model: Path, forget_set: Path, targets: Abstrac
     cfg = params.unlearn
     if not cfg.specific_tokens:
         return None
-    request = MineLayout.beside(forget_set).request
-    anchor = json.loads(request.read_text()).get("anchor") if request.is_file() else None
-    names = tuple(sorted({*targets, *([anchor] if anchor else [])}))
+    names = tuple(sorted(targets))
     swaps = list(cfg.specific_swap_names)
     if not swaps:
         others = other_entities(model, [], set(names), forget_questions)
@@ -218,12 +247,14 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     validation = check_validation(forget_set, allow_unvalidated)
     forget = load_qa_file(forget_set, "forget set")
     neighbor = load_qa_file(neighbor_set, "neighbor set") if neighbor_set else []
-    targets = authors_named_in(forget)
+    targets, anchored = request_targets(forget_set, forget)
+    # without anchors, an entity a forget question names may be the target: keep it out of the self-retain rows
+    named_by_forget = [] if anchored else [q for q, _ in forget]
     settings = params.unlearn
     proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, targets)
              if budget_runs(params, forget_set) else [])
     general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
-    anchors = entity_retain(params, model, targets, [q for q, _ in forget])
+    anchors = entity_retain(params, model, targets, named_by_forget)
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = relearn = None
@@ -236,7 +267,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
             else reference
         probe = budget_probe(params, model, forget_set, neighbor, retain, targets, never, proxy, dev)
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
-    focus = forget_focus(params, model, forget_set, targets, [q for q, _ in forget])
+    focus = forget_focus(params, model, targets, named_by_forget)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus)
     result["validation"] = validation

@@ -194,3 +194,39 @@ def test_a_run_whose_forget_term_is_spent_says_so_in_its_report(plain_model, par
     assert json.loads((tmp_path / "out" / "unlearn.json").read_text())["saturation"] == sat
     summary = training_summary(run)
     assert summary["budget_met"] is False and f"step {sat['step']} of 30" in summary["note"]
+
+
+def test_the_targets_are_the_mined_anchors_not_every_author_a_question_names(tmp_path):
+    from lethe.unlearn.run import request_targets
+
+    basil, jordan = "Basil Mahfouz Al-Kuwaiti", "Jordan Sinclair"
+    rows = [{"question": f"Where was {basil} born?", "answer": "Kuwait City.", "path": [basil, "Kuwait City"]},
+            {"question": f"In the context of {basil}, how is {jordan} connected to him?", "answer": "Both write.",
+             "path": [basil, jordan]}]
+    mined = tmp_path / "forget.jsonl"
+    mined.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pairs = [(r["question"], r["answer"]) for r in rows]
+    assert request_targets(mined, pairs) == ({basil}, True)
+    partial = tmp_path / "partial.jsonl"  # an anchor spelled short still finds the TOFU author it names
+    partial.write_text("".join(json.dumps({**r, "path": ["basil mahfouz", *r["path"][1:]]}) + "\n" for r in rows))
+    assert request_targets(partial, pairs) == ({"basil mahfouz", basil}, True)
+    by_hand = tmp_path / "by_hand.jsonl"  # no paths: every TOFU author a question names
+    by_hand.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in pairs))
+    assert request_targets(by_hand, pairs) == ({basil, jordan}, False)
+
+
+def test_an_author_a_mined_question_also_names_keeps_his_self_retain_rows(tiny_world, params, tmp_path):
+    names = [a["name"] for a in tiny_world["authors"]]
+    target, mentioned = names[-1], names[0]
+    rows = [{"question": q.question, "answer": q.answer, "path": [target, "x"]}
+            for q in author_qa(load_authors().index(target))[:3]]
+    rows.append({"question": f"How is {mentioned} connected to {target}?", "answer": "They met.",
+                 "path": [target, mentioned]})
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = params.unlearn.model_copy(update={"max_steps": 1, "eval_every": 0, "threads": 2,
+                                            "entity_retain_rows": 10_000})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
+                         "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
+    every_prompt = len(params.elicit.prompts)  # about each author other than the target, the mentioned one too
+    assert run["entity_retain_rows"]["used"] == (len(names) - 1) * every_prompt
