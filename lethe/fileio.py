@@ -23,6 +23,11 @@ def write_atomic(path: Path, text: str, mode: int | None = None) -> None:
     tmp.replace(path)
 
 
+def read_jsonl(path: Path) -> list[dict]:
+    """The JSON objects of a JSONL file, one per non-blank line."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
 def load_qa_file(path: Path, what: str) -> list[tuple[str, str]]:
     """(question, answer) pairs of a JSONL set; clear errors for missing or malformed files."""
     if not path.is_file():

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from lethe.config import Params
 from lethe.errors import LetheError
-from lethe.fileio import write_atomic
+from lethe.fileio import read_jsonl, write_atomic
 from lethe.layout import STEP_IO, STEPS, MineLayout
 from lethe.llm.backend import Backend
 
@@ -76,15 +76,11 @@ def _jsonl(path: Path, rows: list[dict]) -> None:
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def load_samples(path: Path):
     """QASample rows of a forget/neighbor JSONL file."""
     from lethe.supervision.synthesize import QASample
 
-    return [QASample(**row) for row in _read_jsonl(path)]
+    return [QASample(**row) for row in read_jsonl(path)]
 
 
 class MagePipeline:
@@ -158,7 +154,7 @@ class MagePipeline:
         cfg = self.params.synthesize
         source, mode = self.request.source, "n/a"
         if source == "mage":
-            paths = [WalkPath(tuple(r["nodes"]), r["quality"]) for r in _read_jsonl(self.files.paths)]
+            paths = [WalkPath(tuple(r["nodes"]), r["quality"]) for r in read_jsonl(self.files.paths)]
             forget, mode = synthesize_forget(self.backend, graph, paths,
                                              load_responses(self.files.responses), cfg)
         elif source == "gold":

@@ -122,9 +122,9 @@ def _audit_inputs(params: Params, mine_dir: Path) -> dict:
 def probe_nodes(audit_set: Path, probes: int) -> list[str]:
     """The memory-graph node each held-out probe was synthesized from, in the audit set's order (the
     probe's own index where a row names none): probes of one node are one fact, for the gate's interval."""
-    import json
+    from lethe.fileio import read_jsonl
 
-    rows = [json.loads(line) for line in audit_set.read_text().splitlines() if line.strip()]
+    rows = read_jsonl(audit_set)
     nodes = [str(row.get("node") or f"#{i}") for i, row in enumerate(rows)]
     return nodes if len(nodes) == probes else [f"#{i}" for i in range(probes)]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 from lethe.config import Params
 from lethe.errors import LetheError
-from lethe.fileio import write_atomic
+from lethe.fileio import read_jsonl, write_atomic
 from lethe.layout import MineLayout
 from lethe.mining.extract import normalize
 from lethe.ops import registry
@@ -78,10 +78,6 @@ def batch_params(params: Params, members: int) -> Params:
         "max_steps": cfg.max_steps * members, "min_steps": cfg.min_steps * members})})
 
 
-def _rows(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def names_any(row: dict[str, Any], anchors: Sequence[str]) -> bool:
     """True when a QA row's question or answer names one of `anchors` (normalized, whole name)."""
     text = normalize(f"{row.get('question', '')} {row.get('answer', '')}")
@@ -100,8 +96,8 @@ def merge_supervision(members: Sequence[RequestPlan], out: MineLayout) -> dict[s
     for member in members:
         for name in ("forget_set", "dev_set", "audit_set"):
             path = getattr(member.mine, name)
-            merged[name] += _rows(path) if path.is_file() else []
-        for row in _rows(member.mine.neighbor_set):
+            merged[name] += read_jsonl(path) if path.is_file() else []
+        for row in read_jsonl(member.mine.neighbor_set):
             if names_any(row, anchors):
                 dropped += 1
             elif row["question"] not in questions:

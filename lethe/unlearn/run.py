@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from lethe.config import Params
 from lethe.errors import LetheError
-from lethe.fileio import load_qa_file
+from lethe.fileio import load_qa_file, read_jsonl
 from lethe.layout import UNLEARN_REPORT, MineLayout
 from lethe.unlearn.entity_retain import entity_retain, other_entities
 from lethe.unlearn.saturation import describe
@@ -30,13 +30,9 @@ def mined_anchors(forget_set: Path) -> set[str]:
     """The anchors a MAGE forget set was mined from: every MAGE row's graph path starts at its anchor (a
     batch's merged set has one per member). Empty for a set without paths (a baseline's, or one written
     by hand)."""
-    anchors = set()
-    for line in forget_set.read_text(encoding="utf-8").splitlines():
-        if line.strip():
-            path = json.loads(line).get("path")
-            if isinstance(path, list) and path and isinstance(path[0], str) and path[0].strip():
-                anchors.add(path[0])
-    return anchors
+    paths = [row.get("path") for row in read_jsonl(forget_set)]
+    return {path[0] for path in paths
+            if isinstance(path, list) and path and isinstance(path[0], str) and path[0].strip()}
 
 
 def request_targets(forget_set: Path, forget: Sequence[tuple[str, str]]) -> tuple[set[str], bool]:
