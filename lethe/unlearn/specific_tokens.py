@@ -89,7 +89,7 @@ def renamer(names: Sequence[str], swap: str):
 def _offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     if not getattr(tokenizer, "is_fast", False):
         raise LetheError("unlearn.specific_tokens aligns tokens by character offsets and needs a fast tokenizer "
-                         "(this model's has none): set unlearn.specific_tokens to 0")
+                         "(this model's has none): set unlearn.specific_tokens to false")
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
 
@@ -105,33 +105,26 @@ def specificity(backend: Backend, forget: Pairs, names: Sequence[str],
     if not swaps:
         raise LetheError("unlearn.specific_tokens needs at least one name in unlearn.specific_swap_names")
     fmt, tokenizer = backend.format, backend.tokenizer
-    texts = [fmt.answer_text(q, a) for q, a in forget]
-    tokens = [_offsets(tokenizer, text) for text in texts]
+    prompts = [fmt.prompt_ids(q) for q, _ in forget]
+    tokens = [_offsets(tokenizer, fmt.answer_text(q, a)) for q, a in forget]  # the ids fmt.encode gives
     with torch.no_grad():
-        original = backend.answer_logprobs(list(forget))
+        original = backend.encoded_logprobs([EncodedQA(p, ids) for p, (ids, _) in zip(prompts, tokens)])
     drops: list[list[list[float]]] = [[[] for _ in ids] for ids, _ in tokens]
     for swap in swaps:
         rename = renamer([n for n in names if n.strip()], swap)
-        renamed = [(rename(q).text, rename(text)) for (q, _), text in zip(forget, texts)]
+        moved = [rename(fmt.answer_text(q, a)) for q, a in forget]
+        moved_tokens = [_offsets(tokenizer, m.text) for m in moved]
         with torch.no_grad():
-            swapped = _logprobs_of_texts(backend, [(q, s.text) for q, s in renamed])
-        for row, ((_, moved), (ids, spans)) in enumerate(zip(renamed, tokens)):
-            new_ids, new_spans = _offsets(tokenizer, moved.text)
+            swapped = backend.encoded_logprobs([EncodedQA(fmt.prompt_ids(rename(q).text), ids)
+                                                for (q, _), (ids, _) in zip(forget, moved_tokens)])
+        for row, (swap_text, (ids, spans), (new_ids, new_spans)) in enumerate(zip(moved, tokens, moved_tokens)):
             where = {span: i for i, span in enumerate(new_spans)}
             for i, (token, span) in enumerate(zip(ids, spans)):
-                target = moved.mapped(*span)
+                target = swap_text.mapped(*span)
                 j = where.get(target) if target is not None else None
-                if j is not None and new_ids[j] == token and not moved.in_mention(*span):
+                if j is not None and new_ids[j] == token and not swap_text.in_mention(*span):
                     drops[row][i].append(original[row][i] - swapped[row][j])
     return [[sum(d) / len(d) if len(d) == len(swaps) else float("inf") for d in row] for row in drops]
-
-
-def _logprobs_of_texts(backend: Backend, prompts_and_answers: Sequence[tuple[str, str]]) -> list[list[float]]:
-    """answer_logprobs for answers given as the exact text that follows the prompt."""
-    fmt, tokenizer = backend.format, backend.tokenizer
-    encoded = [EncodedQA(fmt.prompt_ids(q), tokenizer(text, add_special_tokens=False)["input_ids"])
-               for q, text in prompts_and_answers]
-    return backend.encoded_logprobs(encoded)
 
 
 @dataclass(frozen=True)
