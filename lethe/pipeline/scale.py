@@ -22,6 +22,7 @@ from lethe.config import ScaleParams, check_scheduler_address
 from lethe.errors import ConfigError
 
 _THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+WORKER_PRELOAD = "lethe.pipeline.dask_worker_logging"  # quiets the shutdown heartbeat race in each worker
 
 # Dask's nannies export MALLOC_TRIM_THRESHOLD_ to every worker they spawn. Any explicit value turns off
 # glibc's dynamic mmap threshold, so torch's large buffers are mapped and unmapped on every allocation.
@@ -42,7 +43,7 @@ def _local_cluster_kwargs(scale: ScaleParams) -> dict:
     threads = str(scale.threads_per_worker)
     return {"n_workers": scale.workers, "threads_per_worker": scale.threads_per_worker, "processes": True,
             "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": 40,
-            "env": {name: threads for name in _THREAD_VARIABLES}}
+            "env": {name: threads for name in _THREAD_VARIABLES}, "preload": [WORKER_PRELOAD]}
 
 
 @contextmanager

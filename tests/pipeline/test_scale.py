@@ -1,9 +1,11 @@
 """The fan-out runner on a real Dask LocalCluster (prefect-dask), started on 127.0.0.1 and stopped:
 tasks run in the cluster's worker processes with the configured threads, and a worker killed
-mid-task loses nothing (Dask runs the task again on another worker)."""
+mid-task loses nothing (Dask runs the task again on another worker), and every worker process runs
+the preload that keeps the shutdown heartbeat race off stderr (lethe.pipeline.dask_worker_logging)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
@@ -14,14 +16,17 @@ from prefect import flow, task
 
 from lethe.config import ScaleParams
 from lethe.errors import ConfigError
+from lethe.pipeline.dask_worker_logging import ClosedStreamHeartbeatFilter
 from lethe.pipeline.scale import dask_task_runner, worker_name
 
 
 @task
 def where_am_i(index: int) -> dict:
     time.sleep(1.0)  # long enough that one worker cannot take both tasks before the other starts
+    heartbeat_filters = logging.getLogger("distributed.worker").filters
     return {"index": index, "worker": worker_name(), "omp": os.environ.get("OMP_NUM_THREADS"),
-            "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_")}
+            "malloc_trim": os.environ.get("MALLOC_TRIM_THRESHOLD_"),
+            "quiet_heartbeat": any(isinstance(f, ClosedStreamHeartbeatFilter) for f in heartbeat_filters)}
 
 
 @flow
@@ -39,6 +44,7 @@ def test_tasks_run_on_the_local_clusters_worker_processes(prefect_harness):
     assert {r["omp"] for r in rows} == {"1"}  # torch threads follow scale.threads_per_worker
     # Dask's default MALLOC_TRIM_THRESHOLD_ made torch ~1.7x slower in its workers (lethe.pipeline.scale)
     assert {r["malloc_trim"] for r in rows} == {None}
+    assert {r["quiet_heartbeat"] for r in rows} == {True}  # the preload ran in every worker process
 
 
 @task
