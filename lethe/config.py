@@ -288,7 +288,7 @@ class RmuConfig(MethodConfig):
 # that loading params.yaml rejects a typo or a wrong hyperparameter without importing torch.
 METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
     "ga": MethodConfig, "ga_gd": MethodConfig, "ga_kl": MethodConfig,
-    "npo": NpoConfig, "npo_gd": NpoConfig, "simnpo": SimNpoConfig, "sra": SraConfig,
+    "npo": NpoConfig, "npo_gd": NpoConfig, "npo_kl": NpoConfig, "simnpo": SimNpoConfig, "sra": SraConfig,
     "rmu": RmuConfig,
 }
 METHOD_NAMES = tuple(METHOD_CONFIGS)

@@ -9,7 +9,8 @@ Deviations from open-unlearning, on purpose:
   averages over every position of the sequence, prompts included); we keep the model's answers,
   not its prompt modelling, close to the reference.
 - ``npo`` is the forget term alone; ``npo_gd`` adds the retain NLL (open-unlearning's NPO
-  config always includes a retain term: that is our ``npo_gd``).
+  config always includes a retain term: that is our ``npo_gd``); ``npo_kl`` adds ``ga_kl``'s KL
+  term instead.
 """
 
 from __future__ import annotations
@@ -135,14 +136,20 @@ class GradientAscentKL(GradientAscent):
     needs_retain = True
 
     def retain_term(self, model, retain):
-        if retain is None:
-            raise LetheError("method 'ga_kl' needs a retain set (the neighbor set is empty)")
-        with torch.no_grad(), reference(model):
-            ref_logits, _ = answer_logits(model, retain)
-        logits, _ = answer_logits(model, retain)
-        kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean",
-                      log_target=True)
-        return self.p.retain_weight * kl, {"retain_kl": kl.item()}
+        return kl_retain_term(self, model, retain)
+
+
+def kl_retain_term(method: Method, model, retain: Batch | None) -> tuple[torch.Tensor, dict[str, float]]:
+    """KL(reference || model) over the retain answer tokens' whole next-token distributions, weighted:
+    the KL methods' retain term. Unlike the retain NLL it holds every alternative's probability, not
+    only the answer token's, so a drift that keeps the argmax but reshapes the rest is still pulled back."""
+    if retain is None:
+        raise LetheError(f"method {method.name!r} needs a retain set (the neighbor set is empty)")
+    with torch.no_grad(), reference(model):
+        ref_logits, _ = answer_logits(model, retain)
+    logits, _ = answer_logits(model, retain)
+    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean", log_target=True)
+    return method.p.retain_weight * kl, {"retain_kl": kl.item()}
 
 
 @register
@@ -170,6 +177,17 @@ class NPOGradientDifference(NPO):
 
     name = "npo_gd"
     needs_retain = True
+
+
+@register
+class NPOKL(NPO):
+    """NPO + KL(reference || model) on retain answer tokens (open-unlearning's NPO with retain_loss_type KL)."""
+
+    name = "npo_kl"
+    needs_retain = True
+
+    def retain_term(self, model, retain):
+        return kl_retain_term(self, model, retain)
 
 
 @register

@@ -63,7 +63,7 @@ def test_the_method_trains_through_the_trainer_with_its_own_section(name, tiny_m
     result = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path / "out", device="cpu")
     assert result["method"] == name and result["steps"] == 2 and len(result["curves"]) == 2
     # the bounded objectives record their gradient factor; two steps are too few to call it spent
-    assert (GRAD_SCALE in result["curves"][-1]) == (name in ("npo", "npo_gd", "simnpo"))
+    assert (GRAD_SCALE in result["curves"][-1]) == (name in ("npo", "npo_gd", "npo_kl", "simnpo"))
     assert result["saturation"] is None
     assert (tmp_path / "out" / "adapter" / "adapter_model.safetensors").is_file()
     if REGISTRY[name].needs_retain:

@@ -11,7 +11,7 @@ from tests.architectures import EXPECTED_TARGETS, config_for
 
 
 def test_registry_has_every_method():
-    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "simnpo", "sra", "rmu"} <= set(REGISTRY)
+    assert {"ga", "npo", "ga_gd", "ga_kl", "npo_gd", "npo_kl", "simnpo", "sra", "rmu"} <= set(REGISTRY)
     with pytest.raises(LetheError, match="unknown unlearning method"):
         get_method("forget_harder")
 
@@ -41,11 +41,14 @@ def test_losses_at_initialization(tiny_world, tiny_backend):
         gd, _ = get_method("ga_gd", MethodConfig(retain_weight=2.0)).loss(model, forget, retain)
         npo, parts = get_method("npo", NpoConfig(beta=0.1)).loss(model, forget, None)
         kl, kl_parts = get_method("ga_kl").loss(model, forget, retain)
+        npo_kl, npo_kl_parts = get_method("npo_kl", NpoConfig(beta=0.1)).loss(model, forget, retain)
     assert ga.item() == pytest.approx(-forget_nll, rel=1e-5)
     assert gd.item() == pytest.approx(-forget_nll + 2 * retain_nll, rel=1e-5)
     assert parts["log_ratio"] == pytest.approx(0.0, abs=1e-4)
     assert npo.item() == pytest.approx(2 / 0.1 * math.log(2), rel=1e-4)  # -(2/b) log sigmoid(0)
     assert kl_parts["retain_kl"] == pytest.approx(0.0, abs=1e-6)
+    assert npo_kl_parts["retain_kl"] == pytest.approx(0.0, abs=1e-6)  # NPO's start value, nothing from retain
+    assert npo_kl.item() == pytest.approx(npo.item(), rel=1e-4)
 
 
 def test_retain_methods_need_retain_data(tiny_world, tiny_backend):
