@@ -36,7 +36,7 @@ def _override(params: Params, assignments: list[str]) -> Params:
         *path, last = key.split(".")
         node = raw
         for part in path:
-            node = node[part]
+            node = node.setdefault(part, {})  # a method section params.yaml does not list yet
         node[last] = yaml.safe_load(value)
     return Params.model_validate(raw)
 
