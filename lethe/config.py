@@ -304,6 +304,10 @@ class UnlearnParams(Strict):
     retain_batch_size: int = Field(0, ge=0, description="retain rows a step, for methods with a retain term (0: "
                                    "batch_size); more anchors every retain row more often at the cost of a "
                                    "larger retain forward/backward")
+    retain_replay_share: float = Field(0.0, ge=0, lt=1, description="share of each retain batch drawn from the "
+                                       "retain rows whose NLL rose most since the start (lethe.unlearn.retain_replay); "
+                                       "0: off")
+    retain_replay_every: int = Field(20, gt=0, description="retain replay: rescore every retain row this often")
     seed: int
     methods: dict[str, SerializeAsAny[MethodConfig]] = Field(default_factory=dict, description="each method's own "
                                              "hyperparameters, by name (a method not listed has its defaults)")

@@ -28,6 +28,7 @@ from lethe.llm.layers import uses_conv1d
 from lethe.unlearn.gradients import DisruptionMask, Grads, InnerAttack, relearning_shift, shaped_backward
 from lethe.unlearn.methods import get_method
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
+from lethe.unlearn.retain_replay import RetainReplay
 from lethe.unlearn.saturation import saturation
 from lethe.unlearn.targets import check_targets, resolve_targets
 
@@ -350,6 +351,8 @@ class _TrainingRun:
         self.budget = (BudgetTracker(probe, cfg, relearn_check=relearn_check)
                        if probe is not None and cfg.eval_every > 0 else None)
         self.disruption = DisruptionMask(cfg.disruption_momentum) if cfg.disruption_mask else None
+        self.replay = (RetainReplay(cfg.retain_replay_share, cfg.retain_replay_every, cfg.seed)
+                       if cfg.retain_replay_share > 0 and self.retain_enc and method.needs_retain else None)
         self.shift: Grads | None = None  # the last simulated relearning attack's weight shift (inner_attack_every)
 
     def restore(self, checkpoint: Path) -> None:
@@ -362,6 +365,8 @@ class _TrainingRun:
             self.budget.path = state.get("budget_path", [])
         if self.disruption is not None and state.get("disruption"):
             self.disruption.load_state_dict(state["disruption"])
+        if self.replay is not None and state.get("replay"):
+            self.replay.load_state_dict(state["replay"])
 
     def _batch(self, encoded, indices) -> dict[str, torch.Tensor] | None:
         if not indices:
@@ -371,6 +376,10 @@ class _TrainingRun:
     def step(self, step: int) -> dict:
         """One optimizer step on the schedule's batches of `step`; its curve record."""
         f_idx, r_idx = self.schedule[step]
+        replay_parts: dict[str, float] = {}
+        if self.replay is not None:
+            r_idx, replay_parts = self.replay.rows(self.model, self.retain_enc, self.pad, self.device,
+                                                   len(r_idx), r_idx, step)
         forget_batch, retain_batch = self._batch(self.forget_term_enc, f_idx), self._batch(self.retain_enc, r_idx)
         self.optimizer.zero_grad(set_to_none=True)
         balance = self.cfg.balance_gradients and self.method.needs_retain
@@ -386,7 +395,7 @@ class _TrainingRun:
             loss.backward()
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
-        return {"step": step + 1, "loss": loss.item(), **parts}
+        return {"step": step + 1, "loss": loss.item(), **parts, **replay_parts}
 
     def _attack_shift(self, step: int, forget_indices: Sequence[int]) -> tuple[Grads | None, dict]:
         """The weight shift of the relearning attack simulated for `step`: a fresh attack every
@@ -420,7 +429,8 @@ class _TrainingRun:
         partial = ckpt / f".{STATE_FILE}.partial"
         torch.save({"optimizer": self.optimizer.state_dict(), "torch_rng": torch.get_rng_state(), "step": step,
                     "curves": self.curves, "budget_path": self.budget.path if self.budget else [],
-                    "disruption": self.disruption.state_dict() if self.disruption else None}, partial)
+                    "disruption": self.disruption.state_dict() if self.disruption else None,
+                    "replay": self.replay.state_dict() if self.replay else None}, partial)
         partial.replace(ckpt / STATE_FILE)
         failpoints.reach("training.checkpointed")
 

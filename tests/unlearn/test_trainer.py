@@ -48,8 +48,8 @@ def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
 
 @pytest.mark.parametrize("shaping", [{}, {"inner_attack_steps": 2, "inner_attack_rows": 4},
                                      {"inner_attack_steps": 2, "inner_attack_rows": 4, "inner_attack_every": 2},
-                                     {"disruption_mask": True}],
-                         ids=["plain", "inner_attack", "kept_inner_attack", "disruption_mask"])
+                                     {"disruption_mask": True}, {"retain_replay_share": 0.5, "retain_replay_every": 3}],
+                         ids=["plain", "inner_attack", "kept_inner_attack", "disruption_mask", "retain_replay"])
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path, shaping):
     settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9, **shaping)
     whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd")
@@ -63,6 +63,8 @@ def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_pat
     assert (tmp_path / "crashed" / "checkpoints" / "step-4").is_dir()
     resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd")
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8
+    if shaping.get("retain_replay_share"):  # rescored at steps 0, 3 and 6; the resumed run kept step 3's weights
+        assert [("retain_rise_max" in c) for c in whole["curves"]] == [True, False, False, True, False, False, True, False]
     a = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
     b = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
