@@ -247,14 +247,15 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     # without anchors, an entity a forget question names may be the target: keep it out of the self-retain rows
     named_by_forget = [] if anchored else [q for q, _ in forget]
     settings = params.unlearn
+    adaptive = budget_runs(params, forget_set)
     proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, targets)
-             if budget_runs(params, forget_set) else [])
+             if adaptive else [])
     general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
     anchors = entity_retain(params, model, targets, named_by_forget)
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = relearn = None
-    if budget_runs(params, forget_set):
+    if adaptive:
         from lethe.unlearn.budget_relearn import reference_backend
 
         dev = dev_probes(forget_set)
