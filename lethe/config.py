@@ -378,6 +378,9 @@ class UnlearnParams(Strict):
                                            "in for the entity (empty: specific_swaps of a world model's other "
                                            "authors, seeded)")
     specific_swaps: int = Field(3, gt=0, description="how many other entities are swapped in (their mean counts)")
+    specific_aggregate: Literal["mean", "min"] = Field("mean", description="how a token's drops under the swaps "
+                                                        "combine: their mean, or the smallest (a token any other "
+                                                        "entity also makes likely is not the entity's)")
     reset_fraction: float = Field(0.0, ge=0, lt=1, description="before training, re-initialize this share of each "
                                   "layer's MLP neurons, those most specific to the forget rows (0: off; the MLP "
                                   "projections are then trained in full, in the adapter)")

@@ -203,7 +203,7 @@ def forget_focus(params: Params, model: Path, targets: AbstractSet[str], forget_
         raise LetheError(f"unlearn.specific_tokens renames the entity after people the model at {model} knows, "
                          "and it names none (not a world model): list them in unlearn.specific_swap_names, or set "
                          "unlearn.specific_tokens to false")
-    return ForgetFocus(names, tuple(swaps), cfg.specific_margin)
+    return ForgetFocus(names, tuple(swaps), cfg.specific_margin, cfg.specific_aggregate)
 
 
 def training_summary(trained: dict) -> dict:

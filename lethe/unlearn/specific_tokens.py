@@ -34,6 +34,7 @@ from lethe.llm.backend import Backend
 from lethe.llm.format import EncodedQA
 
 Pairs = Sequence[tuple[str, str]]
+AGGREGATES = {"mean": lambda drops: sum(drops) / len(drops), "min": min}
 
 
 @dataclass(frozen=True)
@@ -94,11 +95,14 @@ def _offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
 
 
-def specificity(backend: Backend, forget: Pairs, names: Sequence[str],
-                swaps: Sequence[str]) -> list[list[float]]:
-    """Per forget row, per answer token: its log-probability minus the mean of its counterparts' when
-    the entity is renamed after each of `swaps` (inf for the name's own tokens and for a token with no
-    exact counterpart)."""
+def specificity(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
+                aggregate: str = "mean") -> list[list[float]]:
+    """Per forget row, per answer token: its log-probability minus its counterparts' when the entity is
+    renamed after each of `swaps`, averaged (`aggregate` "mean") or the smallest drop ("min": a token
+    any other entity also makes likely is shared, not the entity's); inf for the name's own tokens and
+    for a token with no exact counterpart."""
+    if aggregate not in AGGREGATES:
+        raise LetheError(f"unlearn.specific_aggregate must be one of {sorted(AGGREGATES)}, not {aggregate!r}")
     if not names or not any(n.strip() for n in names):
         raise LetheError("unlearn.specific_tokens needs the name of the entity being forgotten, and this request "
                          "names none")
@@ -124,24 +128,27 @@ def specificity(backend: Backend, forget: Pairs, names: Sequence[str],
                 j = where.get(target) if target is not None else None
                 if j is not None and new_ids[j] == token and not swap_text.in_mention(*span):
                     drops[row][i].append(original[row][i] - swapped[row][j])
-    return [[sum(d) / len(d) if len(d) == len(swaps) else float("inf") for d in row] for row in drops]
+    combine = AGGREGATES[aggregate]
+    return [[combine(d) if len(d) == len(swaps) else float("inf") for d in row] for row in drops]
 
 
 @dataclass(frozen=True)
 class ForgetFocus:
-    """What the forget term's token mask needs: the entity's names, the others swapped in, the margin."""
+    """What the forget term's token mask needs: the entity's names, the others swapped in, the margin,
+    and how the drops under the swaps combine (`specificity`'s aggregate)."""
 
     names: tuple[str, ...]
     swaps: tuple[str, ...]
     margin: float
+    aggregate: str = "mean"
 
 
 def specific_masks(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
-                   margin: float) -> list[tuple[bool, ...]]:
+                   margin: float, aggregate: str = "mean") -> list[tuple[bool, ...]]:
     """Per forget row, which answer tokens the forget term pushes: those whose specificity is above
     `margin` (nats), or the row's most specific token where none is."""
     masks = []
-    for row in specificity(backend, forget, names, swaps):
+    for row in specificity(backend, forget, names, swaps, aggregate):
         keep = [value > margin for value in row]
         if row and not any(keep):
             keep[max(range(len(row)), key=row.__getitem__)] = True

@@ -290,7 +290,8 @@ def _focus_masks(base, tokenizer, forget: Sequence[tuple[str, str]], focus: Forg
     was_training = base.training
     base.eval()
     try:
-        return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin)
+        return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin,
+                              focus.aggregate)
     finally:
         base.train(was_training)
 
@@ -300,7 +301,7 @@ def _mask_summary(masks: list[tuple[bool, ...]] | None, focus: ForgetFocus | Non
     if masks is None or focus is None:
         return None
     kept, total = sum(sum(m) for m in masks), sum(len(m) for m in masks)
-    return {"names": list(focus.names), "swaps": list(focus.swaps), "margin": focus.margin,
+    return {"names": list(focus.names), "swaps": list(focus.swaps), "margin": focus.margin, "aggregate": focus.aggregate,
             "kept_tokens": kept, "answer_tokens": total, "kept_share": kept / total if total else None}
 
 

@@ -57,6 +57,25 @@ def test_the_first_token_of_a_fact_is_specific_and_a_memorized_continuation_is_n
     assert specific_masks(backend, rows, [target], others, margin=1.0) == masks  # deterministic
 
 
+def test_min_keeps_a_token_only_where_it_drops_under_every_swap(tiny_world, target_rows):
+    """The min aggregate is, token by token, the smallest of the single-swap drops: a token another
+    entity also makes likely is not counted as the target's."""
+    target, others, rows = target_rows
+    backend = Backend.load(tiny_world["model_path"], "cpu", 8)
+    single = [specificity(backend, rows, [target], [other]) for other in others]
+    smallest = specificity(backend, rows, [target], others, "min")
+    mean = specificity(backend, rows, [target], others)
+    for r, row in enumerate(smallest):
+        for t, value in enumerate(row):
+            drops = [s[r][t] for s in single]
+            assert value == pytest.approx(min(drops), abs=1e-4)
+            assert mean[r][t] == pytest.approx(sum(drops) / len(drops), abs=1e-4)
+    kept_min = sum(map(sum, specific_masks(backend, rows, [target], others, 1.0, "min")))
+    assert kept_min <= sum(map(sum, specific_masks(backend, rows, [target], others, 1.0)))
+    with pytest.raises(LetheError, match="specific_aggregate"):
+        specificity(backend, rows, [target], others, "median")
+
+
 def test_no_name_or_no_one_to_swap_in_is_refused(tiny_world, target_rows):
     target, others, rows = target_rows
     backend = Backend.load(tiny_world["model_path"], "cpu", 8)
