@@ -377,7 +377,8 @@ class UnlearnParams(Strict):
     specific_swap_names: list[str] = Field(default_factory=list, description="people the model knows, swapped "
                                            "in for the entity (empty: specific_swaps of a world model's other "
                                            "authors, seeded)")
-    specific_swaps: int = Field(3, gt=0, description="how many other entities are swapped in (their mean counts)")
+    specific_swaps: int = Field(3, gt=0, description="how many other entities are swapped in (their drops combined "
+                                "by specific_aggregate)")
     specific_aggregate: Literal["mean", "min"] = Field("mean", description="how a token's drops under the swaps "
                                                         "combine: their mean, or the smallest (a token any other "
                                                         "entity also makes likely is not the entity's)")

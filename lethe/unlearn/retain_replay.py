@@ -68,8 +68,7 @@ class RetainReplay:
             current = row_nll(model, encoded, pad_id, device, batch_size)
             self.rise = [max(0.0, c - b) for c, b in zip(current, self.base_nll)]
             self.scored_at = step
-            hurt = sorted(self.rise, reverse=True)
-            parts = {"retain_rise_mean": sum(self.rise) / len(self.rise), "retain_rise_max": hurt[0],
+            parts = {"retain_rise_mean": sum(self.rise) / len(self.rise), "retain_rise_max": max(self.rise),
                      "retain_rows_hurt": float(sum(r > 0.5 for r in self.rise))}
         count = round(self.share * len(scheduled))
         if count == 0:

@@ -301,8 +301,9 @@ def _mask_summary(masks: list[tuple[bool, ...]] | None, focus: ForgetFocus | Non
     if masks is None or focus is None:
         return None
     kept, total = sum(sum(m) for m in masks), sum(len(m) for m in masks)
-    return {"names": list(focus.names), "swaps": list(focus.swaps), "margin": focus.margin, "aggregate": focus.aggregate,
-            "kept_tokens": kept, "answer_tokens": total, "kept_share": kept / total if total else None}
+    return {"names": list(focus.names), "swaps": list(focus.swaps), "margin": focus.margin,
+            "aggregate": focus.aggregate, "kept_tokens": kept, "answer_tokens": total,
+            "kept_share": kept / total if total else None}
 
 
 def _adapted_model(base, targets: Sequence[str], cfg: UnlearnParams, device: torch.device,
