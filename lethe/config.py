@@ -521,6 +521,10 @@ class GateParams(Strict):
                                                     "all = ROUGE-L recall, the attack's own words included")
     max_quantized_ratio: float | None = Field(None, ge=0, description="4-bit model's held-out recall after / "
                                               "before, at most (null: reported, not gated)")
+    max_mia_auc: float | None = Field(None, ge=0.5, le=1, description="membership: the min-k%++ AUC of the forget "
+                                      "rows against never-trained holdout rows, at most this and at least 1 - this "
+                                      "(a forget set that stands out by being too unlikely is found as well; "
+                                      "null: reported, not gated; benchmark entities only)")
     min_utility_ratio: float = Field(ge=0, description="model utility after / the original base model's, at least")
     min_utility_part_ratio: float = Field(ge=0, description="each part of model utility after / the base's")
     min_entity_retention: float = Field(ge=0, description="every other entity's retain ROUGE after / the base's")

@@ -265,6 +265,22 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
     return checks
 
 
+def membership_checks(after: Mapping[str, Any], gate: GateParams) -> list[Check]:
+    """Whether a membership attack still tells the forget rows from never-seen ones: the min-k%++ AUC, gated
+    two-sided when `gate.max_mia_auc` is set (0.5: indistinguishable). A marked n/a when it is gated and
+    the entity has no benchmark rows to attack; nothing when it is neither gated nor measured."""
+    auc, bound = after.get(M.MIA_MIN_K_PLUS_PLUS_AUC), gate.max_mia_auc
+    if bound is None:
+        return [] if auc is None else [Check("membership", round(auc, 4), "reported", None,
+                                             "min-k%++ AUC, forget vs holdout rows")]
+    threshold = f"{1 - bound:.2f} <= AUC <= {bound}"
+    if auc is None:
+        return [Check("membership", None, threshold, None,
+                      "n/a: no benchmark forget and holdout rows to attack for this entity")]
+    return [Check("membership", round(auc, 4), threshold, 1 - bound <= auc <= bound,
+                  "min-k%++ AUC, forget vs holdout rows (0.5: the attack cannot tell them apart)")]
+
+
 def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: GateParams,
                    spared: Sequence[str]) -> list[Check]:
     """What must be kept, against the original base model: utility, each of its parts, and every
@@ -308,7 +324,8 @@ def decide(before: Mapping[str, Any], after: Mapping[str, Any], base: Mapping[st
     erode them step by step); reference: the same audit on a model that never knew the entity
     ({} where none exists); spared: entities whose loss is intended (the target, earlier targets).
     """
-    checks = [*forgetting_checks(before, after, reference, gate), *keeping_checks(after, base, gate, spared),
+    checks = [*forgetting_checks(before, after, reference, gate), *membership_checks(after, gate),
+              *keeping_checks(after, base, gate, spared),
               *_record_checks(data_quality_passed, lineage, gate)]
     return GateDecision(all(c.passed is not False for c in checks), checks)
 
@@ -336,7 +353,8 @@ def decide_batch(entities: Mapping[str, EntityEvidence], after: Mapping[str, Any
     checks = [replace(check, name=f"{check.name} - {entity_label(anchor)}")
               for anchor, (before_e, after_e, reference_e) in entities.items()
               for check in forgetting_checks(before_e, after_e, reference_e, gate)]
-    checks += [*keeping_checks(after, base, gate, spared), *_record_checks(data_quality_passed, lineage, gate)]
+    checks += [*membership_checks(after, gate), *keeping_checks(after, base, gate, spared),
+               *_record_checks(data_quality_passed, lineage, gate)]
     return GateDecision(all(c.passed is not False for c in checks), checks)
 
 

@@ -193,6 +193,45 @@ def test_quantization_is_reported_unless_a_bound_is_set():
     strict = GATE.model_copy(update={"max_quantized_ratio": 0.3})
     assert _failing(_decide(after, before=before, gate=strict)) == ["quantized_4bit"]
 
+def _membership(decision):
+    return [row for row in decision_table(decision) if row["check"] == "membership"]
+
+
+def test_membership_is_reported_unless_a_bound_is_set():
+    assert _membership(_decide(GOOD)) == []
+    reported = _decide({**GOOD, "mia_min_k_plus_plus_auc": 0.87})
+    assert reported.passed and _membership(reported)[0]["result"] == "n/a"
+    assert _membership(reported)[0]["value"] == 0.87
+
+
+@pytest.mark.parametrize("auc, passed", [(0.87, False), (0.5, True), (0.69, True), (0.31, True), (0.05, False)])
+def test_a_membership_bound_is_two_sided(auc, passed):
+    strict = GATE.model_copy(update={"max_mia_auc": 0.7})
+    decision = _decide({**GOOD, "mia_min_k_plus_plus_auc": auc}, gate=strict)
+    assert decision.passed is passed
+    assert _failing(decision) == ([] if passed else ["membership"])
+
+
+def test_a_membership_bound_without_benchmark_rows_is_marked_not_passed():
+    strict = GATE.model_copy(update={"max_mia_auc": 0.7})
+    (row,) = _membership(_decide(GOOD, gate=strict))
+    assert row["result"] == "n/a" and "no benchmark" in row["note"]
+
+
+def test_a_membership_bound_below_chance_is_refused():
+    with pytest.raises(ValueError, match="max_mia_auc"):
+        GATE.model_validate({**GATE.model_dump(), "max_mia_auc": 0.4})
+
+
+def test_a_batch_is_gated_on_membership_once():
+    from lethe.ops.gate import decide_batch
+
+    strict = GATE.model_copy(update={"max_mia_auc": 0.7})
+    decision = decide_batch({"Author A": (BEFORE, GOOD, REFERENCE), "Author B": (BEFORE, GOOD, REFERENCE)},
+                            {**GOOD, "mia_min_k_plus_plus_auc": 0.9}, BASE, True, LINEAGE, strict, spared=())
+    assert _failing(decision) == ["membership"]
+
+
 # -- agentic (SBU) requests: the same gate module, their own checks --------------------------------
 def _agentic(params, report):
     from lethe.ops.gate import decide_agentic
