@@ -368,6 +368,11 @@ class UnlearnParams(Strict):
                                     "entity the model holds, with its own greedy answer before unlearning")
     entity_retain_names: list[str] = Field(default_factory=list, description="the other entities entity_retain_rows "
                                            "keeps (empty: a world model's authors)")
+    swap_retain_rows: int = Field(0, ge=0, description="swap retain (lethe/unlearn/swap_retain.py): this many forget "
+                                  "rows a step, renamed after another entity the model holds (entity_retain_names, "
+                                  "else a world model's other authors), held at the starting model by a KL term on "
+                                  "the tokens the rename leaves likely (a drop of at most specific_margin; 0: off)")
+    swap_retain_weight: float = Field(1.0, gt=0, description="the swap retain term's weight")
     specific_tokens: bool = Field(False, description="the forget term pushes only the answer tokens that are "
                                   "about the entity: those whose log-probability drops by more than "
                                   "specific_margin when the entity is renamed after others the model knows "

@@ -145,11 +145,17 @@ def kl_retain_term(method: Method, model, retain: Batch | None) -> tuple[torch.T
     only the answer token's, so a drift that keeps the argmax but reshapes the rest is still pulled back."""
     if retain is None:
         raise LetheError(f"method {method.name!r} needs a retain set (the neighbor set is empty)")
-    with torch.no_grad(), reference(model):
-        ref_logits, _ = answer_logits(model, retain)
-    logits, _ = answer_logits(model, retain)
-    kl = F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean", log_target=True)
+    kl = kl_to_reference(model, retain)
     return method.p.retain_weight * kl, {"retain_kl": kl.item()}
+
+
+def kl_to_reference(model, batch: Batch) -> torch.Tensor:
+    """KL(reference || model) of the next-token distributions at `batch`'s answer positions, per token
+    (the reference: `model` with its adapter disabled)."""
+    with torch.no_grad(), reference(model):
+        ref_logits, _ = answer_logits(model, batch)
+    logits, _ = answer_logits(model, batch)
+    return F.kl_div(F.log_softmax(logits, -1), F.log_softmax(ref_logits, -1), reduction="batchmean", log_target=True)
 
 
 @register

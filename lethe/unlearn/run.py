@@ -14,6 +14,7 @@ from lethe.fileio import load_qa_file, read_jsonl
 from lethe.layout import UNLEARN_REPORT, MineLayout
 from lethe.unlearn.entity_retain import entity_retain, other_entities
 from lethe.unlearn.saturation import describe
+from lethe.unlearn.swap_retain import swap_retain
 
 if TYPE_CHECKING:
     from lethe.llm.backend import Backend
@@ -252,6 +253,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
              if adaptive else [])
     general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
     anchors = entity_retain(params, model, targets, named_by_forget)
+    swap = swap_retain(params, model, targets, named_by_forget)
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = relearn = None
@@ -266,7 +268,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
     focus = forget_focus(params, model, targets, named_by_forget)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
-                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus)
+                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus, swap=swap)
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import torch
 
@@ -95,6 +96,69 @@ def _offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
 
 
+def _check_names(names: Sequence[str], swaps: Sequence[str]) -> None:
+    if not names or not any(n.strip() for n in names):
+        raise LetheError("unlearn.specific_tokens needs the name of the entity being forgotten, and this request "
+                         "names none")
+    if not swaps:
+        raise LetheError("unlearn.specific_tokens needs at least one name in unlearn.specific_swap_names")
+
+
+@dataclass(frozen=True)
+class RenamedRow:
+    """A forget row renamed after another entity, as the model reads it; whether its question named the
+    entity; and (original token, renamed token, log-probability drop) for every answer token with an
+    exact counterpart outside the mentions."""
+
+    encoded: EncodedQA
+    question_renamed: bool
+    aligned: list[tuple[int, int, float]]
+
+
+class ScoredRows(NamedTuple):
+    """Forget rows' answer token ids (as fmt.encode gives them), their character spans, their log-probs."""
+
+    ids: list[list[int]]
+    spans: list[list[tuple[int, int]]]
+    logprobs: list[list[float]]
+
+
+def _original(backend: Backend, forget: Pairs) -> ScoredRows:
+    fmt = backend.format
+    tokens = [_offsets(backend.tokenizer, fmt.answer_text(q, a)) for q, a in forget]
+    with torch.no_grad():
+        logprobs = backend.encoded_logprobs([EncodedQA(fmt.prompt_ids(q), ids)
+                                             for (q, _), (ids, _) in zip(forget, tokens)])
+    return ScoredRows([ids for ids, _ in tokens], [spans for _, spans in tokens], [list(lp) for lp in logprobs])
+
+
+def renamed_rows(backend: Backend, forget: Pairs, names: Sequence[str], swap: str,
+                 original: ScoredRows | None = None) -> list[RenamedRow]:
+    """Every forget row with each mention of `names` renamed after `swap` (`renamer`), scored, and aligned
+    with the original row token by token by character offsets (`original`: `_original`'s, to reuse)."""
+    fmt, tokenizer = backend.format, backend.tokenizer
+    ids, spans, logprobs = original or _original(backend, forget)
+    rename = renamer([n for n in names if n.strip()], swap)
+    questions = [rename(q) for q, _ in forget]
+    moved = [rename(fmt.answer_text(q, a)) for q, a in forget]
+    moved_tokens = [_offsets(tokenizer, m.text) for m in moved]
+    encoded = [EncodedQA(fmt.prompt_ids(question.text), new_ids) for question, (new_ids, _) in zip(questions,
+                                                                                                   moved_tokens)]
+    with torch.no_grad():
+        swapped = backend.encoded_logprobs(encoded)
+    rows = []
+    for row, (swap_text, (new_ids, new_spans)) in enumerate(zip(moved, moved_tokens)):
+        where = {span: j for j, span in enumerate(new_spans)}
+        aligned = []
+        for i, (token, span) in enumerate(zip(ids[row], spans[row])):
+            target = swap_text.mapped(*span)
+            j = where.get(target) if target is not None else None
+            if j is not None and new_ids[j] == token and not swap_text.in_mention(*span):
+                aligned.append((i, j, logprobs[row][i] - swapped[row][j]))
+        rows.append(RenamedRow(encoded[row], bool(questions[row].spans), aligned))
+    return rows
+
+
 def specificity(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
                 aggregate: str = "mean") -> list[list[float]]:
     """Per forget row, per answer token: its log-probability minus its counterparts' when the entity is
@@ -103,33 +167,35 @@ def specificity(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Se
     for a token with no exact counterpart."""
     if aggregate not in AGGREGATES:
         raise LetheError(f"unlearn.specific_aggregate must be one of {sorted(AGGREGATES)}, not {aggregate!r}")
-    if not names or not any(n.strip() for n in names):
-        raise LetheError("unlearn.specific_tokens needs the name of the entity being forgotten, and this request "
-                         "names none")
-    if not swaps:
-        raise LetheError("unlearn.specific_tokens needs at least one name in unlearn.specific_swap_names")
-    fmt, tokenizer = backend.format, backend.tokenizer
-    prompts = [fmt.prompt_ids(q) for q, _ in forget]
-    tokens = [_offsets(tokenizer, fmt.answer_text(q, a)) for q, a in forget]  # the ids fmt.encode gives
-    with torch.no_grad():
-        original = backend.encoded_logprobs([EncodedQA(p, ids) for p, (ids, _) in zip(prompts, tokens)])
-    drops: list[list[list[float]]] = [[[] for _ in ids] for ids, _ in tokens]
+    _check_names(names, swaps)
+    original = _original(backend, forget)
+    drops: list[list[list[float]]] = [[[] for _ in row] for row in original.ids]
     for swap in swaps:
-        rename = renamer([n for n in names if n.strip()], swap)
-        moved = [rename(fmt.answer_text(q, a)) for q, a in forget]
-        moved_tokens = [_offsets(tokenizer, m.text) for m in moved]
-        with torch.no_grad():
-            swapped = backend.encoded_logprobs([EncodedQA(fmt.prompt_ids(rename(q).text), ids)
-                                                for (q, _), (ids, _) in zip(forget, moved_tokens)])
-        for row, (swap_text, (ids, spans), (new_ids, new_spans)) in enumerate(zip(moved, tokens, moved_tokens)):
-            where = {span: i for i, span in enumerate(new_spans)}
-            for i, (token, span) in enumerate(zip(ids, spans)):
-                target = swap_text.mapped(*span)
-                j = where.get(target) if target is not None else None
-                if j is not None and new_ids[j] == token and not swap_text.in_mention(*span):
-                    drops[row][i].append(original[row][i] - swapped[row][j])
+        for row, renamed in enumerate(renamed_rows(backend, forget, names, swap, original)):
+            for i, _, drop in renamed.aligned:
+                drops[row][i].append(drop)
     combine = AGGREGATES[aggregate]
     return [[combine(d) if len(d) == len(swaps) else float("inf") for d in row] for row in drops]
+
+
+def shared_rows(backend: Backend, forget: Pairs, names: Sequence[str], others: Sequence[str],
+                margin: float) -> list[EncodedQA]:
+    """The forget rows whose question names the entity, renamed after each of `others`, each with a loss
+    mask on the answer tokens the rename leaves about as likely (a drop of at most `margin` nats): the
+    language the target shares with that entity, which swap retain holds. The tokens after the renamed
+    prefix that are the target's (they drop) are left out, so holding the row does not hold the target's
+    facts; a row with no shared token is left out too."""
+    _check_names(names, others)
+    original = _original(backend, forget)
+    rows = []
+    for other in others:
+        for renamed in renamed_rows(backend, forget, names, other, original):
+            mask = [False] * len(renamed.encoded.answer_ids)
+            for _, j, drop in renamed.aligned:
+                mask[j] = drop <= margin
+            if renamed.question_renamed and any(mask):
+                rows.append(replace(renamed.encoded, loss_mask=tuple(mask)))
+    return rows
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,11 @@ from lethe.llm.batching import collate_qa
 from lethe.llm.format import EncodedQA, PromptFormat
 from lethe.llm.layers import uses_conv1d
 from lethe.unlearn.gradients import DisruptionMask, Grads, InnerAttack, relearning_shift, shaped_backward
-from lethe.unlearn.methods import get_method
+from lethe.unlearn.methods import get_method, kl_to_reference
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
 from lethe.unlearn.retain_replay import RetainReplay
 from lethe.unlearn.saturation import saturation
+from lethe.unlearn.swap_retain import SwapRetain, swap_batch
 from lethe.unlearn.targets import check_targets, resolve_targets
 
 if TYPE_CHECKING:
@@ -167,7 +168,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
             cfg: UnlearnParams, out_dir: Path, method_name: str | None = None, device: str = "auto",
             on_step: StepCallback | None = None, init_adapter: str | Path | None = None,
             probe: Probe | None = None, dtype: str | None = None, relearn_check: RelearnCheck | None = None,
-            focus: ForgetFocus | None = None) -> dict:
+            focus: ForgetFocus | None = None, swap: SwapRetain | None = None) -> dict:
     """`train_adapter` inside the machine's training slot (one training run per machine at a time),
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
@@ -177,7 +178,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)
         result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
-                               probe, dtype, relearn_check, focus)
+                               probe, dtype, relearn_check, focus, swap)
     return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
 
 
@@ -218,6 +219,7 @@ def train_adapter(
     dtype: str | None = None,
     relearn_check: RelearnCheck | None = None,
     focus: ForgetFocus | None = None,
+    swap: SwapRetain | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
@@ -226,7 +228,9 @@ def train_adapter(
     With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` adds its
     relearning check). With `focus`, the forget term is on the answer tokens about the entity only
     (lethe.unlearn.specific_tokens; scored on the base model before any adapter, so a resumed run masks
-    the same tokens); the simulated relearning attack still trains on whole rows.
+    the same tokens); the simulated relearning attack still trains on whole rows. With `swap` and
+    `cfg.swap_retain_rows`, a KL term holds that many forget rows a step, renamed after other entities, at
+    the starting model on the tokens they share (lethe.unlearn.swap_retain; also scored before any adapter).
     Returns paths, curves, the budget path and timings; the adapter is saved with
     `save_pretrained` in `out_dir/adapter`.
     """
@@ -236,12 +240,14 @@ def train_adapter(
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
-    masks = _focus_masks(base, tokenizer, forget, focus, cfg.batch_size) if focus else None
+    masks = _on_base(base, lambda: _focus_masks(base, tokenizer, forget, focus, cfg.batch_size)) if focus else None
+    swap_rows = (_on_base(base, lambda: _swap_rows(base, tokenizer, forget, swap, cfg.batch_size))
+                 if swap and cfg.swap_retain_rows else [])
     targets = resolve_targets(base, cfg.lora.target_modules)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
-    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check, masks)
+    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check, masks, swap_rows)
     if resume_from:
         run.restore(resume_from)
     if run.budget is not None and not run.budget.path:
@@ -275,6 +281,7 @@ def train_adapter(
         "saturation": saturation(run.curves, run.budget.path if run.budget else []),
         "reset": reset,
         "specific_tokens": _mask_summary(masks, focus),
+        "swap_retain": _swap_summary(swap_rows, swap, cfg),
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
@@ -282,18 +289,42 @@ def train_adapter(
     return result
 
 
+def _on_base(base, score: Callable):
+    """`score()` with the base model in eval mode, its mode restored after."""
+    was_training = base.training
+    base.eval()
+    try:
+        return score()
+    finally:
+        base.train(was_training)
+
+
 def _focus_masks(base, tokenizer, forget: Sequence[tuple[str, str]], focus: ForgetFocus,
                  batch_size: int) -> list[tuple[bool, ...]]:
     from lethe.llm.backend import Backend
     from lethe.unlearn.specific_tokens import specific_masks
 
-    was_training = base.training
-    base.eval()
-    try:
-        return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin,
-                              focus.aggregate)
-    finally:
-        base.train(was_training)
+    return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin,
+                          focus.aggregate)
+
+
+def _swap_rows(base, tokenizer, forget: Sequence[tuple[str, str]], swap: SwapRetain,
+               batch_size: int) -> list[EncodedQA]:
+    from lethe.llm.backend import Backend
+    from lethe.unlearn.specific_tokens import shared_rows
+
+    return shared_rows(Backend(base, tokenizer, batch_size), forget, swap.names, swap.others, swap.margin)
+
+
+def _swap_summary(rows: list[EncodedQA], swap: SwapRetain | None, cfg: UnlearnParams) -> dict | None:
+    """What swap retain held, for the report."""
+    if swap is None or not cfg.swap_retain_rows:
+        return None
+    held = sum(sum(r.loss_mask or ()) for r in rows)
+    total = sum(len(r.answer_ids) for r in rows)
+    return {"others": len(swap.others), "rows": len(rows), "held_tokens": held, "answer_tokens": total,
+            "held_share": held / total if total else 0.0, "rows_per_step": cfg.swap_retain_rows,
+            "weight": cfg.swap_retain_weight}
 
 
 def _mask_summary(masks: list[tuple[bool, ...]] | None, focus: ForgetFocus | None) -> dict | None:
@@ -335,7 +366,8 @@ class _TrainingRun:
 
     def __init__(self, model, method, cfg: UnlearnParams, tokenizer, device: torch.device,
                  forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None,
-                 relearn_check: RelearnCheck | None = None, forget_masks: list[tuple[bool, ...]] | None = None):
+                 relearn_check: RelearnCheck | None = None, forget_masks: list[tuple[bool, ...]] | None = None,
+                 swap_rows: Sequence[EncodedQA] = ()):
         self.model, self.method, self.cfg, self.device = model, method, cfg, device
         self.pad = tokenizer.pad_token_id
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -346,6 +378,7 @@ class _TrainingRun:
         self.forget_term_enc = (self.forget_enc if forget_masks is None else
                                 [replace(e, loss_mask=m) for e, m in zip(self.forget_enc, forget_masks)])
         self.retain_enc = [fmt.encode(q, a) for q, a in retain]
+        self.swap_enc = list(swap_rows)  # renamed forget rows, loss-masked to the tokens they share
         self.schedule = batch_schedule(len(self.forget_enc), len(self.retain_enc), cfg.batch_size, cfg.max_steps,
                                        cfg.seed, cfg.retain_batch_size)
         self.curves: list[dict] = []
@@ -395,6 +428,13 @@ class _TrainingRun:
         else:
             loss, parts = self.method.loss(self.model, forget_batch, retain_batch)
             loss.backward()
+        if self.swap_enc:
+            # after the shaped backward, which sets .grad: this term's gradient adds to it
+            swap = self._batch(self.swap_enc, swap_batch(len(self.swap_enc), self.cfg.swap_retain_rows,
+                                                         self.cfg.seed, step))
+            kl = kl_to_reference(self.model, swap)
+            (self.cfg.swap_retain_weight * kl).backward()
+            loss, parts = loss + self.cfg.swap_retain_weight * kl.detach(), {**parts, "swap_kl": kl.item()}
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
         return {"step": step + 1, "loss": loss.item(), **parts, **replay_parts}

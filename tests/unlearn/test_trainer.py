@@ -13,6 +13,7 @@ from lethe.errors import LetheError
 from lethe.evaluate.runner import with_adapter
 from lethe.llm.backend import Backend
 from lethe.unlearn.run import run_unlearning
+from lethe.unlearn.swap_retain import SwapRetain
 from lethe.unlearn.trainer import unlearn
 from lethe.world.probe import recall_on
 
@@ -48,20 +49,27 @@ def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
 
 @pytest.mark.parametrize("shaping", [{}, {"inner_attack_steps": 2, "inner_attack_rows": 4},
                                      {"inner_attack_steps": 2, "inner_attack_rows": 4, "inner_attack_every": 2},
-                                     {"disruption_mask": True}, {"retain_replay_share": 0.5, "retain_replay_every": 3}],
-                         ids=["plain", "inner_attack", "kept_inner_attack", "disruption_mask", "retain_replay"])
+                                     {"disruption_mask": True}, {"retain_replay_share": 0.5, "retain_replay_every": 3},
+                                     {"swap_retain_rows": 4}],
+                         ids=["plain", "inner_attack", "kept_inner_attack", "disruption_mask", "retain_replay",
+                              "swap_retain"])
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path, shaping):
     settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9, **shaping)
-    whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd")
+    swap = SwapRetain(("Basil Mahfouz Al-Kuwaiti",), ("Jaime Vasquez", "Evelyn Desmet"), 1.0)
+    whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "npo_gd", swap=swap)
 
     def crash(step, total, record):
         if step == 6:
             raise KeyboardInterrupt("simulated crash")
 
     with pytest.raises(KeyboardInterrupt):
-        unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd", on_step=crash)
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd", on_step=crash,
+                swap=swap)
     assert (tmp_path / "crashed" / "checkpoints" / "step-4").is_dir()
-    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd")
+    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd",
+                      swap=swap)
+    if shaping.get("swap_retain_rows"):
+        assert all("swap_kl" in c for c in whole["curves"]) and whole["swap_retain"]["rows"] > 20
     assert resumed["resumed_from_step"] == 4 and resumed["steps"] == 8
     if shaping.get("retain_replay_share"):  # rescored at steps 0, 3 and 6; the resumed run kept step 3's weights
         rescored = [("retain_rise_max" in c) for c in whole["curves"]]
