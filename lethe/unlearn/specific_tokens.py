@@ -96,12 +96,13 @@ def _offsets(tokenizer, text: str) -> tuple[list[int], list[tuple[int, int]]]:
     return encoded["input_ids"], [tuple(span) for span in encoded["offset_mapping"]]
 
 
-def _check_names(names: Sequence[str], swaps: Sequence[str]) -> None:
+def _check_names(names: Sequence[str], swaps: Sequence[str], option: str = "unlearn.specific_tokens",
+                 swap_option: str = "unlearn.specific_swap_names") -> None:
+    """A clear error, naming the user's `option`, when there is no entity name or no one to swap in."""
     if not names or not any(n.strip() for n in names):
-        raise LetheError("unlearn.specific_tokens needs the name of the entity being forgotten, and this request "
-                         "names none")
+        raise LetheError(f"{option} needs the name of the entity being forgotten, and this request names none")
     if not swaps:
-        raise LetheError("unlearn.specific_tokens needs at least one name in unlearn.specific_swap_names")
+        raise LetheError(f"{option} needs at least one name in {swap_option}")
 
 
 @dataclass(frozen=True)
@@ -185,7 +186,7 @@ def shared_rows(backend: Backend, forget: Pairs, names: Sequence[str], others: S
     language the target shares with that entity, which swap retain holds. The tokens after the renamed
     prefix that are the target's (they drop) are left out, so holding the row does not hold the target's
     facts; a row with no shared token is left out too."""
-    _check_names(names, others)
+    _check_names(names, others, "unlearn.swap_retain_rows", "unlearn.entity_retain_names")
     original = _original(backend, forget)
     rows = []
     for other in others:

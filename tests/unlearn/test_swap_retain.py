@@ -63,6 +63,8 @@ def test_a_renamed_row_holds_exactly_the_tokens_the_rename_leaves_likely(tiny_ba
     assert not any(keep and token in name_ids for r in rows for token, keep in zip(r.answer_ids, r.loss_mask))
     stricter = shared_rows(tiny_backend, FORGET, [TARGET], [other], 0.2)
     assert sum(sum(r.loss_mask) for r in stricter) < held
+    with pytest.raises(LetheError, match="swap_retain_rows needs at least one name in unlearn.entity_retain_names"):
+        shared_rows(tiny_backend, FORGET, [TARGET], [], 1.0)
 
 
 def _adapted(tiny_world, adapter: str):
