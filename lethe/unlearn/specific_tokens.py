@@ -160,19 +160,59 @@ def renamed_rows(backend: Backend, forget: Pairs, names: Sequence[str], swap: st
     return rows
 
 
+class RenamedScores:
+    """The forget rows scored once as they are and once per entity renamed in, on one model, reused by
+    whoever asks again: with the token mask and swap retain both on, the mask's swapped-in names are among
+    swap retain's others, and each would otherwise be a second forward pass over the forget set."""
+
+    def __init__(self, backend: Backend, forget: Pairs, names: Sequence[str]):
+        self.backend, self.forget, self.names = backend, list(forget), tuple(names)
+        self._original: ScoredRows | None = None
+        self._renamed: dict[str, list[RenamedRow]] = {}
+        self.passes = 0  # forward passes over the forget set so far
+
+    @property
+    def original(self) -> ScoredRows:
+        """The rows as they are (`_original`), scored on first use."""
+        if self._original is None:
+            self._original = _original(self.backend, self.forget)
+            self.passes += 1
+        return self._original
+
+    def renamed(self, swap: str) -> list[RenamedRow]:
+        """`renamed_rows` after `swap`, scored on first use."""
+        if swap not in self._renamed:
+            self._renamed[swap] = renamed_rows(self.backend, self.forget, self.names, swap, self.original)
+            self.passes += 1
+        return self._renamed[swap]
+
+    def serves(self, forget: Pairs, names: Sequence[str]) -> bool:
+        """Whether these scores are of `forget` renamed from `names`."""
+        return list(forget) == self.forget and tuple(names) == self.names
+
+
+def _scores_for(backend: Backend, forget: Pairs, names: Sequence[str],
+                scores: RenamedScores | None) -> RenamedScores:
+    if scores is None:
+        return RenamedScores(backend, forget, names)
+    if not scores.serves(forget, names):
+        raise ValueError("these RenamedScores are of other forget rows or other names")
+    return scores
+
+
 def specificity(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
-                aggregate: str = "mean") -> list[list[float]]:
+                aggregate: str = "mean", scores: RenamedScores | None = None) -> list[list[float]]:
     """Per forget row, per answer token: its log-probability minus its counterparts' when the entity is
     renamed after each of `swaps`, averaged (`aggregate` "mean") or the smallest drop ("min": a token
     any other entity also makes likely is shared, not the entity's); inf for the name's own tokens and
-    for a token with no exact counterpart."""
+    for a token with no exact counterpart. `scores` reuses another caller's passes."""
     if aggregate not in AGGREGATES:
         raise LetheError(f"unlearn.specific_aggregate must be one of {sorted(AGGREGATES)}, not {aggregate!r}")
     _check_names(names, swaps)
-    original = _original(backend, forget)
-    drops: list[list[list[float]]] = [[[] for _ in row] for row in original.ids]
+    scores = _scores_for(backend, forget, names, scores)
+    drops: list[list[list[float]]] = [[[] for _ in row] for row in scores.original.ids]
     for swap in swaps:
-        for row, renamed in enumerate(renamed_rows(backend, forget, names, swap, original)):
+        for row, renamed in enumerate(scores.renamed(swap)):
             for i, _, drop in renamed.aligned:
                 drops[row][i].append(drop)
     combine = AGGREGATES[aggregate]
@@ -180,17 +220,17 @@ def specificity(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Se
 
 
 def shared_rows(backend: Backend, forget: Pairs, names: Sequence[str], others: Sequence[str],
-                margin: float) -> list[EncodedQA]:
+                margin: float, scores: RenamedScores | None = None) -> list[EncodedQA]:
     """The forget rows whose question names the entity, renamed after each of `others`, each with a loss
     mask on the answer tokens the rename leaves about as likely (a drop of at most `margin` nats): the
     language the target shares with that entity, which swap retain holds. The tokens after the renamed
     prefix that are the target's (they drop) are left out, so holding the row does not hold the target's
-    facts; a row with no shared token is left out too."""
+    facts; a row with no shared token is left out too. `scores` reuses another caller's passes."""
     _check_names(names, others, "unlearn.swap_retain_rows", "unlearn.entity_retain_names")
-    original = _original(backend, forget)
+    scores = _scores_for(backend, forget, names, scores)
     rows = []
     for other in others:
-        for renamed in renamed_rows(backend, forget, names, other, original):
+        for renamed in scores.renamed(other):
             mask = [False] * len(renamed.encoded.answer_ids)
             for _, j, drop in renamed.aligned:
                 mask[j] = drop <= margin
@@ -211,11 +251,12 @@ class ForgetFocus:
 
 
 def specific_masks(backend: Backend, forget: Pairs, names: Sequence[str], swaps: Sequence[str],
-                   margin: float, aggregate: str = "mean") -> list[tuple[bool, ...]]:
+                   margin: float, aggregate: str = "mean",
+                   scores: RenamedScores | None = None) -> list[tuple[bool, ...]]:
     """Per forget row, which answer tokens the forget term pushes: those whose specificity is above
     `margin` (nats), or the row's most specific token where none is."""
     masks = []
-    for row in specificity(backend, forget, names, swaps, aggregate):
+    for row in specificity(backend, forget, names, swaps, aggregate, scores):
         keep = [value > margin for value in row]
         if row and not any(keep):
             keep[max(range(len(row)), key=row.__getitem__)] = True

@@ -240,9 +240,9 @@ def train_adapter(
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
-    masks = _on_base(base, lambda: _focus_masks(base, tokenizer, forget, focus, cfg.batch_size)) if focus else None
-    swap_rows = (_on_base(base, lambda: _swap_rows(base, tokenizer, forget, swap, cfg.batch_size))
-                 if swap and cfg.swap_retain_rows else [])
+    swap = swap if swap and cfg.swap_retain_rows else None
+    masks, swap_rows = (_on_base(base, lambda: _focus_and_swap(base, tokenizer, forget, focus, swap, cfg.batch_size))
+                        if focus or swap else (None, []))
     targets = resolve_targets(base, cfg.lora.target_modules)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
@@ -299,21 +299,22 @@ def _on_base(base, score: Callable):
         base.train(was_training)
 
 
-def _focus_masks(base, tokenizer, forget: Sequence[tuple[str, str]], focus: ForgetFocus,
-                 batch_size: int) -> list[tuple[bool, ...]]:
+def _focus_and_swap(base, tokenizer, forget: Sequence[tuple[str, str]], focus: ForgetFocus | None,
+                    swap: SwapRetain | None, batch_size: int) -> tuple[list[tuple[bool, ...]] | None, list[EncodedQA]]:
+    """The forget term's token masks (with `focus`) and swap retain's renamed rows (with `swap`; at least one
+    of the two), scored on the base model with one pass per renamed entity between them."""
     from lethe.llm.backend import Backend
-    from lethe.unlearn.specific_tokens import specific_masks
+    from lethe.unlearn.specific_tokens import RenamedScores, shared_rows, specific_masks
 
-    return specific_masks(Backend(base, tokenizer, batch_size), forget, focus.names, focus.swaps, focus.margin,
-                          focus.aggregate)
-
-
-def _swap_rows(base, tokenizer, forget: Sequence[tuple[str, str]], swap: SwapRetain,
-               batch_size: int) -> list[EncodedQA]:
-    from lethe.llm.backend import Backend
-    from lethe.unlearn.specific_tokens import shared_rows
-
-    return shared_rows(Backend(base, tokenizer, batch_size), forget, swap.names, swap.others, swap.margin)
+    backend = Backend(base, tokenizer, batch_size)
+    scores = RenamedScores(backend, forget, (focus or swap).names)
+    masks = (specific_masks(backend, forget, focus.names, focus.swaps, focus.margin, focus.aggregate, scores)
+             if focus else None)
+    if swap is None:
+        return masks, []
+    if focus is not None and swap.names != focus.names:
+        scores = None  # renamed from other names: nothing to share
+    return masks, shared_rows(backend, forget, swap.names, swap.others, swap.margin, scores)
 
 
 def _swap_summary(rows: list[EncodedQA], swap: SwapRetain | None, cfg: UnlearnParams) -> dict | None:

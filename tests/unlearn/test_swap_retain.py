@@ -14,7 +14,14 @@ from lethe.errors import LetheError
 from lethe.llm.batching import collate_qa
 from lethe.llm.format import PromptFormat
 from lethe.unlearn.methods import kl_to_reference, nll
-from lethe.unlearn.specific_tokens import ForgetFocus, renamed_rows, shared_rows, specific_masks, specificity
+from lethe.unlearn.specific_tokens import (
+    ForgetFocus,
+    RenamedScores,
+    renamed_rows,
+    shared_rows,
+    specific_masks,
+    specificity,
+)
 from lethe.unlearn.swap_retain import SwapRetain, swap_batch, swap_retain
 from lethe.unlearn.trainer import unlearn
 
@@ -65,6 +72,20 @@ def test_a_renamed_row_holds_exactly_the_tokens_the_rename_leaves_likely(tiny_ba
     assert sum(sum(r.loss_mask) for r in stricter) < held
     with pytest.raises(LetheError, match="swap_retain_rows needs at least one name in unlearn.entity_retain_names"):
         shared_rows(tiny_backend, FORGET, [TARGET], [], 1.0)
+
+
+def test_the_mask_and_the_term_share_one_pass_per_renamed_entity(tiny_backend):
+    swaps, others = ["Jaime Vasquez", "Nikolai Abilov"], ["Jaime Vasquez", "Chukwu Akabueze"]
+    scores = RenamedScores(tiny_backend, FORGET, [TARGET])
+    masks = specific_masks(tiny_backend, FORGET, [TARGET], swaps, 1.0, scores=scores)
+    rows = shared_rows(tiny_backend, FORGET, [TARGET], others, 1.0, scores=scores)
+    assert scores.passes == 1 + 3  # the rows as they are, and each of the three names once
+    assert masks == specific_masks(tiny_backend, FORGET, [TARGET], swaps, 1.0)
+    alone = shared_rows(tiny_backend, FORGET, [TARGET], others, 1.0)
+    assert [(r.prompt_ids, r.answer_ids, r.loss_mask) for r in rows] == \
+        [(r.prompt_ids, r.answer_ids, r.loss_mask) for r in alone]
+    with pytest.raises(ValueError, match="other forget rows or other names"):
+        shared_rows(tiny_backend, FORGET[:3], [TARGET], others, 1.0, scores=scores)
 
 
 def _adapted(tiny_world, adapter: str):
