@@ -3,12 +3,17 @@
 `audit.relearn_lora_rank > 0` swaps the audit's full-parameter attack for a LoRA (what fits a large
 model on one GPU). This measures, on adapters a `bench/audit.py` run left behind, the gold recall
 after each attack on the unlearned model and on the never-trained reference (the world's retain
-model), and their gap: the number the gate reads. Same attack rows and seeds as the audit
-(audit.relearn_rows from the training forget set, audit.relearn_attacks draws, averaged). A second
+model), and their gap. Same attack rows and seeds as the audit (audit.relearn_rows from the training
+forget set, audit.relearn_attacks draws, averaged). Each attack reports ROUGE-L recall and, as the gate
+reads it (gate.relearn_tokens: novel), recall of the tokens the attack's rows and question lack. A second
 invocation on the same run adds its attacks to the same JSON.
+
+An attack is `full@LR` or `loraR@LR`, optionally `xSTEPS` (default audit.relearn_steps): an adapter
+trained against the audit's own attack (unlearn.inner_attack_steps) is checked here against others.
 
     python bench/relearn_attack.py --run audit_forget01_single_s27_baseline
     python bench/relearn_attack.py --run audit_forget01_single_s27_baseline --attacks full@0.001,lora8@0.01
+    python bench/relearn_attack.py --run audit_forget01_single_s42_swap8_seed1 --attacks full@0.001,full@0.0003x30
 """
 
 from __future__ import annotations
@@ -23,10 +28,11 @@ from common import RESULTS, ROOT, write_result
 from lethe.config import load_params
 
 
-def _attack(spec: str) -> tuple[int, float]:
-    """'full@0.001' -> (0, 1e-3); 'lora8@0.01' -> (8, 1e-2)."""
-    kind, lr = spec.split("@")
-    return (0 if kind == "full" else int(kind.removeprefix("lora"))), float(lr)
+def _attack(spec: str, default_steps: int) -> tuple[int, float, int]:
+    """'full@0.001' -> (0, 1e-3, default_steps); 'lora8@0.01x30' -> (8, 1e-2, 30)."""
+    kind, rate = spec.split("@")
+    lr, _, steps = rate.partition("x")
+    return (0 if kind == "full" else int(kind.removeprefix("lora"))), float(lr), int(steps or default_steps)
 
 
 def main() -> None:
@@ -37,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lethe.data import author_qa
-    from lethe.evaluate.audit import attack_rows, load_plain, recall, relearned
+    from lethe.evaluate.audit import answered, attack_rows, load_plain, mean_known, novel_each, relearned
     from lethe.llm.backend import Backend
     from lethe.supervision.baselines import author_index
 
@@ -59,18 +65,24 @@ def main() -> None:
         unlearned = load_plain(world / "model", work / "unlearn" / "adapter", device, batch)
         rows = {}
         for spec in specs:
-            rank, lr = _attack(spec)
-            means = {}
+            rank, lr, steps = _attack(spec, cfg.relearn_steps)
+            means, novel = {}, {}
             for label, backend in (("unlearned", unlearned), ("reference", reference)):
-                values = []
+                values, novel_each_attack = [], []
                 for k, rows_k in enumerate(draws):
-                    with relearned(backend.model, backend.tokenizer, rows_k, cfg.relearn_steps, lr, cfg.seed + k,
+                    with relearned(backend.model, backend.tokenizer, rows_k, steps, lr, cfg.seed + k,
                                    lora_rank=rank) as attacked:
-                        values.append(recall(Backend(attacked, backend.tokenizer, batch), gold, cfg.max_new_tokens))
+                        answers, recalls = answered(Backend(attacked, backend.tokenizer, batch), gold,
+                                                    cfg.max_new_tokens)
+                    values.append(sum(recalls) / len(recalls))
+                    novel_each_attack.append(novel_each(answers, gold, rows_k))
                 means[label] = sum(values) / len(values)
-            rows[spec] = {**means, "gap": means["unlearned"] - means["reference"]}
+                novel[label] = mean_known([mean_known(column) for column in zip(*novel_each_attack)])
+            rows[spec] = {**means, "gap": means["unlearned"] - means["reference"],
+                          "novel": novel, "novel_gap": novel["unlearned"] - novel["reference"]}
             print(anchor, spec, json.dumps(rows[spec]), flush=True)
-        out["entities"][anchor] = {"gold_unattacked": recall(unlearned, gold, cfg.max_new_tokens), "attacks": rows}
+        unattacked = answered(unlearned, gold, cfg.max_new_tokens)[1]
+        out["entities"][anchor] = {"gold_unattacked": sum(unattacked) / len(unattacked), "attacks": rows}
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_result(f"relearn_attack_{args.run}", _with_earlier(out, RESULTS / f"relearn_attack_{args.run}.json"))
 

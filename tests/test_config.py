@@ -67,7 +67,8 @@ def test_bad_scale_settings_name_the_key(tmp_path, mutate, message):
 
 
 def test_the_relearning_attack_takes_one_rate_or_several(tmp_path):
-    assert load_params().audit.relearn_lrs == [load_params().audit.relearn_lr]
+    assert load_params().audit.relearn_lrs == [0.0001, 0.0003, 0.001]  # the default sweeps: see params.yaml
+    assert load_params(_write(tmp_path, lambda r: r["audit"].update(relearn_lr=0.0003))).audit.relearn_lrs == [0.0003]
     several = load_params(_write(tmp_path, lambda r: r["audit"].update(relearn_lr=[0.0003, 0.001, 0.0003])))
     assert several.audit.relearn_lrs == [0.0003, 0.001]
     for bad, message in (([], "empty list"), ([0.001, -1.0], r"audit\.relearn_lr"), ("fast", r"audit\.relearn_lr")):
