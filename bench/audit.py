@@ -14,6 +14,7 @@ gate's decision and the wall time; after a chain, the final champion on every au
     python bench/audit.py --split forget05 --mode batch
     python bench/audit.py --split forget05 --mode chained --chain-on-keeping --tag keeping   # how requests compound
     python bench/audit.py --split forget01 --set unlearn.method=ga_gd --set unlearn.max_steps=120 --tag ga_gd
+    python bench/audit.py --split forget01 --author "Nikolai Abilov" --tag nikolai            # one author of the split
 """
 
 from __future__ import annotations
@@ -244,6 +245,7 @@ def main() -> None:
     parser.add_argument("--mode", default="single", choices=("single", "chained", "batch"))
     parser.add_argument("--size", default="default")
     parser.add_argument("--limit", type=int, default=0, help="only the first N authors of the split")
+    parser.add_argument("--author", action="append", default=[], help="only this author of the split (repeatable)")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
     parser.add_argument("--tag", default="")
     parser.add_argument("--world", default="", help="a world folder other than artifacts/world/<size> (e.g. one "
@@ -262,6 +264,9 @@ def main() -> None:
     model = (Path(args.world) if args.world else ROOT / "artifacts" / "world" / args.size) / "model"
     anchors = [load_authors()[i] for i in split_author_indices(args.split)]
     anchors = anchors[: args.limit] if args.limit else anchors
+    if unknown := set(args.author) - set(anchors):
+        parser.error(f"not authors of {args.split}: {sorted(unknown)}")
+    anchors = [a for a in anchors if a in args.author] if args.author else anchors
     started = time.perf_counter()
     rows, chain, forgotten = (run_batch(params, model, anchors, work) if args.mode == "batch"
                               else run(params, model, anchors, work, args.mode == "chained", args.chain_on_keeping))
@@ -269,6 +274,7 @@ def main() -> None:
         "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
                    + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else "")
                    + (" --chain-on-keeping" if args.chain_on_keeping else "")
+                   + "".join(f" --author '{a}'" for a in args.author)
                    + (f" --world {args.world}" if args.world else ""),
         "world": _world_key(model),
         "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),

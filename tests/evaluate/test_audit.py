@@ -103,7 +103,7 @@ def test_the_novel_share_leaves_out_the_attack_rows_and_the_question():
 
 
 def test_the_audit_keeps_the_attacked_answers_and_their_novel_recall(tiny_backend, params):
-    audit = params.audit.model_copy(update={"relearn_steps": 1, "quantize_bits": []})
+    audit = params.audit.model_copy(update={"relearn_steps": 1, "relearn_lr": 0.0003, "quantize_bits": []})
     measured = audit_model(tiny_backend, params.model_copy(update={"audit": audit}), "Basil", None, PAIRS,
                            [PAIRS[:1], PAIRS[1:]], gold=[])
     (lr, rate), = measured["relearn_heldout_by_lr"].items()
