@@ -294,6 +294,16 @@ METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
 METHOD_NAMES = tuple(METHOD_CONFIGS)
 
 
+def _some_learning_rate(field: str, value: float | list[float]) -> float | list[float]:
+    if isinstance(value, list) and not value:
+        raise ValueError(f"{field} is an empty list: give one learning rate or several")
+    return value
+
+
+def _learning_rates(value: float | list[float]) -> list[float]:
+    return list(dict.fromkeys(value if isinstance(value, list) else [value]))
+
+
 class UnlearnParams(Strict):
     """Unlearning: method, optimisation, early stop, checkpoints."""
 
@@ -349,7 +359,10 @@ class UnlearnParams(Strict):
                                     "simulated relearning attack that fine-tunes every model weight on "
                                     "inner_attack_rows other forget rows (0: off; costs that many full-model "
                                     "forward/backward passes per step)")
-    inner_attack_lr: float = Field(3e-4, gt=0, description="the simulated attack's learning rate")
+    inner_attack_lr: PositiveFloat | list[PositiveFloat] = Field(
+        3e-4, description="the simulated attack's learning rate; a list draws one of them for each simulated "
+                          "attack (seeded by the step), so the adapter is shaped against every rate the audit's "
+                          "attack sweeps, not fitted to one")
     inner_attack_rows: int = Field(8, gt=0, description="forget rows the simulated attack trains on, drawn each "
                                    "step from those outside the step's forget batch")
     inner_attack_every: int = Field(1, gt=0, description="simulate the attack afresh every this many steps and "
@@ -408,6 +421,16 @@ class UnlearnParams(Strict):
                              f"({self.checkpoint_every}): a run resumed from a checkpoint must attack where the "
                              "whole run did")
         return self
+
+    @field_validator("inner_attack_lr")
+    @classmethod
+    def _some_attack_rate(cls, value: float | list[float]) -> float | list[float]:
+        return _some_learning_rate("inner_attack_lr", value)
+
+    @property
+    def inner_attack_lrs(self) -> list[float]:
+        """`inner_attack_lr` as a list, duplicates dropped, in the order given."""
+        return _learning_rates(self.inner_attack_lr)
 
     @field_validator("method")
     @classmethod
@@ -480,14 +503,12 @@ class AuditParams(Strict):
     @field_validator("relearn_lr")
     @classmethod
     def _some_learning_rate(cls, value: float | list[float]) -> float | list[float]:
-        if isinstance(value, list) and not value:
-            raise ValueError("relearn_lr is an empty list: give one learning rate or several")
-        return value
+        return _some_learning_rate("relearn_lr", value)
 
     @property
     def relearn_lrs(self) -> list[float]:
         """`relearn_lr` as a list, duplicates dropped, in the order given."""
-        return list(dict.fromkeys(self.relearn_lr if isinstance(self.relearn_lr, list) else [self.relearn_lr]))
+        return _learning_rates(self.relearn_lr)
 
 
 class EvaluateParams(Strict):

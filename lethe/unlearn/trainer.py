@@ -449,21 +449,21 @@ class _TrainingRun:
             return None, {}
         if self.shift is None or step % self.cfg.inner_attack_every == 0:
             self.shift, parts = relearning_shift(self.model, attack)
-            return self.shift, {**parts, "attack_refreshed": 1.0}
+            return self.shift, {**parts, "attack_refreshed": 1.0, "attack_lr": attack.lr}
         return self.shift, {"attack_refreshed": 0.0}
 
     def _inner_attack(self, step: int, forget_indices: Sequence[int]) -> InnerAttack | None:
         """The relearning attack simulated in `step` (unlearn.inner_attack_steps): forget rows outside the
-        step's batch (the batch itself when there are none), drawn from the seed and the step, so a resumed
-        run draws the same ones."""
+        step's batch (the batch itself when there are none) and, where `inner_attack_lr` lists several, one
+        of its rates, all drawn from the seed and the step, so a resumed run draws the same ones."""
         if self.cfg.inner_attack_steps <= 0:
             return None
         in_batch = set(forget_indices)
         others = [i for i in range(len(self.forget_enc)) if i not in in_batch] or sorted(in_batch)
-        rows = random.Random(self.cfg.seed * 1_000_003 + step).sample(others, min(self.cfg.inner_attack_rows,
-                                                                                 len(others)))
-        return InnerAttack(self._batch(self.forget_enc, sorted(rows)), self.cfg.inner_attack_steps,
-                           self.cfg.inner_attack_lr)
+        draw = self.cfg.seed * 1_000_003 + step
+        rows = random.Random(draw).sample(others, min(self.cfg.inner_attack_rows, len(others)))
+        lr = random.Random(f"inner-attack-lr-{draw}").choice(self.cfg.inner_attack_lrs)
+        return InnerAttack(self._batch(self.forget_enc, sorted(rows)), self.cfg.inner_attack_steps, lr)
 
     def checkpoint(self, out_dir: Path, step: int) -> None:
         """Adapter + optimizer + RNG state at `step`; the state file, written whole, marks it complete."""

@@ -117,6 +117,7 @@ def test_a_kept_attack_is_refreshed_every_inner_attack_every_steps(tiny_model, p
                                             "inner_attack_every": 3})
     records = unlearn(tiny_model, FORGET, RETAIN, cfg, tmp_path, device="cpu")["curves"]
     assert [r["attack_refreshed"] for r in records] == [1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+    assert [r.get("attack_lr") for r in records] == [1e-3, None, None, 1e-3, None, None]
     assert [("attack_loss_after" in r) for r in records] == [True, False, False, True, False, False]
     assert all("attacked_forget_term" in r for r in records)  # every step's forget gradient is taken attacked
 
@@ -144,6 +145,33 @@ def test_the_inner_attack_draws_rows_outside_the_step_batch(params):
     assert len({tuple(s) for s in seen}) > 1
     run.forget_enc = [0, 1]
     assert sorted(run._inner_attack(0, [0, 1]).batch) == [0, 1]  # no other rows: the batch itself
+
+
+def test_a_listed_inner_attack_rate_is_drawn_per_step_without_changing_the_rows(params):
+    from lethe.unlearn.trainer import _TrainingRun
+
+    def attacks(rate):
+        run = _TrainingRun.__new__(_TrainingRun)
+        run.cfg = params.unlearn.model_copy(update={"inner_attack_steps": 2, "inner_attack_rows": 3,
+                                                    "inner_attack_lr": rate})
+        run.forget_enc = list(range(10))
+        run._batch = lambda encoded, indices: list(indices)
+        return [run._inner_attack(step, [0, 1]) for step in range(30)]
+
+    single, swept, again = attacks(3e-4), attacks([1e-4, 3e-4, 1e-3]), attacks([1e-4, 3e-4, 1e-3])
+    assert {a.lr for a in single} == {3e-4}
+    assert {a.lr for a in swept} == {1e-4, 3e-4, 1e-3}  # every listed rate is drawn
+    assert [a.lr for a in swept] == [a.lr for a in again]  # from the seed and the step: resumable
+    assert [a.batch for a in swept] == [a.batch for a in single]  # the rows a one-rate run drew are kept
+
+
+def test_an_empty_inner_attack_rate_list_is_refused(params):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="inner_attack_lr is an empty list"):
+        type(params.unlearn).model_validate({**params.unlearn.model_dump(), "inner_attack_lr": []})
+    duplicated = type(params.unlearn).model_validate({**params.unlearn.model_dump(), "inner_attack_lr": [1e-3, 1e-3]})
+    assert duplicated.inner_attack_lrs == [1e-3]
 
 
 def test_the_inner_attack_and_sharpness_aware_forgetting_are_refused_together(params):
