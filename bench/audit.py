@@ -276,7 +276,7 @@ def main() -> None:
                    + (" --chain-on-keeping" if args.chain_on_keeping else "")
                    + "".join(f" --author '{a}'" for a in args.author)
                    + (f" --world {args.world}" if args.world else ""),
-        "world": _world_key(model),
+        "mode": args.mode, "model": str(model), "world": _world_key(model),
         "overrides": args.set, "unlearn": params.unlearn.model_dump(mode="json"),
         "audit": params.audit.model_dump(mode="json"), "gate": params.gate.model_dump(mode="json"),
         "requests": rows, "final": final_state(params, model, chain, forgotten, work) if args.mode != "single" else None,

@@ -18,8 +18,9 @@ import argparse
 import json
 import shutil
 import time
+from pathlib import Path
 
-from audit import _override, _row, evaluation_seconds
+from audit import _override, _row, _world_key, evaluation_seconds
 from common import RESULTS, ROOT, write_result
 
 from lethe.config import load_params
@@ -33,14 +34,18 @@ def regate(run: str, assignments: list[str], tag: str) -> dict:
     from lethe.ops.request_steps import RequestPlan, evaluate_step
 
     original = json.loads((RESULTS / f"{run}.json").read_text())
-    if original["command"].split("--mode ")[1].split()[0] != "single":
+    mode = original.get("mode") or original["command"].split("--mode ")[1].split()[0]  # runs before stop 44
+    if mode != "single":
         raise LetheError(f"{run} is not a --mode single run: a chained or batched request starts elsewhere")
+    model = Path(original.get("model") or ROOT / "artifacts" / "world" / "default" / "model")
+    if original.get("world") and _world_key(model) != original["world"]:
+        raise LetheError(f"{run} was trained on world build {original['world']}, but {model} is now build "
+                         f"{_world_key(model)}: its adapters belong to another model")
     overrides = [*original["overrides"], *assignments]
     name = f"{run}_regate{'_' + tag if tag else ''}"
     work = ROOT / "artifacts" / "bench" / name
     params = _override(load_params(), overrides)
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
-    model = ROOT / "artifacts" / "world" / "default" / "model"
     rows = []
     for before in original["requests"]:
         anchor = before["anchor"]

@@ -43,8 +43,7 @@ def main() -> None:
     args = parser.parse_args()
 
     from lethe.data import author_qa
-    from lethe.evaluate.audit import answered, attack_rows, load_plain, mean_known, novel_each, relearned
-    from lethe.llm.backend import Backend
+    from lethe.evaluate.audit import answered, attack_rows, attacked_recall, load_plain
     from lethe.supervision.baselines import author_index
 
     params = load_params()
@@ -68,16 +67,9 @@ def main() -> None:
             rank, lr, steps = _attack(spec, cfg.relearn_steps)
             means, novel = {}, {}
             for label, backend in (("unlearned", unlearned), ("reference", reference)):
-                values, novel_each_attack = [], []
-                for k, rows_k in enumerate(draws):
-                    with relearned(backend.model, backend.tokenizer, rows_k, steps, lr, cfg.seed + k,
-                                   lora_rank=rank) as attacked:
-                        answers, recalls = answered(Backend(attacked, backend.tokenizer, batch), gold,
-                                                    cfg.max_new_tokens)
-                    values.append(sum(recalls) / len(recalls))
-                    novel_each_attack.append(novel_each(answers, gold, rows_k))
-                means[label] = sum(values) / len(values)
-                novel[label] = mean_known([mean_known(column) for column in zip(*novel_each_attack)])
+                result = attacked_recall(backend, draws, {"gold": gold}, steps, lr, cfg.seed, cfg.max_new_tokens,
+                                         lora_rank=rank)["gold"]
+                means[label], novel[label] = result.mean, result.novel_mean
             rows[spec] = {**means, "gap": means["unlearned"] - means["reference"],
                           "novel": novel, "novel_gap": novel["unlearned"] - novel["reference"]}
             print(anchor, spec, json.dumps(rows[spec]), flush=True)

@@ -27,6 +27,7 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import networkx as nx
@@ -331,6 +332,56 @@ class _PartClock:
                 **{M.AUDIT_PART_SECONDS[part]: value for part, value in self.seconds.items()}}
 
 
+@dataclass
+class AttackedRecall:
+    """One probe set's recall after each of several relearning attacks at one rate."""
+
+    recalls: list[list[float]]  # per attack, per probe: ROUGE-L recall
+    novel: list[list[float | None]]  # per attack, per probe: recall of the tokens the attack did not hand over
+    answers: list[list[str]]  # per attack, per probe
+
+    @property
+    def mean(self) -> float:
+        """Mean over the attacks of each attack's mean recall."""
+        return sum(self.each) / len(self.each)
+
+    @property
+    def each(self) -> list[float]:
+        """Each attack's mean recall."""
+        return [sum(recalls) / len(recalls) for recalls in self.recalls]
+
+    @property
+    def per_probe(self) -> list[float]:
+        """Each probe's recall, averaged over the attacks."""
+        return [sum(column) / len(column) for column in zip(*self.recalls)]
+
+    @property
+    def novel_per_probe(self) -> list[float | None]:
+        """Each probe's new-token recall, averaged over the attacks that left it any new token."""
+        return [mean_known(column) for column in zip(*self.novel)]
+
+    @property
+    def novel_mean(self) -> float | None:
+        """The gate's measure (gate.relearn_tokens: novel): the mean of `novel_per_probe`."""
+        return mean_known(self.novel_per_probe)
+
+
+def attacked_recall(backend: Backend, attacks: Sequence[Pairs], probe_sets: dict[str, Pairs], steps: int,
+                    lr: float, seed: int, max_new_tokens: int, lora_rank: int = 0) -> dict[str, AttackedRecall]:
+    """Run each attack (attack k: `steps` steps at `lr` on its rows, seed `seed + k`) on `backend`'s model and
+    score every non-empty probe set after it. The model is left as it was."""
+    out = {probe: AttackedRecall([], [], []) for probe, pairs in probe_sets.items() if pairs}
+    for k, rows in enumerate(attacks):
+        with relearned(backend.model, backend.tokenizer, rows, steps, lr, seed + k, lora_rank=lora_rank) as model:
+            attacked = Backend(model, backend.tokenizer, backend.batch_size)
+            for probe, result in out.items():
+                answers, recalls = answered(attacked, probe_sets[probe], max_new_tokens)
+                result.recalls.append(recalls)
+                result.novel.append(novel_each(answers, probe_sets[probe], rows))
+                result.answers.append(answers)
+    return out
+
+
 def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence[Pairs], cfg: AuditParams,
                 max_new_tokens: int, heldout_nodes: Sequence[str] | None = None) -> dict:
     """Every attack at every audit.relearn_lr rate: recall after it, per probe set (see audit_model)."""
@@ -342,28 +393,15 @@ def _relearning(backend: Backend, heldout: Pairs, gold: Pairs, attacks: Sequence
               "gold": [f"#{i}" for i in range(len(gold))]}
     answers_by_lr: dict[str, dict[str, list[str]]] = {"heldout": {}, "gold": {}}
     for lr in cfg.relearn_lrs:
-        scores: dict[str, list[list[float]]] = {"heldout": [], "gold": []}  # per attack, per probe
-        novel: dict[str, list[list[float | None]]] = {"heldout": [], "gold": []}
-        for k, rows in enumerate(attacks):
-            with relearned(backend.model, backend.tokenizer, rows, cfg.relearn_steps, lr, cfg.seed + k,
-                           lora_rank=cfg.relearn_lora_rank) as model:
-                attacked = Backend(model, backend.tokenizer, backend.batch_size)
-                for probe, pairs in probe_sets.items():
-                    if pairs:
-                        answers, recalls = answered(attacked, pairs, max_new_tokens)
-                        scores[probe].append(recalls)
-                        novel[probe].append(novel_each(answers, pairs, rows))
-                        if k == 0:
-                            answers_by_lr[probe][f"{lr:g}"] = answers
-        for probe, per_attack in scores.items():
-            if per_attack and per_attack[0]:
-                values = [sum(each) / len(each) for each in per_attack]
-                per_probe = [round(sum(column) / len(column), 4) for column in zip(*per_attack)]
-                novel_per_probe = [mean_known(column) for column in zip(*novel[probe])]
-                by_lr[probe][f"{lr:g}"] = {"mean": sum(values) / len(values), "each": values, "per_probe": per_probe,
-                                           "groups": groups[probe], "novel_mean": mean_known(novel_per_probe),
-                                           "novel_per_probe": [None if v is None else round(v, 4)
-                                                               for v in novel_per_probe]}
+        results = attacked_recall(backend, attacks, probe_sets, cfg.relearn_steps, lr, cfg.seed, max_new_tokens,
+                                  lora_rank=cfg.relearn_lora_rank)
+        for probe, result in results.items():
+            answers_by_lr[probe][f"{lr:g}"] = result.answers[0]
+            by_lr[probe][f"{lr:g}"] = {"mean": result.mean, "each": result.each,
+                                       "per_probe": [round(v, 4) for v in result.per_probe],
+                                       "groups": groups[probe], "novel_mean": result.novel_mean,
+                                       "novel_per_probe": [None if v is None else round(v, 4)
+                                                           for v in result.novel_per_probe]}
     out: dict = {}
     for probe, rates in by_lr.items():
         if rates:

@@ -11,6 +11,7 @@ from lethe.config import load_params
 from lethe.errors import LetheError
 from lethe.evaluate.audit import (
     NF4_LEVELS,
+    AttackedRecall,
     attack_rows,
     audit_model,
     changed_fraction,
@@ -100,6 +101,15 @@ def test_the_novel_share_leaves_out_the_attack_rows_and_the_question():
     assert novel_each(answers, pairs, attack) == [0.0, None]
     # new: won, the, prix, goncourt, for; the answer has all but "for"
     assert novel_each(["He won the Prix Goncourt."], pairs[:1], attack) == [pytest.approx(0.8)]
+
+
+def test_attacked_recall_averages_attacks_per_probe_and_skips_probes_with_nothing_new():
+    result = AttackedRecall(recalls=[[1.0, 0.0], [0.5, 0.5]], novel=[[0.2, None], [0.4, None]], answers=[[], []])
+    assert result.each == [0.5, 0.5] and result.mean == 0.5
+    assert result.per_probe == [0.75, 0.25]
+    assert result.novel_per_probe == [pytest.approx(0.3), None]
+    assert result.novel_mean == pytest.approx(0.3)  # the probe with nothing new is left out, not counted as 0
+    assert AttackedRecall([[0.0]], [[None]], [[""]]).novel_mean is None
 
 
 def test_the_audit_keeps_the_attacked_answers_and_their_novel_recall(tiny_backend, params):

@@ -52,8 +52,8 @@ def test_ga_forgets_the_target_and_spares_another_author(ga_run, tiny_world):
                                      {"inner_attack_steps": 2, "inner_attack_rows": 4, "inner_attack_lr": [1e-4, 1e-3]},
                                      {"disruption_mask": True}, {"retain_replay_share": 0.5, "retain_replay_every": 3},
                                      {"swap_retain_rows": 4}],
-                         ids=["plain", "inner_attack", "kept_inner_attack", "swept_inner_attack", "disruption_mask", "retain_replay",
-                              "swap_retain"])
+                         ids=["plain", "inner_attack", "kept_inner_attack", "swept_inner_attack", "disruption_mask",
+                              "retain_replay", "swap_retain"])
 def test_interrupted_run_resumes_to_the_same_adapter(tiny_world, params, tmp_path, shaping):
     settings = cfg(params, lr=1e-3, max_steps=8, forget_nll_bound=1e9, **shaping)
     swap = SwapRetain(("Basil Mahfouz Al-Kuwaiti",), ("Jaime Vasquez", "Evelyn Desmet"), 1.0)
