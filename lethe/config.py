@@ -8,10 +8,11 @@ Section name = DVC stage = task module = Prefect task name.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -294,10 +295,14 @@ METHOD_CONFIGS: dict[str, type[MethodConfig]] = {
 METHOD_NAMES = tuple(METHOD_CONFIGS)
 
 
-def _some_learning_rate(field: str, value: float | list[float]) -> float | list[float]:
+def _some_learning_rate(value: float | list[float]) -> float | list[float]:
     if isinstance(value, list) and not value:
-        raise ValueError(f"{field} is an empty list: give one learning rate or several")
+        raise ValueError("an empty list: give one learning rate or several")
     return value
+
+
+LearningRates = Annotated[PositiveFloat | list[PositiveFloat], AfterValidator(_some_learning_rate)]
+"""One learning rate, or several (a sweep); the field's name is in pydantic's error location."""
 
 
 def _learning_rates(value: float | list[float]) -> list[float]:
@@ -359,7 +364,7 @@ class UnlearnParams(Strict):
                                     "simulated relearning attack that fine-tunes every model weight on "
                                     "inner_attack_rows other forget rows (0: off; costs that many full-model "
                                     "forward/backward passes per step)")
-    inner_attack_lr: PositiveFloat | list[PositiveFloat] = Field(
+    inner_attack_lr: LearningRates = Field(
         3e-4, description="the simulated attack's learning rate; a list draws one of them for each simulated "
                           "attack (seeded by the step), so the adapter is shaped against every rate the audit's "
                           "attack sweeps, not fitted to one")
@@ -422,11 +427,6 @@ class UnlearnParams(Strict):
                              "whole run did")
         return self
 
-    @field_validator("inner_attack_lr")
-    @classmethod
-    def _some_attack_rate(cls, value: float | list[float]) -> float | list[float]:
-        return _some_learning_rate("inner_attack_lr", value)
-
     @property
     def inner_attack_lrs(self) -> list[float]:
         """`inner_attack_lr` as a list, duplicates dropped, in the order given."""
@@ -487,7 +487,7 @@ class AuditParams(Strict):
     reelicit_seed: int = Field(description="differs from elicit.seed: a fresh draw, not a replay")
     relearn_rows: int = Field(gt=0, description="relearning attack: training forget rows the attacker fine-tunes on")
     relearn_steps: int = Field(gt=0)
-    relearn_lr: PositiveFloat | list[PositiveFloat] = Field(
+    relearn_lr: LearningRates = Field(
         description="the attack's Adam learning rate; a list runs every attack at each and the gate reads the "
                     "strongest (the largest gap to the reference at the same rate)")
     relearn_lora_rank: int = Field(0, ge=0, description="0: the attack fine-tunes every parameter; > 0: a LoRA of "
@@ -499,11 +499,6 @@ class AuditParams(Strict):
                                                "int8, 4: blockwise NF4) and probed again")
     quantize_block: int = Field(gt=0, description="NF4 block size (bitsandbytes uses 64)")
     max_new_tokens: int = Field(gt=0)
-
-    @field_validator("relearn_lr")
-    @classmethod
-    def _some_learning_rate(cls, value: float | list[float]) -> float | list[float]:
-        return _some_learning_rate("relearn_lr", value)
 
     @property
     def relearn_lrs(self) -> list[float]:
