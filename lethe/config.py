@@ -114,7 +114,8 @@ def check_template(template: str, allowed: set[str], required: set[str]) -> str:
                          f"{', '.join('{' + f + '}' for f in sorted(unknown))}; allowed: "
                          f"{', '.join('{' + f + '}' for f in sorted(allowed))}")
     if missing:
-        raise ValueError(f"prompt template {template!r} must contain {', '.join('{' + f + '}' for f in sorted(missing))}")
+        needed = ", ".join("{" + f + "}" for f in sorted(missing))
+        raise ValueError(f"prompt template {template!r} must contain {needed}")
     return template
 
 
