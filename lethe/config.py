@@ -219,6 +219,8 @@ class LoraParams(Strict):
     target_modules: Literal["auto"] | list[str] = Field(
         description="auto: every attention and MLP projection of the architecture (fused and Conv1D ones "
         "included, never embeddings or the output head); or a list of leaf module names")
+    layers: list[int] | None = Field(None, description="adapt only these transformer blocks (0: the first); "
+                                     "null: every block. A chained request keeps its starting adapter's blocks")
 
     @field_validator("target_modules")
     @classmethod
@@ -226,6 +228,13 @@ class LoraParams(Strict):
         if isinstance(value, list) and (not value or not all(isinstance(v, str) and v for v in value)):
             raise ValueError("target_modules must be `auto` or a non-empty list of module names")
         return value
+
+    @field_validator("layers")
+    @classmethod
+    def _blocks(cls, value: list[int] | None) -> list[int] | None:
+        if value is not None and (not value or min(value) < 0):
+            raise ValueError("layers must be null (every block) or a non-empty list of block indices >= 0")
+        return sorted(set(value)) if value is not None else None
 
 
 class DistillParams(Strict):

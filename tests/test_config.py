@@ -87,3 +87,12 @@ def test_a_relearning_check_without_an_adaptive_budget_is_refused(tmp_path):
         load_params(path)
     with pytest.raises(ConfigError, match=r"unlearn\.stop_relearn_gap"):
         load_params(_write(tmp_path, lambda r: r["unlearn"].update(stop_relearn_gap=-0.1)))
+
+
+def test_lora_layers_are_null_or_block_indices(tmp_path):
+    assert load_params().unlearn.lora.layers is None  # every block
+    chosen = load_params(_write(tmp_path, lambda r: r["unlearn"]["lora"].update(layers=[3, 2, 3])))
+    assert chosen.unlearn.lora.layers == [2, 3]
+    for bad in ([], [-1], "late"):
+        with pytest.raises(ConfigError, match=r"unlearn\.lora\.layers"):
+            load_params(_write(tmp_path, lambda r, bad=bad: r["unlearn"]["lora"].update(layers=bad)))

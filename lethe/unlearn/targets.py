@@ -5,6 +5,8 @@ Llama/Qwen2/Mistral/Gemma's `q_proj ... down_proj`, Phi-3's fused `qkv_proj` / `
 GPT-2's `Conv1D` projections `c_attn`, `c_proj`, `c_fc`. Embeddings and the output head are never
 adapted (the head is often tied to the input embeddings; adapting it would change every token's
 likelihood, not the entity's knowledge). Names are leaf names, as peft matches them.
+
+`unlearn.lora.layers` narrows the adapter to some transformer blocks (peft's `layers_to_transform`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from lethe.errors import LetheError
-from lethe.llm.layers import projection_names
+from lethe.llm.layers import decoder_blocks, projection_names
 
 AUTO = "auto"
 
@@ -39,12 +41,27 @@ def resolve_targets(model: torch.nn.Module, requested: str | Sequence[str]) -> l
     return list(requested)
 
 
-def check_targets(model_path, requested: str | Sequence[str]) -> list[str]:
-    """`resolve_targets` on the model's skeleton (meta device, no weights read): a wrong name fails in
-    well under a second, before anything waits for the machine's training slot or loads weights."""
+def check_layers(model: torch.nn.Module, layers: Sequence[int] | None) -> None:
+    """Refuse block indices this model does not have (or a model whose blocks cannot be found)."""
+    if layers is None:
+        return
+    blocks = decoder_blocks(model)
+    if blocks is None:
+        raise LetheError(f"unlearn.lora.layers needs a stack of transformer blocks; none was found in this "
+                         f"{model.config.model_type} model (remove unlearn.lora.layers to adapt every block)")
+    beyond = [index for index in layers if index >= len(blocks)]
+    if beyond:
+        raise LetheError(f"unlearn.lora.layers {beyond} do not exist: this model has {len(blocks)} blocks, "
+                         f"0 to {len(blocks) - 1}")
+
+
+def check_targets(model_path, requested: str | Sequence[str], layers: Sequence[int] | None = None) -> list[str]:
+    """`resolve_targets` and `check_layers` on the model's skeleton (meta device, no weights read): a wrong
+    name fails in well under a second, before anything waits for the machine's training slot or loads weights."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(model_path)
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config)
+    check_layers(skeleton, layers)
     return resolve_targets(skeleton, requested)

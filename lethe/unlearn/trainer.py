@@ -31,7 +31,7 @@ from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names
 from lethe.unlearn.retain_replay import RetainReplay
 from lethe.unlearn.saturation import saturation
 from lethe.unlearn.swap_retain import SwapRetain, swap_batch
-from lethe.unlearn.targets import check_targets, resolve_targets
+from lethe.unlearn.targets import check_layers, check_targets, resolve_targets
 
 if TYPE_CHECKING:
     from lethe.unlearn.budget_relearn import RelearnCheck
@@ -187,7 +187,7 @@ def check_inputs(model_path: str | Path, forget: Sequence[tuple[str, str]], reta
     """Every check that needs no weights: the data checks of `_method_for`, and LoRA target names
     that exist in this architecture (on its meta-device skeleton)."""
     _method_for(forget, retain, cfg, method_name)
-    check_targets(model_path, cfg.lora.target_modules)
+    check_targets(model_path, cfg.lora.target_modules, cfg.lora.layers)
 
 
 def _method_for(forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], cfg: UnlearnParams,
@@ -244,6 +244,7 @@ def train_adapter(
     masks, swap_rows = (_on_base(base, lambda: _focus_and_swap(base, tokenizer, forget, focus, swap, cfg.batch_size))
                         if focus or swap else (None, []))
     targets = resolve_targets(base, cfg.lora.target_modules)
+    check_layers(base, cfg.lora.layers)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
@@ -265,6 +266,7 @@ def train_adapter(
         "merged_path": str(merged_dir) if merged_dir else None,
         "method": method.name,
         "target_modules": targets,
+        "lora_layers": cfg.lora.layers,
         "base_dtype": str(next(base.parameters()).dtype).removeprefix("torch."),
         "gradient_checkpointing": bool(getattr(base, "is_activation_checkpointing", False)),
         "steps": len(run.curves),
@@ -354,6 +356,7 @@ def _adapted_model(base, targets: Sequence[str], cfg: UnlearnParams, device: tor
         lora_targets = _lora_targets(targets, full)
         lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                           target_modules=lora_targets, modules_to_save=full or None,
+                          layers_to_transform=cfg.lora.layers,
                           fan_in_fan_out=uses_conv1d(base, lora_targets), task_type="CAUSAL_LM")
         model = get_peft_model(base, lora)
     for p in model.parameters():

@@ -143,6 +143,22 @@ def test_missing_lora_target_is_refused_before_training(tiny_world, params, tmp_
     assert not (tmp_path / "out").exists()
 
 
+def test_lora_layers_adapt_only_the_named_blocks(tiny_world, params, tmp_path):
+    lora = params.unlearn.lora.model_copy(update={"layers": [1]})
+    result = unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg(params, lora=lora, max_steps=2), tmp_path, "ga_gd")
+    weights = load_file(Path(result["adapter_path"]) / "adapter_model.safetensors")
+    blocks = {int(key.split(".layers.")[1].split(".")[0]) for key in weights}
+    assert blocks == {1} and result["lora_layers"] == [1]
+    assert all(float(w.abs().sum()) > 0 for key, w in weights.items() if "lora_B" in key)  # it trained there
+
+
+def test_lora_layers_the_model_lacks_are_refused_before_training(tiny_world, params, tmp_path):
+    lora = params.unlearn.lora.model_copy(update={"layers": [0, 99]})
+    with pytest.raises(LetheError, match=r"layers \[99\] do not exist: this model has \d+ blocks"):
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg(params, lora=lora), tmp_path / "out", "ga")
+    assert not (tmp_path / "out").exists()
+
+
 def test_forget_set_that_failed_validation_is_refused(tiny_world, params, tmp_path):
     (tmp_path / "validation").mkdir()
     (tmp_path / "validation" / "validation.json").write_text(json.dumps(
