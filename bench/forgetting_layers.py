@@ -1,0 +1,89 @@
+"""Where does an adapter's forgetting live? Gold recall with its weight change applied to some blocks only.
+
+For each request a `bench/audit.py` run left behind, the adapter is merged into a copy of the world
+model, and the difference to the model (the weight change) is put back block by block: on no block,
+every block, each block alone, each prefix (blocks 0..k) and each suffix (blocks k..last). The
+entity's gold recall (ROUGE-L, greedy) on each variant says which blocks carry the forgetting. An
+update that forgets through the first block alone cuts the name off from what the model stores about
+it; a few fine-tuning steps can reconnect it, and everything behind the name comes back with it.
+
+    python bench/forgetting_layers.py --run audit_forget01_single_s42_swap8_seed1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import time
+
+import torch
+from common import ROOT, write_result
+
+from lethe.config import load_params
+
+BLOCK = re.compile(r"\.(?:layers|h|blocks)\.(\d+)\.")
+
+
+def _block(name: str) -> int | None:
+    found = BLOCK.search(name)
+    return int(found.group(1)) if found else None
+
+
+def _subsets(blocks: int) -> dict[str, set[int | None]]:
+    every: set[int | None] = set(range(blocks)) | {None}
+    out: dict[str, set[int | None]] = {"none": set(), "every": every}
+    out.update({f"only {b}": {b} for b in range(blocks)})
+    out.update({f"0..{b}": set(range(b + 1)) for b in range(1, blocks - 1)})
+    out.update({f"{b}..{blocks - 1}": set(range(b, blocks)) for b in range(1, blocks - 1)})
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", required=True, help="a folder of artifacts/bench/ written by bench/audit.py")
+    parser.add_argument("--size", default="default")
+    args = parser.parse_args()
+
+    from lethe.data import author_qa
+    from lethe.evaluate.audit import answered, load_plain
+    from lethe.llm.layers import decoder_blocks
+    from lethe.supervision.baselines import author_index
+
+    params = load_params()
+    device, batch, tokens = params.backend.device, params.backend.batch_size, params.audit.max_new_tokens
+    world = ROOT / "artifacts" / "world" / args.size
+    run = ROOT / "artifacts" / "bench" / args.run
+    started = time.perf_counter()
+    out: dict = {"run": args.run, "entities": {}}
+    for request in sorted(p for p in run.iterdir() if (p / "from-base" / "unlearn" / "adapter").is_dir()):
+        work = request / "from-base"
+        anchor = json.loads((work / "mine" / "request.json").read_text())["anchor"]
+        gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
+        model = load_plain(world / "model", None, device, batch)
+        merged = load_plain(world / "model", work / "unlearn" / "adapter", device, batch)
+        weights, changed = dict(model.model.named_parameters()), dict(merged.model.named_parameters())
+        delta = {name: (changed[name] - weights[name]).detach() for name in weights
+                 if name in changed and not torch.equal(changed[name], weights[name])}
+        del merged
+        original = {name: weights[name].detach().clone() for name in delta}
+        norms: dict[str, float] = {}
+        for name, change in delta.items():
+            key = str(_block(name))
+            norms[key] = norms.get(key, 0.0) + float(change.norm()) ** 2
+        recall = {}
+        for label, blocks in _subsets(len(decoder_blocks(model.model))).items():
+            with torch.no_grad():
+                for name, change in delta.items():
+                    weights[name].copy_(original[name] + change if _block(name) in blocks else original[name])
+            scores = answered(model, gold, tokens)[1]
+            recall[label] = sum(scores) / len(scores)
+            print(anchor, label, round(recall[label], 3), flush=True)
+        out["entities"][anchor] = {"change_norm_by_block": {k: v ** 0.5 for k, v in sorted(norms.items())},
+                                   "gold_recall": recall}
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_result(f"forgetting_layers_{args.run}", out)
+
+
+if __name__ == "__main__":
+    main()
