@@ -2,7 +2,8 @@
 
 For each request a `bench/audit.py` run left behind, the adapter is merged into a copy of the world
 model, and the difference to the model (the weight change) is put back block by block: on no block,
-every block, each block alone, each prefix (blocks 0..k) and each suffix (blocks k..last). The
+every block, each block alone, each prefix (blocks 0..k) and each suffix (blocks k..last), and the
+attention or the MLP projections alone (in every block, and in block 0). The
 entity's gold recall (ROUGE-L, greedy) on each variant says which blocks carry the forgetting. An
 update that forgets through the first block alone cuts the name off from what the model stores about
 it; a few fine-tuning steps can reconnect it, and everything behind the name comes back with it.
@@ -16,6 +17,7 @@ import argparse
 import json
 import re
 import time
+from collections.abc import Callable
 
 import torch
 from common import ROOT, write_result
@@ -30,12 +32,22 @@ def _block(name: str) -> int | None:
     return int(found.group(1)) if found else None
 
 
-def _subsets(blocks: int) -> dict[str, set[int | None]]:
+def _kind(name: str) -> str:
+    return "mlp" if ".mlp." in name else "attention" if "attn" in name else "other"
+
+
+def _subsets(blocks: int) -> dict[str, Callable[[str], bool]]:
+    """Which weight changes each variant keeps, by parameter name."""
+    def within(chosen: set[int | None], kind: str | None = None) -> Callable[[str], bool]:
+        return lambda name: _block(name) in chosen and (kind is None or _kind(name) == kind)
+
     every: set[int | None] = set(range(blocks)) | {None}
-    out: dict[str, set[int | None]] = {"none": set(), "every": every}
-    out.update({f"only {b}": {b} for b in range(blocks)})
-    out.update({f"0..{b}": set(range(b + 1)) for b in range(1, blocks - 1)})
-    out.update({f"{b}..{blocks - 1}": set(range(b, blocks)) for b in range(1, blocks - 1)})
+    out = {"none": within(set()), "every": within(every)}
+    out.update({f"only {b}": within({b}) for b in range(blocks)})
+    out.update({f"0..{b}": within(set(range(b + 1))) for b in range(1, blocks - 1)})
+    out.update({f"{b}..{blocks - 1}": within(set(range(b, blocks))) for b in range(1, blocks - 1)})
+    out.update({f"{kind} only": within(every, kind) for kind in ("attention", "mlp")})
+    out.update({f"{kind} of block 0": within({0}, kind) for kind in ("attention", "mlp")})
     return out
 
 
@@ -72,10 +84,10 @@ def main() -> None:
             key = str(_block(name))
             norms[key] = norms.get(key, 0.0) + float(change.norm()) ** 2
         recall = {}
-        for label, blocks in _subsets(len(decoder_blocks(model.model))).items():
+        for label, kept in _subsets(len(decoder_blocks(model.model))).items():
             with torch.no_grad():
                 for name, change in delta.items():
-                    weights[name].copy_(original[name] + change if _block(name) in blocks else original[name])
+                    weights[name].copy_(original[name] + change if kept(name) else original[name])
             scores = answered(model, gold, tokens)[1]
             recall[label] = sum(scores) / len(scores)
             print(anchor, label, round(recall[label], 3), flush=True)
