@@ -9,7 +9,7 @@ import resource
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +35,13 @@ def write_result(name: str, payload: dict) -> Path:
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=1, default=float))
     print(f"wrote {path}", file=sys.stderr)
     return path
+
+
+def stored_requests(run: Path) -> Iterator[tuple[str, Path]]:
+    """(anchor, work folder) of each request a `bench/audit.py` run left an adapter for, by folder name."""
+    for work in sorted(run.glob("*/from-base")):
+        if (work / "unlearn" / "adapter" / "adapter_config.json").is_file():
+            yield json.loads((work / "mine" / "request.json").read_text())["anchor"], work
 
 
 def write_set(path: Path, rows) -> Path:

@@ -14,13 +14,12 @@ it; a few fine-tuning steps can reconnect it, and everything behind the name com
 from __future__ import annotations
 
 import argparse
-import json
 import re
 import time
 from collections.abc import Callable
 
 import torch
-from common import ROOT, write_result
+from common import ROOT, stored_requests, write_result
 
 from lethe.config import load_params
 
@@ -68,9 +67,7 @@ def main() -> None:
     run = ROOT / "artifacts" / "bench" / args.run
     started = time.perf_counter()
     out: dict = {"run": args.run, "entities": {}}
-    for request in sorted(p for p in run.iterdir() if (p / "from-base" / "unlearn" / "adapter").is_dir()):
-        work = request / "from-base"
-        anchor = json.loads((work / "mine" / "request.json").read_text())["anchor"]
+    for anchor, work in stored_requests(run):
         gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
         model = load_plain(world / "model", None, device, batch)
         merged = load_plain(world / "model", work / "unlearn" / "adapter", device, batch)

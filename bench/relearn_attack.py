@@ -23,7 +23,7 @@ import json
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, write_result
+from common import RESULTS, ROOT, stored_requests, write_result
 
 from lethe.config import load_params
 
@@ -55,9 +55,7 @@ def main() -> None:
                  "attacks_averaged": cfg.relearn_attacks, "entities": {}}
     started = time.perf_counter()
     reference = load_plain(world / "retain_model", None, device, batch)
-    for request in sorted(p for p in run.iterdir() if (p / "from-base" / "unlearn" / "adapter").is_dir()):
-        work = request / "from-base"
-        anchor = json.loads((work / "mine" / "request.json").read_text())["anchor"]
+    for anchor, work in stored_requests(run):
         gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
         forget = [(r["question"], r["answer"]) for r in map(json.loads, (work / "mine" / "forget_set.jsonl").open())]
         draws = attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)

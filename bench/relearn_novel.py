@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from common import ROOT, write_result
+from common import ROOT, stored_requests, write_result
 
 from lethe.config import load_params
 from lethe.data import author_qa
@@ -37,16 +37,6 @@ def _novel_unattacked(backend, pairs, attacks, params) -> float:
     return sum(m for m in means if m is not None) / max(1, sum(m is not None for m in means))
 
 
-def _requests(run: Path):
-    for request in sorted(run.glob("*/from-base")):
-        if (request / "unlearn" / "adapter" / "adapter_config.json").is_file():
-            yield request
-
-
-def _anchor(request: Path) -> str:
-    return json.loads((request / "mine" / "request.json").read_text())["anchor"]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="bench/audit.py work folders (artifacts/bench/<name>)")
@@ -55,8 +45,7 @@ def main() -> None:
     params = load_params()
     model, rows = args.world / "model", []
     for run in args.runs:
-        for request in _requests(run):
-            anchor = _anchor(request)
+        for anchor, request in stored_requests(run):
             reference = never_trained_reference(model, [anchor])
             inputs = _audit_inputs(params, request / "mine")
             gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
