@@ -240,11 +240,11 @@ def train_adapter(
     torch.manual_seed(cfg.seed)
     target = resolve_device(device)
     base, tokenizer = load_base(model_path, target, dtype)
+    targets = resolve_targets(base, cfg.lora.target_modules)  # before the token scoring below: a bad name fails fast
+    check_layers(base, cfg.lora.layers)
     swap = swap if swap and cfg.swap_retain_rows else None
     masks, swap_rows = (_on_base(base, lambda: _focus_and_swap(base, tokenizer, forget, focus, swap, cfg.batch_size))
                         if focus or swap else (None, []))
-    targets = resolve_targets(base, cfg.lora.target_modules)
-    check_layers(base, cfg.lora.layers)
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
