@@ -635,10 +635,6 @@ class ScaleParams(Strict):
     evaluation_fanout: bool = Field(True, description="a request's evaluation shards (the suite, each model's "
                                     "audit) run on the Dask cluster when there is one: a compliance run's, or "
                                     "dask_address (lethe/pipeline/flows/evaluation.py)")
-    request_cluster: Literal["auto", "always", "never"] = Field(
-        "auto", description="a request with no cluster at hand (`lethe forget`) starts a LocalCluster of `workers` "
-        "for its evaluation shards; auto: when it evaluates on CPU and the machine has `workers` cores or more "
-        "(shards on one GPU would only queue for it)")
 
     @field_validator("dask_address")
     @classmethod

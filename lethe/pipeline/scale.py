@@ -94,22 +94,6 @@ def dask_task_runner(scale: ScaleParams) -> DaskTaskRunner:
     return DaskTaskRunner(cluster_class="distributed.LocalCluster", cluster_kwargs=_local_cluster_kwargs(scale))
 
 
-def request_cluster_wanted(scale: ScaleParams, device: str, cores: int | None = None) -> bool:
-    """Whether a request with no Dask cluster at hand starts a LocalCluster for its evaluation shards
-    (`scale.request_cluster`). auto says yes on CPU when at least `scale.workers` (> 1) cores are free
-    now (`cores`, else lethe.machine.free_cores): the shards are independent model reads, and one
-    process with two torch threads leaves much of the second core idle on a small model. On a GPU the
-    shards would only take turns on it; on busy cores the workers would only compete."""
-    if scale.request_cluster != "auto":
-        return scale.request_cluster == "always"
-    if scale.workers < 2:
-        return False
-    from lethe.llm.loading import resolve_device
-    from lethe.machine import free_cores
-
-    return resolve_device(device).type == "cpu" and (free_cores() if cores is None else cores) >= scale.workers
-
-
 def worker_name() -> str:
     """Which process ran a task (host:pid): the audit table says which worker measured each row."""
     return f"{socket.gethostname()}:{os.getpid()}"

@@ -17,7 +17,7 @@ from prefect import flow, task
 from lethe.config import ScaleParams
 from lethe.errors import ConfigError
 from lethe.pipeline.dask_worker_logging import ClosedStreamHeartbeatFilter
-from lethe.pipeline.scale import dask_task_runner, request_cluster_wanted, worker_name
+from lethe.pipeline.scale import dask_task_runner, worker_name
 
 
 @task
@@ -111,17 +111,3 @@ def test_one_cluster_serves_every_phase_of_a_run(prefect_harness, monkeypatch):
     assert len(workers) == 2 and worker_name() not in workers  # two phases, the same two processes
     with shared_cluster(ScaleParams(dask_address="tcp://127.0.0.1:8786")) as configured:
         assert configured == "tcp://127.0.0.1:8786" and "LETHE_DASK_ADDRESS" not in os.environ
-
-
-def test_a_single_request_starts_a_cluster_only_where_it_pays():
-    """auto: on CPU with as many free cores as workers (and more than one worker); never on a GPU,
-    where the shards would take turns on it; always / never say so whatever the machine."""
-    auto = ScaleParams(workers=2)
-    assert request_cluster_wanted(auto, "cpu", cores=2)
-    assert not request_cluster_wanted(auto, "cpu", cores=1)  # the other core is busy: workers would compete
-    assert not request_cluster_wanted(ScaleParams(workers=1), "cpu", cores=8)
-    assert not request_cluster_wanted(auto, "cuda", cores=16)
-    assert request_cluster_wanted(ScaleParams(request_cluster="always"), "cuda", cores=1)
-    assert not request_cluster_wanted(ScaleParams(request_cluster="never"), "cpu", cores=16)
-    with pytest.raises(ValueError, match="request_cluster"):
-        ScaleParams(request_cluster="sometimes")

@@ -6,10 +6,9 @@ model, the unlearned model and the never-trained reference, each of which loads 
 last two train relearning attacks, the costly part). Inside a compliance run, which keeps one Dask
 cluster for all its phases (lethe.pipeline.scale.shared_cluster), or with a configured scheduler
 (`scale.dask_address`, LETHE_DASK_ADDRESS), the `evaluation_fanout` subflow maps one
-`evaluation_shard` task per shard; the `evaluate` task then combines them. A single `lethe forget`
-starts a LocalCluster of its own for them where that pays (`scale.request_cluster`, auto: on CPU
-with the cores free; lethe.pipeline.scale.request_cluster_wanted), else runs them one after another
-in the flow's process. `scale.evaluation_fanout: false` keeps them in the process always.
+`evaluation_shard` task per shard; the `evaluate` task then combines them. Elsewhere (a single
+`lethe forget`) the shards run one after another in the flow's process: starting a cluster for
+one request is not worth it. `scale.evaluation_fanout: false` keeps them in the process always.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from prefect import flow, unmapped
 from lethe.config import Params
 from lethe.ops import request_steps as steps
 from lethe.ops.request_steps import RequestPlan
-from lethe.pipeline.scale import dask_address, dask_task_runner, request_cluster_wanted, shared_cluster
+from lethe.pipeline.scale import dask_address, dask_task_runner
 from lethe.pipeline.tasks import request_ops
 
 
@@ -34,13 +33,8 @@ def evaluate_request(plan: RequestPlan, adapter: str, params: Params) -> dict:
     """The request's evaluation: the finished one when resumed, else its shards (on Dask when a cluster
     is there) combined by the `evaluate` task."""
     shards = None
-    scale = params.scale
-    if scale.evaluation_fanout and steps.finished_evaluation(params, plan, adapter) is None:
+    if (params.scale.evaluation_fanout and dask_address(params.scale)
+            and steps.finished_evaluation(params, plan, adapter) is None):
         names = steps.evaluation_shard_names(plan)
-        if dask_address(scale):
-            shards = evaluation_fanout.with_options(task_runner=dask_task_runner(scale))(params, plan, adapter, names)
-        elif request_cluster_wanted(scale, params.backend.device):
-            with shared_cluster(scale):  # closed quietly when the shards are in
-                shards = evaluation_fanout.with_options(task_runner=dask_task_runner(scale))(
-                    params, plan, adapter, names)
+        shards = evaluation_fanout.with_options(task_runner=dask_task_runner(params.scale))(params, plan, adapter, names)
     return request_ops.evaluate(plan, adapter, params, shards)
