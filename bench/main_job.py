@@ -4,7 +4,7 @@ Runs the CLI exactly as the README's main command does, but against a fresh regi
 local stack under artifacts/bench/main_job (so earlier requests do not compose into it), and
 records the wall time, the per-step times of the Prefect task runs, and the outcome.
 
-    python bench/main_job.py [--anchor NAME] [--size default]
+    python bench/main_job.py [--anchor NAME] [--size default] [--set scale.request_cluster=never --tag serial]
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from common import ROOT, fresh_request_root, write_result
 
@@ -26,12 +27,30 @@ def _seconds(stamp: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
+def _override(params: Path, assignments: list[str]) -> None:
+    """KEY.PATH=YAML assignments written into the benchmark's own params.yaml."""
+    import yaml
+
+    raw = yaml.safe_load(params.read_text())
+    for assignment in assignments:
+        key, value = assignment.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})
+        node[last] = yaml.safe_load(value)
+    params.write_text(yaml.safe_dump(raw, sort_keys=False))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--anchor", default="Basil Mahfouz Al-Kuwaiti")
     parser.add_argument("--size", default="default")
+    parser.add_argument("--set", action="append", default=[], help="params.yaml override, e.g. scale.workers=1")
+    parser.add_argument("--tag", default="", help="written to bench/results/main_job_<tag>.json")
     args = parser.parse_args()
     root = fresh_request_root("main_job", 5075, 5076)
+    _override(root / "params.yaml", args.set)
     model = ROOT / "artifacts" / "world" / args.size / "model"
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "lethe", "forget", args.anchor, "--model", str(model),
@@ -51,8 +70,8 @@ def main() -> None:
         previous = stamp
     subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
                    cwd=ROOT, capture_output=True)
-    write_result("main_job", {
-        "command": f"lethe forget {args.anchor!r} --model {model.relative_to(ROOT)}",
+    write_result("main_job" + (f"_{args.tag}" if args.tag else ""), {
+        "command": f"lethe forget {args.anchor!r} --model {model.relative_to(ROOT)}", "overrides": args.set,
         "wall_seconds": round(wall, 1), "step_seconds": steps,
         "status": result["status"], "gate": result.get("gate", {}).get("checks"),
         "before": result.get("before"), "after": result.get("after"), "model_version": result.get("model_version"),
