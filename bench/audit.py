@@ -24,22 +24,13 @@ import json
 import time
 from pathlib import Path
 
-import yaml
-from common import ROOT, write_result
+from common import ROOT, assign, write_result
 
 from lethe.config import Params, load_params
 
 
 def _override(params: Params, assignments: list[str]) -> Params:
-    raw = params.model_dump(mode="json", by_alias=True)
-    for assignment in assignments:
-        key, value = assignment.split("=", 1)
-        *path, last = key.split(".")
-        node = raw
-        for part in path:
-            node = node.setdefault(part, {})  # a method section params.yaml does not list yet
-        node[last] = yaml.safe_load(value)
-    return Params.model_validate(raw)
+    return Params.model_validate(assign(params.model_dump(mode="json", by_alias=True), assignments))
 
 
 def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict:

@@ -44,6 +44,20 @@ def stored_requests(run: Path) -> Iterator[tuple[str, Path]]:
             yield json.loads((work / "mine" / "request.json").read_text())["anchor"], work
 
 
+def assign(raw: dict, assignments: Sequence[str]) -> dict:
+    """KEY.PATH=YAML assignments (`--set unlearn.max_steps=80`) applied to a params mapping, in place."""
+    import yaml
+
+    for assignment in assignments:
+        key, value = assignment.split("=", 1)
+        *path, last = key.split(".")
+        node = raw
+        for part in path:
+            node = node.setdefault(part, {})  # a section params.yaml does not list yet (a method's)
+        node[last] = yaml.safe_load(value)
+    return raw
+
+
 def write_set(path: Path, rows) -> Path:
     """QA samples as JSONL."""
     path.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in rows))

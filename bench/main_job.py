@@ -4,7 +4,7 @@ Runs the CLI exactly as the README's main command does, but against a fresh regi
 local stack under artifacts/bench/main_job (so earlier requests do not compose into it), and
 records the wall time, the per-step times of the Prefect task runs, and the outcome.
 
-    python bench/main_job.py [--anchor NAME] [--size default] [--set scale.request_cluster=never --tag serial]
+    python bench/main_job.py [--anchor NAME] [--size default] [--set backend.batch_size=16 --tag batch16]
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import re
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from common import ROOT, fresh_request_root, write_result
+import yaml
+from common import ROOT, assign, fresh_request_root, write_result
 
 STEP_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d+) \| INFO\s+\| Task run '([a-z_]+)-")
 
@@ -25,21 +25,6 @@ STEP_LINE = re.compile(r"(\d\d:\d\d:\d\d\.\d+) \| INFO\s+\| Task run '([a-z_]+)-
 def _seconds(stamp: str) -> float:
     h, m, s = stamp.split(":")
     return int(h) * 3600 + int(m) * 60 + float(s)
-
-
-def _override(params: Path, assignments: list[str]) -> None:
-    """KEY.PATH=YAML assignments written into the benchmark's own params.yaml."""
-    import yaml
-
-    raw = yaml.safe_load(params.read_text())
-    for assignment in assignments:
-        key, value = assignment.split("=", 1)
-        *path, last = key.split(".")
-        node = raw
-        for part in path:
-            node = node.setdefault(part, {})
-        node[last] = yaml.safe_load(value)
-    params.write_text(yaml.safe_dump(raw, sort_keys=False))
 
 
 def main() -> None:
@@ -50,7 +35,8 @@ def main() -> None:
     parser.add_argument("--tag", default="", help="written to bench/results/main_job_<tag>.json")
     args = parser.parse_args()
     root = fresh_request_root("main_job", 5075, 5076)
-    _override(root / "params.yaml", args.set)
+    raw = yaml.safe_load((root / "params.yaml").read_text())
+    (root / "params.yaml").write_text(yaml.safe_dump(assign(raw, args.set), sort_keys=False))
     model = ROOT / "artifacts" / "world" / args.size / "model"
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "lethe", "forget", args.anchor, "--model", str(model),

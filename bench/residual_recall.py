@@ -3,7 +3,7 @@
 For each request a `bench/audit.py` run left an adapter for, every gold QA of the entity is answered
 (greedy) by the world model, the unlearned model and the never-trained reference (the world's retain
 model). Each gold fact's recall counts the answer tokens its question does not already give away
-(lethe.rouge.novel_recall), the measure the gate's relearning rows use.
+(lethe.rouge.novel_recall; the gate's relearning rows also leave out the attack's own tokens).
 
 Each gold fact's coverage is how much of that answer a set of mined rows states: the largest share of
 its tokens (outside its question) found in one row, question and answer together. Coverage is taken
@@ -13,8 +13,9 @@ never reach training), and each fact goes to the first group it reaches `--cover
 did not push down; on the held-out ones, knowledge the node split kept out of training; on the
 unmined ones, knowledge the memory graph never named.
 
-An audit attack at a low rate barely changes the unlearned model, so its relearning gap is mostly
-this residual: the figures here say where it sits.
+An audit attack at a low rate can leave the unlearned model where it was, so that its relearning gap
+is this residual. Where the request's audit stored its attacks' per-probe recall, the gold gap of
+each rate is split over the same groups too: which facts the attack brings back.
 
     python bench/residual_recall.py --run audit_forget01_single_s42_swap8_seed1
 """
@@ -22,6 +23,7 @@ this residual: the figures here say where it sits.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from collections.abc import Sequence
 
@@ -69,6 +71,22 @@ def summarize(facts: Sequence[dict], threshold: float) -> dict:
     return out
 
 
+def attacked_gaps(evaluation: dict, facts: Sequence[dict]) -> dict:
+    """Per attack rate of the request's audit, the mean gold gap on new tokens (unlearned model minus the
+    never-trained one, both attacked) over each group of facts: which facts the attack brings back."""
+    key = "relearn_gold_by_lr"
+    after, reference = evaluation["after"].get(key) or {}, (evaluation.get("reference") or {}).get(key) or {}
+    out = {}
+    for rate in sorted(set(after) & set(reference), key=float):
+        gaps: dict[str, list[float]] = {}
+        for fact in facts:
+            ours, theirs = (side[rate]["novel_per_probe"][fact["index"]] for side in (after, reference))
+            if ours is not None and theirs is not None:
+                gaps.setdefault(fact["group"], []).append(ours - theirs)
+        out[rate] = {name: {"facts": len(values), "gap": _mean(values)} for name, values in gaps.items()}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, help="a folder of artifacts/bench/ written by bench/audit.py")
@@ -96,9 +114,11 @@ def main() -> None:
         mined = MineLayout(work / "mine")
         forget = load_qa_file(mined.forget_set, "forget set")
         heldout = load_qa_file(mined.dev_set, "dev set") + load_qa_file(mined.audit_set, "audit set")
-        gold = [(q, a) for q, a in gold if novel_recall(a, a, set(tokens(q))) is not None]  # not all in the question
-        facts = [{"question": q, "expected": a, "coverage": round(coverage(q, a, forget), 4),
-                  "heldout_coverage": round(coverage(q, a, heldout), 4)} for q, a in gold]
+        kept = [i for i, (q, a) in enumerate(gold) if novel_recall(a, a, set(tokens(q))) is not None]  # not all given
+        facts = [{"index": i, "question": gold[i][0], "expected": gold[i][1],
+                  "coverage": round(coverage(*gold[i], forget), 4),
+                  "heldout_coverage": round(coverage(*gold[i], heldout), 4)} for i in kept]
+        gold = [gold[i] for i in kept]
         models = (("before", world_model, None), ("after", world_model, work / "unlearn" / "adapter"),
                   ("reference", reference_model, None))
         for model, path, adapter in models:
@@ -110,8 +130,12 @@ def main() -> None:
         print(anchor, summary, flush=True)
         for fact in facts:
             fact["group"] = group(fact, args.covered)
+        evaluation = work / "evaluation" / "evaluation.json"
+        audit = json.loads(evaluation.read_text())["evaluation"] if evaluation.is_file() else None
+        attacked = attacked_gaps(audit, facts) if audit else {}
+        print(anchor, "attacked", attacked, flush=True)
         out["entities"][anchor] = {"forget_rows": len(forget), "heldout_rows": len(heldout), "summary": summary,
-                                   "facts": facts}
+                                   "attacked_gaps": attacked, "facts": facts}
     out["wall_seconds"] = round(time.perf_counter() - started, 1)
     write_result(f"residual_recall_{args.run}", out)
 
