@@ -59,10 +59,10 @@ def group(fact: dict, threshold: float) -> str:
     return "held_out" if fact["heldout_coverage"] >= threshold else "unmined"
 
 
-def summarize(facts: Sequence[dict], threshold: float) -> dict:
+def summarize(facts: Sequence[dict]) -> dict:
     """Mean recall of each model, and the unlearned model's residual above the reference, over all facts
-    and over each of GROUPS."""
-    groups = {"all": list(facts), **{name: [f for f in facts if group(f, threshold) == name] for name in GROUPS}}
+    and over each of GROUPS (each fact's `group`)."""
+    groups = {"all": list(facts), **{name: [f for f in facts if f["group"] == name] for name in GROUPS}}
     out = {}
     for name, rows in groups.items():
         out[name] = {"facts": len(rows), **{model: _mean([f[model] for f in rows])
@@ -126,10 +126,10 @@ def main() -> None:
             for fact, answer, (q, a) in zip(facts, answers, gold):
                 fact[f"{model}_answer"] = answer
                 fact[model] = novel_recall(answer, a, set(tokens(q)))
-        summary = summarize(facts, args.covered)
-        print(anchor, summary, flush=True)
         for fact in facts:
             fact["group"] = group(fact, args.covered)
+        summary = summarize(facts)
+        print(anchor, summary, flush=True)
         evaluation = work / "evaluation" / "evaluation.json"
         audit = json.loads(evaluation.read_text())["evaluation"] if evaluation.is_file() else None
         attacked = attacked_gaps(audit, facts) if audit else {}
