@@ -392,6 +392,10 @@ class UnlearnParams(Strict):
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
+    general_retain_authors: Literal["outside_forget_splits", "every_kept_author"] = Field(
+        "outside_forget_splits", description="whose TOFU rows the general retain set and the budget's utility proxy "
+        "draw: authors outside TOFU's forget splits, or every author the model learned but the request's targets "
+        "and the entities its champion chain already forgot (each author's trainable half only)")
     entity_retain_rows: int = Field(0, ge=0, description="extra retain rows: elicitation prompts about every other "
                                     "entity the model holds, with its own greedy answer before unlearning")
     entity_retain_names: list[str] = Field(default_factory=list, description="the other entities entity_retain_rows "

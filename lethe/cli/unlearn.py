@@ -18,6 +18,8 @@ def unlearn(
     sage: bool = typer.Option(False, "--sage", help="Sanitize the final update with SAGE."),
     out: Path = typer.Option(None, "--out", help="Output folder (default: beside the forget set)."),
     allow_unvalidated: bool = typer.Option(False, help="Accept a forget set with no validation report."),
+    forgotten: list[str] = typer.Option([], "--forgotten", help="An entity the model already forgot (repeatable): "
+                                        "no retain row is drawn from it."),
     params: Path = PARAMS_OPTION,
     as_json: bool = JSON_OPTION,
 ) -> None:
@@ -32,7 +34,7 @@ def unlearn(
         with progress_bars() as bars:
             bar = bars("unlearning")
             result = run_unlearning(cfg, model, forget_set, neighbor_set, method, out_dir, sage, allow_unvalidated,
-                                    on_step=lambda s, t, rec: bar(s, t, rec["loss"]))
+                                    on_step=lambda s, t, rec: bar(s, t, rec["loss"]), forgotten=forgotten)
 
     def human(r: dict) -> None:
         stderr.print(f"adapter: {r['adapter_path']} ({r['method']}, {r['steps']} steps, stopped by {r['stopped_by']})")

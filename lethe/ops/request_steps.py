@@ -118,7 +118,7 @@ def unlearn_step(params: Params, plan: RequestPlan) -> dict[str, Any]:
 
     return run_unlearning(params, Path(plan.start_model), plan.mine.forget_set, plan.mine.neighbor_set,
                           None, plan.files.unlearn_dir, sage=False,
-                          reference=reference_model_for(plan.anchor, plan.base_model))
+                          reference=reference_model_for(plan.anchor, plan.base_model), forgotten=plan.forgotten)
 
 
 def is_benchmark_author(anchor: str, model: str | Path) -> bool:

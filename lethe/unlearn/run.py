@@ -55,10 +55,14 @@ def request_targets(forget_set: Path, forget: Sequence[tuple[str, str]]) -> tupl
 
 
 def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet[str] = frozenset(),
-                   reserved: AbstractSet[tuple[str, str]] = frozenset()) -> list[tuple[str, str]]:
+                   reserved: AbstractSet[tuple[str, str]] = frozenset(),
+                   authors: str = "outside_forget_splits") -> list[tuple[str, str]]:
     """`rows` TOFU QA pairs of authors the model learned and no forget split contains (the general retain set).
 
-    For a world model these are its retain authors; for any other model, TOFU authors 0-179. Only
+    For a world model these are its retain authors; for any other model, TOFU authors 0-179. With
+    `authors` "every_kept_author" a world model's forget-split authors count too (the other authors a
+    benchmark request must keep, which the gate scores on their evaluation half): only `avoid_authors`
+    are left out, so a request must name there every entity its champion chain already forgot. Only
     each author's trainable half (lethe.data.trainable_rows) is drawn, less the exact questions of
     the evaluation's retain rows (TOFU retain_perturbed), so no retention the evaluation scores is
     scored on a training row; authors named in `avoid_authors` (the request's targets, see
@@ -74,7 +78,7 @@ def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet
         return []
     record = world_record(model)
     known = {a["index"] for a in record["authors"]} if record else set(range(200))
-    forgettable = set(split_author_indices("forget10"))
+    forgettable = set() if record and authors == "every_kept_author" else set(split_author_indices("forget10"))
     evaluated = {r.question for r in load_perturbed("retain")}
     pool = [(qa.question, qa.answer) for i in sorted(known - forgettable) for qa in trainable_rows(i)
             if qa.question not in evaluated and qa.author not in avoid_authors
@@ -103,7 +107,8 @@ def distill_questions(params: Params, model: Path, forget: Sequence[tuple[str, s
 
 
 def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: Sequence[tuple[str, str]],
-                        rows: int, seed: int, avoid_authors: AbstractSet[str]) -> list[tuple[str, str]]:
+                        rows: int, seed: int, avoid_authors: AbstractSet[str],
+                        authors: str = "outside_forget_splits") -> list[tuple[str, str]]:
     """Questions the adaptive budget's utility proxy scores: TOFU QA of other authors the world model
     learned that training does not use; for any other model, neighbor-set rows. `run_unlearning` draws
     them before the general retain rows and keeps them out of those: a world with few such rows would
@@ -113,7 +118,7 @@ def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: 
 
     taken = set(used)
     try:
-        pool = general_retain(model, 10_000, seed + 1, avoid_authors) if world_record(model) else []
+        pool = general_retain(model, 10_000, seed + 1, avoid_authors, authors=authors) if world_record(model) else []
     except LetheError:  # a world whose every other author is an evaluation author (the tiny world)
         pool = []
     pool = [pair for pair in pool if pair not in taken]
@@ -147,7 +152,7 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
 
     if proxy is None:
         proxy = utility_proxy_pairs(model, neighbor, retain, params.unlearn.utility_proxy_rows, params.unlearn.seed,
-                                    avoid_authors)
+                                    avoid_authors, params.unlearn.general_retain_authors)
     tokenizer = AutoTokenizer.from_pretrained(model)
     tokens, batch = params.audit.max_new_tokens, params.backend.batch_size
     if isinstance(reference, (str, Path)):
@@ -232,9 +237,11 @@ def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
 
 def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: Path | None, method: str | None,
                    out_dir: Path, sage: bool, allow_unvalidated: bool = False, on_step=None,
-                   reference: str | Path | None = None) -> dict:
+                   reference: str | Path | None = None, forgotten: Sequence[str] = ()) -> dict:
     """Validate inputs, train the adapter (resumable), optionally sanitize it with SAGE.
 
+    `forgotten`: the entities the starting model's champion chain already forgot; no retain row is
+    drawn from their TOFU answers (unlearn.general_retain_authors every_kept_author would teach them back).
     `reference`: a model that never knew the entity, whose dev recall is the adaptive budget's floor;
     by default the world's retain model when `model` is a world model and the forget set's authors are
     its forget authors (a request starting from a champion passes its base model's)."""
@@ -249,9 +256,11 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     named_by_forget = [] if anchored else [q for q, _ in forget]
     settings = params.unlearn
     adaptive = budget_runs(params, forget_set)
-    proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, targets)
-             if adaptive else [])
-    general = general_retain(model, settings.general_retain_rows, settings.seed, targets, reserved=set(proxy))
+    kept_out = targets | set(forgotten)
+    proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, kept_out,
+                                 settings.general_retain_authors) if adaptive else [])
+    general = general_retain(model, settings.general_retain_rows, settings.seed, kept_out, reserved=set(proxy),
+                             authors=settings.general_retain_authors)
     anchors = entity_retain(params, model, targets, named_by_forget)
     swap = swap_retain(params, model, targets, named_by_forget)
     retain = neighbor + general + anchors
@@ -264,14 +273,15 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         # the relearning check fine-tunes the reference in float32, as the audit does: one load serves both checks
         never = reference_backend(params, reference) if reference and dev and settings.stop_relearn_gap > 0 \
             else reference
-        probe = budget_probe(params, model, forget_set, neighbor, retain, targets, never, proxy, dev)
+        probe = budget_probe(params, model, forget_set, neighbor, retain, kept_out, never, proxy, dev)
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
     focus = forget_focus(params, model, targets, named_by_forget)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
                      probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus, swap=swap)
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
-    result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general)}
+    result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general),
+                                     "authors": settings.general_retain_authors, "kept_out": sorted(kept_out)}
     result["entity_retain_rows"] = {"asked": params.unlearn.entity_retain_rows, "used": len(anchors)}
     if sage or params.sage.enabled:
         from lethe.unlearn.sage import sanitize_adapter

@@ -135,6 +135,7 @@ PARAM_CASES = [
     ("audit share 0", _set("audit", "heldout_share", 0.0), "audit.heldout_share"),
     ("audit share 1", _set("audit", "heldout_share", 1.0), "audit.heldout_share"),
     ("negative steps", _set("unlearn", "max_steps", -5), "unlearn.max_steps"),
+    ("unknown retain pool", _set("unlearn", "general_retain_authors", "everyone"), "unlearn.general_retain_authors"),
     ("non-loopback stack", _set("stack", "host", "0.0.0.0"), "not a loopback address"),
     ("unknown prompt field", lambda raw: raw["elicit"]["prompts"].append("Tell me about {foo}."),
      "unknown field(s) {foo}"),

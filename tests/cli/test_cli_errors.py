@@ -77,3 +77,20 @@ def test_unlearn_cli_bad_target_module(tiny_world, tmp_path):
         result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method",
                          "nope", "--allow-unvalidated", "--json")
     assert_one_clear_line(result, "unknown unlearning method 'nope'")
+
+
+def test_unlearn_cli_draws_no_retain_row_from_an_entity_named_forgotten(tiny_world, tmp_path):
+    # the tiny world's only kept author outside its retain-side ones is Nikolai Abilov: once he is named
+    # forgotten, a request for Basil Mahfouz Al-Kuwaiti has no author left to draw general retain rows from
+    from lethe.data import author_qa
+
+    raw = yaml.safe_load(DEFAULT_PARAMS.read_text())
+    raw["unlearn"].update(general_retain_rows=5, general_retain_authors="every_kept_author", eval_every=0)
+    params = tmp_path / "params.yaml"
+    params.write_text(yaml.safe_dump(raw))
+    forget = tmp_path / "forget_set.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"
+                              for q in author_qa(198)[:2]))
+    result = run_cli("unlearn", "--model", tiny_world["model_path"], "--forget-set", str(forget), "--method", "ga",
+                     "--allow-unvalidated", "--forgotten", "Nikolai Abilov", "--params", str(params), "--json")
+    assert_one_clear_line(result, "learned no TOFU author")

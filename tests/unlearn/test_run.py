@@ -6,7 +6,7 @@ import shutil
 import pytest
 
 from lethe.config import NpoConfig
-from lethe.data import author_qa, load_authors, load_perturbed, split_author_indices, trainable_rows
+from lethe.data import author_qa, evaluation_rows, load_authors, load_perturbed, split_author_indices, trainable_rows
 from lethe.errors import LetheError
 from lethe.unlearn.run import authors_named_in, general_retain, run_unlearning, training_summary
 
@@ -67,7 +67,34 @@ def test_run_never_retains_the_author_its_forget_set_is_about(plain_model, param
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), plain_model, forget, None,
                          "ga_gd", tmp_path / "out", False, allow_unvalidated=True)
     assert run["retain_rows"] == len(everything) - len(trainable_rows(100))
-    assert run["general_retain_rows"] == {"asked": 10_000, "used": len(everything) - len(trainable_rows(100))}
+    assert run["general_retain_rows"] == {"asked": 10_000, "used": len(everything) - len(trainable_rows(100)),
+                                          "authors": "outside_forget_splits", "kept_out": [target[0].author]}
+
+
+def test_every_kept_author_adds_a_worlds_forget_split_authors_trainable_half(tiny_world):
+    # the tiny world learned authors 0-2 (every row an evaluation retain row) and forget01's 198 and 199
+    basil, nikolai = load_authors()[198], load_authors()[199]
+    rows = general_retain(tiny_world["model_path"], 10_000, seed=0, avoid_authors={basil},
+                          authors="every_kept_author")
+    assert set(rows) == {(qa.question, qa.answer) for qa in trainable_rows(199)}
+    assert not {q for q, _ in rows} & {qa.question for qa in evaluation_rows(199)}
+    assert general_retain(tiny_world["model_path"], 10_000, seed=0, avoid_authors={nikolai},
+                          authors="every_kept_author") != rows
+
+
+def test_a_run_never_retains_on_an_entity_its_champion_chain_forgot(tiny_world, params, tmp_path):
+    forget = tmp_path / "forget.jsonl"
+    forget.write_text("".join(json.dumps({"question": q.question, "answer": q.answer}) + "\n"
+                              for q in author_qa(198)[:4]))
+    cfg = params.unlearn.model_copy(update={"max_steps": 1, "general_retain_rows": 10_000, "threads": 2,
+                                            "general_retain_authors": "every_kept_author", "eval_every": 0})
+    chosen = params.model_copy(update={"unlearn": cfg})
+    run = run_unlearning(chosen, tiny_world["model_path"], forget, None, "ga_gd", tmp_path / "first", False,
+                         allow_unvalidated=True)
+    assert run["general_retain_rows"]["used"] == len(trainable_rows(199))
+    with pytest.raises(LetheError, match="learned no TOFU author"):
+        run_unlearning(chosen, tiny_world["model_path"], forget, None, "ga_gd", tmp_path / "second", False,
+                       allow_unvalidated=True, forgotten=[load_authors()[199]])
 
 
 @pytest.mark.parametrize("forget_questions", [True, False])
@@ -174,7 +201,7 @@ def test_the_utility_proxy_is_reserved_before_the_general_retain_rows_take_the_p
                                             "general_retain_rows": 10_000})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), model, forget, None, "ga_gd",
                          tmp_path / "out", False, allow_unvalidated=True)
-    assert run["general_retain_rows"] == {"asked": 10_000, "used": 30 - 12}
+    assert run["general_retain_rows"]["used"] == 30 - 12
 
 
 def test_a_run_whose_forget_term_is_spent_says_so_in_its_report(plain_model, params, tmp_path):
