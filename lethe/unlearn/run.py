@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -43,15 +43,18 @@ def request_targets(forget_set: Path, forget: Sequence[tuple[str, str]]) -> tupl
     Mahfouz Al-Kuwaiti's mined set asks about Jordan Sinclair), and treating that author as forgotten left
     him with no retain rows and fell furthest of all. Without anchors, every TOFU author a question names
     (`authors_named_in`)."""
-    from lethe.mining.extract import normalize
-
     anchors = mined_anchors(forget_set)
     if not anchors:
         return authors_named_in(forget), False
-    wanted = [normalize(a) for a in anchors]
-    matching = {name for name in authors_named_in(forget)
-                if any(normalize(name) in w or w in normalize(name) for w in wanted)}
-    return anchors | matching, True
+    return anchors | authors_matching(anchors, authors_named_in(forget)), True
+
+
+def authors_matching(anchors: Iterable[str], names: Iterable[str | None]) -> set[str]:
+    """The `names` (TOFU authors) that an anchor spells: either one contains the other, normalized."""
+    from lethe.mining.extract import normalize
+
+    wanted = [w for w in (normalize(a) for a in anchors) if w]
+    return {name for name in names if name and any(normalize(name) in w or w in normalize(name) for w in wanted)}
 
 
 def general_retain(model: Path, rows: int, seed: int, avoid_authors: AbstractSet[str] = frozenset(),
@@ -256,7 +259,10 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     named_by_forget = [] if anchored else [q for q, _ in forget]
     settings = params.unlearn
     adaptive = budget_runs(params, forget_set)
-    kept_out = targets | set(forgotten)
+    from lethe.data import load_authors
+
+    # an anchor the chain forgot, however it was spelled, keeps its TOFU author out of the retain rows
+    kept_out = targets | set(forgotten) | authors_matching(forgotten, load_authors())
     proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, kept_out,
                                  settings.general_retain_authors) if adaptive else [])
     general = general_retain(model, settings.general_retain_rows, settings.seed, kept_out, reserved=set(proxy),

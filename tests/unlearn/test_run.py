@@ -94,7 +94,15 @@ def test_a_run_never_retains_on_an_entity_its_champion_chain_forgot(tiny_world, 
     assert run["general_retain_rows"]["used"] == len(trainable_rows(199))
     with pytest.raises(LetheError, match="learned no TOFU author"):
         run_unlearning(chosen, tiny_world["model_path"], forget, None, "ga_gd", tmp_path / "second", False,
-                       allow_unvalidated=True, forgotten=[load_authors()[199]])
+                       allow_unvalidated=True, forgotten=["nikolai  ABILOV"])  # as a user may have spelled it
+
+
+def test_authors_matching_finds_the_tofu_author_an_anchor_spells():
+    from lethe.unlearn.run import authors_matching
+
+    names = load_authors()
+    assert authors_matching(["basil mahfouz al-kuwaiti", ""], names) == {names[198]}
+    assert authors_matching(["", "   "], names) == set()
 
 
 @pytest.mark.parametrize("forget_questions", [True, False])
