@@ -248,6 +248,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     `reference`: a model that never knew the entity, whose dev recall is the adaptive budget's floor;
     by default the world's retain model when `model` is a world model and the forget set's authors are
     its forget authors (a request starting from a champion passes its base model's)."""
+    from lethe.data import load_authors
     from lethe.evaluate.suite import never_trained_reference
     from lethe.unlearn.trainer import unlearn
 
@@ -259,8 +260,6 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     named_by_forget = [] if anchored else [q for q, _ in forget]
     settings = params.unlearn
     adaptive = budget_runs(params, forget_set)
-    from lethe.data import load_authors
-
     # an anchor the chain forgot, however it was spelled, keeps its TOFU author out of the retain rows
     kept_out = targets | set(forgotten) | authors_matching(forgotten, load_authors())
     proxy = (utility_proxy_pairs(model, neighbor, [], settings.utility_proxy_rows, settings.seed, kept_out,

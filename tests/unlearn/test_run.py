@@ -209,7 +209,8 @@ def test_the_utility_proxy_is_reserved_before_the_general_retain_rows_take_the_p
                                             "general_retain_rows": 10_000})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), model, forget, None, "ga_gd",
                          tmp_path / "out", False, allow_unvalidated=True)
-    assert run["general_retain_rows"]["used"] == 30 - 12
+    assert run["general_retain_rows"] == {"asked": 10_000, "used": 30 - 12, "authors": "outside_forget_splits",
+                                          "kept_out": [load_authors()[198]]}
 
 
 def test_a_run_whose_forget_term_is_spent_says_so_in_its_report(plain_model, params, tmp_path):
