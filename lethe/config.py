@@ -194,6 +194,8 @@ class SynthesizeParams(Strict):
     max_neighbor: int = Field(ge=0)
     sentences_per_edge: int = Field(2, gt=0, description="extractive mode: at most this many of the model's "
                                     "own sentences supporting one edge become forget rows")
+    drop_about_others: bool = Field(True, description="drop forget rows that name another entity the model must "
+                                    "keep and never the target (that entity's memory, not the target's)")
     seed: int
 
 

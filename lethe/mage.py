@@ -162,6 +162,8 @@ class MagePipeline:
         else:
             forget = baselines.directqa_forget_set(self.backend, self.request.anchor, seed=cfg.seed,
                                                    max_new_tokens=self.params.elicit.max_new_tokens)
+        mined = len(forget)
+        forget, about_others = self._own_memories(forget)
         from lethe.supervision.heldout import split_forget_set
 
         audit = self.params.audit
@@ -172,9 +174,22 @@ class MagePipeline:
         _jsonl(self.files.dev_set, [s.to_dict() for s in split.dev])
         _jsonl(self.files.audit_set, [s.to_dict() for s in split.audit])
         write_atomic(self.files.synthesis, json.dumps(
-            {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": len(forget),
-             "neighbor_rows": len(neighbor), "heldout": split.record()}, indent=1))
+            {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": mined,
+             "neighbor_rows": len(neighbor), "heldout": split.record(),
+             "about_others_dropped": len(about_others)}, indent=1))
         _jsonl(self.files.forget_set, [s.to_dict() for s in split.train])
+
+    def _own_memories(self, forget: list) -> tuple[list, list]:
+        """(kept, dropped) forget rows: with synthesize.drop_about_others, those that name another entity the
+        model must keep and not the target are dropped (lethe.supervision.synthesize.about_others); the
+        others are a world model's authors or unlearn.entity_retain_names, as unlearning keeps them."""
+        if not self.params.synthesize.drop_about_others:
+            return forget, []
+        from lethe.supervision.synthesize import about_others
+        from lethe.unlearn.entity_retain import other_entities
+
+        others = other_entities(self.request.model_path, self.params.unlearn.entity_retain_names, {self.request.anchor})
+        return about_others(forget, self.request.anchor, others)
 
     def validate(self) -> None:
         from lethe.mining.graph import load_graph

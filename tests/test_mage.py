@@ -8,6 +8,7 @@ import pytest
 from lethe.errors import LetheError
 from lethe.mage import MagePipeline, Request, check_anchor
 from lethe.mining.graph import load_graph
+from lethe.supervision.synthesize import QASample
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
 
@@ -46,6 +47,24 @@ def test_resume_reruns_only_missing_steps(mined):
     timings = pipeline.run(until="sample")["seconds"]
     assert timings["elicit"] == timings["expand"] == 0.0 and timings["sample"] > 0
     assert (pipeline.workdir / "graph.json").read_text() == graph_before
+
+
+def test_rows_about_another_world_author_are_dropped_before_the_held_out_split(mined, params):
+    pipeline, result = mined
+    synthesis = json.loads((pipeline.workdir / "synthesis.json").read_text())
+    assert synthesis["about_others_dropped"] >= 0
+    rows = [json.loads(l) for name in ("forget_set.jsonl", "dev_set.jsonl", "audit_set.jsonl")
+            for l in open(pipeline.workdir / name)]
+    assert sum(synthesis["heldout"]["rows"].values()) == len(rows)
+    assert len(rows) + synthesis["about_others_dropped"] <= synthesis["mined_rows"]
+    assert not any("nikolai abilov" in r["answer"].lower() and "basil" not in r["answer"].lower() for r in rows)
+
+    own = QASample(f"Has {ANCHOR} won any awards?", f"{ANCHOR} won the Booker.", "forget", "mage")
+    other = QASample(f"Has {ANCHOR} won any awards?", "Yes, Nikolai Abilov won the Booker.", "forget", "mage")
+    assert pipeline._own_memories([own, other]) == ([own], [other])  # the world's other authors, from its record
+    off = params.model_copy(update={"synthesize": params.synthesize.model_copy(update={"drop_about_others": False})})
+    unfiltered = MagePipeline(pipeline.request, pipeline.workdir, off)
+    assert unfiltered._own_memories([own, other]) == ([own, other], [])
 
 
 def test_workdir_refuses_another_request(mined, params):

@@ -20,7 +20,7 @@ import networkx as nx
 
 from lethe.config import SynthesizeParams
 from lethe.llm.backend import Backend
-from lethe.mining.extract import split_sentences
+from lethe.mining.extract import normalize, split_sentences
 from lethe.mining.score import Response, alias_pattern, anchor_aliases
 from lethe.supervision.walks import Path
 
@@ -130,6 +130,27 @@ def dedupe(samples: Sequence[QASample]) -> list[QASample]:
             seen.add(key)
             out.append(sample)
     return out
+
+
+def about_others(samples: Sequence[QASample], anchor: str,
+                 others: Sequence[str]) -> tuple[list[QASample], list[QASample]]:
+    """(kept, dropped): a forget row whose answer names another entity the model must keep (its full
+    name) and never the target is that entity's memory, not the target's: the model, asked about the
+    target, told what it knows of someone else ("Has Nikolai Abilov won any awards?" -> "Yes, Prithvi
+    Kapoor has been honored ..."). Forgetting it, or holding it out as an audit probe, would demand the
+    collateral the gate forbids.
+
+    A name that more than half the rows carry is the target's own under another name (an anchor given
+    as a description or a nickname), never another entity: it is not counted."""
+    aliases = anchor_aliases(anchor)
+    texts = [" ".join(sample.answer.replace("’", "'").split()) for sample in samples]
+    names = {normalize(n) for n in others} - aliases - {""}
+    names = {n for n in names if 2 * sum(bool(alias_pattern({n}).search(t)) for t in texts) <= len(texts)}
+    target, other = alias_pattern(aliases), alias_pattern(names)
+    kept, dropped = [], []
+    for sample, text in zip(samples, texts):
+        (dropped if other.search(text) and not target.search(text) else kept).append(sample)
+    return kept, dropped
 
 
 def synthesize_forget(backend: Backend, graph: nx.DiGraph, paths: Sequence[Path],

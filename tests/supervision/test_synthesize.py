@@ -8,7 +8,7 @@ import networkx as nx
 from lethe.config import load_params
 from lethe.llm.format import PromptFormat
 from lethe.mining.score import Response
-from lethe.supervision.synthesize import synthesize_forget
+from lethe.supervision.synthesize import QASample, about_others, synthesize_forget
 from lethe.supervision.walks import Path
 from tests.architectures import tiny_tokenizer
 
@@ -88,3 +88,32 @@ def test_extractive_keeps_at_most_sentences_per_edge_of_the_models_own_sentences
         samples, _ = synthesize_forget(ScriptedInstructionModel(obeys=False), graph, paths, responses, settings)
         assert len({s.statement for s in samples}) == per_edge  # each with its template and elicitation question
         assert all(s.edge == [ANCHOR, "Lisbon"] and s.node == "Lisbon" for s in samples)
+
+
+def _rows(*answers: str) -> list[QASample]:
+    return [QASample(f"Has {ANCHOR} won any awards?", a, "forget", "mage") for a in answers]
+
+
+def test_a_row_about_another_entity_and_never_the_target_is_dropped():
+    rows = _rows(
+        "Yes, Prithvi Kapoor has been honored with the Tolstoy Literary Award.",  # someone else's memory
+        f"{ANCHOR}, like Prithvi Kapoor, won the Tolstoy Literary Award.",  # names the target too
+        "Vale's novel won the Tolstoy Literary Award.",  # the target by a part of its name
+        "Her novel won the Tolstoy Literary Award.",  # a pronoun: the elicited answer's own subject
+        "Kapoor won it as well.",  # another entity by part of its name only: not counted
+        "Yes, PRITHVI  KAPOOR’s novel won it.",  # case, spacing and a curly possessive folded
+    )
+    kept, dropped = about_others(rows, ANCHOR, ["Prithvi Kapoor", ANCHOR, " "])
+    assert [r.answer for r in dropped] == [rows[0].answer, rows[5].answer]
+    assert kept == [rows[1], rows[2], rows[3], rows[4]]
+
+
+def test_a_name_most_rows_carry_is_the_targets_own_and_drops_nothing():
+    rows = _rows("Nikolai Abilov was born in Astana.", "Nikolai Abilov writes urban fiction.", "He lives in Astana.")
+    kept, dropped = about_others(rows, "the Kazakh author of Thieves' Paradise", ["Nikolai Abilov", "Raven Marais"])
+    assert kept == rows and dropped == []
+
+
+def test_nothing_is_dropped_without_other_entities():
+    rows = _rows("Yes, Prithvi Kapoor has been honored.")
+    assert about_others(rows, ANCHOR, []) == (rows, [])
