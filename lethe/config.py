@@ -358,6 +358,9 @@ class UnlearnParams(Strict):
     stop_relearn_share: float = Field(0.15, gt=0, description="... and within this share of what the starting "
                                       "model knew beyond the reference on the dev probes, where that was more "
                                       "than stop_floor_margin (the gate's max_relearn_share)")
+    stop_reelicit: bool = Field(False, description="adaptive budget: a point that meets its other targets must also "
+                                "keep the entity's strong memories from coming back when it is elicited again (the "
+                                "gate's re-elicitation bound, on a draw of its own: lethe.unlearn.budget_reelicit)")
     min_steps: int = Field(0, ge=0, description="adaptive budget: no stop before this step (a neuron reset meets "
                            "the dev target at once and needs steps of repair)")
     balance_gradients: bool = Field(False, description="rescale the retain gradient to retain_weight x the forget "
@@ -437,6 +440,9 @@ class UnlearnParams(Strict):
         if self.stop_relearn_gap > 0 and self.eval_every == 0:
             raise ValueError("stop_relearn_gap is a check of the adaptive budget, and eval_every 0 turns the budget "
                              "off: set eval_every > 0 or stop_relearn_gap 0")
+        if self.stop_reelicit and self.eval_every == 0:
+            raise ValueError("stop_reelicit is a check of the adaptive budget, and eval_every 0 turns the budget "
+                             "off: set eval_every > 0 or stop_reelicit false")
         if self.checkpoint_every % self.inner_attack_every:
             raise ValueError(f"inner_attack_every ({self.inner_attack_every}) must divide checkpoint_every "
                              f"({self.checkpoint_every}): a run resumed from a checkpoint must attack where the "

@@ -89,6 +89,12 @@ def test_a_relearning_check_without_an_adaptive_budget_is_refused(tmp_path):
         load_params(_write(tmp_path, lambda r: r["unlearn"].update(stop_relearn_gap=-0.1)))
 
 
+def test_a_reelicitation_check_without_an_adaptive_budget_is_refused(tmp_path):
+    path = _write(tmp_path, lambda r: r["unlearn"].update(stop_reelicit=True, eval_every=0))
+    with pytest.raises(ConfigError, match="stop_reelicit is a check of the adaptive budget"):
+        load_params(path)
+
+
 def test_lora_layers_are_null_or_block_indices(tmp_path):
     assert load_params().unlearn.lora.layers is None  # every block
     chosen = load_params(_write(tmp_path, lambda r: r["unlearn"]["lora"].update(layers=[3, 2, 3])))

@@ -6,10 +6,15 @@ so a plain ratio target can sit below that floor and be unreachable. Only the re
 is knowledge: the rule asks that share to fall to the same ratio. An absolute margin around the
 floor would not do: where the probes separated by little, noise alone would carry a score into it.
 The adaptive budget's stop rule, the gate's held-out check and the compliance re-audit all judge by
-this one rule.
+this one rule, and by one re-elicitation bound (`reelicit_limit`).
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lethe.config import GateParams
 
 
 def probes_separate(before: float, floor: float, margin: float) -> bool:
@@ -44,3 +49,11 @@ def blind_at_floor(before: float | None, now: float | None, floor: float | None,
     if before is None or now is None or floor is None:
         return False
     return not probes_separate(before, floor, margin) and now <= floor + margin
+
+
+def reelicit_limit(reference_return: float | None, gate: GateParams) -> float:
+    """The most of the strong memories that may come back when the entity is elicited again: the
+    never-trained reference's share plus gate.max_reelicit_excess, or gate.max_reelicit_return without one."""
+    if reference_return is None:
+        return gate.max_reelicit_return
+    return reference_return + gate.max_reelicit_excess

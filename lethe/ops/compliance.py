@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
-from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate
+from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit
 from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.layout import MineLayout, RequestLayout
 from lethe.llm.cache import ModelCache
@@ -132,7 +132,7 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
         reference = models.get(reference_path)
         back_ref = reelicit(reference, anchor, graph, params)["return"]
         floor = recall(reference, heldout, tokens)
-    limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
+    limit = reelicit_limit(back_ref, gate)
     ratio = now / base_recall if base_recall > 0 else 0.0
     margin = gate.heldout_floor_margin
     heldout_ok = (forgotten(base_recall, now, floor, margin, gate.max_heldout_ratio)

@@ -14,7 +14,7 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
-from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, share_above_floor
+from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit, share_above_floor
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -242,7 +242,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
                             True if gone else (None if blind else False), note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)
-    limit = back_ref + gate.max_reelicit_excess if back_ref is not None else gate.max_reelicit_return
+    limit = reelicit_limit(back_ref, gate)
     label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None
              else f"<= {gate.max_reelicit_return} (no reference)")
     if back is None:

@@ -190,6 +190,21 @@ def budget_relearn(params: Params, model: Path, forget_set: Path, forget: Sequen
                          AutoTokenizer.from_pretrained(model))
 
 
+def budget_reelicit(params: Params, model: Path, forget_set: Path, reference: str | Path | Backend | None):
+    """The adaptive budget's re-elicitation check (lethe.unlearn.budget_reelicit) when unlearn.stop_reelicit is
+    on, else None; it elicits the forget set's anchor on the model being trained, against `reference` (a
+    path, or its reference_backend) where there is one."""
+    if not params.unlearn.stop_reelicit:
+        return None
+    from transformers import AutoTokenizer
+
+    from lethe.unlearn.budget_reelicit import reelicit_check
+    from lethe.unlearn.budget_relearn import reference_backend
+
+    never = reference_backend(params, reference) if reference is not None else None
+    return reelicit_check(params, forget_set, mined_anchors(forget_set), never, AutoTokenizer.from_pretrained(model))
+
+
 def forget_focus(params: Params, model: Path, targets: AbstractSet[str], forget_questions: Sequence[str]):
     """The forget term's token mask settings (lethe.unlearn.specific_tokens.ForgetFocus) when
     unlearn.specific_tokens is on, else None: the request's targets (`request_targets`), and the others
@@ -270,19 +285,21 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     swap = swap_retain(params, model, targets, named_by_forget)
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
-    probe = relearn = None
+    probe = relearn = reelicit = None
     if adaptive:
         from lethe.unlearn.budget_relearn import reference_backend
 
         dev = dev_probes(forget_set)
-        # the relearning check fine-tunes the reference in float32, as the audit does: one load serves both checks
-        never = reference_backend(params, reference) if reference and dev and settings.stop_relearn_gap > 0 \
-            else reference
+        # the relearning check fine-tunes the reference in float32, as the audit does: one load serves every check
+        never = reference_backend(params, reference) if reference and dev and \
+            (settings.stop_relearn_gap > 0 or settings.stop_reelicit) else reference
         probe = budget_probe(params, model, forget_set, neighbor, retain, kept_out, never, proxy, dev)
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
+        reelicit = budget_reelicit(params, model, forget_set, never) if probe is not None else None
     focus = forget_focus(params, model, targets, named_by_forget)
     result = unlearn(model, forget, retain, params.unlearn, out_dir, method, params.backend.device, on_step,
-                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus, swap=swap)
+                     probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus, swap=swap,
+                     reelicit_check=reelicit)
     result["validation"] = validation
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general),

@@ -34,6 +34,7 @@ from lethe.unlearn.swap_retain import SwapRetain, swap_batch
 from lethe.unlearn.targets import check_layers, check_targets, resolve_targets
 
 if TYPE_CHECKING:
+    from lethe.unlearn.budget_reelicit import ReelicitCheck
     from lethe.unlearn.budget_relearn import RelearnCheck
     from lethe.unlearn.specific_tokens import ForgetFocus
 
@@ -59,11 +60,16 @@ class BudgetTracker:
     than stop_floor_margin above the reference's (`dev_relearn_margin`, taken at step 0), <=
     stop_relearn_share of that margin. The best point is one that passed it where any did. Only points
     that meet the other targets pay for the attack.
+
+    With a `reelicit_check` (unlearn.stop_reelicit; lethe.unlearn.budget_reelicit), such a point is first
+    elicited again and must keep the strong memories within the gate's re-elicitation bound
+    (`reelicit_ok`); the relearning attack runs only on a point that passed it, and the best point is one
+    that passed every check made where any did.
     """
 
     def __init__(self, probe: Probe, cfg: UnlearnParams, path: list[dict] | None = None,
-                 relearn_check: RelearnCheck | None = None):
-        self.probe, self.cfg, self.relearn_check = probe, cfg, relearn_check
+                 relearn_check: RelearnCheck | None = None, reelicit_check: ReelicitCheck | None = None):
+        self.probe, self.cfg, self.relearn_check, self.reelicit_check = probe, cfg, relearn_check, reelicit_check
         self.path = path or []
 
     @property
@@ -87,6 +93,10 @@ class BudgetTracker:
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
             point["hits_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
                                     and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+            if point["hits_target"] and self.reelicit_check is not None:  # the cheaper check first
+                started = time.perf_counter()
+                point.update(self.reelicit_check(model), reelicit_seconds=time.perf_counter() - started)
+                point["hits_target"] = point["reelicit_ok"]
             if point["hits_target"] and self.relearn_check is not None:
                 started = time.perf_counter()
                 point.update(self.relearn_check(model), dev_relearn_seconds=time.perf_counter() - started)
@@ -115,12 +125,13 @@ class BudgetTracker:
                 "dev_relearn_share": share}
 
     def best(self) -> dict | None:
-        """The lowest-dev-recall point that kept utility (one that passed the relearning check first, where
-        that is checked), if any."""
+        """The lowest-dev-recall point that kept utility (one that passed the re-elicitation and relearning
+        checks first, where those are checked), if any."""
         kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio
                 and p["step"] >= self.cfg.min_steps]
-        checked = self.relearn_check is not None
-        return min(kept, key=lambda p: (checked and not p.get("relearn_ok", False), p["dev_ratio"], -p["step"])) \
+        checks = [name for name, check in (("reelicit_ok", self.reelicit_check), ("relearn_ok", self.relearn_check))
+                  if check is not None]
+        return min(kept, key=lambda p: (not all(p.get(c, False) for c in checks), p["dev_ratio"], -p["step"])) \
             if kept else None
 
 
@@ -168,7 +179,8 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
             cfg: UnlearnParams, out_dir: Path, method_name: str | None = None, device: str = "auto",
             on_step: StepCallback | None = None, init_adapter: str | Path | None = None,
             probe: Probe | None = None, dtype: str | None = None, relearn_check: RelearnCheck | None = None,
-            focus: ForgetFocus | None = None, swap: SwapRetain | None = None) -> dict:
+            focus: ForgetFocus | None = None, swap: SwapRetain | None = None,
+            reelicit_check: ReelicitCheck | None = None) -> dict:
     """`train_adapter` inside the machine's training slot (one training run per machine at a time),
     with torch threads set from the cores free once the slot is held (see lethe.machine)."""
     from lethe.machine import thread_count, training_slot
@@ -178,7 +190,7 @@ def unlearn(model_path: str | Path, forget: Sequence[tuple[str, str]], retain: S
         threads = thread_count(cfg.threads)
         torch.set_num_threads(threads)
         result = train_adapter(model_path, forget, retain, cfg, out_dir, method_name, device, on_step, init_adapter,
-                               probe, dtype, relearn_check, focus, swap)
+                               probe, dtype, relearn_check, focus, swap, reelicit_check)
     return {**result, "threads": threads, "slot_wait_seconds": slot["waited_seconds"]}
 
 
@@ -220,15 +232,16 @@ def train_adapter(
     relearn_check: RelearnCheck | None = None,
     focus: ForgetFocus | None = None,
     swap: SwapRetain | None = None,
+    reelicit_check: ReelicitCheck | None = None,
 ) -> dict:
     """Train a LoRA adapter that makes the model forget `forget` while keeping `retain`.
 
     Resumes from the latest checkpoint in `out_dir` if one exists; otherwise starts from
     `init_adapter` when given (a later SBU round continues the previous round's adapter).
-    With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` adds its
-    relearning check). With `focus`, the forget term is on the answer tokens about the entity only
-    (lethe.unlearn.specific_tokens; scored on the base model before any adapter, so a resumed run masks
-    the same tokens); the simulated relearning attack still trains on whole rows. With `swap` and
+    With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` and
+    `reelicit_check` add its relearning and re-elicitation checks). With `focus`, the forget term is on the
+    answer tokens about the entity only (lethe.unlearn.specific_tokens; scored on the base model before any
+    adapter, so a resumed run masks the same tokens); the simulated relearning attack still trains on whole rows. With `swap` and
     `cfg.swap_retain_rows`, a KL term holds that many forget rows a step, renamed after other entities, at
     the starting model on the tokens they share (lethe.unlearn.swap_retain; also scored before any adapter).
     Returns paths, curves, the budget path and timings; the adapter is saved with
@@ -248,7 +261,8 @@ def train_adapter(
     out_dir.mkdir(parents=True, exist_ok=True)
     resume_from = _latest_checkpoint(out_dir)
     model = _adapted_model(base, targets, cfg, target, resume_from, init_adapter)
-    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check, masks, swap_rows)
+    run = _TrainingRun(model, method, cfg, tokenizer, target, forget, retain, probe, relearn_check, masks, swap_rows,
+                       reelicit_check)
     if resume_from:
         run.restore(resume_from)
     if run.budget is not None and not run.budget.path:
@@ -371,7 +385,7 @@ class _TrainingRun:
     def __init__(self, model, method, cfg: UnlearnParams, tokenizer, device: torch.device,
                  forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, str]], probe: Probe | None,
                  relearn_check: RelearnCheck | None = None, forget_masks: list[tuple[bool, ...]] | None = None,
-                 swap_rows: Sequence[EncodedQA] = ()):
+                 swap_rows: Sequence[EncodedQA] = (), reelicit_check: ReelicitCheck | None = None):
         self.model, self.method, self.cfg, self.device = model, method, cfg, device
         self.pad = tokenizer.pad_token_id
         self.trainable = [p for p in model.parameters() if p.requires_grad]
@@ -387,7 +401,7 @@ class _TrainingRun:
                                        cfg.seed, cfg.retain_batch_size)
         self.curves: list[dict] = []
         self.start_step = 0
-        self.budget = (BudgetTracker(probe, cfg, relearn_check=relearn_check)
+        self.budget = (BudgetTracker(probe, cfg, relearn_check=relearn_check, reelicit_check=reelicit_check)
                        if probe is not None and cfg.eval_every > 0 else None)
         self.disruption = DisruptionMask(cfg.disruption_momentum) if cfg.disruption_mask else None
         self.replay = (RetainReplay(cfg.retain_replay_share, cfg.retain_replay_every, cfg.seed)

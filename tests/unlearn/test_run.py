@@ -179,6 +179,39 @@ def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_w
     assert loaded.count(str(tiny_world["retain_model_path"])) == 1  # one load for the dev floor and the attacks
 
 
+def test_a_run_with_the_reelicitation_check_elicits_the_points_it_would_keep_before_attacking_them(
+        tiny_world, params, tmp_path, monkeypatch):
+    import networkx as nx
+
+    from lethe.layout import MineLayout
+    from lethe.llm.backend import Backend
+    from lethe.mining.graph import save_graph
+
+    loaded, load = [], Backend.load.__func__
+    monkeypatch.setattr(Backend, "load", classmethod(lambda cls, path, *a, **k: loaded.append(str(path))
+                                                     or load(cls, path, *a, **k)))
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    anchor = author_qa(198)[0].author
+    forget.write_text("".join(json.dumps({**json.loads(line), "path": [anchor]}) + "\n"
+                              for line in forget.read_text().splitlines()))
+    graph = nx.DiGraph(anchor=anchor)
+    graph.add_node(anchor, key="::anchor", kind="anchor", strength=1.0, hop=0, provenance=[])
+    graph.add_node("Le Petit Sultan", key="le petit sultan", kind="title", strength=1.0, hop=1, provenance=[])
+    save_graph(graph, MineLayout.beside(forget).graph)
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "lr": 5e-3,
+                                            "stop_forget_ratio": 1.0, "stop_utility_ratio": 0.01,
+                                            "stop_relearn_gap": 0.05, "stop_reelicit": True})
+    audit = params.audit.model_copy(update={"relearn_rows": 4, "relearn_attacks": 1})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg, "audit": audit}), tiny_world["model_path"],
+                         forget, None, "ga", tmp_path / "out", False, allow_unvalidated=True)
+    points = run["budget_path"][1:]
+    assert points and all("reelicit_return" in p for p in points)  # every point met the loose dev and utility targets
+    assert all(p["reelicit_floor"] == points[0]["reelicit_floor"] for p in points)  # the reference, elicited once
+    assert all(("dev_relearn_gap" in p) == p["reelicit_ok"] for p in points)  # attacked only once it passed
+    assert all(p["meets_target"] == (p["reelicit_ok"] and p.get("relearn_ok", False)) for p in points)
+    assert loaded.count(str(tiny_world["retain_model_path"])) == 1  # one load for the floor, attacks and elicitation
+
+
 def test_a_relearning_check_without_a_never_trained_model_is_refused_before_training(plain_model, params,
                                                                                      tmp_path):
     forget, _ = _forget_and_dev_sets(tmp_path, 198)

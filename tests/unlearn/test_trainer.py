@@ -328,6 +328,36 @@ class _ScriptedRelearnCheck:
         return {"dev_relearned": 0.2 + gap, "dev_relearn_floor": 0.2, "dev_relearn_gap": gap}
 
 
+def test_the_reelicitation_check_runs_before_the_attack_and_a_point_must_pass_both(params):
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
+                                            "stop_relearn_gap": 0.1, "stop_relearn_share": 0.15})
+    relearn = _ScriptedRelearnCheck(margin=0.5, gaps=[0.3, 0.05])
+    reelicit = _ScriptedReelicitCheck(returns=[0.4, 0.05, 0.05])
+    budget = BudgetTracker(_scripted_probe([0.8, 0.5, 0.1, 0.05, 0.12], [0.5] * 5), cfg,
+                           relearn_check=relearn, reelicit_check=reelicit)
+    relearn.budget = reelicit.budget = budget
+    points = [budget.measure(torch.nn.Linear(1, 1), step) for step in (0, 10, 20, 30, 40)]
+    assert reelicit.asked_at == [2, 3, 4]  # step 10 forgot too little: neither check
+    assert relearn.attacked_at == [3, 4]  # step 20 came back when elicited again: no attack
+    assert [p.get("reelicit_ok") for p in points[2:5]] == [False, True, True]
+    assert [p["hits_target"] for p in points[1:5]] == [False, False, False, True]  # step 30 relearns
+    assert "relearn_ok" not in points[2] and points[3]["relearn_ok"] is False
+    assert points[4]["meets_target"] and points[2]["reelicit_floor"] == 0.02
+    assert budget.best()["step"] == 40  # not 20 (re-elicited) nor 30 (relearns), though their dev recall is lower
+
+
+class _ScriptedReelicitCheck:
+    def __init__(self, returns: list[float], limit: float = 0.12):
+        self.returns, self.limit, self.asked_at, self.budget = iter(returns), limit, [], None
+
+    def __call__(self, model) -> dict:
+        self.asked_at.append(len(self.budget.path))
+        back = next(self.returns)
+        return {"reelicit_return": back, "reelicit_floor": 0.02, "reelicit_ok": back <= self.limit}
+
+
 def test_without_a_relearning_check_the_best_point_is_the_lowest_dev_recall(params):
     from lethe.unlearn.trainer import BudgetTracker
 
