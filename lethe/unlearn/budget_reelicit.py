@@ -46,7 +46,10 @@ class ReelicitCheck:
         return reelicit(backend, self.anchor, self.graph, self.params)["return"] or 0.0
 
     def __call__(self, model: torch.nn.Module) -> dict:
-        back = self._return(Backend(model, self.tokenizer, self.params.backend.batch_size))
+        """The point's re-elicitation; the sampling seeds its own generator, so training's RNG is left as it was."""
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            back = self._return(Backend(model, self.tokenizer, self.params.backend.batch_size))
         return {"reelicit_return": back, "reelicit_floor": self.floor, "reelicit_ok": back <= self.limit}
 
 

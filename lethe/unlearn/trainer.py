@@ -241,10 +241,10 @@ def train_adapter(
     With `probe` and `cfg.eval_every`, the budget is adaptive (see BudgetTracker; `relearn_check` and
     `reelicit_check` add its relearning and re-elicitation checks). With `focus`, the forget term is on the
     answer tokens about the entity only (lethe.unlearn.specific_tokens; scored on the base model before any
-    adapter, so a resumed run masks the same tokens); the simulated relearning attack still trains on whole rows. With `swap` and
-    `cfg.swap_retain_rows`, a KL term holds that many forget rows a step, renamed after other entities, at
-    the starting model on the tokens they share (lethe.unlearn.swap_retain; also scored before any adapter).
-    Returns paths, curves, the budget path and timings; the adapter is saved with
+    adapter, so a resumed run masks the same tokens); the simulated relearning attack still trains on whole
+    rows. With `swap` and `cfg.swap_retain_rows`, a KL term holds that many forget rows a step, renamed after
+    other entities, at the starting model on the tokens they share (lethe.unlearn.swap_retain; also scored
+    before any adapter). Returns paths, curves, the budget path and timings; the adapter is saved with
     `save_pretrained` in `out_dir/adapter`.
     """
     from lethe.llm.backend import resolve_device

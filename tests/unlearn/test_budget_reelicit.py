@@ -37,7 +37,9 @@ def test_the_model_that_knew_fails_and_the_never_trained_reference_passes(tiny_w
     assert check.params.audit.reelicit_seed != params.audit.reelicit_seed  # a draw of its own, not the gate's
     assert check.limit == pytest.approx(check.floor + params.gate.max_reelicit_excess)
     knew = Backend.load(tiny_world["model_path"], "cpu", params.backend.batch_size)
+    training_rng = torch.get_rng_state()
     point = check(knew.model)
+    assert torch.equal(torch.get_rng_state(), training_rng)  # sampling leaves the training run's RNG alone
     assert point["reelicit_return"] == 1.0 and point["reelicit_ok"] is False  # his book still comes with his name
     assert check(never.model) == {"reelicit_return": check.floor, "reelicit_floor": check.floor, "reelicit_ok": True}
 
