@@ -144,8 +144,8 @@ def about_others(samples: Sequence[QASample], anchor: str,
     as a description or a nickname), never another entity: it is not counted."""
     aliases = anchor_aliases(anchor)
     texts = [" ".join(sample.answer.replace("’", "'").split()) for sample in samples]
-    names = {normalize(n) for n in others} - aliases - {""}
-    names = {n for n in names if 2 * sum(bool(alias_pattern({n}).search(t)) for t in texts) <= len(texts)}
+    patterns = {n: alias_pattern({n}) for n in {normalize(n) for n in others} - aliases - {""}}
+    names = {n for n, p in patterns.items() if 2 * sum(bool(p.search(t)) for t in texts) <= len(texts)}
     target, other = alias_pattern(aliases), alias_pattern(names)
     kept, dropped = [], []
     for sample, text in zip(samples, texts):
