@@ -30,7 +30,7 @@ def test_an_armed_failpoint_kills_its_process_group():
     code = ("import subprocess, sys, time; from lethe import failpoints; "
             "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)']); "
             "print(child.pid, flush=True); failpoints.reach('dvc.pushing'); time.sleep(60)")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30,
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, failpoints.ENV: "dvc.pushing"}, start_new_session=True)
     assert done.returncode == -signal.SIGKILL
     child = int(done.stdout.split()[0])

@@ -37,8 +37,8 @@ def test_two_processes_train_one_after_the_other(tmp_path):
     first = _holder(1.5, _env(tmp_path))
     assert first.stdout.readline().strip() == "held"
     second = _holder(0.2, _env(tmp_path))
-    a = json.loads(first.communicate(timeout=30)[0].strip().splitlines()[-1])
-    out, err = second.communicate(timeout=30)
+    a = json.loads(first.communicate(timeout=120)[0].strip().splitlines()[-1])
+    out, err = second.communicate(timeout=120)
     b = json.loads(out.strip().splitlines()[-1])
     assert b["start"] >= a["end"] and b["waited"] > 0  # no overlap: the second waited for the first
     assert f"held by pid {first.pid}" in err

@@ -10,7 +10,9 @@ import yaml
 from lethe.config import DEFAULT_PARAMS
 
 
-def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it. The timeout only guards against a hang: beside the other test worker on
+    2 cores, a 6 s `mine` once took over 120 s in CI."""
     return subprocess.run(
         [sys.executable, "-m", "lethe", *args], capture_output=True, text=True, timeout=timeout
     )
