@@ -15,6 +15,7 @@ gate's decision and the wall time; after a chain, the final champion on every au
     python bench/audit.py --split forget05 --mode chained --chain-on-keeping --tag keeping   # how requests compound
     python bench/audit.py --split forget01 --set unlearn.method=ga_gd --set unlearn.max_steps=120 --tag ga_gd
     python bench/audit.py --split forget01 --author "Nikolai Abilov" --tag nikolai            # one author of the split
+    python bench/audit.py --split forget01 --params profiles/thorough.yaml --tag thorough     # a params overlay
 """
 
 from __future__ import annotations
@@ -239,6 +240,7 @@ def main() -> None:
     parser.add_argument("--author", action="append", default=[], help="only this author of the split (repeatable)")
     parser.add_argument("--set", action="append", default=[], help="params override, e.g. unlearn.max_steps=80")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--params", default="", help="a params file other than params.yaml (an overlay included)")
     parser.add_argument("--world", default="", help="a world folder other than artifacts/world/<size> (e.g. one "
                         "built with another world.seed, to measure the spread across builds)")
     parser.add_argument("--chain-on-keeping", action="store_true",
@@ -250,7 +252,7 @@ def main() -> None:
 
     name = f"audit_{args.split}_{args.mode}{'_' + args.tag if args.tag else ''}"
     work = ROOT / "artifacts" / "bench" / name
-    params = _override(load_params(), args.set)
+    params = _override(load_params(args.params or None), args.set)
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
     model = (Path(args.world) if args.world else ROOT / "artifacts" / "world" / args.size) / "model"
     anchors = [load_authors()[i] for i in split_author_indices(args.split)]
@@ -263,6 +265,7 @@ def main() -> None:
                               else run(params, model, anchors, work, args.mode == "chained", args.chain_on_keeping))
     write_result(name, {
         "command": f"python bench/audit.py --split {args.split} --mode {args.mode}"
+                   + (f" --params {args.params}" if args.params else "")
                    + "".join(f" --set {s}" for s in args.set) + (f" --tag {args.tag}" if args.tag else "")
                    + (" --chain-on-keeping" if args.chain_on_keeping else "")
                    + "".join(f" --author '{a}'" for a in args.author)

@@ -101,9 +101,10 @@ def mine_sets(params, model: Path, names: Sequence[str], sources: Sequence[str],
     return sets, write_set(work / "neighbor_set.jsonl", neighbors), mining
 
 
-def fresh_request_root(name: str, mlflow_port: int, s3_port: int) -> Path:
+def fresh_request_root(name: str, mlflow_port: int, s3_port: int, params: Path | None = None) -> Path:
     """artifacts/bench/<name> emptied (its stack stopped first) with a params.yaml of its own queue,
-    registry work folder, DVC store and local stack, so earlier requests do not compose into it."""
+    registry work folder, DVC store and local stack, so earlier requests do not compose into it.
+    `params` (default: the project's) may be an overlay such as profiles/thorough.yaml."""
     import subprocess
 
     import yaml
@@ -114,7 +115,9 @@ def fresh_request_root(name: str, mlflow_port: int, s3_port: int) -> Path:
                        cwd=ROOT, capture_output=True, check=False)
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    from lethe.config import params_mapping
+
+    raw = params_mapping(params or ROOT / "params.yaml")
     raw["registry"].update(queue_url=f"sqlite:///{root / 'queue.db'}", workdir=str(root / "requests"),
                            dvc_store=str(root / "dvc-store"), compliance_dir=str(root / "compliance"))
     raw["stack"].update(state_dir=str(root / "stack"), mlflow_port=mlflow_port, s3_port=s3_port,

@@ -5,6 +5,7 @@ local stack under artifacts/bench/main_job (so earlier requests do not compose i
 records the wall time, the per-step times of the Prefect task runs, and the outcome.
 
     python bench/main_job.py [--anchor NAME] [--size default] [--set backend.batch_size=16 --tag batch16]
+    python bench/main_job.py --params profiles/thorough.yaml --tag thorough
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import yaml
 from common import ROOT, assign, fresh_request_root, write_result
@@ -33,8 +35,9 @@ def main() -> None:
     parser.add_argument("--size", default="default")
     parser.add_argument("--set", action="append", default=[], help="params.yaml override, e.g. scale.workers=1")
     parser.add_argument("--tag", default="", help="written to bench/results/main_job_<tag>.json")
+    parser.add_argument("--params", default="", help="a params file other than params.yaml (an overlay included)")
     args = parser.parse_args()
-    root = fresh_request_root("main_job", 5075, 5076)
+    root = fresh_request_root("main_job", 5075, 5076, Path(args.params) if args.params else None)
     raw = yaml.safe_load((root / "params.yaml").read_text())
     (root / "params.yaml").write_text(yaml.safe_dump(assign(raw, args.set), sort_keys=False))
     model = ROOT / "artifacts" / "world" / args.size / "model"
@@ -57,7 +60,8 @@ def main() -> None:
     subprocess.run([sys.executable, "-m", "lethe", "stack", "down", "--params", str(root / "params.yaml")],
                    cwd=ROOT, capture_output=True)
     write_result("main_job" + (f"_{args.tag}" if args.tag else ""), {
-        "command": f"lethe forget {args.anchor!r} --model {model.relative_to(ROOT)}", "overrides": args.set,
+        "command": f"lethe forget {args.anchor!r} --model {model.relative_to(ROOT)}"
+                   + (f" --params {args.params}" if args.params else ""), "overrides": args.set,
         "wall_seconds": round(wall, 1), "step_seconds": steps,
         "status": result["status"], "gate": result.get("gate", {}).get("checks"),
         "before": result.get("before"), "after": result.get("after"), "model_version": result.get("model_version"),

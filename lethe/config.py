@@ -717,17 +717,46 @@ def _describe(error: ValidationError) -> str:
     return "; ".join(lines)
 
 
-def load_params(path: str | Path | None = None) -> Params:
-    """Read and validate params.yaml; raise ConfigError naming each bad key."""
-    path = Path(path) if path else DEFAULT_PARAMS
+EXTENDS_KEY = "extends"
+
+
+def _merged(base: dict, overlay: dict) -> dict:
+    """`overlay` on top of `base`: mappings merge key by key, anything else (lists included) replaces."""
+    out = dict(base)
+    for key, value in overlay.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+def params_mapping(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """One params file as a plain mapping, unvalidated, with the file it `extends` (resolved beside it)
+    underneath; `chain` is the files that extend it, to refuse a loop."""
     if not path.is_file():
-        raise ConfigError(f"params file not found: {path}")
+        via = f" (extended by {chain[-1]})" if chain else ""
+        raise ConfigError(f"params file not found: {path}{via}")
+    if path.resolve() in chain:
+        raise ConfigError(f"{path}: '{EXTENDS_KEY}' loops: {' -> '.join(str(p) for p in (*chain, path.resolve()))}")
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}".replace("\n", " ")) from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must be a mapping of sections, got {type(raw).__name__}")
+    if EXTENDS_KEY not in raw:
+        return raw
+    base = raw.pop(EXTENDS_KEY)
+    if not isinstance(base, str) or not base.strip():
+        raise ConfigError(f"{path}: {EXTENDS_KEY}: must be the path of another params file, got {base!r}")
+    return _merged(params_mapping(path.parent / base, (*chain, path.resolve())), raw)
+
+
+def load_params(path: str | Path | None = None) -> Params:
+    """Read and validate params.yaml; raise ConfigError naming each bad key.
+
+    A file with a top-level `extends: <path>` (relative to that file) is an overlay: it holds only
+    what differs from the file it extends (e.g. `profiles/thorough.yaml`)."""
+    path = Path(path) if path else DEFAULT_PARAMS
+    raw = params_mapping(path)
     try:
         return Params.model_validate(raw)
     except ValidationError as exc:

@@ -102,3 +102,62 @@ def test_lora_layers_are_null_or_block_indices(tmp_path):
     for bad in ([], [-1], "late"):
         with pytest.raises(ConfigError, match=r"unlearn\.lora\.layers"):
             load_params(_write(tmp_path, lambda r, bad=bad: r["unlearn"]["lora"].update(layers=bad)))
+
+
+def _overlay(tmp_path: Path, text: str, name: str = "overlay.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_an_overlay_changes_only_what_it_names(tmp_path):
+    (tmp_path / "base").mkdir()
+    _write(tmp_path / "base", lambda r: r["unlearn"]["methods"]["npo_gd"].update(retain_weight=2.0))
+    path = _overlay(tmp_path, "extends: base/params.yaml\nunlearn:\n  lr: 0.002\n  methods:\n    npo_gd: {beta: 0.05}\n"
+                               "audit: {relearn_lr: [0.001]}\n")
+    base, params = load_params(tmp_path / "base" / "params.yaml"), load_params(path)
+    assert params.unlearn.lr == 0.002 and params.audit.relearn_lr == [0.001]  # a list replaces, never appends
+    npo_gd = params.unlearn.methods["npo_gd"]
+    assert npo_gd.beta == 0.05 and npo_gd.retain_weight == 2.0  # a mapping merges key by key
+    changed = params.model_dump()
+    changed["unlearn"].update(lr=base.unlearn.lr, methods=base.unlearn.model_dump()["methods"])
+    changed["audit"]["relearn_lr"] = base.audit.relearn_lr
+    assert changed == base.model_dump()
+
+
+def test_an_overlay_of_an_overlay(tmp_path):
+    first = _overlay(tmp_path, f"extends: {DEFAULT_PARAMS}\nunlearn: {{lr: 0.002, max_steps: 50}}\n", "first.yaml")
+    second = _overlay(tmp_path, "extends: first.yaml\nunlearn: {max_steps: 60}\n", "second.yaml")
+    params = load_params(second)
+    assert (params.unlearn.lr, params.unlearn.max_steps) == (0.002, 60)
+    assert load_params(first).unlearn.max_steps == 50
+
+
+def test_an_overlay_key_is_checked_like_any_other(tmp_path):
+    path = _overlay(tmp_path, f"extends: {DEFAULT_PARAMS}\nunlearn: {{max_step: 50}}\n")
+    with pytest.raises(ConfigError, match=r"overlay\.yaml: unlearn\.max_step: unknown key"):
+        load_params(path)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("extends: nowhere.yaml\n", r"params file not found: .*nowhere\.yaml \(extended by .*overlay\.yaml\)"),
+    ("extends: overlay.yaml\n", r"'extends' loops"),
+    ("extends: [params.yaml]\n", r"extends: must be the path of another params file"),
+    ("extends: ''\n", r"extends: must be the path of another params file"),
+])
+def test_a_bad_extends_is_a_clear_error(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_params(_overlay(tmp_path, text))
+
+
+def test_the_thorough_profile_is_the_measured_setting():
+    """profiles/thorough.yaml is the stop-48 bench command's setting; a change to it is a new setting."""
+    params = load_params(DEFAULT_PARAMS.parent / "profiles" / "thorough.yaml")
+    unlearn, audit = params.unlearn, params.audit
+    assert (unlearn.max_steps, unlearn.min_steps, unlearn.eval_every, unlearn.stop_confirmations) == (240, 80, 20, 2)
+    assert (unlearn.stop_relearn_gap, unlearn.inner_attack_steps, unlearn.methods["npo_gd"].beta) == (0.1, 10, 0.04)
+    assert (unlearn.retain_batch_size, unlearn.general_retain_rows, unlearn.entity_retain_rows) == (24, 200, 600)
+    assert (unlearn.retain_replay_share, unlearn.swap_retain_rows, unlearn.swap_retain_weight) == (0.5, 8, 8.0)
+    assert unlearn.specific_tokens and unlearn.reset_fraction == 0.001
+    assert (audit.heldout_share, audit.dev_share) == (0.2, 0.1)
+    assert params.gate == load_params().gate  # the profile trains differently; it is judged the same

@@ -42,6 +42,25 @@ def test_params_with_wrong_type(tmp_path):
     assert_one_clear_line(run_cli("world", "build", "--size", "tiny", "--params", str(path), "--json"), "world.seed")
 
 
+def test_an_overlay_whose_base_is_missing(tmp_path):
+    path = tmp_path / "overlay.yaml"
+    path.write_text("extends: gone.yaml\nunlearn: {lr: 0.002}\n")
+    assert_one_clear_line(run_cli("world", "build", "--size", "tiny", "--params", str(path), "--json"),
+                          "gone.yaml (extended by")
+
+
+def test_an_overlay_reaches_the_command(tiny_world, tmp_path):
+    """An overlay that changes only training finds the same tiny world; one that changes the world
+    seed would build another (here: is refused for a wrong type, proving the overlay was read)."""
+    path = tmp_path / "overlay.yaml"
+    path.write_text(f"extends: {DEFAULT_PARAMS}\nunlearn: {{lr: 0.002}}\n")
+    result = run_cli("world", "build", "--size", "tiny", "--params", str(path), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["reused"] is True
+    path.write_text(f"extends: {DEFAULT_PARAMS}\nworld: {{seed: abc}}\n")
+    assert_one_clear_line(run_cli("world", "build", "--size", "tiny", "--params", str(path), "--json"), "world.seed")
+
+
 def test_json_output_is_one_object(tiny_world):
     result = run_cli("world", "build", "--size", "tiny", "--json")
     assert result.returncode == 0, result.stderr
