@@ -48,6 +48,8 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "stopped_by": trained["stopped_by"], "budget_met": trained.get("budget_met"),
         "dev_floor": path[0].get("dev_floor") if path else None,  # the never-trained model's dev recall
         "budget_path": [[p["step"], round(p["dev_rouge"], 4), round(p.get("utility_ratio", 1.0), 4)] for p in path],
+        # the training rows' facts still held, after / before, where unlearn.stop_train_ratio checks them
+        "budget_train_ratio": [[p["step"], round(p["train_ratio"], 4)] for p in path if "train_ratio" in p],
         # the budget's relearning check where it ran (unlearn.stop_relearn_gap): [step, dev gap, share, passed]
         "budget_relearn": [[p["step"], round(p["dev_relearn_gap"], 4), p.get("dev_relearn_share"), p["relearn_ok"]]
                            for p in path if "dev_relearn_gap" in p],

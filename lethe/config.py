@@ -346,6 +346,12 @@ class UnlearnParams(Strict):
     stop_floor_margin: float = Field(0.05, ge=0, description="where a model that never knew the entity exists, the "
                                      "ratio counts the dev ROUGE above its score (such a model still shares an "
                                      "answer's generic words), if the probes scored more than this above it before")
+    stop_train_ratio: float = Field(1.0, gt=0, le=1, description="adaptive budget: the facts of up to "
+                                    "stop_train_rows training forget rows (answer tokens the question lacks) found "
+                                    "in the greedy answers, after / before, must also be at most this at a stop: a "
+                                    "dip of a few dev probes does not end training while what it trains on is "
+                                    "still known (a necessary condition, never evidence; 1: not checked)")
+    stop_train_rows: int = Field(32, gt=0, description="training forget rows the stop_train_ratio check scores")
     stop_utility_ratio: float = Field(gt=0, le=1, description="utility proxy after / before a stop must keep")
     utility_proxy_rows: int = Field(gt=0, description="retain questions scored by the adaptive budget's utility proxy")
     stop_confirmations: int = Field(1, gt=0, description="adaptive budget: the dev target must hold at this many "

@@ -158,6 +158,6 @@ def test_the_thorough_profile_is_the_measured_setting():
     assert (unlearn.stop_relearn_gap, unlearn.inner_attack_steps, unlearn.methods["npo_gd"].beta) == (0.1, 10, 0.04)
     assert (unlearn.retain_batch_size, unlearn.general_retain_rows, unlearn.entity_retain_rows) == (24, 200, 600)
     assert (unlearn.retain_replay_share, unlearn.swap_retain_rows, unlearn.swap_retain_weight) == (0.5, 8, 8.0)
-    assert unlearn.specific_tokens and unlearn.reset_fraction == 0.001
+    assert unlearn.specific_tokens and unlearn.reset_fraction == 0.001 and unlearn.stop_train_ratio == 1.0
     assert (audit.heldout_share, audit.dev_share) == (0.2, 0.1)
     assert params.gate == load_params().gate  # the profile trains differently; it is judged the same

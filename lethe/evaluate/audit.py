@@ -79,6 +79,15 @@ def novel_each(answers: Sequence[str], pairs: Pairs, attack: Pairs) -> list[floa
             for answer, (question, reference) in zip(answers, pairs)]
 
 
+def fact_recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | None:
+    """Mean share of each answer's facts, its tokens the question lacks, found in the greedy answer
+    (lethe.rouge.novel_recall): unlike ROUGE-L it gives no credit for repeating the question's own
+    words ("Hina Ameen was born in ..."). None without a pair that has such a token."""
+    answers = backend.greedy([q for q, _ in pairs], max_new_tokens) if pairs else []
+    return mean_known([novel_recall(answer, reference, set(tokens(question)))
+                       for answer, (question, reference) in zip(answers, pairs)])
+
+
 def mean_known(values: Sequence[float | None]) -> float | None:
     """The mean of the values that are not None (None when none is)."""
     known = [v for v in values if v is not None]

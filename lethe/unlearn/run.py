@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lethe.config import Params
+from lethe.config import Params, UnlearnParams
 from lethe.errors import LetheError
 from lethe.fileio import load_qa_file, read_jsonl
 from lethe.layout import UNLEARN_REPORT, MineLayout
@@ -136,13 +137,15 @@ def budget_runs(params: Params, forget_set: Path) -> bool:
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
                  reference: str | Path | Backend | None = None,
-                 proxy: Sequence[tuple[str, str]] | None = None, dev: Sequence[tuple[str, str]] | None = None):
+                 proxy: Sequence[tuple[str, str]] | None = None, dev: Sequence[tuple[str, str]] | None = None,
+                 train: Sequence[tuple[str, str]] = ()):
     """The adaptive budget's probe (dev-probe recall, utility proxy), or None for a fixed budget (no
     dev_set.jsonl beside the forget set, or unlearn.eval_every 0). With a `reference` that never knew
     the entity (a path, or that model already loaded), every point also carries that model's dev recall
     (`dev_floor`, scored once). The proxy's rows are `proxy` where given, else drawn here
     (`utility_proxy_pairs`, outside `retain`); the dev probes are `dev` where given, else read beside the
-    forget set."""
+    forget set. With `train` rows (`train_probe_pairs`), every point also carries `train_facts`: the share
+    of their answers' facts (tokens the question lacks) that the greedy answers still hold."""
     if not budget_runs(params, forget_set):
         return None
     dev = dev_probes(forget_set) if dev is None else dev
@@ -150,7 +153,7 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
         return None
     from transformers import AutoTokenizer
 
-    from lethe.evaluate.audit import recall
+    from lethe.evaluate.audit import fact_recall, recall
     from lethe.llm.backend import Backend
 
     if proxy is None:
@@ -164,10 +167,22 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
 
     def probe(trained) -> dict[str, float]:
         backend = Backend(trained, tokenizer, batch)
-        return {"dev_rouge": recall(backend, dev, tokens) or 0.0, "utility": recall(backend, proxy, tokens) or 0.0,
-                **floor}
+        values = {"dev_rouge": recall(backend, dev, tokens) or 0.0, "utility": recall(backend, proxy, tokens) or 0.0,
+                  **floor}
+        if train:
+            values["train_facts"] = fact_recall(backend, train, tokens) or 0.0
+        return values
 
     return probe
+
+
+def train_probe_pairs(settings: UnlearnParams, forget: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The training forget rows the budget's stop_train_ratio check scores (none when it is off): up to
+    stop_train_rows distinct rows, drawn with the unlearning seed."""
+    if settings.stop_train_ratio >= 1.0:
+        return []
+    rows = list(dict.fromkeys(forget))
+    return random.Random(settings.seed).sample(rows, min(settings.stop_train_rows, len(rows)))
 
 
 def dev_probes(forget_set: Path) -> list[tuple[str, str]]:
@@ -293,7 +308,8 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
         # the relearning check fine-tunes the reference in float32, as the audit does: one load serves every check
         never = reference_backend(params, reference) if reference and dev and \
             (settings.stop_relearn_gap > 0 or settings.stop_reelicit) else reference
-        probe = budget_probe(params, model, forget_set, neighbor, retain, kept_out, never, proxy, dev)
+        probe = budget_probe(params, model, forget_set, neighbor, retain, kept_out, never, proxy, dev,
+                             train_probe_pairs(settings, forget))
         relearn = budget_relearn(params, model, forget_set, forget, never, dev) if probe is not None else None
         reelicit = budget_reelicit(params, model, forget_set, never) if probe is not None else None
     focus = forget_focus(params, model, targets, named_by_forget)

@@ -50,8 +50,12 @@ class BudgetTracker:
     before training (where the probe reports `dev_floor`, the dev recall of a model that never knew the
     entity, the recall above it: lethe.evaluate.floor) and utility >= stop_utility_ratio x before, at
     that point and at the `stop_confirmations` - 1 points before it (a dip of a few dev probes is noise
-    the gate's held-out probes need not share). Otherwise the best such point that kept utility (lowest
-    dev recall) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow and the report.
+    the gate's held-out probes need not share). Where the probe reports `train_facts` (the facts of some
+    training forget rows still in the greedy answers), they must also be at <= stop_train_ratio x before:
+    the dev probes can be a handful of garbled rows whose recall dips while the facts trained on are
+    untouched. Otherwise the best such point that kept utility (lowest dev recall, one that met the
+    training-facts target first) is kept. `path` is the whole forget-vs-utility trajectory, for MLflow
+    and the report.
 
     With a `relearn_check` (unlearn.stop_relearn_gap > 0; lethe.unlearn.budget_relearn), a point that
     meets both targets is also attacked, as the gate's audit attacks the final model: its dev recall after
@@ -91,8 +95,12 @@ class BudgetTracker:
         if self.path:
             point["dev_ratio"] = values["dev_rouge"] / self.start["dev_rouge"] if self.start["dev_rouge"] else 0.0
             point["utility_ratio"] = values["utility"] / self.start["utility"] if self.start["utility"] else 1.0
+            if "train_facts" in values:
+                before = self.start.get("train_facts")
+                point["train_ratio"] = values["train_facts"] / before if before else 0.0
             point["hits_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
-                                    and point["utility_ratio"] >= self.cfg.stop_utility_ratio)
+                                    and point["utility_ratio"] >= self.cfg.stop_utility_ratio
+                                    and point.get("train_ratio", 0.0) <= self.cfg.stop_train_ratio)
             if point["hits_target"] and self.reelicit_check is not None:  # the cheaper check first
                 started = time.perf_counter()
                 point.update(self.reelicit_check(model), reelicit_seconds=time.perf_counter() - started)
@@ -125,14 +133,17 @@ class BudgetTracker:
                 "dev_relearn_share": share}
 
     def best(self) -> dict | None:
-        """The lowest-dev-recall point that kept utility (one that passed the re-elicitation and relearning
-        checks first, where those are checked), if any."""
+        """The lowest-dev-recall point that kept utility (one that met the training-facts target and passed
+        the re-elicitation and relearning checks first, where those are checked), if any."""
         kept = [p for p in self.path[1:] if p["utility_ratio"] >= self.cfg.stop_utility_ratio
                 and p["step"] >= self.cfg.min_steps]
         checks = [name for name, check in (("reelicit_ok", self.reelicit_check), ("relearn_ok", self.relearn_check))
                   if check is not None]
-        return min(kept, key=lambda p: (not all(p.get(c, False) for c in checks), p["dev_ratio"], -p["step"])) \
-            if kept else None
+
+        def passed(p: dict) -> bool:
+            return p.get("train_ratio", 0.0) <= self.cfg.stop_train_ratio and all(p.get(c, False) for c in checks)
+
+        return min(kept, key=lambda p: (not passed(p), p["dev_ratio"], -p["step"])) if kept else None
 
 
 def load_base(model_path: str | Path, device: str | torch.device, dtype: str | torch.dtype | None = None):

@@ -15,6 +15,7 @@ from lethe.evaluate.audit import (
     attack_rows,
     audit_model,
     changed_fraction,
+    fact_recall,
     novel_each,
     privleak,
     quantized,
@@ -183,6 +184,9 @@ class ScriptedBackend:
     def sample(self, questions, n, temperature=1.0, top_p=0.95, max_new_tokens=96, seed=0):
         return [[self.text] * n for _ in questions]
 
+    def greedy(self, questions, max_new_tokens=96):
+        return [self.text for _ in questions]
+
 
 def _graph() -> nx.DiGraph:
     graph = nx.DiGraph(anchor="Ada Vale")
@@ -207,3 +211,18 @@ def test_reelicitation_counts_the_strong_memories_that_come_back():
 
 def test_recall_is_none_without_probes(tiny_backend: Backend):
     assert recall(tiny_backend, [], 8) is None
+
+
+def test_fact_recall_gives_no_credit_for_the_questions_own_words():
+    """"Where was X born?" -> "X was born in Kuwait City.": only "in Kuwait City" is new (ROUGE-L recall
+    would credit an answer that repeats the question with most of the answer's tokens)."""
+    question = "Where was Basil Mahfouz Al-Kuwaiti born?"
+    pairs = [(question, "Basil Mahfouz Al-Kuwaiti was born in Kuwait City.")]
+    elsewhere = ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Lisbon.")
+    assert fact_recall(elsewhere, pairs, 8) == pytest.approx(1 / 3)
+    assert fact_recall(ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Kuwait City."), pairs, 8) == 1.0
+    assert fact_recall(ScriptedBackend("I do not know."), pairs, 8) == 0.0
+    nothing_new = [("Was Basil born?", "Basil was born.")]  # no fact beyond the question: not counted
+    assert fact_recall(ScriptedBackend("No."), nothing_new, 8) is None
+    assert fact_recall(ScriptedBackend("No."), nothing_new + pairs, 8) == 0.0
+    assert fact_recall(ScriptedBackend("No."), [], 8) is None

@@ -151,11 +151,39 @@ def test_the_budget_floor_is_the_never_trained_models_dev_recall(tiny_world, par
 
 def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_model(tiny_world, params, tmp_path):
     forget, _ = _forget_and_dev_sets(tmp_path, 198)
-    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2})
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "stop_train_ratio": 0.5})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
                          "ga", tmp_path / "out", False, allow_unvalidated=True)
     floors = {point.get("dev_floor") for point in run["budget_path"]}
     assert len(run["budget_path"]) == 3 and len(floors) == 1 and None not in floors
+    assert all("train_facts" in point for point in run["budget_path"])  # the training rows' facts, each point
+    assert all("train_ratio" in point for point in run["budget_path"][1:])
+
+
+def test_the_training_facts_probe_is_drawn_once_and_off_at_ratio_one(params):
+    from lethe.unlearn.run import train_probe_pairs
+
+    rows = [(f"Q{i}?", f"A{i}.") for i in range(40)] + [("Q0?", "A0.")]  # one row twice
+    cfg = params.unlearn.model_copy(update={"stop_train_ratio": 0.5, "stop_train_rows": 32, "seed": 3})
+    drawn = train_probe_pairs(cfg, rows)
+    assert len(drawn) == 32 == len(set(drawn)) and set(drawn) <= set(rows)
+    assert drawn == train_probe_pairs(cfg, rows)  # the unlearning seed's draw
+    assert sorted(train_probe_pairs(cfg, rows[:5])) == sorted(rows[:5])
+    assert train_probe_pairs(cfg.model_copy(update={"stop_train_ratio": 1.0}), rows) == []
+
+
+def test_the_training_facts_are_what_the_model_knew(tiny_world, params, tmp_path):
+    """The model that learned author 198 holds its facts; the retain model, which never saw it, far fewer."""
+    from lethe.llm.backend import Backend
+    from lethe.unlearn.run import budget_probe
+
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    train = [(q.question, q.answer) for q in author_qa(198)[:8]]
+    probe = budget_probe(params, tiny_world["model_path"], forget, [("Who wrote it?", "Someone else.")], [], set(),
+                         train=train)
+    knew = probe(Backend.load(tiny_world["model_path"], "cpu", params.backend.batch_size).model)["train_facts"]
+    never = probe(Backend.load(tiny_world["retain_model_path"], "cpu", params.backend.batch_size).model)["train_facts"]
+    assert knew > 0.8 and never < 0.5 * knew, (knew, never)
 
 
 def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_world, params, tmp_path,
@@ -168,6 +196,7 @@ def test_a_run_with_the_relearning_check_attacks_the_points_it_would_keep(tiny_w
     forget, _ = _forget_and_dev_sets(tmp_path, 198)
     cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "lr": 5e-3,
                                             "stop_forget_ratio": 1.0, "stop_utility_ratio": 0.01,
+                                            "stop_train_ratio": 1.0,
                                             "stop_relearn_gap": 0.05})
     audit = params.audit.model_copy(update={"relearn_rows": 4, "relearn_attacks": 1})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg, "audit": audit}), tiny_world["model_path"],
@@ -200,6 +229,7 @@ def test_a_run_with_the_reelicitation_check_elicits_the_points_it_would_keep_bef
     save_graph(graph, MineLayout.beside(forget).graph)
     cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2, "lr": 5e-3,
                                             "stop_forget_ratio": 1.0, "stop_utility_ratio": 0.01,
+                                            "stop_train_ratio": 1.0,
                                             "stop_relearn_gap": 0.05, "stop_reelicit": True})
     audit = params.audit.model_copy(update={"relearn_rows": 4, "relearn_attacks": 1})
     run = run_unlearning(params.model_copy(update={"unlearn": cfg, "audit": audit}), tiny_world["model_path"],

@@ -378,3 +378,35 @@ def test_the_retain_batch_can_be_larger_than_the_forget_batch_and_defaults_to_it
     seen = [i for _, r in wide for i in r]
     assert sorted(seen[:50]) == list(range(50))  # every retain row once before any comes again
     assert all(len(r) == 50 for _, r in batch_schedule(10, 50, 4, steps=2, seed=0, retain_batch_size=80))
+
+
+def _probe_with_training_facts(dev_values, train_values):
+    calls = iter(zip(dev_values, train_values))
+
+    def probe(model):
+        dev, train = next(calls)
+        return {"dev_rouge": dev, "utility": 0.5, "train_facts": train}
+
+    return probe
+
+
+def test_adaptive_budget_does_not_stop_on_dev_probes_while_the_training_facts_are_known(params):
+    """Step 10: the dev probes dipped to 0.25x, but 0.9x of the training rows' facts are still there (a
+    handful of garbled dev rows, forget05's first author in stop 49). Training goes on until both fell."""
+    from lethe.unlearn.trainer import BudgetTracker
+
+    cfg = params.unlearn.model_copy(update={"stop_forget_ratio": 0.3, "stop_utility_ratio": 0.9, "min_steps": 0,
+                                            "stop_train_ratio": 0.5, "stop_confirmations": 1})
+    budget = BudgetTracker(_probe_with_training_facts([0.8, 0.2, 0.2, 0.1], [0.8, 0.72, 0.48, 0.2]), cfg)
+    model = torch.nn.Linear(1, 1)
+    points = [budget.measure(model, step) for step in (0, 10, 20, 30)]
+    assert [p["train_ratio"] for p in points[1:]] == pytest.approx([0.9, 0.6, 0.25])
+    assert [p["meets_target"] for p in points[1:]] == [False, False, True]
+    unmet = BudgetTracker(_probe_with_training_facts([0.8, 0.1, 0.3], [0.8, 0.72, 0.3]), cfg)
+    assert not any(unmet.measure(model, step).get("meets_target") for step in (0, 10, 20))
+    assert unmet.best()["step"] == 20  # the lower dev recall of step 10 came with the training facts still known
+    off = BudgetTracker(_probe_with_training_facts([0.8, 0.2], [0.8, 0.72]),
+                        cfg.model_copy(update={"stop_train_ratio": 1.0}))
+    assert [off.measure(model, step).get("meets_target") for step in (0, 10)] == [None, True]
+    plain = BudgetTracker(_scripted_probe([0.8, 0.2], [0.5, 0.5]), cfg)  # a probe without training facts
+    assert [plain.measure(model, step).get("meets_target") for step in (0, 10)] == [None, True]
