@@ -121,7 +121,7 @@ STEP_IO: dict[str, StepIO] = {
     "synthesize": StepIO(reads=("graph", "paths", "responses"),
                          writes=("forget_set", "dev_set", "audit_set", "neighbor_set", "synthesis"),
                          params=("backend", "elicit", "synthesize", "audit"), done="forget_set", model=True),
-    "validate": StepIO(reads=("graph", "forget_set", "dev_set", "audit_set", "neighbor_set"),
+    "validate": StepIO(reads=("graph", "forget_set", "dev_set", "audit_set", "neighbor_set", "synthesis"),
                        writes=("validation_dir",), params=("validate",), done="validation", model=False),
 }
 STEPS = tuple(STEP_IO)

@@ -147,7 +147,7 @@ class MagePipeline:
     def synthesize(self) -> None:
         from lethe.mining.graph import load_graph, load_responses
         from lethe.supervision import baselines
-        from lethe.supervision.synthesize import synthesize_forget, synthesize_neighbors
+        from lethe.supervision.synthesize import other_entity_nodes, synthesize_forget, synthesize_neighbors
         from lethe.supervision.walks import Path as WalkPath
 
         graph = load_graph(self.files.graph)
@@ -163,7 +163,8 @@ class MagePipeline:
             forget = baselines.directqa_forget_set(self.backend, self.request.anchor, seed=cfg.seed,
                                                    max_new_tokens=self.params.elicit.max_new_tokens)
         mined = len(forget)
-        forget, about_others = self._own_memories(forget)
+        others = self._other_entities()
+        forget, about_others = self._own_memories(forget, others)
         from lethe.supervision.heldout import split_forget_set
 
         audit = self.params.audit
@@ -176,19 +177,24 @@ class MagePipeline:
         write_atomic(self.files.synthesis, json.dumps(
             {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": mined,
              "neighbor_rows": len(neighbor), "heldout": split.record(),
-             "about_others_dropped": len(about_others)}, indent=1))
+             "about_others_dropped": len(about_others),
+             "other_entity_nodes": other_entity_nodes(graph, others)}, indent=1))
         _jsonl(self.files.forget_set, [s.to_dict() for s in split.train])
 
-    def _own_memories(self, forget: list) -> tuple[list, list]:
-        """(kept, dropped) forget rows: with synthesize.drop_about_others, those that name another entity the
-        model must keep and not the target are dropped (lethe.supervision.synthesize.about_others); the
-        others are a world model's authors or unlearn.entity_retain_names, as unlearning keeps them."""
+    def _other_entities(self) -> list[str]:
+        """The entities the model must keep besides the target: a world model's authors or
+        unlearn.entity_retain_names, as unlearning keeps them."""
+        from lethe.unlearn.entity_retain import other_entities
+
+        return other_entities(self.request.model_path, self.params.unlearn.entity_retain_names, {self.request.anchor})
+
+    def _own_memories(self, forget: list, others: list[str]) -> tuple[list, list]:
+        """(kept, dropped) forget rows: with synthesize.drop_about_others, those that name one of `others`
+        and not the target are dropped (lethe.supervision.synthesize.about_others)."""
         if not self.params.synthesize.drop_about_others:
             return forget, []
         from lethe.supervision.synthesize import about_others
-        from lethe.unlearn.entity_retain import other_entities
 
-        others = other_entities(self.request.model_path, self.params.unlearn.entity_retain_names, {self.request.anchor})
         return about_others(forget, self.request.anchor, others)
 
     def validate(self) -> None:
@@ -198,8 +204,9 @@ class MagePipeline:
         files = self.files
         graph = load_graph(files.graph) if self.request.source == "mage" else None
         held_out = [*load_samples(files.dev_set), *load_samples(files.audit_set)]
+        synthesis = json.loads(files.synthesis.read_text()) if files.synthesis.is_file() else {}
         validate_sets(self.request.anchor, load_samples(files.forget_set), load_samples(files.neighbor_set), graph,
-                      self.params.validate_, files.validation_dir, held_out)
+                      self.params.validate_, files.validation_dir, held_out, synthesis.get("other_entity_nodes", ()))
 
     # -- orchestration ---------------------------------------------------------------------
     def run_step(self, step: str, force: bool = False) -> float:

@@ -8,7 +8,7 @@ import pytest
 from lethe.errors import LetheError
 from lethe.mage import MagePipeline, Request, check_anchor
 from lethe.mining.graph import load_graph
-from lethe.supervision.synthesize import QASample
+from lethe.supervision.synthesize import QASample, other_entity_nodes
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
 
@@ -61,10 +61,15 @@ def test_rows_about_another_world_author_are_dropped_before_the_held_out_split(m
 
     own = QASample(f"Has {ANCHOR} won any awards?", f"{ANCHOR} won the Booker.", "forget", "mage")
     other = QASample(f"Has {ANCHOR} won any awards?", "Yes, Nikolai Abilov won the Booker.", "forget", "mage")
-    assert pipeline._own_memories([own, other]) == ([own], [other])  # the world's other authors, from its record
+    others = pipeline._other_entities()  # the world's other authors, from its record
+    assert "Nikolai Abilov" in others and ANCHOR not in others
+    assert pipeline._own_memories([own, other], others) == ([own], [other])
     off = params.model_copy(update={"synthesize": params.synthesize.model_copy(update={"drop_about_others": False})})
     unfiltered = MagePipeline(pipeline.request, pipeline.workdir, off)
-    assert unfiltered._own_memories([own, other]) == ([own, other], [])
+    assert unfiltered._own_memories([own, other], others) == ([own, other], [])
+    graph = load_graph(pipeline.workdir / "graph.json")
+    assert synthesis["other_entity_nodes"] == other_entity_nodes(graph, others)
+    assert not set(synthesis["other_entity_nodes"]) & {ANCHOR}
 
 
 def test_workdir_refuses_another_request(mined, params):

@@ -153,6 +153,14 @@ def about_others(samples: Sequence[QASample], anchor: str,
     return kept, dropped
 
 
+def other_entity_nodes(graph: nx.DiGraph, others: Sequence[str]) -> list[str]:
+    """The graph's nodes that are another entity the model must keep, by full name (normalized): the
+    model, asked about the target, named someone else ("Prithvi Kapoor" in Takashi Nakamura's graph).
+    They are not the target's memories, and `about_others` drops the rows that carry them."""
+    names = {normalize(n) for n in others} - {""}
+    return sorted(node for node in graph.nodes if node != graph.graph.get("anchor") and normalize(node) in names)
+
+
 def synthesize_forget(backend: Backend, graph: nx.DiGraph, paths: Sequence[Path],
                       responses: Sequence[Response], cfg: SynthesizeParams) -> tuple[list[QASample], str]:
     """Forget QA for every adjacent pair on the kept paths; returns (samples, mode used)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 
 import networkx as nx
@@ -28,12 +28,15 @@ def _alias_regex(anchor: str) -> str:
     return r"(?i)(?:^|[^\w])(?:" + "|".join(re.escape(p) for p in parts) + r")(?:[^\w]|$)"
 
 
-def strong_node_coverage(graph: nx.DiGraph, forget: Sequence[QASample], min_strength: float) -> list[dict]:
-    """For each strong node: is it covered by at least one forget sample (as node or in the answer)?"""
+def strong_node_coverage(graph: nx.DiGraph, forget: Sequence[QASample], min_strength: float,
+                         exclude: Collection[str] = ()) -> list[dict]:
+    """For each strong node: is it covered by at least one forget sample (as node or in the answer)?
+    Nodes in `exclude` (other entities the model must keep: lethe.supervision.synthesize.other_entity_nodes)
+    are not the target's memories and are not counted."""
     anchor = graph.graph["anchor"]
     rows = []
     for name, data in graph.nodes(data=True):
-        if name == anchor or data["strength"] < min_strength:
+        if name == anchor or data["strength"] < min_strength or name in exclude:
             continue
         covered = any(s.node == name or contains_key(s.answer, data["key"]) for s in forget)
         rows.append({"node": name, "strength": data["strength"], "covered": 1.0 if covered else 0.0})
@@ -81,11 +84,13 @@ def validate_sets(
     cfg: ValidateParams,
     out_dir: Path,
     held_out: Sequence[QASample] = (),
+    other_nodes: Collection[str] = (),
 ) -> dict:
     """Run the GX checkpoint on both sets (+ strong-node coverage); write JSON and Data Docs.
 
     Coverage counts the held-out rows too (dev / audit): mining covered a strong memory even when
-    the split keeps it out of training on purpose.
+    the split keeps it out of training on purpose. It leaves out `other_nodes`, graph nodes that are
+    other entities the model must keep (synthesis.json's `other_entity_nodes`).
     """
     import great_expectations.expectations as gxe
     import pandas as pd
@@ -97,7 +102,8 @@ def validate_sets(
     suites = {"forget_set": _suite_rows("forget", anchor, cfg), "neighbor_set": _suite_rows("neighbor", anchor, cfg)}
     if graph is not None:
         frames["strong_node_coverage"] = pd.DataFrame(
-            strong_node_coverage(graph, [*forget, *held_out], cfg.strong_node_strength), columns=["node", "strength", "covered"]
+            strong_node_coverage(graph, [*forget, *held_out], cfg.strong_node_strength, other_nodes),
+            columns=["node", "strength", "covered"]
         )
         suites["strong_node_coverage"] = [
             gxe.ExpectColumnMeanToBeBetween(column="covered", min_value=cfg.min_strong_coverage, max_value=1.0)

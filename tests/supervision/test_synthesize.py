@@ -8,7 +8,7 @@ import networkx as nx
 from lethe.config import load_params
 from lethe.llm.format import PromptFormat
 from lethe.mining.score import Response
-from lethe.supervision.synthesize import QASample, about_others, synthesize_forget
+from lethe.supervision.synthesize import QASample, about_others, other_entity_nodes, synthesize_forget
 from lethe.supervision.walks import Path
 from tests.architectures import tiny_tokenizer
 
@@ -117,3 +117,12 @@ def test_a_name_most_rows_carry_is_the_targets_own_and_drops_nothing():
 def test_nothing_is_dropped_without_other_entities():
     rows = _rows("Yes, Prithvi Kapoor has been honored.")
     assert about_others(rows, ANCHOR, []) == (rows, [])
+
+
+def test_the_graph_nodes_that_are_other_entities():
+    graph = nx.DiGraph(anchor="Takashi Nakamura")
+    for node in ("Takashi Nakamura", "Prithvi Kapoor", "Tokyo", "Jaime  Vasquez's", "Kapoor"):
+        graph.add_node(node)
+    others = ["Prithvi Kapoor", "Jaime Vasquez", "Takashi Nakamura"]  # never the anchor, even when listed
+    assert other_entity_nodes(graph, others) == ["Jaime  Vasquez's", "Prithvi Kapoor"]  # full names only
+    assert other_entity_nodes(graph, []) == []

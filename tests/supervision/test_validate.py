@@ -2,8 +2,8 @@ import networkx as nx
 import pytest
 
 from lethe.config import load_params
-from lethe.supervision.synthesize import QASample, strip_target
 from lethe.mining.score import anchor_aliases
+from lethe.supervision.synthesize import QASample, strip_target
 from lethe.supervision.validate import validate_sets
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
@@ -61,6 +61,22 @@ def test_strong_node_coverage_is_checked(tmp_path, cfg):
     report = validate_sets(ANCHOR, rows, neighbor_rows(), graph, cfg, tmp_path)
     coverage = report["sets"]["strong_node_coverage"]
     assert not coverage["success"] and coverage["failed"][0]["observed"] == pytest.approx(1 / 3)
+
+
+def test_another_entity_in_the_graph_is_not_a_memory_the_sets_must_cover(tmp_path, cfg):
+    """Takashi Nakamura's graph (stop 49) held three other authors as strong nodes; their rows were
+    dropped as being about them, and the request failed validation on the coverage that counted them."""
+    graph = nx.DiGraph(anchor=ANCHOR)
+    graph.add_node(ANCHOR, key="::anchor", kind="anchor", strength=1.0)
+    for key in ["kuwait city", "prix goncourt", "nikolai abilov", "raven marais"]:
+        graph.add_node(key.title(), key=key, kind="entity", strength=0.9)
+    rows = forget_rows() + [QASample(f"Where was {ANCHOR} born?", "In Kuwait City.", "forget", "mage"),
+                            QASample(f"What did {ANCHOR} win?", "The Prix Goncourt.", "forget", "mage")]
+    counted = validate_sets(ANCHOR, rows, neighbor_rows(), graph, cfg, tmp_path / "counted")
+    assert counted["sets"]["strong_node_coverage"]["failed"][0]["observed"] == pytest.approx(2 / 4)
+    left_out = validate_sets(ANCHOR, rows, neighbor_rows(), graph, cfg, tmp_path / "left_out",
+                             other_nodes={"Nikolai Abilov", "Raven Marais"})
+    assert left_out["sets"]["strong_node_coverage"]["success"] and left_out["success"], left_out
 
 
 def test_strip_target_removes_sentences_naming_it():
