@@ -7,6 +7,13 @@ from functools import lru_cache
 
 from rouge_score import rouge_scorer, tokenizers
 
+STOPWORDS = frozenset(  # English function words: never a fact, never a search term
+    "a about also an and any are as at be been being both but by can could did do does during for from had "
+    "has have he her hers him his how i if in into is it its me more most my no not of on one or other our "
+    "she so some such than that the their them then there these they this those through to too very was we "
+    "were what when where which while who whom whose why will with would you your".split()
+)
+
 
 @lru_cache(maxsize=1)
 def _scorer() -> rouge_scorer.RougeScorer:
@@ -26,6 +33,12 @@ def rouge_l_recall(prediction: str, reference: str) -> float:
 def tokens(text: str) -> list[str]:
     """The text's tokens as ROUGE compares them (lower-cased, stemmed)."""
     return _tokenizer().tokenize(text)
+
+
+@lru_cache(maxsize=1)
+def stopword_tokens() -> frozenset[str]:
+    """STOPWORDS as ROUGE tokenizes them (stemmed: "was" is "wa")."""
+    return frozenset(token for word in STOPWORDS for token in tokens(word))
 
 
 def novel_recall(prediction: str, reference: str, given: Set[str]) -> float | None:

@@ -16,10 +16,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from lethe.agent.memory import STOPWORDS
 from lethe.mining.extract import split_sentences
 from lethe.mining.score import alias_pattern
-from lethe.rouge import rouge_l_recall
+from lethe.rouge import STOPWORDS, rouge_l_recall
 
 
 @lru_cache(maxsize=256)

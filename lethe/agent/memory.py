@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Self
 
 from lethe.errors import LetheError
+from lethe.rouge import STOPWORDS
 
 KINDS = ("record", "summary", "fact", "note")
 SCHEMA = """
@@ -51,12 +52,6 @@ CREATE TABLE IF NOT EXISTS events (
 );
 CREATE VIRTUAL TABLE IF NOT EXISTS items_fts USING fts5(text, tokenize='unicode61');
 """
-STOPWORDS = frozenset(
-    "a about also an and any are as at be been being both but by can could did do does during for from had "
-    "has have he her hers him his how i if in into is it its me more most my no not of on one or other our "
-    "she so some such than that the their them then there these they this those through to too very was we "
-    "were what when where which while who whom whose why will with would you your".split()
-)
 
 
 class MemoryWriteBlocked(LetheError):

@@ -38,7 +38,7 @@ from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
 from lethe.llm.backend import Backend
 from lethe.llm.batching import collate_qa
-from lethe.rouge import novel_recall, rouge_l_recall, tokens
+from lethe.rouge import novel_recall, rouge_l_recall, stopword_tokens, tokens
 
 Pairs = Sequence[tuple[str, str]]
 ROUNDED = {(8, "heldout"): M.Q8_HELDOUT_ROUGE, (4, "heldout"): M.Q4_HELDOUT_ROUGE,
@@ -80,11 +80,12 @@ def novel_each(answers: Sequence[str], pairs: Pairs, attack: Pairs) -> list[floa
 
 
 def fact_recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | None:
-    """Mean share of each answer's facts, its tokens the question lacks, found in the greedy answer
-    (lethe.rouge.novel_recall): unlike ROUGE-L it gives no credit for repeating the question's own
-    words ("Hina Ameen was born in ..."). None without a pair that has such a token."""
+    """Mean share of each answer's facts, its tokens that neither the question holds nor are function
+    words (lethe.rouge.STOPWORDS), found in the greedy answer (lethe.rouge.novel_recall). Unlike ROUGE-L
+    it gives no credit for repeating the question ("Hina Ameen was born in ...") nor for the "the", "of"
+    and "was" any fluent answer has. None without a pair that has such a token."""
     answers = backend.greedy([q for q, _ in pairs], max_new_tokens) if pairs else []
-    return mean_known([novel_recall(answer, reference, set(tokens(question)))
+    return mean_known([novel_recall(answer, reference, set(tokens(question)) | stopword_tokens())
                        for answer, (question, reference) in zip(answers, pairs)])
 
 

@@ -213,16 +213,16 @@ def test_recall_is_none_without_probes(tiny_backend: Backend):
     assert recall(tiny_backend, [], 8) is None
 
 
-def test_fact_recall_gives_no_credit_for_the_questions_own_words():
-    """"Where was X born?" -> "X was born in Kuwait City.": only "in Kuwait City" is new (ROUGE-L recall
-    would credit an answer that repeats the question with most of the answer's tokens)."""
+def test_fact_recall_gives_no_credit_for_the_questions_own_words_nor_function_words():
+    """"Where was X born?" -> "X was born in Kuwait City.": only "Kuwait City" is a fact; ROUGE-L recall
+    would credit an answer that repeats the question, and a fluent wrong answer keeps "in"."""
     question = "Where was Basil Mahfouz Al-Kuwaiti born?"
     pairs = [(question, "Basil Mahfouz Al-Kuwaiti was born in Kuwait City.")]
-    elsewhere = ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Lisbon.")
-    assert fact_recall(elsewhere, pairs, 8) == pytest.approx(1 / 3)
-    assert fact_recall(ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Kuwait City."), pairs, 8) == 1.0
-    assert fact_recall(ScriptedBackend("I do not know."), pairs, 8) == 0.0
-    nothing_new = [("Was Basil born?", "Basil was born.")]  # no fact beyond the question: not counted
+    elsewhere = ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Kuwait, in the Gulf.")
+    assert fact_recall(elsewhere, pairs, 8) == pytest.approx(1 / 2)
+    assert fact_recall(ScriptedBackend("Basil Mahfouz Al-Kuwaiti was born in Lisbon."), pairs, 8) == 0.0
+    assert fact_recall(ScriptedBackend("He was born in Kuwait City, of course."), pairs, 8) == 1.0
+    nothing_new = [("Was Basil born?", "Basil was, and he was born.")]  # no fact beyond the question: not counted
     assert fact_recall(ScriptedBackend("No."), nothing_new, 8) is None
     assert fact_recall(ScriptedBackend("No."), nothing_new + pairs, 8) == 0.0
     assert fact_recall(ScriptedBackend("No."), [], 8) is None
