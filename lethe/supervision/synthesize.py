@@ -156,7 +156,8 @@ def about_others(samples: Sequence[QASample], anchor: str,
 def other_entity_nodes(graph: nx.DiGraph, others: Sequence[str]) -> list[str]:
     """The graph's nodes that are another entity the model must keep, by full name (normalized): the
     model, asked about the target, named someone else ("Prithvi Kapoor" in Takashi Nakamura's graph).
-    They are not the target's memories, and `about_others` drops the rows that carry them."""
+    They are not the target's memories (with synthesize.drop_about_others, `about_others` drops the rows
+    that carry them), and the validation's strong-node coverage does not count them."""
     names = {normalize(n) for n in others} - {""}
     return sorted(node for node in graph.nodes if node != graph.graph.get("anchor") and normalize(node) in names)
 

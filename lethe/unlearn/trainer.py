@@ -100,7 +100,7 @@ class BudgetTracker:
                 point["train_ratio"] = values["train_facts"] / before if before else 0.0
             point["hits_target"] = (step >= self.cfg.min_steps and self._forgotten(point)
                                     and point["utility_ratio"] >= self.cfg.stop_utility_ratio
-                                    and point.get("train_ratio", 0.0) <= self.cfg.stop_train_ratio)
+                                    and self._training_facts_gone(point))
             if point["hits_target"] and self.reelicit_check is not None:  # the cheaper check first
                 started = time.perf_counter()
                 point.update(self.reelicit_check(model), reelicit_seconds=time.perf_counter() - started)
@@ -122,6 +122,10 @@ class BudgetTracker:
         return forgotten(self.start["dev_rouge"], point["dev_rouge"], point.get("dev_floor"),
                          self.cfg.stop_floor_margin, self.cfg.stop_forget_ratio)
 
+    def _training_facts_gone(self, point: dict) -> bool:
+        """The training rows' facts at <= stop_train_ratio of before (met where the probe scores none)."""
+        return point.get("train_ratio", 0.0) <= self.cfg.stop_train_ratio
+
     def _relearn_verdict(self, gap: float) -> dict:
         """The gate's relearning rule on the dev probes: the gap, absolute and as a share of the margin
         where the margin separates the starting model from the reference ({"relearn_ok"[, "dev_relearn_share"]})."""
@@ -141,7 +145,7 @@ class BudgetTracker:
                   if check is not None]
 
         def passed(p: dict) -> bool:
-            return p.get("train_ratio", 0.0) <= self.cfg.stop_train_ratio and all(p.get(c, False) for c in checks)
+            return self._training_facts_gone(p) and all(p.get(c, False) for c in checks)
 
         return min(kept, key=lambda p: (not passed(p), p["dev_ratio"], -p["step"])) if kept else None
 
