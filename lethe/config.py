@@ -347,8 +347,9 @@ class UnlearnParams(Strict):
                                      "ratio counts the dev ROUGE above its score (such a model still shares an "
                                      "answer's generic words), if the probes scored more than this above it before")
     stop_train_ratio: float = Field(1.0, gt=0, le=1, description="adaptive budget: the facts of up to "
-                                    "stop_train_rows training forget rows (answer tokens the question lacks) found "
-                                    "in the greedy answers, after / before, must also be at most this at a stop: a "
+                                    "stop_train_rows training forget rows (answer tokens neither in the question nor "
+                                    "function words) found in the greedy answers, after / before, must also be at "
+                                    "most this at a stop: a "
                                     "dip of a few dev probes does not end training while what it trains on is "
                                     "still known (a necessary condition, never evidence; 1: not checked)")
     stop_train_rows: int = Field(32, gt=0, description="training forget rows the stop_train_ratio check scores")

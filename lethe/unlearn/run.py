@@ -145,7 +145,7 @@ def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequen
     (`dev_floor`, scored once). The proxy's rows are `proxy` where given, else drawn here
     (`utility_proxy_pairs`, outside `retain`); the dev probes are `dev` where given, else read beside the
     forget set. With `train` rows (`train_probe_pairs`), every point also carries `train_facts`: the share
-    of their answers' facts (tokens the question lacks) that the greedy answers still hold."""
+    of their answers' facts (`lethe.evaluate.audit.fact_recall`) that the greedy answers still hold."""
     if not budget_runs(params, forget_set):
         return None
     dev = dev_probes(forget_set) if dev is None else dev
