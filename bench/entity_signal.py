@@ -20,10 +20,11 @@ from interference import spearman
 
 from lethe.config import load_params
 from lethe.evaluate.runner import with_adapter
+from lethe.evaluate.suite import other_entities
 from lethe.fileio import load_qa_file
 from lethe.llm.backend import Backend
 from lethe.rouge import rouge_l_recall
-from lethe.unlearn.entity_retain import even_share, other_entities, prompt_orders
+from lethe.unlearn.entity_retain import even_share, prompt_orders
 from lethe.unlearn.run import authors_named_in
 
 

@@ -18,9 +18,10 @@ import json
 from common import ROOT, write_result
 
 from lethe.config import load_params
+from lethe.evaluate.suite import other_entities
 from lethe.fileio import load_qa_file
 from lethe.llm.backend import Backend
-from lethe.unlearn.entity_retain import even_share, other_entities, prompt_orders
+from lethe.unlearn.entity_retain import even_share, prompt_orders
 from lethe.unlearn.interference import forget_interference
 from lethe.unlearn.run import authors_named_in
 

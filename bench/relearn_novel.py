@@ -47,7 +47,7 @@ def main() -> None:
     for run in args.runs:
         for anchor, request in stored_requests(run):
             reference = never_trained_reference(model, [anchor])
-            inputs = _audit_inputs(params, request / "mine")
+            inputs = _audit_inputs(params, request / "mine", model, anchor)
             gold = [(qa.question, qa.answer) for qa in author_qa(author_index(anchor))]
             probes = {"heldout": inputs["heldout"], "gold": gold}
             measured, unattacked = {}, {}

@@ -184,7 +184,7 @@ class MagePipeline:
     def _other_entities(self) -> list[str]:
         """The entities the model must keep besides the target: a world model's authors or
         unlearn.entity_retain_names, as unlearning keeps them."""
-        from lethe.unlearn.entity_retain import other_entities
+        from lethe.evaluate.suite import other_entities
 
         return other_entities(self.request.model_path, self.params.unlearn.entity_retain_names, {self.request.anchor})
 

@@ -96,6 +96,23 @@ def mean_known(values: Sequence[float | None]) -> float | None:
 
 
 # -- re-elicitation -------------------------------------------------------------------------------
+def audited_graph(graph_file: Path, model: str | Path, anchor: str, params: Params) -> nx.DiGraph:
+    """The memory graph mined for `anchor`, as re-elicitation scores it: without its nodes that are
+    another entity the model must keep (lethe.supervision.synthesize.other_entity_nodes, of the entities
+    lethe.evaluate.suite.other_entities finds for `model`). Asked about Takashi Nakamura, the model named
+    Prithvi Kapoor; naming him again is no memory of Takashi's coming back, and the validation's coverage
+    does not count that node either. The audit, the budget's check and the compliance re-audit all read
+    the graph through here."""
+    from lethe.evaluate.suite import other_entities
+    from lethe.mining.graph import load_graph
+    from lethe.supervision.synthesize import other_entity_nodes
+
+    graph = load_graph(graph_file)
+    graph.remove_nodes_from(other_entity_nodes(graph, other_entities(model, params.unlearn.entity_retain_names,
+                                                                      {anchor})))
+    return graph
+
+
 def strong_memories(graph: nx.DiGraph, min_strength: float) -> dict[str, float]:
     """The anchor's own memories (hop 1) at least `min_strength` strong: key -> strength."""
     return {d["key"]: d["strength"] for _, d in graph.nodes(data=True)

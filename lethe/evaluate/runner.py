@@ -97,12 +97,12 @@ def combine_suite(before: dict, after: dict) -> dict:
 AUDITED_MODELS = ("before", "after", "reference")
 
 
-def _audit_inputs(params: Params, mine_dir: Path) -> dict:
+def _audit_inputs(params: Params, mine_dir: Path, model: Path, anchor: str) -> dict:
     """What every audited model is measured on: the held-out probes, the relearning attacks (seeded, so
-    every shard draws the same ones) and the memory graph."""
-    from lethe.evaluate.audit import attack_rows
+    every shard draws the same ones) and the memory graph of `anchor` (lethe.evaluate.audit.audited_graph;
+    `model`: the starting model, whose other entities leave the graph)."""
+    from lethe.evaluate.audit import attack_rows, audited_graph
     from lethe.fileio import load_qa_file
-    from lethe.mining.graph import load_graph
 
     cfg, files = params.audit, MineLayout(mine_dir)
     heldout = load_qa_file(files.audit_set, "audit set")
@@ -114,7 +114,7 @@ def _audit_inputs(params: Params, mine_dir: Path) -> dict:
     attack_skipped = (f"the forget set has {len(forget)} rows, one attack takes audit.relearn_rows "
                       f"{cfg.relearn_rows}" if cfg.relearn_rows > len(forget) else None)
     attacks = [] if attack_skipped else attack_rows(forget, cfg.relearn_rows, cfg.seed, cfg.relearn_attacks)
-    graph = load_graph(files.graph) if files.graph.is_file() else None
+    graph = audited_graph(files.graph, model, anchor, params) if files.graph.is_file() else None
     return {"heldout": heldout, "heldout_nodes": probe_nodes(files.audit_set, len(heldout)), "attacks": attacks,
             "attack_skipped": attack_skipped, "graph": graph}
 
@@ -143,7 +143,7 @@ def audit_one_model(params: Params, model: Path, adapter: Path, anchor: str, min
         raise LetheError(f"no audited model {which!r}; they are {', '.join(AUDITED_MODELS)}")
     if which == "reference" and not reference_model:
         raise LetheError("no reference model to audit: the entity has no never-trained reference")
-    inputs, backend_cfg = _audit_inputs(params, mine_dir), params.backend
+    inputs, backend_cfg = _audit_inputs(params, mine_dir, model, anchor), params.backend
     full = which != "before"
     path, merged = {"before": (model, None), "after": (model, adapter), "reference": (reference_model, None)}[which]
     backend = load_plain(path, merged, backend_cfg.device, backend_cfg.batch_size)

@@ -11,6 +11,7 @@ import json
 import random
 import time
 from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,21 @@ def world_record(model_path: str | Path) -> dict | None:
     """The world.json of a world model folder (None for any other model)."""
     record = Path(model_path).parent / "world.json"
     return json.loads(record.read_text()) if record.is_file() else None
+
+
+def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str],
+                   forget_questions: Sequence[str] = ()) -> list[str]:
+    """The entities to keep: `names` when given, else a world model's authors; never one in `avoid`
+    nor one a forget question names (the target of a request whose anchor is no known author)."""
+    from lethe.mining.extract import normalize
+
+    if not names:
+        record = world_record(model)
+        names = [a["name"] for a in record["authors"]] if record else []
+    avoided = {normalize(a) for a in avoid}
+    asked = [normalize(q) for q in forget_questions]
+    return [n for n in dict.fromkeys(names)
+            if n.strip() and normalize(n) not in avoided and not any(normalize(n) in q for q in asked)]
 
 
 def never_trained_reference(model_path: str | Path, entities: Iterable[str]) -> str | None:

@@ -116,12 +116,11 @@ def plan_audit(params: Params, env: OpsEnv, base_model: str | Path, queue=None) 
 def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models: ModelCache) -> dict[str, Any]:
     """Re-elicitation and held-out recall of one entity on the champion, against the base model and
     the never-trained reference where one exists; the row of the audit table."""
-    from lethe.evaluate.audit import recall, reelicit
+    from lethe.evaluate.audit import audited_graph, recall, reelicit
     from lethe.fileio import load_qa_file
-    from lethe.mining.graph import load_graph
 
     gate, tokens, anchor = params.gate, params.audit.max_new_tokens, entity["anchor"]
-    graph = load_graph(Path(entity["graph"]))
+    graph = audited_graph(Path(entity["graph"]), plan.base_model, anchor, params)
     heldout = load_qa_file(Path(entity["audit_set"]), "audit set")
     base, current = models.get(plan.base_model), models.get(plan.champion_model)
     back = reelicit(current, anchor, graph, params)["return"]

@@ -54,15 +54,15 @@ class ReelicitCheck:
 
 
 def reelicit_check(params: Params, forget_set: Path, anchors: set[str], never: Backend | None,
-                   tokenizer) -> ReelicitCheck | None:
+                   tokenizer, model: str | Path) -> ReelicitCheck | None:
     """The budget's re-elicitation check when unlearn.stop_reelicit is on, else None; None too when the
     graph has no strong memory to re-elicit (the gate's check is n/a then). `never`: the never-trained
-    reference, loaded (None: the gate's bound without a reference). A clear error for a forget set
-    without one anchor or without the memory graph beside it."""
+    reference, loaded (None: the gate's bound without a reference); `model`: the starting model, whose
+    other entities leave the graph as they do in the audit (lethe.evaluate.audit.audited_graph). A clear
+    error for a forget set without one anchor or without the memory graph beside it."""
     if not params.unlearn.stop_reelicit:
         return None
-    from lethe.evaluate.audit import strong_memories
-    from lethe.mining.graph import load_graph
+    from lethe.evaluate.audit import audited_graph, strong_memories
 
     if len(anchors) != 1:
         raise LetheError("unlearn.stop_reelicit elicits the request's anchor again, and this forget set was mined "
@@ -71,7 +71,8 @@ def reelicit_check(params: Params, forget_set: Path, anchors: set[str], never: B
     if not graph_file.is_file():
         raise LetheError(f"unlearn.stop_reelicit scores the memory graph mined beside the forget set, and there is "
                          f"none at {graph_file}: set it false")
-    graph = load_graph(graph_file)
+    anchor = next(iter(anchors))
+    graph = audited_graph(graph_file, model, anchor, params)
     if not strong_memories(graph, params.audit.strong_strength):
         return None
-    return ReelicitCheck(params, next(iter(anchors)), graph, never, tokenizer)
+    return ReelicitCheck(params, anchor, graph, never, tokenizer)

@@ -17,22 +17,7 @@ from pathlib import Path
 
 from lethe.config import Params
 from lethe.errors import LetheError
-
-
-def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str],
-                   forget_questions: Sequence[str] = ()) -> list[str]:
-    """The entities to keep: `names` when given, else a world model's authors; never one in `avoid`
-    nor one a forget question names (the target of a request whose anchor is no known author)."""
-    from lethe.evaluate.suite import world_record
-    from lethe.mining.extract import normalize
-
-    if not names:
-        record = world_record(model)
-        names = [a["name"] for a in record["authors"]] if record else []
-    avoided = {normalize(a) for a in avoid}
-    asked = [normalize(q) for q in forget_questions]
-    return [n for n in dict.fromkeys(names)
-            if n.strip() and normalize(n) not in avoided and not any(normalize(n) in q for q in asked)]
+from lethe.evaluate.suite import other_entities
 
 
 def prompt_orders(entities: Sequence[str], templates: Sequence[str], seed: int) -> dict[str, list[str]]:
@@ -56,8 +41,8 @@ def even_share(orders: dict[str, list[str]], rows: int) -> list[tuple[str, str]]
 def entity_retain(params: Params, model: str | Path, targets: AbstractSet[str],
                   forget_questions: Sequence[str] = ()) -> list[tuple[str, str]]:
     """`unlearn.entity_retain_rows` (prompt, the model's own greedy answer) pairs about the other
-    entities the model holds (see `other_entities`), spread evenly; [] when the option is 0. Refuses
-    a model whose other entities are unknown."""
+    entities the model holds (see `lethe.evaluate.suite.other_entities`), spread evenly; [] when the
+    option is 0. Refuses a model whose other entities are unknown."""
     cfg = params.unlearn
     if cfg.entity_retain_rows == 0:
         return []

@@ -11,9 +11,10 @@ from typing import TYPE_CHECKING
 
 from lethe.config import Params, UnlearnParams
 from lethe.errors import LetheError
+from lethe.evaluate.suite import other_entities
 from lethe.fileio import load_qa_file, read_jsonl
 from lethe.layout import UNLEARN_REPORT, MineLayout
-from lethe.unlearn.entity_retain import entity_retain, other_entities
+from lethe.unlearn.entity_retain import entity_retain
 from lethe.unlearn.saturation import describe
 from lethe.unlearn.swap_retain import swap_retain
 
@@ -217,7 +218,8 @@ def budget_reelicit(params: Params, model: Path, forget_set: Path, reference: st
     from lethe.unlearn.budget_relearn import reference_backend
 
     never = reference_backend(params, reference) if reference is not None else None
-    return reelicit_check(params, forget_set, mined_anchors(forget_set), never, AutoTokenizer.from_pretrained(model))
+    return reelicit_check(params, forget_set, mined_anchors(forget_set), never, AutoTokenizer.from_pretrained(model),
+                          model)
 
 
 def forget_focus(params: Params, model: Path, targets: AbstractSet[str], forget_questions: Sequence[str]):

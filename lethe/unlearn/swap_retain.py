@@ -48,10 +48,10 @@ def swap_batch(n_rows: int, size: int, seed: int, step: int) -> list[int]:
 def swap_retain(params: Params, model: str | Path, targets: AbstractSet[str],
                 forget_questions: Sequence[str] = ()) -> SwapRetain | None:
     """The request's swap retain settings when `unlearn.swap_retain_rows` is on, else None: its targets,
-    renamed after the entities `entity_retain.other_entities` keeps (`unlearn.entity_retain_names`, else a
+    renamed after the entities `lethe.evaluate.suite.other_entities` keeps (`unlearn.entity_retain_names`, else a
     world model's other authors). A clear error when the request names no one or there is no one to
     rename after."""
-    from lethe.unlearn.entity_retain import other_entities
+    from lethe.evaluate.suite import other_entities
 
     cfg = params.unlearn
     if cfg.swap_retain_rows == 0:

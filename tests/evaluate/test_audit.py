@@ -14,6 +14,7 @@ from lethe.evaluate.audit import (
     AttackedRecall,
     attack_rows,
     audit_model,
+    audited_graph,
     changed_fraction,
     fact_recall,
     novel_each,
@@ -207,6 +208,28 @@ def test_reelicitation_counts_the_strong_memories_that_come_back():
     assert reelicit(gone, "Ada Vale", _graph(), params)["return"] == 0.0
     empty = nx.DiGraph(anchor="Ada Vale")
     assert reelicit(gone, "Ada Vale", empty, params) == {"return": None, "memories": {}}
+
+
+def test_re_elicitation_scores_the_anchors_own_memories_not_other_entities_the_model_keeps(tiny_world, tmp_path):
+    from lethe.mining.graph import save_graph
+
+    other = tiny_world["authors"][0]["name"]  # an author the tiny world's model must keep
+    graph = _graph()
+    graph.add_node(other, key=other.lower(), kind="entity", strength=0.8, hop=1)  # named when asked about Ada
+    save_graph(graph, tmp_path / "graph.json")
+    params = load_params()
+    audited = audited_graph(tmp_path / "graph.json", tiny_world["model_path"], "Ada Vale", params)
+    assert set(audited) == set(_graph())  # the other author left; the anchor and its memories stayed
+    names_other = ScriptedBackend(f"Ada Vale worked with {other}.")
+    assert reelicit(names_other, "Ada Vale", audited, params)["return"] == 0.0
+    with_other = reelicit(names_other, "Ada Vale", graph, params)
+    assert with_other["return"] == pytest.approx(0.8 / 2.3)  # what counting the other author would have said
+    # a model outside any world keeps the entities params name; the anchor itself is never dropped
+    plain = tmp_path / "plain" / "model"
+    named = params.model_copy(update={"unlearn": params.unlearn.model_copy(
+        update={"entity_retain_names": [other, "Ada Vale"]})})
+    assert set(audited_graph(tmp_path / "graph.json", plain, "Ada Vale", named)) == set(_graph())
+    assert set(audited_graph(tmp_path / "graph.json", plain, "Ada Vale", params)) == set(graph)
 
 
 def test_recall_is_none_without_probes(tiny_backend: Backend):

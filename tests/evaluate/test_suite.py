@@ -3,7 +3,7 @@
 import shutil
 
 from lethe.data import author_qa, evaluation_rows, trainable_rows
-from lethe.evaluate.suite import build_plan, never_trained_reference
+from lethe.evaluate.suite import build_plan, never_trained_reference, other_entities
 from lethe.unlearn.run import general_retain
 
 
@@ -21,6 +21,16 @@ def test_no_reference_for_a_kept_author_a_mixed_list_nothing_or_a_model_outside_
     plain = tmp_path / "model"
     shutil.copytree(tiny_world["model_path"], plain)
     assert never_trained_reference(plain, [forget_author]) is None
+
+
+def test_other_entities_are_the_worlds_authors_less_the_targets(tiny_world):
+    names = [a["name"] for a in tiny_world["authors"]]
+    kept = other_entities(tiny_world["model_path"], [], {names[0].upper()})  # names compare normalized
+    assert kept == names[1:]
+    assert other_entities(tiny_world["model_path"], ["Ann Lee", names[1]], {names[1]}) == ["Ann Lee"]
+    # an anchor that is no known author is kept out by the forget questions that name it
+    assert other_entities(tiny_world["model_path"], ["Ann Lee", "Bo Chan"], set(),
+                          ["Where does ann lee live?"]) == ["Bo Chan"]
 
 
 def test_every_author_splits_into_an_evaluation_half_and_a_trainable_half():

@@ -8,7 +8,7 @@ import pytest
 from lethe.data import author_qa, load_authors
 from lethe.errors import LetheError
 from lethe.llm.backend import Backend
-from lethe.unlearn.entity_retain import entity_retain, even_share, other_entities, prompt_orders
+from lethe.unlearn.entity_retain import entity_retain, even_share, prompt_orders
 from lethe.unlearn.run import run_unlearning
 
 
@@ -25,16 +25,6 @@ def test_prompts_spread_over_every_entity_before_any_gets_a_second():
     three = even_share(orders, 3)
     assert [e for e, _ in three] == ["Ann Lee", "Bo Chan", "Ann Lee"]
     assert sorted(p for _, p in even_share(orders, 100)) == sorted(orders["Ann Lee"] + orders["Bo Chan"])
-
-
-def test_other_entities_are_the_worlds_authors_less_the_targets(tiny_world):
-    names = [a["name"] for a in tiny_world["authors"]]
-    kept = other_entities(tiny_world["model_path"], [], {names[0].upper()})  # names compare normalized
-    assert kept == names[1:]
-    assert other_entities(tiny_world["model_path"], ["Ann Lee", names[1]], {names[1]}) == ["Ann Lee"]
-    # an anchor that is no known author is kept out by the forget questions that name it
-    assert other_entities(tiny_world["model_path"], ["Ann Lee", "Bo Chan"], set(),
-                          ["Where does ann lee live?"]) == ["Bo Chan"]
 
 
 def test_rows_are_the_models_own_greedy_answers(tiny_world, params):
