@@ -528,6 +528,9 @@ class AuditParams(Strict):
                                                "int8, 4: blockwise NF4) and probed again")
     quantize_block: int = Field(gt=0, description="NF4 block size (bitsandbytes uses 64)")
     max_new_tokens: int = Field(gt=0)
+    stated_min_facts: float = Field(0.5, gt=0, le=1, description="a probe's facts are stated when the greedy answer "
+                                    "holds at least this share of them (lethe.evaluate.audit.fact_share): the "
+                                    "`heldout_stated` metric, how many probes test a memory the model says")
 
     @property
     def relearn_lrs(self) -> list[float]:

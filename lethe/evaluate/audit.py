@@ -3,7 +3,9 @@
 Every measure here works on a plain (merged) model and the request's mining folder:
 
 - held-out probes   ROUGE-L recall on the audit part of the MAGE supervision (nodes the unlearning
-                    never trained on; lethe.supervision.heldout)
+                    never trained on; lethe.supervision.heldout); and of the same answers, the share
+                    of each probe's facts stated and of probes stated (`stated_facts`): before
+                    unlearning, how many probes test a memory the model says at all
 - re-elicitation    MAGE's elicitation again, fresh seed: the strength-weighted share of the
                     pre-unlearning graph's strong memories that come back (s' >= tau). Corpus-free and
                     oracle-free: it works for any entity and any model.
@@ -85,8 +87,25 @@ def fact_recall(backend: Backend, pairs: Pairs, max_new_tokens: int) -> float | 
     it gives no credit for repeating the question ("Hina Ameen was born in ...") nor for the "the", "of"
     and "was" any fluent answer has. None without a pair that has such a token."""
     answers = backend.greedy([q for q, _ in pairs], max_new_tokens) if pairs else []
-    return mean_known([novel_recall(answer, reference, set(tokens(question)) | stopword_tokens())
+    return mean_known([fact_share(answer, question, reference)
                        for answer, (question, reference) in zip(answers, pairs)])
+
+
+def fact_share(answer: str, question: str, reference: str) -> float | None:
+    """The share of the reference answer's facts found in `answer`: its tokens that neither the question
+    holds nor are function words (lethe.rouge.novel_recall). None when the reference has no such token."""
+    return novel_recall(answer, reference, set(tokens(question)) | stopword_tokens())
+
+
+def stated_facts(answers: Sequence[str], pairs: Pairs, min_share: float) -> tuple[float | None, float | None]:
+    """(mean fact share, share of probes whose answer states at least `min_share` of their facts) over the
+    probes with a fact; (None, None) without one. Before unlearning, the second says how many probes test
+    a memory the model says at all: a probe sampled from its elicitation that its greedy answer does not
+    repeat cannot show that memory go."""
+    shares = [s for s in (fact_share(a, q, r) for a, (q, r) in zip(answers, pairs)) if s is not None]
+    if not shares:
+        return None, None
+    return sum(shares) / len(shares), sum(s >= min_share for s in shares) / len(shares)
 
 
 def mean_known(values: Sequence[float | None]) -> float | None:
@@ -317,6 +336,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
                 continue
             answers, recalls = answered(backend, pairs, max_new_tokens)
             out[M.RECALLED[probes]] = sum(recalls) / len(recalls) if recalls else None
+            out[M.RECALLED_FACTS[probes]], out[M.STATED[probes]] = stated_facts(answers, pairs, cfg.stated_min_facts)
             out[M.RECALLED_NOVEL[probes]] = mean_known([mean_known(novel_each(answers, pairs, rows))
                                                          for rows in attacks]) if pairs else None
             if probes == "heldout":

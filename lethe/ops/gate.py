@@ -59,6 +59,18 @@ def _ratio(after: float, before: float) -> float:
     return after / before if before > 0 else (0.0 if after == 0 else float("inf"))
 
 
+def _stated_note(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """How many held-out probes test a memory the starting model says (its greedy answer states at least
+    audit.stated_min_facts of their facts), and their fact recall before -> after: information for the
+    reader of the held-out check, which still decides on ROUGE-L. "" for an audit without the measure."""
+    stated, facts = before.get(M.STATED["heldout"]), M.RECALLED_FACTS["heldout"]
+    if stated is None:
+        return ""
+    now = after.get(facts)
+    return (f"; before unlearning the model stated the facts of {stated:.0%} of these probes (fact recall "
+            f"{before[facts]:.3f} -> {'n/a' if now is None else f'{now:.3f}'})")
+
+
 def _missing(name: str, threshold: str, what: str) -> Check:
     return Check(name, None, threshold, False, f"{what} was not measured")
 
@@ -239,6 +251,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
                 note += f", {share_above_floor(h_before, h_after, h_ref):.2f}x of the recall above it left"
         if blind and not gone:
             note += " (n/a: before, already within the margin of it, these probes cannot show forgetting)"
+        note += _stated_note(before, after)
         checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
                             True if gone else (None if blind else False), note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)

@@ -23,6 +23,7 @@ from lethe.evaluate.audit import (
     recall,
     reelicit,
     relearned,
+    stated_facts,
 )
 from lethe.llm.backend import Backend
 
@@ -249,3 +250,26 @@ def test_fact_recall_gives_no_credit_for_the_questions_own_words_nor_function_wo
     assert fact_recall(ScriptedBackend("No."), nothing_new, 8) is None
     assert fact_recall(ScriptedBackend("No."), nothing_new + pairs, 8) == 0.0
     assert fact_recall(ScriptedBackend("No."), [], 8) is None
+
+
+def test_stated_facts_counts_the_probes_whose_facts_the_answer_says():
+    question = "Where was Basil Mahfouz Al-Kuwaiti born?"
+    pairs = [(question, "Basil Mahfouz Al-Kuwaiti was born in Kuwait City."),
+             ("What does he write?", "He writes French literature."),
+             ("Was Basil born?", "Basil was born.")]  # no fact beyond the question: left out of both
+    answers = ["He was born in Kuwait City.", "He writes about French cooking.", "Yes."]
+    assert stated_facts(answers, pairs, 0.5) == (pytest.approx((1.0 + 0.5) / 2), 1.0)  # "french" is half of it
+    assert stated_facts(answers, pairs, 0.6) == (pytest.approx(0.75), 0.5)
+    assert stated_facts(["No."] * 3, pairs, 0.5) == (0.0, 0.0)
+    assert stated_facts([], [], 0.5) == (None, None)
+
+
+def test_the_audit_reports_which_held_out_probes_state_their_facts(tiny_backend, params):
+    from lethe.evaluate import metrics as M
+
+    cfg = params.model_copy(update={"audit": params.audit.model_copy(update={"quantize_bits": []})})
+    measured = audit_model(tiny_backend, cfg, "Basil", None, PAIRS, [], gold=[], with_attack=False)
+    answers = measured["_heldout_answers"]
+    assert (measured[M.RECALLED_FACTS["heldout"]], measured[M.STATED["heldout"]]) == stated_facts(
+        answers, PAIRS, cfg.audit.stated_min_facts)
+    assert 0.0 <= measured[M.STATED["heldout"]] <= 1.0 and M.STATED["gold"] not in measured  # no gold pairs

@@ -23,7 +23,8 @@ def test_keys_are_declared_once_and_filtered_by_where_they_show():
     assert metrics.HELDOUT_ROUGE in metrics.keys(summary=True) and metrics.ENTITY_ROUGE not in metrics.keys(report=True)
     assert set(metrics.keys(audit=True)) == {metrics.HELDOUT_ROUGE, metrics.REELICIT_RETURN,
                                              metrics.RELEARN_HELDOUT_ROUGE, metrics.Q8_HELDOUT_ROUGE,
-                                             metrics.Q4_HELDOUT_ROUGE}
+                                             metrics.Q4_HELDOUT_ROUGE, metrics.RECALLED_FACTS["heldout"],
+                                             metrics.STATED["heldout"]}
     assert metrics.summary({metrics.MODEL_UTILITY: 0.9, "eval_seconds": 3.0, metrics.PRIVLEAK: None}) == {
         metrics.MODEL_UTILITY: 0.9}
 

@@ -351,3 +351,15 @@ def test_the_novel_interval_leaves_out_probes_with_nothing_to_score():
         pytest.approx((0.1, 0.1, 2, 2))
     nothing = _with_novel(0.3, 0.2, 0.1, per_probe=[None, None])
     assert relearning_gap_interval(nothing, nothing, "heldout", "0.0003", tokens="novel") is None
+
+
+def test_the_held_out_row_says_how_many_probes_test_a_memory_the_model_stated_without_deciding_on_it():
+    before = {**BEFORE, "heldout_facts": 0.05, "heldout_stated": 0.0}  # Hina Ameen's mined probes (stop 50)
+    decision = _decide({**GOOD, "heldout_facts": 0.01}, before=before)
+    row = next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
+    assert "stated the facts of 0% of these probes (fact recall 0.050 -> 0.010)" in row["note"]
+    assert decision.passed == _decide(GOOD).passed and row["result"] == "pass"  # information, not a criterion
+    plain = next(r for r in decision_table(_decide(GOOD)) if r["check"] == "heldout_forgetting")
+    assert "stated" not in plain["note"]  # an audit from before the measure
+    missing_after = next(r for r in decision_table(_decide(GOOD, before=before)) if r["check"] == "heldout_forgetting")
+    assert "0.050 -> n/a" in missing_after["note"]
