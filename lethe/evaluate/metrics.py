@@ -76,9 +76,9 @@ RECALLED = {"heldout": HELDOUT_ROUGE, "gold": GOLD_ROUGE}  # by probe set, unatt
 # the same greedy answers, scored on the facts only: tokens neither the question holds nor function words
 # (lethe.evaluate.audit.fact_share), and the share of probes whose facts the answer states (audit.stated_min_facts).
 # Before unlearning, a probe whose facts the model does not state tests no memory it holds.
-RECALLED_FACTS = {probes: metric(f"{probes}_facts", f"{probes}, facts stated (share of each answer's)", "lower",
-                                 audit=probes == "heldout") for probes in RECALLED}
-STATED = {probes: metric(f"{probes}_stated", f"{probes}: share of probes whose facts the answer states", "lower",
+RECALLED_FACTS = {probes: metric(f"{probes}_facts", f"{probes}, share of each probe's facts the answer states",
+                                 "lower", audit=probes == "heldout") for probes in RECALLED}
+STATED = {probes: metric(f"{probes}_stated", f"{probes}, share of probes whose facts the answer states", "lower",
                          audit=probes == "heldout") for probes in RECALLED}
 RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by probe set, attacked
 # {attack learning rate: {"mean", "each"}} per probe set: public, since the gate pairs each rate with
