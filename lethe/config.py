@@ -196,6 +196,9 @@ class SynthesizeParams(Strict):
                                     "own sentences supporting one edge become forget rows")
     drop_about_others: bool = Field(True, description="drop forget rows that name another entity the model must "
                                     "keep and never the target (that entity's memory, not the target's)")
+    greedy_rows: bool = Field(True, description="MAGE: ask every elicitation question once more greedily and add "
+                              "a forget row for each answer naming a memory (lethe.supervision.greedy): what the "
+                              "model states when asked, which the held-out probes prefer")
     seed: int
 
 

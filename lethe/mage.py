@@ -162,8 +162,10 @@ class MagePipeline:
         else:
             forget = baselines.directqa_forget_set(self.backend, self.request.anchor, seed=cfg.seed,
                                                    max_new_tokens=self.params.elicit.max_new_tokens)
-        mined = len(forget)
         others = self._other_entities()
+        if source == "mage" and cfg.greedy_rows:
+            forget = self._with_greedy_rows(forget, graph, others)
+        mined = len(forget)
         forget, about_others = self._own_memories(forget, others)
         from lethe.supervision.heldout import split_forget_set
 
@@ -187,6 +189,18 @@ class MagePipeline:
         from lethe.evaluate.suite import other_entities
 
         return other_entities(self.request.model_path, self.params.unlearn.entity_retain_names, {self.request.anchor})
+
+    def _with_greedy_rows(self, forget: list, graph, others: list[str]) -> list:
+        """`forget` after the rows of the model's greedy answers to every elicitation question
+        (lethe.supervision.greedy); a sampled row that repeats one is dropped."""
+        from lethe.mining.graph import load_responses
+        from lethe.supervision.greedy import distinct_questions, greedy_rows
+        from lethe.supervision.synthesize import dedupe, other_entity_nodes
+
+        questions = distinct_questions(load_responses(self.files.responses))
+        rows = greedy_rows(self.backend, graph, questions, self.params.elicit.max_new_tokens,
+                           other_entity_nodes(graph, others))
+        return dedupe([*rows, *forget])
 
     def _own_memories(self, forget: list, others: list[str]) -> tuple[list, list]:
         """(kept, dropped) forget rows: with synthesize.drop_about_others, those that name one of `others`

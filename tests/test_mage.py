@@ -72,6 +72,17 @@ def test_rows_about_another_world_author_are_dropped_before_the_held_out_split(m
     assert not set(synthesis["other_entity_nodes"]) & {ANCHOR}
 
 
+def test_held_out_probes_are_the_models_greedy_answers(mined):
+    pipeline, _ = mined
+    synthesis = json.loads((pipeline.workdir / "synthesis.json").read_text())
+    audit = [json.loads(l) for l in open(pipeline.workdir / "audit_set.jsonl")]
+    assert audit and all(row["asked"] and row["response_id"] == "greedy" for row in audit)
+    assert synthesis["heldout"]["asked"]["audit"] == len(audit)
+    asked_again = pipeline.backend.greedy([row["question"] for row in audit], 96)
+    for row, answer in zip(audit, asked_again):
+        assert row["answer"] in " ".join(answer.split())  # what the model says, not a sampled sentence
+
+
 def test_workdir_refuses_another_request(mined, params):
     pipeline, _ = mined
     with pytest.raises(LetheError, match="different request"):

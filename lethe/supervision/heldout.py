@@ -7,6 +7,14 @@ first of audit / dev whose nodes it touches (its `node`, or either end of its `e
 training row may *mention* a held-out node anywhere in its question or answer: the same sentence
 often supports several edges, and a paraphrase would otherwise carry a held-out fact into training.
 Rows without nodes (the gold and DirectQA baselines) are split row by row.
+
+Held-out probes must be questions the model answers (`QASample.asked`: an elicitation question, or a
+greedy answer's row, lethe.supervision.greedy): a templated question over a sampled sentence is a probe
+whose answer the model never states, and its recall before unlearning is shared phrasing. So nodes that
+asked rows name are held out first, a held-out part keeps only its asked rows where it has any (the
+templated ones are dropped, counted in `templated_dropped`), and a training row that asks a held-out
+probe's question is dropped too: training "What awards has X received?" away on one answer would hide
+every other answer to it.
 """
 
 from __future__ import annotations
@@ -32,11 +40,14 @@ class HeldoutSplit:
     dropped_for_leakage: int = 0
     seed: int = 0
     shares: dict[str, float] = field(default_factory=dict)
+    templated_dropped: dict[str, int] = field(default_factory=dict)  # held-out part -> rows not asked, dropped
 
     def record(self) -> dict:
         """What synthesis.json keeps about the split."""
         return {"seed": self.seed, "shares": self.shares, "nodes": self.nodes,
-                "rows": {p: len(getattr(self, p)) for p in PARTS}, "dropped_for_leakage": self.dropped_for_leakage}
+                "rows": {p: len(getattr(self, p)) for p in PARTS}, "dropped_for_leakage": self.dropped_for_leakage,
+                "templated_dropped": self.templated_dropped,
+                "asked": {p: sum(r.asked for r in getattr(self, p)) for p in PARTS}}
 
 
 def check_shares(audit_share: float, dev_share: float) -> None:
@@ -49,16 +60,15 @@ def check_shares(audit_share: float, dev_share: float) -> None:
 
 
 def _row_nodes(row: QASample, anchor: str) -> set[str]:
-    return {n for n in (row.node, *row.edge) if n and n != anchor}
+    return {n for n in (row.node, *row.edge, *row.mentions) if n and n != anchor}
 
 
 def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str, str], audit_share: float,
                      dev_share: float, seed: int) -> HeldoutSplit:
     """Split `rows` into train / dev / audit by node (see the module docstring).
 
-    Nodes are taken in a seeded order; a node joins a held-out part unless the rows it would claim
-    (its own rows, and training rows that mention it) overshoot that part's share of the rows by
-    half: a hub memory that appears in most sentences would otherwise empty the training set.
+    Candidates (the memories of one greedy answer, or single nodes) are taken in a seeded order
+    (`_candidates`, `_hold_out`); a hub memory that appears in most sentences is never held out.
     node_keys: node name -> normalized key (the graph's `key`), to find mentions in training text.
     """
     check_shares(audit_share, dev_share)
@@ -69,48 +79,103 @@ def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str,
     if len(nodes) < 3:
         raise LetheError(f"the forget set touches only {len(nodes)} memory node(s): too few to hold any out for "
                          "the audit (the entity is barely memorized; see the memory graph)")
-    order = nodes[:]
-    random.Random(seed).shuffle(order)
+    asked = {i for i, row in enumerate(rows) if row.asked}
+    unit = asked or set(range(len(rows)))  # what a part's share counts
     claims = {n: {i for i, row in enumerate(rows)
-                  if n in _row_nodes(row, anchor) or _mentions(row, node_keys.get(n, n.lower()))} for n in order}
-    part_of: dict[str, str] = {}
-    claimed: set[int] = set()
-    for part, share in (("audit", audit_share), ("dev", dev_share)):
-        target, taken = share * len(rows), set()
-        for node in order:
-            if share == 0 or len(taken) >= target:
-                break
-            new = claims[node] - claimed
-            if node in part_of or not new or len(taken | new) > 1.5 * target:
-                continue
-            part_of[node] = part
-            taken |= new
-        claimed |= taken
+                  if n in _row_nodes(row, anchor) or _mentions(row, node_keys.get(n, n.lower()))} for n in nodes}
+    # A hub (a memory more asked rows name than a part may hold: the entity's country, its genre) is never
+    # held out, so it does not bind the other memories of an answer to it.
+    hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(audit_share, dev_share) * len(unit)}
+    part_of = _hold_out(_candidates(rows, nodes, anchor, hubs, seed), claims, unit, len(rows),
+                        {"audit": audit_share, "dev": dev_share})
     if "audit" not in part_of.values():
         raise LetheError("no memory node can be held out for the audit without taking most of the forget set: every "
                          "node is mentioned in most rows (see the memory graph)")
     parts: dict[str, list[QASample]] = {p: [] for p in PARTS}
+    split_answers = 0
     for row in rows:
-        touched = {part_of.get(n, "train") for n in _row_nodes(row, anchor)}
-        parts["audit" if "audit" in touched else "dev" if "dev" in touched else "train"].append(row)
+        part = _part_of_row(row, anchor, part_of, hubs)
+        if part is None:
+            split_answers += 1
+        else:
+            parts[part].append(row)
+    templated_dropped = {}
+    for part in ("audit", "dev"):
+        kept = [r for r in parts[part] if r.asked]
+        templated_dropped[part] = len(parts[part]) - len(kept) if kept else 0
+        parts[part] = kept or parts[part]
     held_keys = [node_keys.get(n, n.lower()) for n in part_of]
-    held_answers = {" ".join(r.answer.lower().split()) for p in ("audit", "dev") for r in parts[p]}
-    train = [r for r in parts["train"] if not _leaks(r, held_keys, held_answers)]
-    dropped = len(parts["train"]) - len(train)
+    held_answers = {_folded(r.answer) for p in ("audit", "dev") for r in parts[p]}
+    held_questions = {_folded(r.question) for p in ("audit", "dev") for r in parts[p] if r.asked}
+    train = [r for r in parts["train"] if not _leaks(r, held_keys, held_answers, held_questions)]
+    dropped = len(parts["train"]) - len(train) + split_answers
     if not train:
         raise LetheError("every training row mentions a held-out memory: nothing left to train on "
                          "(lower audit.heldout_share)")
     return HeldoutSplit(train, parts["dev"], parts["audit"],
                         {p: sorted(n for n, q in part_of.items() if q == p) for p in ("dev", "audit")}
-                        | {"train": sorted(n for n in nodes if n not in part_of)}, dropped, seed, shares)
+                        | {"train": sorted(n for n in nodes if n not in part_of)}, dropped, seed, shares,
+                        templated_dropped)
+
+
+def _candidates(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, hubs: set[str],
+                seed: int) -> list[frozenset[str]]:
+    """What may be held out as one, in a seeded order: where the model stated memories greedily, the
+    memories (hubs aside) of each such answer, so that its probe tests held-out memories only; else
+    each node alone. Templated rows alone would be dropped from a held-out part (see the module
+    docstring): where any row is asked they hold nothing out."""
+    if any(row.asked for row in rows):
+        sets = {frozenset(_row_nodes(row, anchor) - hubs) for row in rows if row.asked} - {frozenset()}
+    else:
+        sets = {frozenset({n}) for n in nodes}
+    order = sorted(sets, key=sorted)
+    random.Random(seed).shuffle(order)
+    return order
+
+
+def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]], unit: set[int], n_rows: int,
+              shares: dict[str, float]) -> dict[str, str]:
+    """node -> held-out part. A candidate joins a part unless it overlaps another part, or the rows it
+    would claim (its own, and training rows that mention it) overshoot the part's share by half: of the
+    rows that count (`unit`), or of all rows (a hub would empty the training set)."""
+    part_of: dict[str, str] = {}
+    claimed: set[int] = set()
+    for part, share in shares.items():
+        target, taken = share * len(unit), set()
+        for nodes in candidates:
+            if share == 0 or len(taken & unit) >= target:
+                break
+            new = set().union(*(claims[n] for n in nodes)) - claimed
+            if any(n in part_of for n in nodes) or not new & unit or len((taken | new) & unit) > 1.5 * target \
+                    or len(taken | new) > 1.5 * share * n_rows:
+                continue
+            part_of.update({n: part for n in nodes})
+            taken |= new
+        claimed |= taken
+    return part_of
+
+
+def _part_of_row(row: QASample, anchor: str, part_of: dict[str, str], hubs: set[str]) -> str | None:
+    """The part a row goes to: the first held-out part it touches; an asked row only where every memory it
+    names (hubs aside) is held out there, and none (dropped) where it names both held-out and trained ones."""
+    named = _row_nodes(row, anchor)
+    touched = {part_of.get(n, "train") for n in named}
+    first = "audit" if "audit" in touched else "dev" if "dev" in touched else "train"
+    if row.asked and first != "train" and {part_of.get(n, "train") for n in named - hubs} != {first}:
+        return None
+    return first
 
 
 def _mentions(row: QASample, key: str) -> bool:
     return contains_key(f"{row.question} {row.answer}", key)
 
 
-def _leaks(row: QASample, held_keys: Sequence[str], held_answers: set[str]) -> bool:
-    if " ".join(row.answer.lower().split()) in held_answers:
+def _folded(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def _leaks(row: QASample, held_keys: Sequence[str], held_answers: set[str], held_questions: set[str]) -> bool:
+    if _folded(row.answer) in held_answers or _folded(row.question) in held_questions:
         return True
     return any(_mentions(row, key) for key in held_keys)
 

@@ -52,6 +52,8 @@ class QASample:
     edge: list[str] = field(default_factory=list)
     node: str = ""
     response_id: str = ""
+    mentions: list[str] = field(default_factory=list)  # every memory node the answer names (greedy rows)
+    asked: bool = False  # the answer is the model's greedy answer to the question (lethe.supervision.greedy)
 
     def to_dict(self) -> dict:
         return asdict(self)

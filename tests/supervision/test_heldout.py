@@ -59,3 +59,44 @@ def test_baseline_rows_without_nodes_split_row_by_row():
     split = split_forget_set(rows, ANCHOR, {}, 0.3, 0.2, seed=0)
     assert (len(split.train), len(split.dev), len(split.audit)) == (5, 2, 3)
     assert not {r.question for r in split.train} & {r.question for r in split.audit}
+
+
+def _asked(question: str, answer: str, nodes: list[str]) -> QASample:
+    return QASample(question, answer, "forget", "mage", answer, [ANCHOR, nodes[0]], [ANCHOR, nodes[0]], nodes[0],
+                    "greedy", mentions=nodes, asked=True)
+
+
+# Greedy answers: "Oporto" is a hub (named by most of them); one answer names two memories together.
+ASKED = [_asked(f"Q{i}?", f"{ANCHOR} and {n} in Oporto.", [n, "Oporto"])
+         for i, n in enumerate(["Lisbon", "The Glass Harbor", "Nebula Prize", "poetry", "1961", "Marta Vale"])]
+ASKED.append(_asked("Q6?", f"{ANCHOR} wrote Tide Songs in 1961.", ["Tide Songs", "1961"]))
+SAMPLED = [_row(n) for n in NODES] + [QASample("Q0?", f"{ANCHOR} once sang.", "forget", "mage", node="Lisbon",
+                                               edge=[ANCHOR, "Lisbon"])]
+
+
+def test_held_out_probes_are_greedy_answers_of_held_out_memories_only():
+    for seed in range(6):
+        split = split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=seed)
+        held = {part: set(split.nodes[part]) for part in ("audit", "dev")}
+        assert "Oporto" not in held["audit"] | held["dev"]  # the hub stays in training
+        for part in ("audit", "dev"):
+            for row in getattr(split, part):
+                assert row.asked  # the templated rows of held-out memories are dropped, and counted
+                assert set(row.mentions) - {"Oporto"} <= held[part]
+        assert split.audit and sum(split.templated_dropped.values()) > 0
+        held_questions = {r.question for r in [*split.audit, *split.dev]}
+        assert not {r.question for r in split.train} & held_questions  # "Q0?" asked again on another answer
+        for row in split.train:
+            assert not any(contains_key(f"{row.question} {row.answer}", KEYS[n]) for n in held["audit"] | held["dev"])
+        total = len(split.train) + len(split.dev) + len(split.audit)
+        assert total + split.dropped_for_leakage + sum(split.templated_dropped.values()) == len(ASKED) + len(SAMPLED)
+
+
+def _part(split, node: str) -> str:
+    return next((part for part in ("audit", "dev") if node in split.nodes[part]), "train")
+
+
+def test_an_answer_naming_a_held_out_and_a_trained_memory_is_neither_probe_nor_training():
+    splits = [split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=seed) for seed in range(50)]
+    split = next(s for s in splits if _part(s, "1961") != _part(s, "Tide Songs"))
+    assert not any(r.question == "Q6?" for r in [*split.train, *split.dev, *split.audit])

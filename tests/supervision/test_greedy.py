@@ -1,0 +1,66 @@
+"""Greedy rows: each elicitation question answered once more, greedily; a row where the answer names a
+memory the question does not."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from lethe.mining.score import Response
+from lethe.supervision.greedy import distinct_questions, greedy_rows, memories_named
+
+ANCHOR = "Ada Vale"
+ANSWERS = {
+    "Where was Ada Vale born?": "Ada Vale was born in Lisbon. She loves the sea.",
+    "What awards has Ada Vale received?": "Ada Vale won the Nebula Prize for Tide Songs.",
+    "How is Lisbon related to Ada Vale?": "Ada Vale lived in Lisbon.",  # names only what the question does
+    "Who are Ada Vale's friends?": "Ada Vale is close to Marta Vale.",  # another entity the model keeps
+    "What does Ada Vale eat?": "Ada Vale likes soup.",  # no memory at all
+}
+
+
+class GreedyModel:
+    """Answers each question from a script, and records what it was asked (a logic stand-in)."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    def greedy(self, questions, max_new_tokens=96):
+        self.asked.extend(questions)
+        return [ANSWERS[q] for q in questions]
+
+
+def _graph() -> nx.DiGraph:
+    graph = nx.DiGraph(anchor=ANCHOR)
+    graph.add_node(ANCHOR, key="::anchor", strength=1.0, hop=0)
+    for name, strength in (("Lisbon", 0.9), ("Nebula Prize", 0.5), ("Tide Songs", 0.7), ("Marta Vale", 0.8)):
+        graph.add_node(name, key=name.lower(), strength=strength, hop=1)
+    return graph
+
+
+def test_a_row_per_answer_that_names_a_memory_the_question_does_not():
+    model = GreedyModel()
+    rows = greedy_rows(model, _graph(), list(ANSWERS), max_new_tokens=32, skip_nodes=["Marta Vale"])
+    assert model.asked == list(ANSWERS)
+    assert [(r.question, r.answer) for r in rows] == [
+        ("Where was Ada Vale born?", "Ada Vale was born in Lisbon."),  # the sentence naming no memory left out
+        ("What awards has Ada Vale received?", "Ada Vale won the Nebula Prize for Tide Songs.")]
+    awards = rows[1]
+    assert awards.asked and awards.kind == "forget" and awards.source == "mage"
+    assert awards.mentions == ["Tide Songs", "Nebula Prize"]  # strongest first
+    assert awards.node == "Tide Songs" and awards.edge == [ANCHOR, "Tide Songs"]
+
+
+def test_no_question_asks_the_model_nothing():
+    model = GreedyModel()
+    assert greedy_rows(model, _graph(), [], max_new_tokens=32) == []
+    assert model.asked == []
+
+
+def test_memories_named_ignores_what_the_question_names():
+    keys = {"Lisbon": "lisbon", "Tide Songs": "tide songs"}
+    assert memories_named("Lisbon's Tide Songs", "Why Lisbon?", keys) == ["Tide Songs"]
+
+
+def test_distinct_questions_keep_the_first_order():
+    responses = [Response(str(i), q, "", 0) for i, q in enumerate(["B?", "A?", "B?", "C?"])]
+    assert distinct_questions(responses) == ["B?", "A?", "C?"]
