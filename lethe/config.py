@@ -199,6 +199,9 @@ class SynthesizeParams(Strict):
     greedy_rows: bool = Field(True, description="MAGE: ask every elicitation question once more greedily and add "
                               "a forget row for each answer naming a memory (lethe.supervision.greedy): what the "
                               "model states when asked, which the held-out probes prefer")
+    greedy_min_confidence: float = Field(0.7, ge=0, lt=1, description="a greedy row is kept only where the model "
+                                         "gives its answer with at least this per-token probability (geometric "
+                                         "mean): a low-confidence answer is rewritten by the smallest update")
     seed: int
 
 

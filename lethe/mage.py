@@ -199,7 +199,7 @@ class MagePipeline:
 
         questions = distinct_questions(load_responses(self.files.responses))
         rows = greedy_rows(self.backend, graph, questions, self.params.elicit.max_new_tokens,
-                           other_entity_nodes(graph, others))
+                           other_entity_nodes(graph, others), self.params.synthesize.greedy_min_confidence)
         return dedupe([*rows, *forget])
 
     def _own_memories(self, forget: list, others: list[str]) -> tuple[list, list]:

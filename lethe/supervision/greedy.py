@@ -14,6 +14,7 @@ with this very text, so its recall before unlearning is what the model says, not
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 
 import networkx as nx
@@ -35,10 +36,14 @@ def memories_named(text: str, question: str, keys: dict[str, str]) -> list[str]:
 
 
 def greedy_rows(backend: Backend, graph: nx.DiGraph, questions: Sequence[str], max_new_tokens: int,
-                skip_nodes: Iterable[str] = ()) -> list[QASample]:
+                skip_nodes: Iterable[str] = (), min_confidence: float = 0.0) -> list[QASample]:
     """One asked forget row per question whose greedy answer names a memory node (see the module
     docstring). `skip_nodes` (another entity the model keeps) never make a row on their own.
 
+    The answer is the greedy answer up to its last sentence that names a memory (a prefix: what the model
+    says, in its order). A row whose answer the model gives with a per-token probability (geometric
+    mean, `answer_confidence`) under `min_confidence` is left out: a low-confidence answer is one the
+    smallest change to the weights rewrites, so its recall falling shows nothing forgotten.
     The row's `node` is the strongest memory it names; `edge` is (the anchor, that node)."""
     anchor = graph.graph["anchor"]
     skip = set(skip_nodes) | {anchor}
@@ -47,12 +52,21 @@ def greedy_rows(backend: Backend, graph: nx.DiGraph, questions: Sequence[str], m
     keys = {n: graph.nodes[n].get("key", n.lower()) for n in by_strength}
     rows = []
     for question, answer in zip(questions, backend.greedy(list(questions), max_new_tokens) if questions else []):
-        sentences = [s for s in split_sentences(answer) if memories_named(s, question, keys)]
-        named = memories_named(" ".join(sentences), question, keys)
-        if not named:
+        sentences = split_sentences(answer)
+        naming = [i for i, sentence in enumerate(sentences) if memories_named(sentence, question, keys)]
+        if not naming:
             continue
-        text = " ".join(sentences)
+        text = " ".join(sentences[: naming[-1] + 1])
+        named = memories_named(text, question, keys)
         rows.append(QASample(question, text, "forget", "mage", statement=text, path=[anchor, named[0]],
                              edge=[anchor, named[0]], node=named[0], response_id="greedy", mentions=named,
                              asked=True))
+    if min_confidence > 0 and rows:
+        confidence = answer_confidence(backend, [(row.question, row.answer) for row in rows])
+        rows = [row for row, c in zip(rows, confidence) if c >= min_confidence]
     return rows
+
+
+def answer_confidence(backend: Backend, pairs: Sequence[tuple[str, str]]) -> list[float]:
+    """The geometric mean of each answer's token probabilities given its question (0 for an empty one)."""
+    return [math.exp(sum(lps) / len(lps)) if lps else 0.0 for lps in backend.answer_logprobs(pairs)]
