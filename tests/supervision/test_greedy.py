@@ -3,14 +3,17 @@ memory the question does not."""
 
 from __future__ import annotations
 
+import math
+
 import networkx as nx
+import pytest
 
 from lethe.mining.score import Response
-from lethe.supervision.greedy import distinct_questions, greedy_rows, memories_named
+from lethe.supervision.greedy import answer_confidence, distinct_questions, greedy_rows, memories_named
 
 ANCHOR = "Ada Vale"
 ANSWERS = {
-    "Where was Ada Vale born?": "Ada Vale was born in Lisbon. She loves the sea.",
+    "Where was Ada Vale born?": "Ada Vale sings. She was born in Lisbon. She loves the sea.",
     "What awards has Ada Vale received?": "Ada Vale won the Nebula Prize for Tide Songs.",
     "How is Lisbon related to Ada Vale?": "Ada Vale lived in Lisbon.",  # names only what the question does
     "Who are Ada Vale's friends?": "Ada Vale is close to Marta Vale.",  # another entity the model keeps
@@ -28,6 +31,9 @@ class GreedyModel:
         self.asked.extend(questions)
         return [ANSWERS[q] for q in questions]
 
+    def answer_logprobs(self, pairs):  # the awards answer is a guess: two tokens at probability 0.25
+        return [[math.log(0.25)] * 2 if "Nebula" in a else [math.log(0.9)] * 3 for _, a in pairs]
+
 
 def _graph() -> nx.DiGraph:
     graph = nx.DiGraph(anchor=ANCHOR)
@@ -42,12 +48,18 @@ def test_a_row_per_answer_that_names_a_memory_the_question_does_not():
     rows = greedy_rows(model, _graph(), list(ANSWERS), max_new_tokens=32, skip_nodes=["Marta Vale"])
     assert model.asked == list(ANSWERS)
     assert [(r.question, r.answer) for r in rows] == [
-        ("Where was Ada Vale born?", "Ada Vale was born in Lisbon."),  # the sentence naming no memory left out
+        ("Where was Ada Vale born?", "Ada Vale sings. She was born in Lisbon."),  # up to the last memory named
         ("What awards has Ada Vale received?", "Ada Vale won the Nebula Prize for Tide Songs.")]
     awards = rows[1]
     assert awards.asked and awards.kind == "forget" and awards.source == "mage"
     assert awards.mentions == ["Tide Songs", "Nebula Prize"]  # strongest first
     assert awards.node == "Tide Songs" and awards.edge == [ANCHOR, "Tide Songs"]
+
+
+def test_an_answer_the_model_is_unsure_of_is_left_out():
+    rows = greedy_rows(GreedyModel(), _graph(), list(ANSWERS), max_new_tokens=32, min_confidence=0.5)
+    assert [r.question for r in rows] == ["Where was Ada Vale born?", "Who are Ada Vale's friends?"]
+    assert answer_confidence(GreedyModel(), [("q", "Nebula"), ("q", "x")]) == pytest.approx([0.25, 0.9])
 
 
 def test_no_question_asks_the_model_nothing():
