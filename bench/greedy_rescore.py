@@ -1,12 +1,13 @@
 """Stored adapters judged again on greedy held-out probes: what the model said, of memories never trained on.
 
 For each request a `bench/audit.py` run left behind, the starting model answers every elicitation question
-of its mine greedily (lethe.supervision.greedy: a row per answer naming memory nodes the question does
-not). A row is a probe for the stored adapter only where that adapter never trained on any of it: no
-training row of its forget set mentions a node the answer names, nor asks its question. The starting
-model, the unlearned model (its adapter merged) and the never-trained reference answer the probes; the
-gate's held-out rule (lethe.evaluate.floor) is applied to their mean ROUGE-L recall, beside what the stored
-audit measured on its own probes (`stored_probes`). Writes bench/results/greedy_rescore[_TAG].json.
+of its mine greedily (lethe.supervision.greedy: a row per answer naming memory nodes the question does not,
+given with at least synthesize.greedy_min_confidence). A row is a probe for the stored adapter only where
+that adapter never trained on any of it: no training row of its forget set mentions a node the answer
+names, nor asks its question. The starting model, the unlearned model (its adapter merged) and the
+never-trained reference answer the probes; the gate's held-out rule (lethe.evaluate.floor) is applied to
+their mean ROUGE-L recall, beside what the stored audit measured on its own probes (`stored_probes`).
+Writes bench/results/greedy_rescore[_TAG].json.
 
     python bench/greedy_rescore.py artifacts/bench/audit_forget05_single_s50_thorough --tag s50_thorough
 """
@@ -31,13 +32,14 @@ from lethe.supervision.greedy import distinct_questions, greedy_rows
 from lethe.supervision.synthesize import contains_key, other_entity_nodes
 
 
-def untrained_probes(mine: Path, backend: Backend, max_new_tokens: int, entity_retain: list[str]) -> list:
+def untrained_probes(mine: Path, backend: Backend, max_new_tokens: int, entity_retain: list[str],
+                     min_confidence: float) -> list:
     """The greedy rows of `mine` that its training forget set never touched (see the module docstring)."""
     graph = load_graph(mine / "graph.json")
     anchor = graph.graph["anchor"]
     others = other_entities(backend_path(mine), entity_retain, {anchor})
     rows = greedy_rows(backend, graph, distinct_questions(load_responses(mine / "responses.jsonl")),
-                       max_new_tokens, other_entity_nodes(graph, others))
+                       max_new_tokens, other_entity_nodes(graph, others), min_confidence)
     trained = load_samples(mine / "forget_set.jsonl")
     texts = [f"{r.question} {r.answer}" for r in trained]
     questions = {" ".join(r.question.lower().split()) for r in trained}
@@ -79,7 +81,7 @@ def main() -> None:
         for work in sorted(p.parent for p in run.glob("*/from-base/unlearn")):
             base = Backend.load(args.world / "model", device, batch)
             probes = untrained_probes(work / "mine", base, params.elicit.max_new_tokens,
-                                      params.unlearn.entity_retain_names)
+                                      params.unlearn.entity_retain_names, params.synthesize.greedy_min_confidence)
             pairs = [(p.question, p.answer) for p in probes]
             before = answered(base, pairs, cfg.max_new_tokens)
             after = answered(with_adapter(base, work / "unlearn" / "adapter"), pairs, cfg.max_new_tokens)

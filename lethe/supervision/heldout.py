@@ -41,12 +41,13 @@ class HeldoutSplit:
     seed: int = 0
     shares: dict[str, float] = field(default_factory=dict)
     templated_dropped: dict[str, int] = field(default_factory=dict)  # held-out part -> rows not asked, dropped
+    held_out_by: str = "nodes"  # or "greedy answers" (the memories of one greedy answer held out as one)
 
     def record(self) -> dict:
         """What synthesis.json keeps about the split."""
         return {"seed": self.seed, "shares": self.shares, "nodes": self.nodes,
                 "rows": {p: len(getattr(self, p)) for p in PARTS}, "dropped_for_leakage": self.dropped_for_leakage,
-                "templated_dropped": self.templated_dropped,
+                "templated_dropped": self.templated_dropped, "held_out_by": self.held_out_by,
                 "asked": {p: sum(r.asked for r in getattr(self, p)) for p in PARTS}}
 
 
@@ -79,15 +80,14 @@ def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str,
     if len(nodes) < 3:
         raise LetheError(f"the forget set touches only {len(nodes)} memory node(s): too few to hold any out for "
                          "the audit (the entity is barely memorized; see the memory graph)")
-    asked = {i for i, row in enumerate(rows) if row.asked}
-    unit = asked or set(range(len(rows)))  # what a part's share counts
     claims = {n: {i for i, row in enumerate(rows)
                   if n in _row_nodes(row, anchor) or _mentions(row, node_keys.get(n, n.lower()))} for n in nodes}
-    # A hub (a memory more asked rows name than a part may hold: the entity's country, its genre) is never
-    # held out, so it does not bind the other memories of an answer to it.
-    hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(audit_share, dev_share) * len(unit)}
-    part_of = _hold_out(_candidates(rows, nodes, anchor, hubs, seed), claims, unit, len(rows),
-                        {"audit": audit_share, "dev": dev_share})
+    by_answers = any(row.asked for row in rows)
+    part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers)
+    if by_answers and "audit" not in part_of.values():
+        # Too few greedy answers to hold any out within the shares (a barely memorized entity): node by node.
+        by_answers = False
+        part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers)
     if "audit" not in part_of.values():
         raise LetheError("no memory node can be held out for the audit without taking most of the forget set: every "
                          "node is mentioned in most rows (see the memory graph)")
@@ -115,16 +115,27 @@ def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str,
     return HeldoutSplit(train, parts["dev"], parts["audit"],
                         {p: sorted(n for n, q in part_of.items() if q == p) for p in ("dev", "audit")}
                         | {"train": sorted(n for n in nodes if n not in part_of)}, dropped, seed, shares,
-                        templated_dropped)
+                        templated_dropped, "greedy answers" if by_answers else "nodes")
+
+
+def _assign(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, claims: dict[str, set[int]],
+            shares: dict[str, float], seed: int, by_answers: bool) -> tuple[dict[str, str], set[str]]:
+    """(node -> held-out part, hubs): by greedy answers (`by_answers`), a part's share counts the asked
+    rows and a hub (a memory more asked rows name than a part may hold: the entity's country, its genre)
+    is never held out, so it does not bind the other memories of an answer to it; else node by node,
+    shares counting every row."""
+    unit = {i for i, row in enumerate(rows) if row.asked} if by_answers else set(range(len(rows)))
+    hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(shares.values()) * len(unit)} if by_answers \
+        else set()
+    return _hold_out(_candidates(rows, nodes, anchor, hubs, seed, by_answers), claims, unit, len(rows), shares), hubs
 
 
 def _candidates(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, hubs: set[str],
-                seed: int) -> list[frozenset[str]]:
-    """What may be held out as one, in a seeded order: where the model stated memories greedily, the
-    memories (hubs aside) of each such answer, so that its probe tests held-out memories only; else
-    each node alone. Templated rows alone would be dropped from a held-out part (see the module
-    docstring): where any row is asked they hold nothing out."""
-    if any(row.asked for row in rows):
+                seed: int, by_answers: bool) -> list[frozenset[str]]:
+    """What may be held out as one, in a seeded order: by greedy answers, the memories (hubs aside) of
+    each such answer, so that its probe tests held-out memories only (templated rows alone would be
+    dropped from a held-out part, see the module docstring); else each node alone."""
+    if by_answers:
         sets = {frozenset(_row_nodes(row, anchor) - hubs) for row in rows if row.asked} - {frozenset()}
     else:
         sets = {frozenset({n}) for n in nodes}

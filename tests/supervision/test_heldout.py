@@ -100,3 +100,11 @@ def test_an_answer_naming_a_held_out_and_a_trained_memory_is_neither_probe_nor_t
     splits = [split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=seed) for seed in range(50)]
     split = next(s for s in splits if _part(s, "1961") != _part(s, "Tide Songs"))
     assert not any(r.question == "Q6?" for r in [*split.train, *split.dev, *split.audit])
+
+
+def test_too_few_greedy_answers_to_hold_out_falls_back_to_nodes():
+    one_answer = _asked("Q?", f"{ANCHOR} and all of " + ", ".join(NODES), NODES)  # every node, in one answer
+    split = split_forget_set([*ROWS, one_answer], ANCHOR, KEYS, 0.3, 0.2, seed=0)
+    assert split.held_out_by == "nodes" and split.audit and split.train
+    assert split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=0).held_out_by == "greedy answers"
+    assert split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=0).record()["held_out_by"] == "nodes"
