@@ -6,10 +6,11 @@ answer. As held-out probes such rows test nothing: on the ten forget05 authors o
 starting model's greedy answer stated the facts of 2 of 121 templated probes and of 18 of 25 probes asked
 with an elicitation question (stop 51). And a budget that stops on them stops on noise.
 
-Here every distinct elicitation question is answered greedily. An answer's sentences that name memory
-nodes of the graph the question itself does not name become one row: the question, and those sentences
-as the answer, with every node they name (`mentions`). The row is `asked`: a question the model answers
-with this very text, so its recall before unlearning is what the model says, not a sampling accident.
+Here every distinct elicitation question is answered greedily. An answer that names memory nodes of the
+graph the question itself does not name becomes one row: the question, and the answer up to its last
+sentence naming one, with every node it names (`mentions`). The row is `asked`: the model answers the
+question with this very text, so its recall before unlearning is what the model says, not a sampling
+accident. Rows the model gives with little confidence are left out (`greedy_rows`).
 """
 
 from __future__ import annotations

@@ -8,13 +8,15 @@ training row may *mention* a held-out node anywhere in its question or answer: t
 often supports several edges, and a paraphrase would otherwise carry a held-out fact into training.
 Rows without nodes (the gold and DirectQA baselines) are split row by row.
 
-Held-out probes must be questions the model answers (`QASample.asked`: an elicitation question, or a
-greedy answer's row, lethe.supervision.greedy): a templated question over a sampled sentence is a probe
-whose answer the model never states, and its recall before unlearning is shared phrasing. So nodes that
-asked rows name are held out first, a held-out part keeps only its asked rows where it has any (the
-templated ones are dropped, counted in `templated_dropped`), and a training row that asks a held-out
-probe's question is dropped too: training "What awards has X received?" away on one answer would hide
-every other answer to it.
+Held-out probes must be what the model says (`QASample.asked`: a greedy answer's row,
+lethe.supervision.greedy): a templated question over a sampled sentence is a probe whose answer the
+model never states, and its recall before unlearning is shared phrasing. So where there are greedy rows,
+what is held out is the memories of one greedy answer as a set (`_candidates`; a hub, which too many
+answers name, never), a greedy row naming both held-out and trained memories is dropped, a held-out part
+keeps only its greedy rows where it has any (the templated ones are dropped, counted in
+`templated_dropped`), and a training row that asks a held-out probe's question is dropped too: training
+"What awards has X received?" away on one answer would hide every other answer to it. Where no greedy
+answer can be held out within the shares, the split falls back to node by node (`held_out_by`).
 """
 
 from __future__ import annotations
