@@ -19,10 +19,10 @@ import json
 from pathlib import Path
 
 from common import ROOT, write_result
+from heldout_on_stated import verdict
 
 from lethe.config import load_params
-from lethe.evaluate.audit import answered
-from lethe.evaluate.floor import blind_at_floor, forgotten
+from lethe.evaluate.audit import answered, mean_known
 from lethe.evaluate.runner import with_adapter
 from lethe.evaluate.suite import other_entities
 from lethe.llm.backend import Backend
@@ -52,20 +52,6 @@ def backend_path(mine: Path) -> str:
     return json.loads((mine / "request.json").read_text())["model_path"]
 
 
-def verdict(before: float | None, after: float | None, reference: float | None, margin: float,
-            max_ratio: float) -> str:
-    """The gate's held-out rule: pass, fail, or n/a."""
-    if before is None or after is None:
-        return "n/a (no probe)"
-    if forgotten(before, after, reference, margin, max_ratio):
-        return "pass"
-    return "n/a (at the floor)" if blind_at_floor(before, after, reference, margin) else "fail"
-
-
-def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="bench/audit.py work folders (artifacts/bench/<name>)")
@@ -86,13 +72,12 @@ def main() -> None:
             before = answered(base, pairs, cfg.max_new_tokens)
             after = answered(with_adapter(base, work / "unlearn" / "adapter"), pairs, cfg.max_new_tokens)
             ref = answered(reference, pairs, cfg.max_new_tokens)
-            means = {name: _mean(scored[1]) for name, scored in (("before", before), ("after", after),
+            means = {name: mean_known(scored[1]) for name, scored in (("before", before), ("after", after),
                                                                  ("reference", ref))}
             stored = json.loads((work / "evaluation" / "metrics.json").read_text())
             row = {"run": run.name, "anchor": json.loads((work / "mine" / "request.json").read_text())["anchor"],
                    "probes": len(pairs), "nodes": sorted({n for p in probes for n in p.mentions}), **means,
-                   "verdict": verdict(means["before"], means["after"], means["reference"], gate.heldout_floor_margin,
-                                      gate.max_heldout_ratio),
+                   "verdict": verdict(means, gate),
                    "stored_probes": {which: stored.get(which, {}).get("heldout_rouge")
                                      for which in ("before", "after", "reference")},
                    "answers": [{"question": q, "expected": a, "before": b, "after": f, "reference": r}
