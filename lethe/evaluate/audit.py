@@ -336,6 +336,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
                 continue
             answers, recalls = answered(backend, pairs, max_new_tokens)
             out[M.RECALLED[probes]] = sum(recalls) / len(recalls) if recalls else None
+            out[M.PROBE_COUNT[probes]] = len(pairs)
             out[M.RECALLED_FACTS[probes]], out[M.STATED[probes]] = stated_facts(answers, pairs, cfg.stated_min_facts)
             out[M.RECALLED_NOVEL[probes]] = mean_known([mean_known(novel_each(answers, pairs, rows))
                                                          for rows in attacks]) if pairs else None

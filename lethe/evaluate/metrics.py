@@ -73,6 +73,9 @@ RELEARN_HELDOUT_ROUGE = metric("relearn_heldout_rouge", "held-out, after a relea
                                summary=True, audit=True)
 RELEARN_GOLD_ROUGE = metric("relearn_gold_rouge", "gold, after a relearning attack", "lower")
 RECALLED = {"heldout": HELDOUT_ROUGE, "gold": GOLD_ROUGE}  # by probe set, unattacked
+# how many probes a set holds: 2 held-out probes are thin evidence, and the gate says so beside its verdict
+PROBE_COUNT = {probes: metric(f"{probes}_probe_count", f"{probes}, probes scored", "higher", report=False)
+               for probes in RECALLED}
 # the same greedy answers, scored on the facts only: tokens neither the question holds nor function words
 # (lethe.evaluate.audit.fact_share), and the share of probes whose facts the answer states (audit.stated_min_facts).
 # Before unlearning, a probe whose facts the model does not state tests no memory it holds.

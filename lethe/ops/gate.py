@@ -71,6 +71,13 @@ def _stated_note(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
             f"{before[facts]:.3f} -> {'n/a' if now is None else f'{now:.3f}'})")
 
 
+def _probe_count(after: Mapping[str, Any]) -> str:
+    """" on N probes" where the audit counted them: a verdict on two probes is thin evidence, and the
+    reader of the decision table should see that beside it (audits before the count say nothing)."""
+    count = after.get(M.PROBE_COUNT["heldout"])
+    return "" if count is None else f" on {count} probe{'' if count == 1 else 's'}"
+
+
 def _missing(name: str, threshold: str, what: str) -> Check:
     return Check(name, None, threshold, False, f"{what} was not measured")
 
@@ -244,7 +251,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         # Probes within the margin of a never-trained model before unlearning cannot show forgetting:
         # still there is a marked n/a, never a pass (the other checks carry the decision).
         blind = blind_at_floor(h_before, h_after, h_ref, margin)
-        note = f"{h_before:.3f} -> {h_after:.3f}"
+        note = f"{h_before:.3f} -> {h_after:.3f}{_probe_count(after)}"
         if h_ref is not None:
             note += f"; never-trained reference {h_ref:.3f}"
             if probes_separate(h_before, h_ref, margin):

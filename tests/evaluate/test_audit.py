@@ -273,3 +273,4 @@ def test_the_audit_reports_which_held_out_probes_state_their_facts(tiny_backend,
     assert (measured[M.RECALLED_FACTS["heldout"]], measured[M.STATED["heldout"]]) == stated_facts(
         answers, PAIRS, cfg.audit.stated_min_facts)
     assert 0.0 <= measured[M.STATED["heldout"]] <= 1.0 and M.STATED["gold"] not in measured  # no gold pairs
+    assert measured[M.PROBE_COUNT["heldout"]] == len(PAIRS) and M.PROBE_COUNT["gold"] not in measured

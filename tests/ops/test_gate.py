@@ -363,3 +363,14 @@ def test_the_held_out_row_says_how_many_probes_test_a_memory_the_model_stated_wi
     assert "stated" not in plain["note"]  # an audit from before the measure
     missing_after = next(r for r in decision_table(_decide(GOOD, before=before)) if r["check"] == "heldout_forgetting")
     assert "0.050 -> n/a" in missing_after["note"]
+
+
+def test_the_held_out_verdict_says_how_many_probes_it_rests_on():
+    row = next(r for r in decision_table(_decide({**GOOD, "heldout_probe_count": 2}))
+               if r["check"] == "heldout_forgetting")
+    assert row["note"].startswith("0.600 -> 0.120 on 2 probes")
+    single = next(r for r in decision_table(_decide({**GOOD, "heldout_probe_count": 1}))
+                  if r["check"] == "heldout_forgetting")
+    assert "on 1 probe;" in single["note"]
+    uncounted = next(r for r in decision_table(_decide(GOOD)) if r["check"] == "heldout_forgetting")
+    assert "probe" not in uncounted["note"].split(";")[0]
