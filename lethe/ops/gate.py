@@ -72,8 +72,8 @@ def _stated_note(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
 
 
 def _probe_count(after: Mapping[str, Any]) -> str:
-    """" on N probes" where the audit counted them: a verdict on two probes is thin evidence, and the
-    reader of the decision table should see that beside it (audits before the count say nothing)."""
+    """The held-out note's 'on N probes', where the audit counted them: a verdict on two probes is thin
+    evidence, and the reader of the decision table should see that beside it (older audits: '')."""
     count = after.get(M.PROBE_COUNT["heldout"])
     return "" if count is None else f" on {count} probe{'' if count == 1 else 's'}"
 
