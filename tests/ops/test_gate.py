@@ -29,6 +29,10 @@ def _failing(decision):
     return [reason.split(":")[0] for reason in decision.reasons]
 
 
+def _heldout_row(decision):
+    return next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
+
+
 def test_passes_when_every_audit_check_holds():
     decision = _decide(GOOD)
     assert decision.passed and decision.reasons == []
@@ -292,7 +296,7 @@ def test_probes_that_never_rose_above_the_floor_are_marked_na_never_passed():
     # shows nothing either way: a marked n/a, not a pass on the floor
     decision = _decide({**GOOD, "heldout_rouge": 0.19}, before={**BEFORE, "heldout_rouge": 0.2},
                        reference={**REFERENCE, "heldout_rouge": 0.18})
-    row = next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
+    row = _heldout_row(decision)
     assert row["result"] == "n/a" and "cannot show forgetting" in row["note"]
     risen = _decide({**GOOD, "heldout_rouge": 0.3}, before={**BEFORE, "heldout_rouge": 0.2},
                     reference={**REFERENCE, "heldout_rouge": 0.18})
@@ -304,7 +308,7 @@ def test_held_out_probes_near_the_floor_pass_only_when_their_recall_above_it_is_
     # the reference by noise, yet 0.39x of what the probes showed above it is left; 0.09 leaves 0.09x
     before, reference = {**BEFORE, "heldout_rouge": 0.2057}, {**REFERENCE, "heldout_rouge": 0.0788}
     dipped = _decide({**GOOD, "heldout_rouge": 0.1286}, before=before, reference=reference)
-    row = next(r for r in decision_table(dipped) if r["check"] == "heldout_forgetting")
+    row = _heldout_row(dipped)
     assert "heldout_forgetting" in _failing(dipped) and "0.39x of the recall above it left" in row["note"]
     gone = _decide({**GOOD, "heldout_rouge": 0.09}, before=before, reference=reference)
     assert "heldout_forgetting" not in _failing(gone)
@@ -356,21 +360,19 @@ def test_the_novel_interval_leaves_out_probes_with_nothing_to_score():
 def test_the_held_out_row_says_how_many_probes_test_a_memory_the_model_stated_without_deciding_on_it():
     before = {**BEFORE, "heldout_facts": 0.05, "heldout_stated": 0.0}  # Hina Ameen's mined probes (stop 50)
     decision = _decide({**GOOD, "heldout_facts": 0.01}, before=before)
-    row = next(r for r in decision_table(decision) if r["check"] == "heldout_forgetting")
+    row = _heldout_row(decision)
     assert "stated the facts of 0% of these probes (fact recall 0.050 -> 0.010)" in row["note"]
     assert decision.passed == _decide(GOOD).passed and row["result"] == "pass"  # information, not a criterion
-    plain = next(r for r in decision_table(_decide(GOOD)) if r["check"] == "heldout_forgetting")
+    plain = _heldout_row(_decide(GOOD))
     assert "stated" not in plain["note"]  # an audit from before the measure
-    missing_after = next(r for r in decision_table(_decide(GOOD, before=before)) if r["check"] == "heldout_forgetting")
+    missing_after = _heldout_row(_decide(GOOD, before=before))
     assert "0.050 -> n/a" in missing_after["note"]
 
 
 def test_the_held_out_verdict_says_how_many_probes_it_rests_on():
-    row = next(r for r in decision_table(_decide({**GOOD, "heldout_probe_count": 2}))
-               if r["check"] == "heldout_forgetting")
+    row = _heldout_row(_decide({**GOOD, "heldout_probe_count": 2}))
     assert row["note"].startswith("0.600 -> 0.120 on 2 probes")
-    single = next(r for r in decision_table(_decide({**GOOD, "heldout_probe_count": 1}))
-                  if r["check"] == "heldout_forgetting")
+    single = _heldout_row(_decide({**GOOD, "heldout_probe_count": 1}))
     assert "on 1 probe;" in single["note"]
-    uncounted = next(r for r in decision_table(_decide(GOOD)) if r["check"] == "heldout_forgetting")
+    uncounted = _heldout_row(_decide(GOOD))
     assert "probe" not in uncounted["note"].split(";")[0]
