@@ -9,7 +9,8 @@ holds. For each, the audit that needs no training data runs on the champion:
   strong memories that come back, against the never-trained reference where one exists;
 - held-out probes: recall on the request's audit set (never trained on), champion vs base model.
 
-An entity counts as forgotten when both pass the gate's thresholds. A completed request whose
+An entity counts as forgotten when both pass the gate's thresholds, the held-out probes on at least
+`gate.min_heldout_probes` of them. A completed request whose
 adapter the champion's chain does not hold is flagged whatever the measurements say (the forgetting
 the request promised is no longer what is served), so `all_forgotten` needs both. The graph and
 audit set come from the request's work directory, or are restored from the DVC remote.
@@ -134,10 +135,12 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
     limit = reelicit_limit(back_ref, gate)
     ratio = now / base_recall if base_recall > 0 else 0.0
     margin = gate.heldout_floor_margin
-    heldout_ok = (forgotten(base_recall, now, floor, margin, gate.max_heldout_ratio)
-                  or blind_at_floor(base_recall, now, floor, margin))
+    enough = len(heldout) >= gate.min_heldout_probes  # as at the gate: too few probes prove nothing
+    heldout_ok = enough and (forgotten(base_recall, now, floor, margin, gate.max_heldout_ratio)
+                             or blind_at_floor(base_recall, now, floor, margin))
     return {"anchor": anchor, "request_id": entity["request_id"], "version": entity["version"],
             "in_champion_chain": entity["request_id"] in plan.in_chain, "questions": len(heldout),
+            "too_few_questions": not enough,
             "base_recall": base_recall, "champion_recall": now, "ratio": ratio, "reference_recall": floor,
             "heldout_separates": floor is None or probes_separate(base_recall, floor, margin),
             REELICIT_RETURN: back, "reelicit_reference": back_ref,
@@ -187,7 +190,8 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined
               "| entity | request | in champion chain | held-out recall base -> champion | re-elicited (reference) "
               "| forgotten |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['anchor']} | {r['request_id']} | {'yes' if r['in_champion_chain'] else 'NO'} | "
-              f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} | {_fmt(r[REELICIT_RETURN])} "
+              f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} on {r['questions']}"
+              f"{' (too few to judge)' if r.get('too_few_questions') else ''} | {_fmt(r[REELICIT_RETURN])} "
               f"({_fmt(r['reelicit_reference'])}) | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
     if agent_audit and agent_audit["entities"]:
         lines += ["", f"## Agent audit: {agent_audit['model_name']} version {agent_audit['champion']}, live memory",

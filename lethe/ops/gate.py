@@ -259,8 +259,15 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         if blind and not gone:
             note += " (n/a: before, already within the margin of it, these probes cannot show forgetting)"
         note += _stated_note(before, after)
-        checks.append(Check("heldout_forgetting", round(ratio, 4), threshold,
-                            True if gone else (None if blind else False), note))
+        verdict = True if gone else (None if blind else False)
+        count = after.get(M.PROBE_COUNT["heldout"])
+        if count is not None and count < gate.min_heldout_probes:
+            # A ratio on one or two probes is a coin toss: fail closed rather than pass or shrug on it.
+            verdict = False
+            note = (f"too few held-out probes to judge ({count} < gate.min_heldout_probes {gate.min_heldout_probes}: "
+                    "hold out more with audit.heldout_share, or keep more greedy answers with a lower "
+                    f"synthesize.greedy_min_confidence); {note}")
+        checks.append(Check("heldout_forgetting", round(ratio, 4), threshold, verdict, note))
     back, back_ref = after.get(M.REELICIT_RETURN), reference.get(M.REELICIT_RETURN)
     limit = reelicit_limit(back_ref, gate)
     label = (f"<= reference {back_ref:.3f} + {gate.max_reelicit_excess}" if back_ref is not None

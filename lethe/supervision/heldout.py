@@ -129,7 +129,11 @@ def _assign(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, claims:
     unit = {i for i, row in enumerate(rows) if row.asked} if by_answers else set(range(len(rows)))
     hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(shares.values()) * len(unit)} if by_answers \
         else set()
-    return _hold_out(_candidates(rows, nodes, anchor, hubs, seed, by_answers), claims, unit, len(rows), shares), hubs
+    # By greedy answers a row lands in a part only when every memory it names (hubs aside) is held out there:
+    # a part's share counts those rows, not the asked rows its memories merely touch (most of which are dropped).
+    named = {i: frozenset(_row_nodes(rows[i], anchor) - hubs) for i in unit} if by_answers else None
+    return _hold_out(_candidates(rows, nodes, anchor, hubs, seed, by_answers), claims, unit, len(rows), shares,
+                     named), hubs
 
 
 def _candidates(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, hubs: set[str],
@@ -147,25 +151,36 @@ def _candidates(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, hub
 
 
 def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]], unit: set[int], n_rows: int,
-              shares: dict[str, float]) -> dict[str, str]:
-    """node -> held-out part. A candidate joins a part unless it overlaps another part, or the rows it
-    would claim (its own, and training rows that mention it) overshoot the part's share by half: of the
-    rows that count (`unit`), or of all rows (a hub would empty the training set)."""
+              shares: dict[str, float], named: dict[int, frozenset[str]] | None = None) -> dict[str, str]:
+    """node -> held-out part. Candidates join a part, in order, until the rows it holds reach its share of
+    the rows that count (`unit`). What it holds is the rows it claims (a candidate's own, and training rows
+    that mention it), or with `named` (by greedy answers) only the asked rows whose named memories all lie in
+    the part. A candidate is skipped if it overlaps another part, adds nothing held, or its claims overshoot
+    the part's share by half: of `unit`, or of all rows (a hub would empty the training set)."""
     part_of: dict[str, str] = {}
     claimed: set[int] = set()
     for part, share in shares.items():
-        target, taken = share * len(unit), set()
+        target, taken, members = share * len(unit), set(), set()
         for nodes in candidates:
-            if share == 0 or len(taken & unit) >= target:
+            if share == 0 or _held(taken, members, unit, named) >= target:
                 break
             new = set().union(*(claims[n] for n in nodes)) - claimed
-            if any(n in part_of for n in nodes) or not new & unit or len((taken | new) & unit) > 1.5 * target \
+            gained = _held(taken | new, members | nodes, unit, named) > _held(taken, members, unit, named)
+            if any(n in part_of for n in nodes) or not gained or len((taken | new) & unit) > 1.5 * target \
                     or len(taken | new) > 1.5 * share * n_rows:
                 continue
             part_of.update({n: part for n in nodes})
             taken |= new
+            members |= nodes
         claimed |= taken
     return part_of
+
+
+def _held(taken: set[int], members: set[str], unit: set[int], named: dict[int, frozenset[str]] | None) -> int:
+    """How many of the rows that count a part holds: those it claims, or (`named`) those it holds whole."""
+    if named is None:
+        return len(taken & unit)
+    return sum(1 for i in unit if named[i] and named[i] <= members)
 
 
 def _part_of_row(row: QASample, anchor: str, part_of: dict[str, str], hubs: set[str]) -> str | None:

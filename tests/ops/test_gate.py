@@ -250,7 +250,8 @@ def sbu_report(retrieval: float, generation: float, ratio: float | None) -> dict
 def test_agentic_gate_every_check_is_a_row_and_a_failure_names_its_check(params):
     bounds = params.agent
     passing = _agentic(params, sbu_report(0.0, 0.0, 1.0))
-    assert passing.passed and [c.name for c in passing.checks] == ["retrieval_leak", "generation_leak", "retain_quality"]
+    assert passing.passed
+    assert [c.name for c in passing.checks] == ["retrieval_leak", "generation_leak", "retain_quality"]
     failing = _agentic(params, sbu_report(bounds.retrieval_leak_bound + 0.1, 0.0, 0.5))
     assert not failing.passed
     assert [r.split(":")[0] for r in failing.reasons] == ["retrieval_leak", "retain_quality"]
@@ -370,9 +371,23 @@ def test_the_held_out_row_says_how_many_probes_test_a_memory_the_model_stated_wi
 
 
 def test_the_held_out_verdict_says_how_many_probes_it_rests_on():
-    row = _heldout_row(_decide({**GOOD, "heldout_probe_count": 2}))
-    assert row["note"].startswith("0.600 -> 0.120 on 2 probes")
-    single = _heldout_row(_decide({**GOOD, "heldout_probe_count": 1}))
+    row = _heldout_row(_decide({**GOOD, "heldout_probe_count": 4}))
+    assert row["note"].startswith("0.600 -> 0.120 on 4 probes") and row["result"] == "pass"
+    single = _heldout_row(_decide({**GOOD, "heldout_probe_count": 1}, gate=GATE.model_copy(
+        update={"min_heldout_probes": 1})))
     assert "on 1 probe;" in single["note"]
     uncounted = _heldout_row(_decide(GOOD))
     assert "probe" not in uncounted["note"].split(";")[0]
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_too_few_held_out_probes_fail_the_check_however_well_they_read(count):
+    decision = _decide({**GOOD, "heldout_probe_count": count})
+    row = _heldout_row(decision)
+    assert not decision.passed and _failing(decision) == ["heldout_forgetting"]
+    assert row["result"] == "FAIL" and f"too few held-out probes to judge ({count} < " in row["note"]
+    assert "audit.heldout_share" in row["note"] and "0.600 -> 0.120" in row["note"]
+    blind = _decide({**GOOD, "heldout_rouge": 0.12, "heldout_probe_count": count},
+                    before={**BEFORE, "heldout_rouge": 0.13}, reference={**REFERENCE, "heldout_rouge": 0.12})
+    assert _heldout_row(blind)["result"] == "FAIL"  # not an n/a either: thin evidence is no evidence
+    assert _decide({**GOOD, "heldout_probe_count": 3}).passed

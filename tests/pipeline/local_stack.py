@@ -22,15 +22,17 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
     The pipeline, not the method, is under test there. On the tiny world (a weak miner) 80 steps of
     NPO+GD took gold ROUGE 0.99 -> 0.43 while re-elicitation still found 0.46 of the strong memories
     and the relearning attack (then at lr 1e-3) brought gold back to 0.45 (never-trained: 0.06): no method here passes
-    the real audit, so these tests relax relearning and held-out recall, and re-elicitation to 0.65 (a
-    do-nothing adapter measured 0.80; tests/ops/test_gate.py holds the real thresholds). What two
+    the real audit, so these tests relax relearning and held-out recall (and its probe count: the tiny
+    world's Nikolai has three, at the bound), and re-elicitation to 0.65 (a do-nothing adapter measured
+    0.80; tests/ops/test_gate.py holds the real thresholds). What two
     chained requests keep varies with the world's seed and the machine: the second request's weakest
     utility part measured 0.90 (world.seed 1234, here), 0.84 (seed 1234 on CI) and 0.82 (seed 7), its
     weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5.
     """
     raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
     raw["audit"].update(relearn_attacks=1)  # relearning is not gated here: one attack, not three, is measured
-    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "max_reelicit_excess": 0.65,
+    raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "min_heldout_probes": 1,
+                        "max_reelicit_excess": 0.65,
                         "max_relearn_gap": 1.0, "max_relearn_share": 100.0, "max_relearn_recovery": 1.0,
                         "min_utility_part_ratio": 0.6, "min_entity_retention": 0.5})
     return raw

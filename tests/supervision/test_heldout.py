@@ -108,3 +108,17 @@ def test_too_few_greedy_answers_to_hold_out_falls_back_to_nodes():
     assert split.held_out_by == "nodes" and split.audit and split.train
     assert split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=0).held_out_by == "greedy answers"
     assert split_forget_set(ROWS, ANCHOR, KEYS, 0.3, 0.2, seed=0).record()["held_out_by"] == "nodes"
+
+
+def test_a_held_out_part_counts_the_probes_it_holds_not_the_answers_it_touches():
+    # Three answers name "Lisbon" beside a memory of their own: holding one of them out drops the other two
+    # (they name a held-out and a trained memory). Those dropped answers must not count toward the share.
+    books = [f"Book {letter}" for letter in "ABCDEFGHIJKLMNOPQRST"]
+    paired = ["The Glass Harbor", "Braga", "Evora"]
+    rows = [_asked(f"P{i}?", f"{ANCHOR} wrote {n} in Lisbon.", [n, "Lisbon"]) for i, n in enumerate(paired)]
+    rows += [_asked(f"S{i}?", f"{ANCHOR} and {n}.", [n]) for i, n in enumerate(books)]
+    keys = {n: n.lower() for n in [*books, *paired, "Lisbon"]}
+    for seed in range(30):
+        split = split_forget_set(rows, ANCHOR, keys, 0.3, 0.2, seed=seed)
+        assert len(split.audit) >= 0.3 * len(rows), (seed, split.record())
+        assert all(r.asked for r in split.audit) and split.train

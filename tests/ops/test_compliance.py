@@ -1,0 +1,55 @@
+"""The compliance re-audit's verdict per entity, on hand-made measurements (the measuring itself runs
+for real in tests/pipeline/test_unlearn_request.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lethe.config import load_params
+from lethe.ops import compliance
+from lethe.ops.compliance import AuditPlan, audit_entity, write_report
+
+ANCHOR = "Ada Vale"
+
+
+class _Models:
+    def get(self, path):
+        return path
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """audit_entity with the models' answers replaced: base recall 0.8, champion 0.05, nothing re-elicited,
+    no never-trained reference."""
+    import lethe.evaluate.audit as audit
+
+    monkeypatch.setattr(audit, "audited_graph", lambda *args: None)
+    monkeypatch.setattr(audit, "reelicit", lambda *args: {"return": 0.0})
+    monkeypatch.setattr(audit, "recall", lambda model, heldout, tokens: 0.8 if model == "base" else 0.05)
+    monkeypatch.setattr(compliance, "reference_model_for", lambda anchor, base: None)
+
+
+def _entity(tmp_path, probes: int) -> dict:
+    rows = [{"question": f"Q{i}?", "answer": f"A{i}.", "kind": "forget", "source": "mage"} for i in range(probes)]
+    audit_set = tmp_path / "audit_set.jsonl"
+    audit_set.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return {"anchor": ANCHOR, "request_id": "req-1", "version": "1", "graph": str(tmp_path / "graph.json"),
+            "audit_set": str(audit_set)}
+
+
+PLAN = AuditPlan("lethe-m", "1", "base", "champion", ("req-1",), ())
+
+
+@pytest.mark.parametrize("probes, forgotten", [(2, False), (3, True)])
+def test_an_entity_is_forgotten_only_on_enough_held_out_probes(measured, tmp_path, probes, forgotten):
+    params = load_params()
+    assert params.gate.min_heldout_probes == 3
+    row = audit_entity(params, PLAN, _entity(tmp_path, probes), _Models())
+    assert row["ratio"] == pytest.approx(0.05 / 0.8) and row["questions"] == probes
+    assert row["forgotten"] is forgotten and row["too_few_questions"] is not forgotten
+    audit = {"model_name": "lethe-m", "champion": "1", "entities": [row]}
+    text = write_report(tmp_path / "report", [], audit).read_text()
+    assert f"0.800 -> 0.050 on {probes}" in text
+    assert ("(too few to judge)" in text) is not forgotten
