@@ -56,6 +56,7 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
         "dev_relearn_margin": path[0].get("dev_relearn_margin") if path else None,
         "gold_ratio": ratio("forget_Q_A_ROUGE"), "heldout_ratio": ratio("heldout_rouge"),
         "heldout": [before.get("heldout_rouge"), after.get("heldout_rouge"), reference.get("heldout_rouge")],
+        "heldout_probe_count": after.get("heldout_probe_count"),  # the gate's floor: gate.min_heldout_probes
         "heldout_facts": [before.get("heldout_facts"), after.get("heldout_facts"), reference.get("heldout_facts")],
         "heldout_stated_before": before.get("heldout_stated"),
         "reelicit_return": after.get("reelicit_return"), "reelicit_reference": reference.get("reelicit_return"),
