@@ -15,8 +15,10 @@ what is held out is the memories of one greedy answer as a set (`_candidates`; a
 answers name, never), a greedy row naming both held-out and trained memories is dropped, a held-out part
 keeps only its greedy rows where it has any (the templated ones are dropped, counted in
 `templated_dropped`), and a training row that asks a held-out probe's question is dropped too: training
-"What awards has X received?" away on one answer would hide every other answer to it. Where no greedy
-answer can be held out within the shares, the split falls back to node by node (`held_out_by`).
+"What awards has X received?" away on one answer would hide every other answer to it. A held-out part's
+share counts the probes it holds, not the answers its memories touch (most of those are dropped).
+Where no greedy answer can be held out within the shares, the split falls back to node by node
+(`held_out_by`).
 """
 
 from __future__ import annotations
