@@ -162,18 +162,17 @@ def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]],
     part_of: dict[str, str] = {}
     claimed: set[int] = set()
     for part, share in shares.items():
-        target, taken, members = share * len(unit), set(), set()
+        target, taken, members, held = share * len(unit), set(), set(), 0
         for nodes in candidates:
-            if share == 0 or _held(taken, members, unit, named) >= target:
+            if share == 0 or held >= target:
                 break
             new = set().union(*(claims[n] for n in nodes)) - claimed
-            gained = _held(taken | new, members | nodes, unit, named) > _held(taken, members, unit, named)
-            if any(n in part_of for n in nodes) or not gained or len((taken | new) & unit) > 1.5 * target \
+            would_hold = _held(taken | new, members | nodes, unit, named)
+            if any(n in part_of for n in nodes) or would_hold <= held or len((taken | new) & unit) > 1.5 * target \
                     or len(taken | new) > 1.5 * share * n_rows:
                 continue
             part_of.update({n: part for n in nodes})
-            taken |= new
-            members |= nodes
+            taken, members, held = taken | new, members | nodes, would_hold
         claimed |= taken
     return part_of
 
