@@ -6,7 +6,8 @@ so a plain ratio target can sit below that floor and be unreachable. Only the re
 is knowledge: the rule asks that share to fall to the same ratio. An absolute margin around the
 floor would not do: where the probes separated by little, noise alone would carry a score into it.
 The adaptive budget's stop rule, the gate's held-out check and the compliance re-audit all judge by
-this one rule, and by one re-elicitation bound (`reelicit_limit`).
+this one rule, and by one re-elicitation bound (`reelicit_limit`); the gate and the re-audit by one
+probe-count floor (`too_few_probes`).
 """
 
 from __future__ import annotations
@@ -57,3 +58,9 @@ def reelicit_limit(reference_return: float | None, gate: GateParams) -> float:
     if reference_return is None:
         return gate.max_reelicit_return
     return reference_return + gate.max_reelicit_excess
+
+
+def too_few_probes(count: int | None, gate: GateParams) -> bool:
+    """True when a held-out verdict would rest on fewer than gate.min_heldout_probes probes: it then fails,
+    however well they read. An uncounted audit (`None`, from before the count was recorded) is not judged."""
+    return count is not None and count < gate.min_heldout_probes

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
-from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit
+from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit, too_few_probes
 from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.layout import MineLayout, RequestLayout
 from lethe.llm.cache import ModelCache
@@ -135,7 +135,7 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
     limit = reelicit_limit(back_ref, gate)
     ratio = now / base_recall if base_recall > 0 else 0.0
     margin = gate.heldout_floor_margin
-    enough = len(heldout) >= gate.min_heldout_probes  # as at the gate: too few probes prove nothing
+    enough = not too_few_probes(len(heldout), gate)  # the gate's floor: too few probes prove nothing
     heldout_ok = enough and (forgotten(base_recall, now, floor, margin, gate.max_heldout_ratio)
                              or blind_at_floor(base_recall, now, floor, margin))
     return {"anchor": anchor, "request_id": entity["request_id"], "version": entity["version"],

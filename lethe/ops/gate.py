@@ -14,7 +14,14 @@ from typing import Any
 
 from lethe.config import AgentParams, GateParams
 from lethe.evaluate import metrics as M
-from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit, share_above_floor
+from lethe.evaluate.floor import (
+    blind_at_floor,
+    forgotten,
+    probes_separate,
+    reelicit_limit,
+    share_above_floor,
+    too_few_probes,
+)
 
 # One entity's audit in a batched request: its metrics before, after, and on a never-trained reference.
 EntityEvidence = tuple[Mapping[str, Any], Mapping[str, Any], Mapping[str, Any]]
@@ -261,7 +268,7 @@ def forgetting_checks(before: Mapping[str, Any], after: Mapping[str, Any], refer
         note += _stated_note(before, after)
         verdict = True if gone else (None if blind else False)
         count = after.get(M.PROBE_COUNT["heldout"])
-        if count is not None and count < gate.min_heldout_probes:
+        if too_few_probes(count, gate):
             # A ratio on one or two probes is a coin toss: fail closed rather than pass or shrug on it.
             verdict = False
             note = (f"too few held-out probes to judge ({count} < gate.min_heldout_probes {gate.min_heldout_probes}: "
