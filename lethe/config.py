@@ -567,7 +567,8 @@ class GateParams(Strict):
     heldout_floor_margin: float = Field(ge=0, description="...or that ratio counted above the never-trained "
                                         "reference's score, where the probes scored more than this above it before")
     min_heldout_probes: int = Field(3, ge=1, description="held-out probes a forgetting verdict needs: with fewer "
-                                    "the held-out check fails (too few to judge), it never passes on one or two")
+                                    "the held-out check fails (too few to judge), it never passes on one or two; "
+                                    "MAGE's split holds this many for the audit where that is at most half its answers")
     max_reelicit_excess: float = Field(ge=0, description="re-elicited strong memories: return share at most the "
                                        "never-trained reference's + this")
     max_reelicit_return: float = Field(ge=0, le=1, description="...at most this share without a reference")

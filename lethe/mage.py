@@ -171,7 +171,8 @@ class MagePipeline:
 
         audit = self.params.audit
         split = split_forget_set(forget, self.request.anchor, {n: d.get("key", n) for n, d in graph.nodes(data=True)},
-                                 audit.heldout_share, audit.dev_share, audit.seed)
+                                 audit.heldout_share, audit.dev_share, audit.seed,
+                                 min_audit=self.params.gate.min_heldout_probes)
         neighbor = synthesize_neighbors(self.backend, graph, cfg)
         _jsonl(self.files.neighbor_set, [s.to_dict() for s in neighbor])
         _jsonl(self.files.dev_set, [s.to_dict() for s in split.dev])

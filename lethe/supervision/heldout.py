@@ -17,8 +17,10 @@ keeps only its greedy rows where it has any (the templated ones are dropped, cou
 `templated_dropped`), and a training row that asks a held-out probe's question is dropped too: training
 "What awards has X received?" away on one answer would hide every other answer to it. A held-out part's
 share counts the probes it holds, not the answers its memories touch (most of those are dropped).
-Where no greedy answer can be held out within the shares, the split falls back to node by node
-(`held_out_by`).
+The audit part holds at least `min_audit` probes (the gate's `gate.min_heldout_probes`: fewer cannot be
+judged) where that takes at most half of the rows that count: a share alone leaves a thin entity's audit
+under the gate's floor (10 asked rows at 0.2 hold 2). Where no greedy answer can be held out within the
+shares, the split falls back to node by node (`held_out_by`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from lethe.errors import LetheError
 from lethe.supervision.synthesize import QASample, contains_key
 
 PARTS = ("train", "dev", "audit")
+MAX_FLOOR_SHARE = 0.5  # min_audit never takes more than this share of the rows that count
 
 
 @dataclass
@@ -46,12 +49,14 @@ class HeldoutSplit:
     shares: dict[str, float] = field(default_factory=dict)
     templated_dropped: dict[str, int] = field(default_factory=dict)  # held-out part -> rows not asked, dropped
     held_out_by: str = "nodes"  # or "greedy answers" (the memories of one greedy answer held out as one)
+    min_audit: int = 0  # probes the audit part holds at least, where the rows allow (gate.min_heldout_probes)
 
     def record(self) -> dict:
         """What synthesis.json keeps about the split."""
         return {"seed": self.seed, "shares": self.shares, "nodes": self.nodes,
                 "rows": {p: len(getattr(self, p)) for p in PARTS}, "dropped_for_leakage": self.dropped_for_leakage,
                 "templated_dropped": self.templated_dropped, "held_out_by": self.held_out_by,
+                "min_audit": self.min_audit,
                 "asked": {p: sum(r.asked for r in getattr(self, p)) for p in PARTS}}
 
 
@@ -69,29 +74,30 @@ def _row_nodes(row: QASample, anchor: str) -> set[str]:
 
 
 def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str, str], audit_share: float,
-                     dev_share: float, seed: int) -> HeldoutSplit:
+                     dev_share: float, seed: int, min_audit: int = 0) -> HeldoutSplit:
     """Split `rows` into train / dev / audit by node (see the module docstring).
 
     Candidates (the memories of one greedy answer, or single nodes) are taken in a seeded order
     (`_candidates`, `_hold_out`); a hub memory that appears in most sentences is never held out.
     node_keys: node name -> normalized key (the graph's `key`), to find mentions in training text.
+    min_audit: the audit part holds at least this many probes where that is at most half of the rows that count.
     """
     check_shares(audit_share, dev_share)
     nodes = sorted({n for row in rows for n in _row_nodes(row, anchor)})
     shares = {"audit": audit_share, "dev": dev_share}
     if not nodes:  # baselines: one row, one fact
-        return _split_rows(rows, audit_share, dev_share, seed, shares)
+        return _split_rows(rows, audit_share, dev_share, seed, shares, min_audit)
     if len(nodes) < 3:
         raise LetheError(f"the forget set touches only {len(nodes)} memory node(s): too few to hold any out for "
                          "the audit (the entity is barely memorized; see the memory graph)")
     claims = {n: {i for i, row in enumerate(rows)
                   if n in _row_nodes(row, anchor) or _mentions(row, node_keys.get(n, n.lower()))} for n in nodes}
     by_answers = any(row.asked for row in rows)
-    part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers)
+    part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers, min_audit)
     if by_answers and "audit" not in part_of.values():
         # Too few greedy answers to hold any out within the shares (a barely memorized entity): node by node.
         by_answers = False
-        part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers)
+        part_of, hubs = _assign(rows, nodes, anchor, claims, shares, seed, by_answers, min_audit)
     if "audit" not in part_of.values():
         raise LetheError("no memory node can be held out for the audit without taking most of the forget set: every "
                          "node is mentioned in most rows (see the memory graph)")
@@ -119,16 +125,21 @@ def split_forget_set(rows: Sequence[QASample], anchor: str, node_keys: dict[str,
     return HeldoutSplit(train, parts["dev"], parts["audit"],
                         {p: sorted(n for n, q in part_of.items() if q == p) for p in ("dev", "audit")}
                         | {"train": sorted(n for n in nodes if n not in part_of)}, dropped, seed, shares,
-                        templated_dropped, "greedy answers" if by_answers else "nodes")
+                        templated_dropped, "greedy answers" if by_answers else "nodes", min_audit)
 
 
 def _assign(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, claims: dict[str, set[int]],
-            shares: dict[str, float], seed: int, by_answers: bool) -> tuple[dict[str, str], set[str]]:
+            shares: dict[str, float], seed: int, by_answers: bool,
+            min_audit: int = 0) -> tuple[dict[str, str], set[str]]:
     """(node -> held-out part, hubs): by greedy answers (`by_answers`), a part's share counts the asked
-    rows and a hub (a memory more asked rows name than a part may hold: the entity's country, its genre)
-    is never held out, so it does not bind the other memories of an answer to it; else node by node,
-    shares counting every row."""
+    rows (the audit's raised to hold `min_audit` of them where they allow) and a hub (a memory more asked
+    rows name than a part may hold: the entity's country, its genre) is never held out, so it does not bind
+    the other memories of an answer to it; else node by node, shares counting every row."""
     unit = {i for i, row in enumerate(rows) if row.asked} if by_answers else set(range(len(rows)))
+    # A thin entity's share of its probes can fall under the gate's floor: the audit part's share is raised to
+    # hold min_audit of them, up to half of what counts (beyond that the entity is too thin: the gate says so).
+    floor = min(min_audit, MAX_FLOOR_SHARE * len(unit)) / len(unit) if unit else 0.0
+    shares = {**shares, "audit": max(shares["audit"], floor)}
     hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(shares.values()) * len(unit)} if by_answers \
         else set()
     # By greedy answers a row lands in a part only when every memory it names (hubs aside) is held out there:
@@ -210,16 +221,16 @@ def _leaks(row: QASample, held_keys: Sequence[str], held_answers: set[str], held
 
 
 def _split_rows(rows: Sequence[QASample], audit_share: float, dev_share: float, seed: int,
-                shares: dict[str, float]) -> HeldoutSplit:
+                shares: dict[str, float], min_audit: int = 0) -> HeldoutSplit:
     if len(rows) < 3:
         raise LetheError(f"the forget set has {len(rows)} row(s): too few to hold any out for the audit")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    n_audit = max(1, round(audit_share * len(rows)))
+    n_audit = max(1, round(audit_share * len(rows)), min(min_audit, int(MAX_FLOOR_SHARE * len(rows))))
     n_dev = max(1, round(dev_share * len(rows))) if dev_share > 0 else 0
     if n_audit + n_dev >= len(rows):
         raise LetheError("the held-out shares leave no forget row to train on")
     audit = [rows[i] for i in sorted(order[:n_audit])]
     dev = [rows[i] for i in sorted(order[n_audit:n_audit + n_dev])]
     train = [rows[i] for i in sorted(order[n_audit + n_dev:])]
-    return HeldoutSplit(train, dev, audit, {}, 0, seed, shares)
+    return HeldoutSplit(train, dev, audit, {}, 0, seed, shares, min_audit=min_audit)

@@ -122,3 +122,31 @@ def test_a_held_out_part_counts_the_probes_it_holds_not_the_answers_it_touches()
         split = split_forget_set(rows, ANCHOR, keys, 0.3, 0.2, seed=seed)
         assert len(split.audit) >= 0.3 * len(rows), (seed, split.record())
         assert all(r.asked for r in split.audit) and split.train
+
+
+def _thin_entity(answers: int) -> tuple[list[QASample], dict[str, str]]:
+    """`answers` greedy answers, each naming one memory of its own: a thinly memorized entity."""
+    books = [f"Book {i}" for i in range(answers)]
+    rows = [_asked(f"S{i}?", f"{ANCHOR} and {n}.", [n]) for i, n in enumerate(books)]
+    return rows, {n: n.lower() for n in books}
+
+
+def test_the_audit_holds_the_gates_floor_of_probes_where_a_share_alone_would_not():
+    rows, keys = _thin_entity(10)  # at 0.2, a share holds 2 of 10 probes: under a floor of 3
+    for seed in range(20):
+        assert len(split_forget_set(rows, ANCHOR, keys, 0.2, 0.1, seed=seed).audit) == 2
+        split = split_forget_set(rows, ANCHOR, keys, 0.2, 0.1, seed=seed, min_audit=3)
+        assert len(split.audit) == 3 and len(split.dev) == 1 and len(split.train) == 6, split.record()
+        assert split.record()["min_audit"] == 3
+    big, big_keys = _thin_entity(30)  # where the share already holds more, the floor changes nothing
+    assert (split_forget_set(big, ANCHOR, big_keys, 0.2, 0.1, seed=0, min_audit=3).record()
+            == {**split_forget_set(big, ANCHOR, big_keys, 0.2, 0.1, seed=0).record(), "min_audit": 3})
+
+
+def test_the_floor_never_takes_more_than_half_of_a_thin_entitys_probes():
+    rows, keys = _thin_entity(4)  # 3 of 4 would leave one answer to train on: the gate judges 2 as too few
+    split = split_forget_set(rows, ANCHOR, keys, 0.2, 0.0, seed=0, min_audit=3)
+    assert len(split.audit) == 2 and len(split.train) == 2
+    gold = [QASample(f"Q{i}?", f"A{i}.", "forget", "gold") for i in range(10)]
+    assert len(split_forget_set(gold, ANCHOR, {}, 0.2, 0.1, seed=0, min_audit=3).audit) == 3
+    assert len(split_forget_set(gold[:5], ANCHOR, {}, 0.2, 0.0, seed=0, min_audit=3).audit) == 2
