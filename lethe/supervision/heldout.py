@@ -33,7 +33,7 @@ from lethe.errors import LetheError
 from lethe.supervision.synthesize import QASample, contains_key
 
 PARTS = ("train", "dev", "audit")
-MAX_FLOOR_SHARE = 0.5  # min_audit never takes more than this share of the rows that count
+MAX_FLOOR_SHARE = 0.5  # min_audit is held only where it is at most this share of the rows that count
 
 
 @dataclass
@@ -137,9 +137,10 @@ def _assign(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, claims:
     the other memories of an answer to it; else node by node, shares counting every row."""
     unit = {i for i, row in enumerate(rows) if row.asked} if by_answers else set(range(len(rows)))
     # A thin entity's share of its probes can fall under the gate's floor: the audit part's share is raised to
-    # hold min_audit of them, up to half of what counts (beyond that the entity is too thin: the gate says so).
-    floor = min(min_audit, MAX_FLOOR_SHARE * len(unit)) / len(unit) if unit else 0.0
-    shares = {**shares, "audit": max(shares["audit"], floor)}
+    # hold min_audit of them where that is at most half of what counts. Not beyond: training would lose most of
+    # what it needs (GX's strong-node coverage rejects it) and the gate would still find too few probes.
+    if unit and min_audit <= MAX_FLOOR_SHARE * len(unit):
+        shares = {**shares, "audit": max(shares["audit"], min_audit / len(unit))}
     hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(shares.values()) * len(unit)} if by_answers \
         else set()
     # By greedy answers a row lands in a part only when every memory it names (hubs aside) is held out there:
@@ -226,7 +227,7 @@ def _split_rows(rows: Sequence[QASample], audit_share: float, dev_share: float, 
         raise LetheError(f"the forget set has {len(rows)} row(s): too few to hold any out for the audit")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    n_audit = max(1, round(audit_share * len(rows)), min(min_audit, int(MAX_FLOOR_SHARE * len(rows))))
+    n_audit = max(1, round(audit_share * len(rows)), min_audit if min_audit <= MAX_FLOOR_SHARE * len(rows) else 0)
     n_dev = max(1, round(dev_share * len(rows))) if dev_share > 0 else 0
     if n_audit + n_dev >= len(rows):
         raise LetheError("the held-out shares leave no forget row to train on")
