@@ -72,7 +72,7 @@ def _cell(spread: dict | None, key: str) -> str:
 def markdown(groups: dict[str, dict]) -> str:
     """The table: a row per target measure, a column per group."""
     labels = list(groups)
-    head = ["measure (target)"] + [f"{label} ({g['passed']} of {g['requests']} passed)" for label, g in groups.items()]
+    head = ["measure (target)"] + [f"{label}: {g['passed']} of {g['requests']} passed" for label, g in groups.items()]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key, what, target in TARGETS:
         cells = [_cell(groups[label]["measures"][key], key) for label in labels]

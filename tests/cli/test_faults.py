@@ -285,7 +285,10 @@ def test_the_prefect_server_restarted_mid_request_never_loses_it(suite):
         record = _record(suite, PREFECT_RESTART)
         _note(suite, "Prefect server restart, resumed", code, out, record.id, record.status)
     assert code == 0 and out["status"] in (COMPLETED, REJECTED) and out["request_id"] == record.id, out
-    assert len(_versions_of(suite, record.id)) == 1
+    # One version, the one the request reports; none where the data-quality gate rejected it before training
+    # (on some machines' builds of the tiny world this author's mining is too thin for GX's coverage check).
+    expected = [out["model_version"]] if out.get("model_version") else []
+    assert [v.version for v in _versions_of(suite, record.id)] == expected, out
     client = registry.client(suite["info"].tracking_uri)
     runs = client.search_runs([registry.experiment_id(client, suite["params"].registry.experiment)],
                               filter_string=f"tags.`lethe.request_id` = '{record.id}'")
