@@ -69,6 +69,11 @@ def check_shares(audit_share: float, dev_share: float) -> None:
         raise LetheError(f"audit.dev_share {dev_share} + audit.heldout_share {audit_share} must stay below 1")
 
 
+def _floor_fits(min_audit: int, counted: int) -> bool:
+    """Whether the audit part may be raised to hold `min_audit` of `counted` rows (at most MAX_FLOOR_SHARE)."""
+    return counted > 0 and min_audit <= MAX_FLOOR_SHARE * counted
+
+
 def _row_nodes(row: QASample, anchor: str) -> set[str]:
     return {n for n in (row.node, *row.edge, *row.mentions) if n and n != anchor}
 
@@ -137,9 +142,9 @@ def _assign(rows: Sequence[QASample], nodes: Sequence[str], anchor: str, claims:
     the other memories of an answer to it; else node by node, shares counting every row."""
     unit = {i for i, row in enumerate(rows) if row.asked} if by_answers else set(range(len(rows)))
     # A thin entity's share of its probes can fall under the gate's floor: the audit part's share is raised to
-    # hold min_audit of them where that is at most half of what counts. Not beyond: training would lose most of
-    # what it needs (GX's strong-node coverage rejects it) and the gate would still find too few probes.
-    if unit and min_audit <= MAX_FLOOR_SHARE * len(unit):
+    # hold min_audit of them where that is at most half of what counts. Not beyond: the audit would hold more of
+    # the entity than training does, and the gate judges an entity that thin as too thin anyway.
+    if _floor_fits(min_audit, len(unit)):
         shares = {**shares, "audit": max(shares["audit"], min_audit / len(unit))}
     hubs = {n for n in nodes if len(claims[n] & unit) > 1.5 * max(shares.values()) * len(unit)} if by_answers \
         else set()
@@ -227,7 +232,7 @@ def _split_rows(rows: Sequence[QASample], audit_share: float, dev_share: float, 
         raise LetheError(f"the forget set has {len(rows)} row(s): too few to hold any out for the audit")
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
-    n_audit = max(1, round(audit_share * len(rows)), min_audit if min_audit <= MAX_FLOOR_SHARE * len(rows) else 0)
+    n_audit = max(1, round(audit_share * len(rows)), min_audit if _floor_fits(min_audit, len(rows)) else 0)
     n_dev = max(1, round(dev_share * len(rows))) if dev_share > 0 else 0
     if n_audit + n_dev >= len(rows):
         raise LetheError("the held-out shares leave no forget row to train on")
