@@ -157,8 +157,9 @@ def _summary(r: dict) -> None:
             stderr.print(f"  {label}: {start}{after[key]:.3f}{ref}")
     training = r.get("training") or {}
     if training.get("steps"):
-        met = "met" if training.get("budget_met") else "not met"
-        stderr.print(f"  training: {training['steps']} steps, kept step {training.get('chosen_step')}, dev target {met}"
+        fixed = (training.get("budget") or {}).get("fixed_because")
+        met = "fixed budget" if fixed else "dev target " + ("met" if training.get("budget_met") else "not met")
+        stderr.print(f"  training: {training['steps']} steps, kept step {training.get('chosen_step')}, {met}"
                      + (f"; {training['note']}" if training.get("note") else ""))
     gate = r.get("gate") or {}
     if gate:

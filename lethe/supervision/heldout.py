@@ -19,8 +19,10 @@ keeps only its greedy rows where it has any (the templated ones are dropped, cou
 share counts the probes it holds, not the answers its memories touch (most of those are dropped).
 The audit part holds at least `min_audit` probes (the gate's `gate.min_heldout_probes`: fewer cannot be
 judged) where that takes at most half of the rows that count: a share alone leaves a thin entity's audit
-under the gate's floor (10 asked rows at 0.2 hold 2). Where no greedy answer can be held out within the
-shares, the split falls back to node by node (`held_out_by`).
+under the gate's floor (10 asked rows at 0.2 hold 2). A held-out part whose share no memory fits (each
+overshoots it by half) takes the first that fits within that half instead of staying empty: an empty dev
+part turns the adaptive budget into a fixed one. Where no greedy answer can be held out within the shares,
+the split falls back to node by node (`held_out_by`).
 """
 
 from __future__ import annotations
@@ -175,7 +177,9 @@ def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]],
     the rows that count (`unit`). What it holds is the rows it claims (a candidate's own, and training rows
     that mention it), or with `named` (by greedy answers) only the asked rows whose named memories all lie in
     the part. A candidate is skipped if it overlaps another part, adds nothing held, or its claims overshoot
-    the part's share by half: of `unit`, or of all rows (a hub would empty the training set)."""
+    the part's share by half: of `unit`, or of all rows (a hub would empty the training set).
+    A part with a share that ends empty so takes the first candidate that fits within MAX_FLOOR_SHARE
+    instead: an empty dev part would silently turn the adaptive budget into a fixed one."""
     part_of: dict[str, str] = {}
     claimed: set[int] = set()
     for part, share in shares.items():
@@ -190,6 +194,15 @@ def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]],
                 continue
             part_of.update({n: part for n in nodes})
             taken, members, held = taken | new, members | nodes, would_hold
+        if share > 0 and not held:
+            for nodes in candidates:
+                new = set().union(*(claims[n] for n in nodes)) - claimed
+                if any(n in part_of for n in nodes) or not _held(new, nodes, unit, named) \
+                        or not _floor_fits(len(new & unit), len(unit)) or not _floor_fits(len(new), n_rows):
+                    continue
+                part_of.update({n: part for n in nodes})
+                taken = new
+                break
         claimed |= taken
     return part_of
 

@@ -135,6 +135,20 @@ def budget_runs(params: Params, forget_set: Path) -> bool:
     return params.unlearn.eval_every > 0 and MineLayout.beside(forget_set).dev_set.is_file()
 
 
+def budget_mode(params: Params, forget_set: Path, dev: Sequence[tuple[str, str]]) -> dict:
+    """Whether the budget was adaptive, on how many dev probes, and why not where it was fixed: a fixed
+    budget trains unlearn.max_steps whatever happens to the entity, so a reader must see it said plainly."""
+    if params.unlearn.eval_every <= 0:
+        why = "unlearn.eval_every is 0"
+    elif not MineLayout.beside(forget_set).dev_set.is_file():
+        why = "no dev_set.jsonl beside the forget set"
+    elif not dev:
+        why = "the held-out split kept no dev probe (see synthesis.json)"
+    else:
+        why = None
+    return {"adaptive": why is None, "dev_probes": len(dev), "fixed_because": why}
+
+
 def budget_probe(params: Params, model: Path, forget_set: Path, neighbor: Sequence[tuple[str, str]],
                  retain: Sequence[tuple[str, str]], avoid_authors: AbstractSet[str],
                  reference: str | Path | Backend | None = None,
@@ -250,9 +264,11 @@ def forget_focus(params: Params, model: Path, targets: AbstractSet[str], forget_
 def training_summary(trained: dict) -> dict:
     """What a request's result says about its training: steps, the kept checkpoint, whether the adaptive
     budget met its dev target, and (lethe.unlearn.saturation) where a bounded forget term stopped pushing."""
-    keys = ("steps", "chosen_step", "stopped_by", "budget_met", "saturation")
-    return {**{k: trained.get(k) for k in keys},
-            "note": describe(trained.get("saturation"), bool(trained.get("budget_met")))}
+    keys = ("steps", "chosen_step", "stopped_by", "budget_met", "saturation", "budget")
+    fixed = (trained.get("budget") or {}).get("fixed_because")
+    notes = [f"fixed budget of {trained.get('steps')} steps: {fixed}" if fixed else None,
+             describe(trained.get("saturation"), bool(trained.get("budget_met")))]
+    return {**{k: trained.get(k) for k in keys}, "note": "; ".join(n for n in notes if n) or None}
 
 
 def check_validation(forget_set: Path, allow_unvalidated: bool) -> str:
@@ -303,10 +319,10 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
     retain = neighbor + general + anchors
     reference = reference or never_trained_reference(model, targets)
     probe = relearn = reelicit = None
+    dev = dev_probes(forget_set) if adaptive else []
     if adaptive:
         from lethe.unlearn.budget_relearn import reference_backend
 
-        dev = dev_probes(forget_set)
         # the relearning check fine-tunes the reference in float32, as the audit does: one load serves every check
         never = reference_backend(params, reference) if reference and dev and \
             (settings.stop_relearn_gap > 0 or settings.stop_reelicit) else reference
@@ -319,6 +335,7 @@ def run_unlearning(params: Params, model: Path, forget_set: Path, neighbor_set: 
                      probe=probe, dtype=params.backend.dtype, relearn_check=relearn, focus=focus, swap=swap,
                      reelicit_check=reelicit)
     result["validation"] = validation
+    result["budget"] = budget_mode(params, forget_set, dev)
     # a world may hold fewer other authors' rows than asked for: record both
     result["general_retain_rows"] = {"asked": params.unlearn.general_retain_rows, "used": len(general),
                                      "authors": settings.general_retain_authors, "kept_out": sorted(kept_out)}

@@ -151,3 +151,22 @@ def test_the_floor_is_not_held_where_it_would_take_more_than_half_of_the_probes(
     gold = [QASample(f"Q{i}?", f"A{i}.", "forget", "gold") for i in range(10)]
     assert len(split_forget_set(gold, ANCHOR, {}, 0.2, 0.1, seed=0, min_audit=3).audit) == 3
     assert len(split_forget_set(gold[:5], ANCHOR, {}, 0.2, 0.0, seed=0, min_audit=3).audit) == 1
+
+
+def test_a_held_out_part_is_never_left_empty_where_one_memory_fits_within_half_of_the_rows():
+    # Three answers of their own, and four series each named by four answers: at 0.1 the dev part's share is
+    # 2 probes, which a series (4) overshoots by more than half. Once the audit has taken the three singles, an
+    # empty dev part would silently turn the adaptive budget into a fixed one: it takes a series instead.
+    singles = [_asked(f"S{i}?", f"{ANCHOR} and Book {i}.", [f"Book {i}"]) for i in range(3)]
+    series = [_asked(f"R{k}{i}?", f"{ANCHOR} wrote part {i} of Series {k}.", [f"Series {k}"])
+              for k in range(4) for i in range(4)]
+    keys = {n: n.lower() for n in [*(f"Book {i}" for i in range(3)), *(f"Series {k}" for k in range(4))]}
+    whole_series = 0
+    for seed in range(30):
+        split = split_forget_set([*singles, *series], ANCHOR, keys, 0.2, 0.1, seed=seed)
+        assert split.dev and split.audit and split.train, (seed, split.record())
+        whole_series += len(split.dev) == 4
+    assert whole_series  # some draws leave only a series for the dev part
+    one_memory = [_asked(f"Q{i}?", f"{ANCHOR} wrote part {i} of Series 0.", ["Series 0"]) for i in range(8)]
+    split = split_forget_set([*singles, *one_memory], ANCHOR, keys, 0.2, 0.1, seed=0)
+    assert not split.dev  # a memory that most answers name is never held out, whatever the part's share

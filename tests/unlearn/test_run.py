@@ -160,6 +160,24 @@ def test_a_run_on_a_world_forget_author_measures_its_budget_against_the_retain_m
     assert all("train_ratio" in point for point in run["budget_path"][1:])
 
 
+def test_a_run_whose_split_kept_no_dev_probe_says_its_budget_was_fixed(tiny_world, params, tmp_path):
+    from lethe.layout import MineLayout
+
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    cfg = params.unlearn.model_copy(update={"max_steps": 2, "eval_every": 1, "threads": 2})
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
+                         "ga", tmp_path / "adaptive", False, allow_unvalidated=True)
+    assert run["budget"] == {"adaptive": True, "dev_probes": 4, "fixed_because": None} and run["budget_path"]
+    assert "fixed budget" not in (training_summary(run)["note"] or "")
+    MineLayout.beside(forget).dev_set.write_text("")  # what an entity's split without a dev part leaves
+    run = run_unlearning(params.model_copy(update={"unlearn": cfg}), tiny_world["model_path"], forget, None,
+                         "ga", tmp_path / "fixed", False, allow_unvalidated=True)
+    assert run["budget"] == {"adaptive": False, "dev_probes": 0,
+                             "fixed_because": "the held-out split kept no dev probe (see synthesis.json)"}
+    assert not run["budget_path"] and run["steps"] == 2
+    assert training_summary(run)["note"].startswith("fixed budget of 2 steps: the held-out split kept no dev probe")
+
+
 def test_the_training_facts_probe_is_drawn_once_and_off_at_ratio_one(params):
     from lethe.unlearn.run import train_probe_pairs
 
