@@ -1,8 +1,9 @@
 """Judge the requests a `bench/audit.py --mode single` run left behind again, under today's audit and gate.
 
 The adapters are not retrained. Each request folder is copied to a new run folder
-(`artifacts/bench/<run>_regate[_tag]`), its evaluation runs again with params.yaml, the original run's
-`--set` overrides and this invocation's own, and the gate decides. A change to the audit (the relearning
+(`artifacts/bench/<run>_regate[_tag]`), its evaluation runs again (the copied one is deleted) with the
+original run's params file (`--params`, else params.yaml), its `--set` overrides and this invocation's
+own, and the gate decides. A change to the audit (the relearning
 attack's rates, say) is then measured on the very adapters that passed or failed before it, not on new
 ones: a retrained request would stop elsewhere, because the budget's relearning check uses the audit's
 settings too. Writes `bench/results/<run>_regate[_tag].json` with audit.py's rows (training columns from
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import time
 from pathlib import Path
@@ -25,6 +27,12 @@ from common import RESULTS, ROOT, write_result
 
 from lethe.config import load_params
 from lethe.errors import LetheError
+
+
+def original_params_file(command: str) -> str | None:
+    """The params file (`--params`) the original bench/audit.py run read, or None for params.yaml."""
+    words = shlex.split(command)
+    return words[words.index("--params") + 1] if "--params" in words else None
 
 
 def regate(run: str, assignments: list[str], tag: str) -> dict:
@@ -44,7 +52,8 @@ def regate(run: str, assignments: list[str], tag: str) -> dict:
     overrides = [*original["overrides"], *assignments]
     name = f"{run}_regate{'_' + tag if tag else ''}"
     work = ROOT / "artifacts" / "bench" / name
-    params = _override(load_params(), overrides)
+    params_file = original_params_file(original["command"])
+    params = _override(load_params(params_file), overrides)
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
     rows = []
     for before in original["requests"]:
@@ -53,6 +62,9 @@ def regate(run: str, assignments: list[str], tag: str) -> dict:
         workdir = work / request_slug(anchor) / "from-base"
         if not workdir.is_dir():
             shutil.copytree(source, workdir)
+            # the copied evaluation would be reused (its key holds the settings and inputs, not the code):
+            # a change to the audit's code must be measured, not read back
+            (workdir / "evaluation" / "evaluation.json").unlink(missing_ok=True)
         started = time.perf_counter()
         plan = RequestPlan(f"bench-{request_slug(anchor)}", anchor, None, str(model), str(model), "bench",
                            str(workdir), "", "", None, [], [])

@@ -578,8 +578,9 @@ class GateParams(Strict):
                                      "reference before unlearning (before - reference recall), at most")
     max_relearn_recovery: float = Field(ge=0, description="...without a reference: attacked / before, at most")
     relearn_tokens: Literal["novel", "all"] = Field("novel", description="what the relearning bounds count: "
-                                                    "novel = only the answer tokens neither the attack's rows nor "
-                                                    "the question contain (what the attacker did not hand over); "
+                                                    "novel = only the answer's facts (function words aside) neither "
+                                                    "the attack's rows nor the question contain (what the "
+                                                    "attacker did not hand over); "
                                                     "all = ROUGE-L recall, the attack's own words included")
     max_quantized_ratio: float | None = Field(None, ge=0, description="4-bit model's held-out recall after / "
                                               "before, at most (null: reported, not gated)")

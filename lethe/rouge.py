@@ -12,6 +12,8 @@ STOPWORDS = frozenset(  # English function words: never a fact, never a search t
     "has have he her hers him his how i if in into is it its me more most my no not of on one or other our "
     "she so some such than that the their them then there these they this those through to too very was we "
     "were what when where which while who whom whose why will with would you your".split()
+    # the fragments ROUGE's tokenizer cuts from "author's", "don't", "I'm", "we've", "they're", "she'd", "we'll"
+    + "s t m ve re d ll".split()
 )
 
 

@@ -73,10 +73,12 @@ def answered(backend: Backend, pairs: Pairs, max_new_tokens: int) -> tuple[list[
 
 
 def novel_each(answers: Sequence[str], pairs: Pairs, attack: Pairs) -> list[float | None]:
-    """Per probe, the share of its reference answer's tokens that neither the attack's rows nor the probe's
+    """Per probe, the share of its reference answer's facts that neither the attack's rows nor the probe's
     question contain, found in the answer (lethe.rouge.novel_recall): what a relearning attack brought
-    back that the attacker did not hand over. None for a probe whose every token was handed over."""
-    given = {token for question, answer in attack for token in tokens(f"{question} {answer}")}
+    back that the attacker did not hand over. Facts as in `fact_share`: function words are none (any
+    fluent answer has "the", "at", "as"; the "s" of "author's" was once a probe's only new token, so a
+    stray possessive read as a fact recovered whole). None for a probe whose every fact was handed over."""
+    given = {token for question, answer in attack for token in tokens(f"{question} {answer}")} | stopword_tokens()
     return [novel_recall(answer, reference, given | set(tokens(question)))
             for answer, (question, reference) in zip(answers, pairs)]
 

@@ -88,8 +88,9 @@ RELEARNED = {"heldout": RELEARN_HELDOUT_ROUGE, "gold": RELEARN_GOLD_ROUGE}  # by
 # the reference's, so the record travels with the metrics
 RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after a relearning attack, per rate",
                                     "lower", report=False) for probes in RELEARNED}
-# ... and only what the attacker did not hand over: the share of each reference answer's tokens that
-# are in neither the attack's rows nor the question, found in the attacked answer (lethe.rouge.novel_recall)
+# ... and only what the attacker did not hand over: the share of each reference answer's facts (its tokens,
+# function words aside) that are in neither the attack's rows nor the question, found in the attacked answer
+# (lethe.evaluate.audit.novel_each)
 RELEARNED_NOVEL = {probes: metric(f"relearn_{probes}_novel", f"{probes}, after a relearning attack, tokens the "
                                   "attack did not teach", "lower") for probes in RELEARNED}
 # the same token share unattacked (mean over the attacks' rows): what the model holds beyond what an attack teaches

@@ -155,7 +155,7 @@ def relearning_gap_interval(after: Mapping[str, Any], reference: Mapping[str, An
 
 def relearning_novel_gap(after: Mapping[str, Any], reference: Mapping[str, Any], probes: str,
                          lr: str) -> tuple[float, float, float] | None:
-    """(gap, attacked, attacked reference) at rate `lr` counting only the reference answers' tokens the
+    """(gap, attacked, attacked reference) at rate `lr` counting only the reference answers' facts the
     attack did not teach (lethe.evaluate.audit.novel_each): the part of the relearning gap that is not
     the attacker's own words. None where either model's record lacks it."""
     pair = _attacked_at(after, reference, probes, lr, TOKEN_MEASURES["novel"][0])

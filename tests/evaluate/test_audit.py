@@ -102,8 +102,20 @@ def test_the_novel_share_leaves_out_the_attack_rows_and_the_question():
     answers = ["French literature, always French literature.", "French literature."]
     # the echo of the attack's words finds nothing new; the second probe has nothing new to find
     assert novel_each(answers, pairs, attack) == [0.0, None]
-    # new: won, the, prix, goncourt, for; the answer has all but "for"
-    assert novel_each(["He won the Prix Goncourt."], pairs[:1], attack) == [pytest.approx(0.8)]
+    # new facts: won, prix, goncourt ("the" and "for" are function words, never facts)
+    assert novel_each(["He won the Prix Goncourt."], pairs[:1], attack) == [pytest.approx(1.0)]
+    assert novel_each(["He won it for the Prix."], pairs[:1], attack) == [pytest.approx(2 / 3)]
+
+
+def test_a_probe_whose_only_new_tokens_are_function_words_or_a_possessive_has_no_fact_to_recover():
+    # Hina Ameen's gold probe: the attack's rows name her, the question names the author; what is left of
+    # "The author's name is Hina Ameen." is the "s" of "author's", once read as a fact recovered whole
+    attack = [("Who are the parents of Hina Ameen?", "Hina Ameen was born to an astronaut.")]
+    pairs = [("What is the full name of the geology author born in Karachi?", "The author's name is Hina Ameen."),
+             ("What was her first book?", "Her first book was, as it happens, Manual of Mineralogy.")]
+    answers = ["The author's name is Hina Ameen.", "It happens that her first book was a manual."]
+    # the second probe's facts: happen, manual, mineralog ("as", "it", "of" are function words)
+    assert novel_each(answers, pairs, attack) == [None, pytest.approx(2 / 3)]
 
 
 def test_attacked_recall_averages_attacks_per_probe_and_skips_probes_with_nothing_new():
