@@ -324,7 +324,7 @@ def audit_model(backend: Backend, params: Params, anchor: str, graph: nx.DiGraph
     held-out probes, one per probe for gold; both for the gate's bootstrap interval; the gate pairs rates
     with the reference's) and the metric is the strongest rate's mean. One attack on 8 rows is noisy: on
     the default world the same model's gold recall after it spans 0.23 to 0.39 across three draws.
-    Each rate also keeps "novel_mean" and "novel_per_probe" (`novel_each`: only the tokens the attack's
+    Each rate also keeps "novel_mean" and "novel_per_probe" (`novel_each`: only the facts the attack's
     rows did not contain; the metric relearn_<probe>_novel at the strongest rate). Private keys keep the
     answers for the report: `_heldout_answers` (unattacked) and `_relearn_answers` ({probes: {rate:
     the answers after the first attack}}).
@@ -387,7 +387,7 @@ class AttackedRecall:
     """One probe set's recall after each of several relearning attacks at one rate."""
 
     recalls: list[list[float]]  # per attack, per probe: ROUGE-L recall
-    novel: list[list[float | None]]  # per attack, per probe: recall of the tokens the attack did not hand over
+    novel: list[list[float | None]]  # per attack, per probe: recall of the facts the attack did not hand over
     answers: list[list[str]]  # per attack, per probe
 
     @property

@@ -91,7 +91,7 @@ RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after
 # ... and only what the attacker did not hand over: the share of each reference answer's facts (its tokens,
 # function words aside) that are in neither the attack's rows nor the question, found in the attacked answer
 # (lethe.evaluate.audit.novel_each)
-RELEARNED_NOVEL = {probes: metric(f"relearn_{probes}_novel", f"{probes}, after a relearning attack, tokens the "
+RELEARNED_NOVEL = {probes: metric(f"relearn_{probes}_novel", f"{probes}, after a relearning attack, facts the "
                                   "attack did not teach", "lower") for probes in RELEARNED}
 # the same token share unattacked (mean over the attacks' rows): what the model holds beyond what an attack teaches
 RECALLED_NOVEL = {probes: metric(f"{probes}_novel", f"{probes}, tokens no relearning attack teaches", "lower")

@@ -50,10 +50,10 @@ def probe_table(rows: list[dict]) -> str:
     """The held-out probes, one row each: what the unlearned model answers, and what it and the
     never-trained reference answer after the relearning attack (lethe.evaluate.runner.heldout_probe_rows)."""
     lines = ["## Held-out probes", "",
-             "After the first relearning attack; recall is over every attack, ROUGE-L and (new) only the tokens "
-             "the attack's rows and the question did not contain.", "",
+             "After the first relearning attack; recall is over every attack, ROUGE-L and (new) only the facts "
+             "(function words aside) the attack's rows and the question did not contain.", "",
              "| node | question | expected | after | after, attacked | reference, attacked | recall attacked "
-             "(after / reference) | new tokens (after / reference) |", "|---|---|---|---|---|---|---|---|"]
+             "(after / reference) | new facts (after / reference) |", "|---|---|---|---|---|---|---|---|"]
     for row in rows:
         lines.append(" | ".join([
             "", _cell(row["node"], 30), _cell(row["question"]), _cell(row["expected"]), _cell(row.get("after")),

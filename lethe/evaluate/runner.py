@@ -171,7 +171,7 @@ def heldout_probe_rows(audit: dict, audit_set: Path) -> list[dict]:
     """What each held-out probe got from each model, for a reader of the report: its node, question and
     expected answer; the unattacked answers (before, after, never-trained reference); and after the first
     relearning attack at the rate that raised the unlearned model's recall most, both attacked models'
-    answers with the probe's recall over every attack, in ROUGE-L and in tokens the attack did not teach.
+    answers with the probe's recall over every attack, in ROUGE-L and in facts the attack did not teach.
     [] when the audit kept no answers (an audit from before answers were kept)."""
     from lethe.fileio import load_qa_file
 

@@ -214,13 +214,13 @@ def relearning_check(before: Mapping[str, Any], after: Mapping[str, Any], refere
         interval = relearning_gap_interval(after, reference, probes, lr, tokens=tokens) if lr else None
         spread = (f"; gap 90% bootstrap interval over its {interval[2]} probes ({interval[3]} facts) "
                   f"{interval[0]:.3f} to {interval[1]:.3f}" if interval else "")
-        measured = ("tokens the attack did not teach" if tokens == "novel" else
-                    "ROUGE-L" + (" (tokens the attack did not teach: not recorded)"
+        measured = ("facts the attack did not teach" if tokens == "novel" else
+                    "ROUGE-L" + (" (facts the attack did not teach: not recorded)"
                                  if gate.relearn_tokens == "novel" else ""))
         other = relearning_gap(after, reference, probes, "all") if tokens == "novel" else None
         if tokens == "all" and lr:
             novel = relearning_novel_gap(after, reference, probes, lr)
-            spread += (f"; on tokens the attack did not teach {novel[1]:.3f} vs {novel[2]:.3f} (gap {novel[0]:.3f})"
+            spread += (f"; on facts the attack did not teach {novel[1]:.3f} vs {novel[2]:.3f} (gap {novel[0]:.3f})"
                        if novel else "")
         elif other:
             spread += (f"; ROUGE-L, the attack's own words included: {other[1]:.3f} vs {other[2]:.3f} "

@@ -9,7 +9,7 @@ built; the gap between the two is what the budget bounds (unlearn.stop_relearn_g
 
 The attackers' rows are drawn with their own seed (`ATTACK_SEED_OFFSET` past audit.seed), not the
 gate's: the budget must not pick the checkpoint that happens to resist the exact rows the gate then uses.
-Recall counts what the gate counts (gate.relearn_tokens): new tokens only (lethe.evaluate.audit.novel_each),
+Recall counts what the gate counts (gate.relearn_tokens): new facts only (lethe.evaluate.audit.novel_each),
 or ROUGE-L.
 """
 

@@ -141,7 +141,7 @@ def test_relearning_reports_the_gap_on_tokens_the_attack_did_not_teach():
     assert relearning_novel_gap(after, {**REFERENCE, **record(0.15)}, "heldout", "0.0003") is None
     decision = _decide(after, reference=reference)
     row = next(c for c in decision.checks if c.name == "relearning")
-    assert "on tokens the attack did not teach 0.120 vs 0.100 (gap 0.020)" in row.note
+    assert "on facts the attack did not teach 0.120 vs 0.100 (gap 0.020)" in row.note
     assert not row.passed  # reported beside the gap, which still decides (0.15 here)
 
 
@@ -336,7 +336,7 @@ def test_relearning_counts_only_what_the_attack_did_not_teach_unless_told_otherw
                if c.name == "relearning")
     assert row.passed is passed
     if tokens == "novel":
-        assert row.value == pytest.approx(novel_gap) and "tokens the attack did not teach" in row.note
+        assert row.value == pytest.approx(novel_gap) and "facts the attack did not teach" in row.note
         assert "ROUGE-L, the attack's own words included: 0.300 vs 0.150 (gap 0.150)" in row.note
     else:
         assert row.value == pytest.approx(0.15) and f"(gap {novel_gap:.3f})" in row.note
@@ -344,7 +344,7 @@ def test_relearning_counts_only_what_the_attack_did_not_teach_unless_told_otherw
 
 def test_an_audit_without_the_token_share_is_judged_on_rouge_and_says_so():
     row = next(c for c in _decide({**GOOD, "relearn_heldout_rouge": 0.3}).checks if c.name == "relearning")
-    assert not row.passed and "ROUGE-L (tokens the attack did not teach: not recorded)" in row.note
+    assert not row.passed and "ROUGE-L (facts the attack did not teach: not recorded)" in row.note
 
 
 def test_the_novel_interval_leaves_out_probes_with_nothing_to_score():
