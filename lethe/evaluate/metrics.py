@@ -93,8 +93,8 @@ RELEARNED_BY_RATE = {probes: metric(f"relearn_{probes}_by_lr", f"{probes}, after
 # (lethe.evaluate.audit.novel_each)
 RELEARNED_NOVEL = {probes: metric(f"relearn_{probes}_novel", f"{probes}, after a relearning attack, facts the "
                                   "attack did not teach", "lower") for probes in RELEARNED}
-# the same token share unattacked (mean over the attacks' rows): what the model holds beyond what an attack teaches
-RECALLED_NOVEL = {probes: metric(f"{probes}_novel", f"{probes}, tokens no relearning attack teaches", "lower")
+# the same fact share unattacked (mean over the attacks' rows): what the model holds beyond what an attack teaches
+RECALLED_NOVEL = {probes: metric(f"{probes}_novel", f"{probes}, facts no relearning attack teaches", "lower")
                   for probes in RECALLED}
 # how much of a suite run the score cache answered (lethe.evaluate.suite.evaluate)
 SCORE_CACHE_HITS = metric("score_cache_hits", "rows of the suite answered from the score cache (stored scores of the "

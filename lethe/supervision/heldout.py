@@ -178,7 +178,7 @@ def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]],
     that mention it), or with `named` (by greedy answers) only the asked rows whose named memories all lie in
     the part. A candidate is skipped if it overlaps another part, adds nothing held, or its claims overshoot
     the part's share by half: of `unit`, or of all rows (a hub would empty the training set).
-    A part with a share that ends empty so takes the first candidate that fits within MAX_FLOOR_SHARE
+    A part with a share that ends this pass empty takes the first candidate that fits within MAX_FLOOR_SHARE
     instead: an empty dev part would silently turn the adaptive budget into a fixed one."""
     part_of: dict[str, str] = {}
     claimed: set[int] = set()
