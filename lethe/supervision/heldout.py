@@ -71,9 +71,10 @@ def check_shares(audit_share: float, dev_share: float) -> None:
         raise LetheError(f"audit.dev_share {dev_share} + audit.heldout_share {audit_share} must stay below 1")
 
 
-def _floor_fits(min_audit: int, counted: int) -> bool:
-    """Whether the audit part may be raised to hold `min_audit` of `counted` rows (at most MAX_FLOOR_SHARE)."""
-    return counted > 0 and min_audit <= MAX_FLOOR_SHARE * counted
+def _floor_fits(wanted: int, counted: int) -> bool:
+    """Whether a held-out part may hold `wanted` of `counted` rows beyond its share (at most MAX_FLOOR_SHARE of
+    them): the audit's floor of probes, or the one memory an otherwise empty part takes."""
+    return counted > 0 and wanted <= MAX_FLOOR_SHARE * counted
 
 
 def _row_nodes(row: QASample, anchor: str) -> set[str]:
