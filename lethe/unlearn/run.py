@@ -130,22 +130,27 @@ def utility_proxy_pairs(model: Path, neighbor: Sequence[tuple[str, str]], used: 
     return pool[:rows] if pool else list(neighbor)[:rows]
 
 
+def budget_fixed_because(params: Params, forget_set: Path) -> str | None:
+    """Why the adaptive budget cannot run for this forget set (unlearn.eval_every 0, or no dev probes
+    beside it), or None where it can."""
+    if params.unlearn.eval_every <= 0:
+        return "unlearn.eval_every is 0"
+    if not MineLayout.beside(forget_set).dev_set.is_file():
+        return "no dev_set.jsonl beside the forget set"
+    return None
+
+
 def budget_runs(params: Params, forget_set: Path) -> bool:
     """Whether the adaptive budget runs: unlearn.eval_every > 0 and dev probes beside the forget set."""
-    return params.unlearn.eval_every > 0 and MineLayout.beside(forget_set).dev_set.is_file()
+    return budget_fixed_because(params, forget_set) is None
 
 
 def budget_mode(params: Params, forget_set: Path, dev: Sequence[tuple[str, str]]) -> dict:
     """Whether the budget was adaptive, on how many dev probes, and why not where it was fixed: a fixed
     budget trains unlearn.max_steps whatever happens to the entity, so a reader must see it said plainly."""
-    if params.unlearn.eval_every <= 0:
-        why = "unlearn.eval_every is 0"
-    elif not MineLayout.beside(forget_set).dev_set.is_file():
-        why = "no dev_set.jsonl beside the forget set"
-    elif not dev:
+    why = budget_fixed_because(params, forget_set)
+    if why is None and not dev:
         why = "the held-out split kept no dev probe (see synthesis.json)"
-    else:
-        why = None
     return {"adaptive": why is None, "dev_probes": len(dev), "fixed_because": why}
 
 

@@ -178,6 +178,21 @@ def test_a_run_whose_split_kept_no_dev_probe_says_its_budget_was_fixed(tiny_worl
     assert training_summary(run)["note"].startswith("fixed budget of 2 steps: the held-out split kept no dev probe")
 
 
+def test_a_fixed_budget_names_its_reason_without_training(params, tmp_path):
+    from lethe.layout import MineLayout
+    from lethe.unlearn.run import budget_mode, budget_runs
+
+    forget, _ = _forget_and_dev_sets(tmp_path, 198)
+    dev = [("Q?", "A.")]
+    assert budget_runs(params, forget) and budget_mode(params, forget, dev)["adaptive"]
+    never = params.model_copy(update={"unlearn": params.unlearn.model_copy(update={"eval_every": 0})})
+    assert not budget_runs(never, forget)
+    assert budget_mode(never, forget, dev)["fixed_because"] == "unlearn.eval_every is 0"
+    MineLayout.beside(forget).dev_set.unlink()
+    assert not budget_runs(params, forget)
+    assert budget_mode(params, forget, [])["fixed_because"] == "no dev_set.jsonl beside the forget set"
+
+
 def test_the_training_facts_probe_is_drawn_once_and_off_at_ratio_one(params):
     from lethe.unlearn.run import train_probe_pairs
 
