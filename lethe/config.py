@@ -341,6 +341,11 @@ class UnlearnParams(Strict):
                                        "retain rows whose NLL rose most since the start (lethe.unlearn.retain_replay); "
                                        "0: off")
     retain_replay_every: int = Field(20, gt=0, description="retain replay: rescore every retain row this often")
+    retain_dual_rate: float = Field(0.0, ge=0, description="the retain term's weight by dual ascent on the "
+                                    "adaptive budget's utility proxy (lethe.unlearn.retain_dual): after each "
+                                    "budget point x exp(rate x (stop_utility_ratio - utility ratio)), within "
+                                    "[1, retain_dual_max]; 0: off")
+    retain_dual_max: float = Field(8.0, ge=1, description="retain_dual_rate: the largest multiplier")
     seed: int
     methods: dict[str, SerializeAsAny[MethodConfig]] = Field(default_factory=dict, description="each method's own "
                                              "hyperparameters, by name (a method not listed has its defaults)")

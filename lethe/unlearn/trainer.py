@@ -28,6 +28,7 @@ from lethe.llm.layers import uses_conv1d
 from lethe.unlearn.gradients import DisruptionMask, Grads, InnerAttack, relearning_shift, shaped_backward
 from lethe.unlearn.methods import get_method, kl_to_reference
 from lethe.unlearn.neuron_reset import attribution, mlp_blocks, mlp_module_names, reset_neurons
+from lethe.unlearn.retain_dual import retain_multiplier
 from lethe.unlearn.retain_replay import RetainReplay
 from lethe.unlearn.saturation import saturation
 from lethe.unlearn.swap_retain import SwapRetain, swap_batch
@@ -229,6 +230,9 @@ def _method_for(forget: Sequence[tuple[str, str]], retain: Sequence[tuple[str, s
     if cfg.disruption_mask and not method.needs_retain:
         raise LetheError(f"unlearn.disruption_mask masks the forget gradient by the retain gradient, and method "
                          f"{method.name!r} has no retain term: use one that has (e.g. npo_gd, ga_gd)")
+    if cfg.retain_dual_rate > 0 and not method.needs_retain:
+        raise LetheError(f"unlearn.retain_dual_rate weighs the retain term, and method {method.name!r} has none: "
+                         "use one that has (e.g. npo_gd, ga_gd), or set retain_dual_rate to 0")
     return method
 
 
@@ -313,11 +317,24 @@ def train_adapter(
         "reset": reset,
         "specific_tokens": _mask_summary(masks, focus),
         "swap_retain": _swap_summary(swap_rows, swap, cfg),
+        "retain_dual": _dual_summary(run.curves, cfg, run.budget is not None),
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
     shutil.rmtree(out_dir / "best", ignore_errors=True)
     return result
+
+
+def _dual_summary(curves: Sequence[dict], cfg: UnlearnParams, adaptive: bool) -> dict | None:
+    """What the retain term's dual multiplier did (unlearn.retain_dual_rate), for the report; None when off."""
+    if cfg.retain_dual_rate <= 0:
+        return None
+    if not adaptive:
+        return {"rate": cfg.retain_dual_rate, "applied": False,
+                "why": "a fixed budget scores no utility proxy to answer to"}
+    multipliers = [c["retain_multiplier"] for c in curves if "retain_multiplier" in c]
+    return {"rate": cfg.retain_dual_rate, "max": cfg.retain_dual_max, "applied": True,
+            "largest": max(multipliers, default=1.0), "last": multipliers[-1] if multipliers else 1.0}
 
 
 def _on_base(base, score: Callable):
@@ -422,6 +439,7 @@ class _TrainingRun:
         self.replay = (RetainReplay(cfg.retain_replay_share, cfg.retain_replay_every, cfg.seed)
                        if cfg.retain_replay_share > 0 and self.retain_enc and method.needs_retain else None)
         self.shift: Grads | None = None  # the last simulated relearning attack's weight shift (inner_attack_every)
+        self.method_config = method.p  # the retain weight as configured; retain_dual_rate scales a copy
 
     def restore(self, checkpoint: Path) -> None:
         """Optimizer, RNG, step, curves and budget path of a checkpoint (its adapter is already loaded)."""
@@ -444,6 +462,7 @@ class _TrainingRun:
     def step(self, step: int) -> dict:
         """One optimizer step on the schedule's batches of `step`; its curve record."""
         f_idx, r_idx = self.schedule[step]
+        dual_parts = self._weigh_retain()
         replay_parts: dict[str, float] = {}
         if self.replay is not None:
             r_idx, replay_parts = self.replay.rows(self.model, self.retain_enc, self.pad, self.device,
@@ -470,7 +489,19 @@ class _TrainingRun:
             loss, parts = loss + self.cfg.swap_retain_weight * kl.detach(), {**parts, "swap_kl": kl.item()}
         torch.nn.utils.clip_grad_norm_(self.trainable, 1.0)
         self.optimizer.step()
-        return {"step": step + 1, "loss": loss.item(), **parts, **replay_parts}
+        return {"step": step + 1, "loss": loss.item(), **parts, **replay_parts, **dual_parts}
+
+    def _weigh_retain(self) -> dict[str, float]:
+        """Set the method's retain weight to the configured one x the dual multiplier of the budget's path so
+        far (unlearn.retain_dual_rate; lethe.unlearn.retain_dual); the multiplier for the curves."""
+        if self.cfg.retain_dual_rate <= 0 or self.budget is None:
+            return {}
+        multiplier = retain_multiplier(self.budget.path, self.cfg.stop_utility_ratio, self.cfg.retain_dual_rate,
+                                       self.cfg.retain_dual_max)
+        weight = self.method_config.retain_weight * multiplier
+        if self.method.p.retain_weight != weight:
+            self.method.p = self.method_config.model_copy(update={"retain_weight": weight})
+        return {"retain_multiplier": multiplier}
 
     def _attack_shift(self, step: int, forget_indices: Sequence[int]) -> tuple[Grads | None, dict]:
         """The weight shift of the relearning attack simulated for `step`: a fresh attack every

@@ -215,6 +215,42 @@ def test_bf16_base_with_checkpointing_trains_a_float32_adapter(tiny_world, param
     assert {w.dtype for w in weights.values()} == {torch.float32}
 
 
+def test_a_utility_shortfall_raises_the_retain_weight_for_the_steps_after_it_and_a_resumed_run_agrees(
+        tiny_world, params, tmp_path):
+    settings = cfg(params, max_steps=8, eval_every=2, stop_forget_ratio=0.01, stop_utility_ratio=0.95,
+                   forget_nll_bound=1e9, retain_dual_rate=2.0, lr=1e-3)
+    dev, utility = [0.8] * 5, [0.5, 0.5, 0.3, 0.5, 0.5]  # step 4's proxy falls to 0.6x
+    whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "whole", "ga_gd",
+                    probe=_scripted_probe(dev, utility))
+    raised = math.exp(2.0 * (0.95 - 0.6))
+    assert [round(c["retain_multiplier"], 4) for c in whole["curves"]] == \
+        [1.0] * 4 + [round(raised, 4)] * 2 + [round(raised * math.exp(2.0 * (0.95 - 1.0)), 4)] * 2
+    step5 = whole["curves"][4]  # the loss weighs the retain term by the multiplier
+    assert step5["loss"] == pytest.approx(-step5["forget_nll"] + raised * step5["retain_nll"], rel=1e-4)
+    assert whole["retain_dual"] == {"rate": 2.0, "max": 8.0, "applied": True, "largest": pytest.approx(raised),
+                                    "last": pytest.approx(raised * math.exp(-0.1))}
+
+    def crash(step, total, record):
+        if step == 6:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "ga_gd", on_step=crash,
+                probe=_scripted_probe(dev, utility))
+    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "ga_gd",
+                      probe=_scripted_probe(dev[3:], utility[3:]))  # the step-4 checkpoint holds the path so far
+    assert resumed["resumed_from_step"] == 4
+    assert [c["retain_multiplier"] for c in resumed["curves"]] == [c["retain_multiplier"] for c in whole["curves"]]
+    a = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
+    b = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_the_dual_retain_weight_needs_a_method_with_a_retain_term(tiny_world, params, tmp_path):
+    with pytest.raises(LetheError, match="retain_dual_rate weighs the retain term"):
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg(params, retain_dual_rate=1.0), tmp_path / "run", "ga")
+
+
 def test_adaptive_budget_neither_stops_nor_keeps_a_point_before_min_steps(params):
     from lethe.unlearn.trainer import BudgetTracker
 
