@@ -246,6 +246,15 @@ def test_a_utility_shortfall_raises_the_retain_weight_for_the_steps_after_it_and
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
 
 
+def test_a_fixed_budget_says_the_dual_retain_weight_was_not_applied(params):
+    from lethe.unlearn.trainer import _dual_summary
+
+    settings = cfg(params, retain_dual_rate=2.0)
+    assert _dual_summary([{"step": 1}], settings, adaptive=False) == {
+        "rate": 2.0, "applied": False, "why": "a fixed budget scores no utility proxy to answer to"}
+    assert _dual_summary([{"step": 1}], cfg(params), adaptive=True) is None
+
+
 def test_the_dual_retain_weight_needs_a_method_with_a_retain_term(tiny_world, params, tmp_path):
     with pytest.raises(LetheError, match="retain_dual_rate weighs the retain term"):
         unlearn(tiny_world["model_path"], FORGET, RETAIN, cfg(params, retain_dual_rate=1.0), tmp_path / "run", "ga")
