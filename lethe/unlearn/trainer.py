@@ -293,6 +293,7 @@ def train_adapter(
     stopped_by = run.train(out_dir, on_step)
     seconds = time.perf_counter() - started
     chosen = _choose(run.budget, stopped_by)
+    kept_step = chosen["step"] if chosen else len(run.curves)
     adapter_dir, merged_dir = _save_adapter(model, tokenizer, out_dir, chosen, len(run.curves), cfg.merge)
     result = {
         "adapter_path": str(adapter_dir),
@@ -311,13 +312,13 @@ def train_adapter(
         "retain_rows": len(retain),
         "curves": run.curves,
         "budget_path": run.budget.path if run.budget else [],
-        "chosen_step": chosen["step"] if chosen else len(run.curves),
+        "chosen_step": kept_step,
         "budget_met": bool(chosen and chosen.get("meets_target")),
         "saturation": saturation(run.curves, run.budget.path if run.budget else []),
         "reset": reset,
         "specific_tokens": _mask_summary(masks, focus),
         "swap_retain": _swap_summary(swap_rows, swap, cfg),
-        "retain_dual": _dual_summary(run.curves, cfg, run.budget is not None),
+        "retain_dual": _dual_summary(run.curves, cfg, run.budget is not None, kept_step),
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
@@ -325,8 +326,9 @@ def train_adapter(
     return result
 
 
-def _dual_summary(curves: Sequence[dict], cfg: UnlearnParams, adaptive: bool) -> dict | None:
-    """What the retain term's dual multiplier did (unlearn.retain_dual_rate), for the report; None when off."""
+def _dual_summary(curves: Sequence[dict], cfg: UnlearnParams, adaptive: bool, kept_step: int) -> dict | None:
+    """What the retain term's dual multiplier did (unlearn.retain_dual_rate): its largest value, and the
+    one that trained the kept step's last update; None when off."""
     if cfg.retain_dual_rate <= 0:
         return None
     if not adaptive:
@@ -334,7 +336,8 @@ def _dual_summary(curves: Sequence[dict], cfg: UnlearnParams, adaptive: bool) ->
                 "why": "a fixed budget scores no utility proxy to answer to"}
     multipliers = [c["retain_multiplier"] for c in curves if "retain_multiplier" in c]
     return {"rate": cfg.retain_dual_rate, "max": cfg.retain_dual_max, "applied": True,
-            "largest": max(multipliers, default=1.0), "last": multipliers[-1] if multipliers else 1.0}
+            "largest": max(multipliers, default=1.0),
+            "at_kept_step": curves[kept_step - 1].get("retain_multiplier", 1.0) if kept_step else 1.0}
 
 
 def _on_base(base, score: Callable):

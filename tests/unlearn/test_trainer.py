@@ -228,7 +228,7 @@ def test_a_utility_shortfall_raises_the_retain_weight_for_the_steps_after_it_and
     step5 = whole["curves"][4]  # the loss weighs the retain term by the multiplier
     assert step5["loss"] == pytest.approx(-step5["forget_nll"] + raised * step5["retain_nll"], rel=1e-4)
     assert whole["retain_dual"] == {"rate": 2.0, "max": 8.0, "applied": True, "largest": pytest.approx(raised),
-                                    "last": pytest.approx(raised * math.exp(-0.1))}
+                                    "at_kept_step": pytest.approx(raised * math.exp(-0.1))}
 
     def crash(step, total, record):
         if step == 6:
@@ -250,9 +250,13 @@ def test_a_fixed_budget_says_the_dual_retain_weight_was_not_applied(params):
     from lethe.unlearn.trainer import _dual_summary
 
     settings = cfg(params, retain_dual_rate=2.0)
-    assert _dual_summary([{"step": 1}], settings, adaptive=False) == {
+    assert _dual_summary([{"step": 1}], settings, adaptive=False, kept_step=1) == {
         "rate": 2.0, "applied": False, "why": "a fixed budget scores no utility proxy to answer to"}
-    assert _dual_summary([{"step": 1}], cfg(params), adaptive=True) is None
+    assert _dual_summary([{"step": 1}], cfg(params), adaptive=True, kept_step=1) is None
+    curves = [{"step": 1, "retain_multiplier": 1.0}, {"step": 2, "retain_multiplier": 3.0},
+              {"step": 3, "retain_multiplier": 2.0}]
+    kept = _dual_summary(curves, settings, adaptive=True, kept_step=2)
+    assert (kept["largest"], kept["at_kept_step"]) == (3.0, 3.0)
 
 
 def test_the_dual_retain_weight_needs_a_method_with_a_retain_term(tiny_world, params, tmp_path):
