@@ -8,6 +8,10 @@ feeds back: after each budget point the retain term's multiplier grows by exp(ra
 shrinks back toward 1 while the proxy sits above the target, within [1, cap]. This is the multiplier
 of a Lagrangian whose constraint is "utility proxy >= stop_utility_ratio", updated by exponentiated
 dual ascent. It is a function of the budget's path alone, so a resumed run recomputes it.
+
+Measured at rate 10 (stop 56, docs/forgetting-measurements.md), it does not keep the other authors: the
+24-row proxy rarely scores the author the gate fails, and the heavier retain term undoes forgetting. It
+stays off by default, as that measurement.
 """
 
 from __future__ import annotations
