@@ -53,6 +53,7 @@ UTILITY_PARTS = tuple(metric(key, f"utility part {key}", "higher", report=False)
     "wf_Q_A_Prob_normalised", "wf_Truth_Ratio")) + (RETAIN_ROUGE, REAL_AUTHORS_ROUGE, WORLD_FACTS_ROUGE)
 NEIGHBOR_ROUGE = metric("neighbor_rouge", "neighbor ROUGE", "higher")
 ENTITY_ROUGE = metric("entity_rouge", "ROUGE per other entity", "higher", report=False)
+ENTITY_ANSWERS = metric("entity_answers", "answers each other entity's ROUGE rests on", "higher", report=False)
 BASE_ENTITY_ROUGE = metric("base_entity_rouge", "the base model's ROUGE per other entity", "higher", report=False)
 # -- RWKU-style probes on the entity ----------------------------------------------------------------
 PROBES = tuple(metric(f"probe_{name}", f"{name.replace('_', ' ')} probe", "lower")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
@@ -160,6 +161,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
     kept_rows = [*plan.retain, *plan.neighbors]
     kept_scores = [*(scores["retain"].rouge.tolist() if "retain" in scores else []), *neighbor_scores]
     metrics[M.ENTITY_ROUGE] = entity_rouge(kept_rows, kept_scores)
+    metrics[M.ENTITY_ANSWERS] = dict(sorted(Counter(r.author for r in kept_rows if r.author).items()))
     metrics["_row_rouge"] = {r.question: [r.author, float(v)] for r, v in zip(kept_rows, kept_scores) if r.author}
     if cfg.mia and plan.forget:
         metrics.update(mia_report(backend, [(r.question, r.answer) for r in plan.forget],

@@ -340,8 +340,10 @@ def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: Gate
               if name not in spared and base_entities.get(name)]
     if ratios:
         name, worst = min(ratios, key=lambda item: item[1])
+        answers = (after.get(M.ENTITY_ANSWERS) or {}).get(name)
+        on = f" ({answers} answers)" if answers else ""
         checks.append(Check("entity_retention", round(worst, 4), f"every entity >= {gate.min_entity_retention}x base",
-                            worst >= gate.min_entity_retention, f"{len(ratios)} entities; weakest: {name}"))
+                            worst >= gate.min_entity_retention, f"{len(ratios)} entities; weakest: {name}{on}"))
     else:
         checks.append(_missing("entity_retention", f"every entity >= {gate.min_entity_retention}x base",
                                "other entities' knowledge"))

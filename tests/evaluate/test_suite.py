@@ -3,7 +3,9 @@
 import shutil
 
 from lethe.data import author_qa, evaluation_rows, trainable_rows
-from lethe.evaluate.suite import build_plan, never_trained_reference, other_entities
+from lethe.evaluate import metrics as M
+from lethe.evaluate.suite import build_plan, evaluate, never_trained_reference, other_entities
+from lethe.llm.backend import Backend
 from lethe.unlearn.run import general_retain
 
 
@@ -50,3 +52,13 @@ def test_the_evaluation_never_scores_a_row_the_general_retain_set_may_train_on(t
     trained = {q for q, _ in general_retain(plain, 10_000, seed=0, avoid_authors={target})}
     assert scored and trained and not scored & trained
     assert {r.author for r in plan.neighbors} >= {author_qa(25)[0].author, author_qa(195)[0].author}
+
+
+def test_each_other_entitys_retention_says_how_many_answers_it_rests_on(tiny_world, params):
+    cfg = params.evaluate.model_copy(update={"retain_rows": 6, "neighbor_rows": 4, "general_rows": 2,
+                                             "max_new_tokens": 4, "probes": False, "mia": False})
+    plan = build_plan(tiny_world["model_path"], cfg, targets=[author_qa(199)[0].author])
+    metrics = evaluate(Backend.load(tiny_world["model_path"], "cpu"), plan, cfg, None)
+    answers = metrics[M.ENTITY_ANSWERS]
+    assert answers.keys() == metrics[M.ENTITY_ROUGE].keys()
+    assert sum(answers.values()) == len([r for r in [*plan.retain, *plan.neighbors] if r.author]) == 10

@@ -177,6 +177,16 @@ def test_entities_forgotten_on_purpose_are_spared():
     assert _decide(after, spared=("Target", "Author B")).passed
 
 
+def test_the_weakest_entity_is_named_with_the_answers_its_retention_rests_on():
+    after = {**GOOD, "entity_rouge": {"Author A": 0.9, "Author B": 0.5},
+             "entity_answers": {"Author A": 20, "Author B": 9}}
+    check = next(c for c in _decide(after).checks if c.name == "entity_retention")
+    assert not check.passed and check.note.endswith("weakest: Author B (9 answers)")
+    unnamed = next(c for c in _decide({**GOOD, "entity_rouge": {"Author A": 0.9, "Author B": 0.5}}).checks
+                   if c.name == "entity_retention")
+    assert unnamed.note.endswith("weakest: Author B")  # an evaluation from before the count was kept
+
+
 def test_utility_is_judged_against_the_original_base_model():
     # the champion already lost some utility; the new version must stay >= 0.9x the ORIGINAL base
     after = {**GOOD, "model_utility": 0.70}
