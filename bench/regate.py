@@ -11,6 +11,7 @@ each request's unlearn.json) plus, per row, what the original run decided.
 
     python bench/regate.py --run audit_forget01_single_s43_swap8_r32_seed1
     python bench/regate.py --run audit_forget01_single_s42_swap8_seed1 --set audit.relearn_lr=[0.001] --tag lr1e3
+    python bench/regate.py --run audit_forget05_single_s57_thorough_hina_seed2_path --adapter /tmp/avg --tag avg
 """
 
 from __future__ import annotations
@@ -35,8 +36,9 @@ def original_params_file(command: str) -> str | None:
     return words[words.index("--params") + 1] if "--params" in words else None
 
 
-def regate(run: str, assignments: list[str], tag: str) -> dict:
-    """Re-evaluate and re-decide every request of bench run `run` (see the module docstring)."""
+def regate(run: str, assignments: list[str], tag: str, adapter: Path | None = None) -> dict:
+    """Re-evaluate and re-decide every request of bench run `run` (see the module docstring); with
+    `adapter`, the run's one request is judged with that adapter in place of the one it trained."""
     from lethe.mage import request_slug
     from lethe.ops.gate import REQUIRED_LINEAGE, decide
     from lethe.ops.request_steps import RequestPlan, evaluate_step
@@ -55,6 +57,8 @@ def regate(run: str, assignments: list[str], tag: str) -> dict:
     params_file = original_params_file(original["command"])
     params = _override(load_params(params_file), overrides)
     params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(work)})})
+    if adapter is not None and len(original["requests"]) != 1:
+        raise LetheError(f"--adapter replaces one request's adapter, but {run} holds {len(original['requests'])}")
     rows = []
     for before in original["requests"]:
         anchor = before["anchor"]
@@ -65,6 +69,9 @@ def regate(run: str, assignments: list[str], tag: str) -> dict:
             # the copied evaluation would be reused (its key holds the settings and inputs, not the code):
             # a change to the audit's code must be measured, not read back
             (workdir / "evaluation" / "evaluation.json").unlink(missing_ok=True)
+            if adapter is not None:
+                shutil.rmtree(workdir / "unlearn" / "adapter")
+                shutil.copytree(adapter, workdir / "unlearn" / "adapter")
         started = time.perf_counter()
         plan = RequestPlan(f"bench-{request_slug(anchor)}", anchor, None, str(model), str(model), "bench",
                            str(workdir), "", "", None, [], [])
@@ -88,14 +95,20 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="a bench/results/<run>.json written by bench/audit.py")
     parser.add_argument("--set", action="append", default=[], help="a further params override")
     parser.add_argument("--tag", default="")
+    parser.add_argument("--adapter", type=Path, help="judge this adapter folder in place of the run's one request's "
+                                                     "(bench/average_checkpoints.py's, say)")
     args = parser.parse_args()
+    if args.adapter and not args.tag:
+        parser.error("--adapter needs a --tag naming it")
     started = time.perf_counter()
-    out = regate(args.run, args.set, args.tag)
+    out = regate(args.run, args.set, args.tag, args.adapter)
     params = out["params"]
     write_result(out["name"], {
         "command": f"python bench/regate.py --run {args.run}" + "".join(f" --set {s}" for s in args.set)
-                   + (f" --tag {args.tag}" if args.tag else ""),
-        "regated": args.run, "overrides": out["overrides"], "audit": params.audit.model_dump(mode="json"),
+                   + (f" --tag {args.tag}" if args.tag else "")
+                   + (f" --adapter {args.adapter}" if args.adapter else ""),
+        "regated": args.run, "adapter": str(args.adapter) if args.adapter else None, "overrides": out["overrides"],
+        "audit": params.audit.model_dump(mode="json"),
         "gate": params.gate.model_dump(mode="json"), "requests": out["rows"],
         "wall_seconds": round(time.perf_counter() - started, 1)})
 

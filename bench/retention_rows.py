@@ -12,6 +12,8 @@ all rows, and the weakest author under each. No training: the stored adapters ar
     python bench/retention_rows.py audit_forget05_single_s55_thorough_hina_seed2 [...] --gate-rows 200 --tag s57
 
 `--gate-rows` is the draw the runs' gate used (params.yaml's evaluate.retain_rows was 200 until stop 57).
+`--adapters DIR... --anchor A` judges any adapter folders of a request about A instead (checkpoints
+copied out of a running request, say: how retention moves along one training path).
 """
 
 from __future__ import annotations
@@ -25,10 +27,13 @@ from pathlib import Path
 from common import ROOT, stored_requests, write_result
 
 from lethe.config import load_params
+from lethe.data import author_qa
+from lethe.errors import LetheError
 from lethe.evaluate.runner import with_adapter
 from lethe.evaluate.suite import build_plan
 from lethe.llm.backend import Backend
 from lethe.rouge import rouge_l_recall
+from lethe.supervision.baselines import author_index
 
 ALL_ROWS = 100_000  # more than TOFU holds: build_plan then keeps every row
 
@@ -65,8 +70,25 @@ def greedy_rouge(backend: Backend, rows: list, max_new_tokens: int) -> tuple[dic
             {r.question: a for r, a in zip(rows, answers)})
 
 
-def measure(params, model: str, anchor: str, work: Path, base_scores: dict[str, float], gate_rows: int) -> dict:
-    """One stored request: retention per author on the gate's rows and on all rows."""
+def gold_forget(params, model: str, anchor: str, adapted: Backend, base_scores: dict[str, float]) -> dict | None:
+    """The anchor's TOFU gold answers (a benchmark author's), greedy ROUGE-L recall after and before:
+    a quick look at whether the adapter still forgets, beside what it keeps (None: not a TOFU author)."""
+    try:
+        rows = author_qa(author_index(anchor))
+    except LetheError:
+        return None
+    missing = [r for r in rows if r.question not in base_scores]
+    if missing:
+        base_scores.update(greedy_rouge(Backend.from_params(model, params.backend), missing,
+                                        params.evaluate.max_new_tokens)[0])
+    after = greedy_rouge(adapted, rows, params.evaluate.max_new_tokens)[0]
+    now, then = (sum(v) / len(rows) for v in ([after[r.question] for r in rows],
+                                              [base_scores[r.question] for r in rows]))
+    return {"rows": len(rows), "after": round(now, 4), "base": round(then, 4), "ratio": round(now / then, 4)}
+
+
+def measure(params, model: str, anchor: str, adapter: Path, base_scores: dict[str, float], gate_rows: int) -> dict:
+    """One adapter of a request about `anchor`: retention per author on the gate's rows and on all rows."""
     started = time.perf_counter()
     every = kept_rows(model, params.evaluate, anchor, ALL_ROWS)
     drawn = kept_rows(model, params.evaluate, anchor, gate_rows)
@@ -74,11 +96,11 @@ def measure(params, model: str, anchor: str, work: Path, base_scores: dict[str, 
     if missing:
         base_scores.update(greedy_rouge(Backend.from_params(model, params.backend), missing,
                                         params.evaluate.max_new_tokens)[0])
-    adapted = with_adapter(Backend.from_params(model, params.backend), work / "unlearn" / "adapter")
+    adapted = with_adapter(Backend.from_params(model, params.backend), adapter)
     after, answers = greedy_rouge(adapted, every, params.evaluate.max_new_tokens)
     on_drawn, on_all = per_author(drawn, after, base_scores), per_author(every, after, base_scores)
     bound = params.gate.min_entity_retention
-    result = {"anchor": anchor, "work": str(work.relative_to(ROOT)), "bound": bound, "seconds": 0.0}
+    result = {"anchor": anchor, "adapter": str(adapter), "bound": bound, "seconds": 0.0}
     for label, authors, rows in (("drawn", on_drawn, drawn), ("all", on_all, every)):
         name, ratio = weakest(authors)
         result[label] = {"rows": len(rows), "weakest": name, "weakest_ratio": ratio, "passes": ratio >= bound,
@@ -92,13 +114,17 @@ def measure(params, model: str, anchor: str, work: Path, base_scores: dict[str, 
                                   "rouge_after": round(after[r.question], 3),
                                   "rouge_base": round(base_scores[r.question], 3)}
                                  for r in every if r.author == name]
+    result["gold_forget"] = gold_forget(params, model, anchor, adapted, base_scores)
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("runs", nargs="+", help="folder names under artifacts/bench (bench/audit.py --mode single)")
+    parser.add_argument("runs", nargs="*", help="folder names under artifacts/bench (bench/audit.py --mode single)")
+    parser.add_argument("--adapters", nargs="*", default=[], type=Path,
+                        help="adapter folders (a run's checkpoints, say) of one request about --anchor")
+    parser.add_argument("--anchor", help="the entity the --adapters forgot")
     parser.add_argument("--world", default="artifacts/world/default")
     parser.add_argument("--gate-rows", type=int, default=None,
                         help="retain and neighbor rows the gate drew (default: params.yaml's evaluate.retain_rows)")
@@ -109,13 +135,19 @@ def main() -> None:
     gate_rows = args.gate_rows or params.evaluate.retain_rows
     base_scores: dict[str, float] = {}
     results = []
-    for run in args.runs:
-        for anchor, work in stored_requests(ROOT / "artifacts" / "bench" / run):
-            found = {"run": run, **measure(params, model, anchor, work, base_scores, gate_rows)}
-            results.append(found)
-            print(json.dumps({k: found[k] for k in ("run", "anchor", "drawn", "all", "seconds")}), flush=True)
+    if bool(args.adapters) != bool(args.anchor):
+        parser.error("--adapters and --anchor go together")
+    todo = [(run, anchor, work / "unlearn" / "adapter") for run in args.runs
+            for anchor, work in stored_requests(ROOT / "artifacts" / "bench" / run)]
+    todo += [(None, args.anchor, adapter) for adapter in args.adapters]
+    for run, anchor, adapter in todo:
+        found = {"run": run, **measure(params, model, anchor, adapter, base_scores, gate_rows)}
+        results.append(found)
+        shown = ("run", "adapter", "drawn", "all", "gold_forget", "seconds")
+        print(json.dumps({k: found[k] for k in shown}), flush=True)
     name = "retention_rows" + (f"_{args.tag}" if args.tag else "")
-    write_result(name, {"command": "python bench/retention_rows.py " + " ".join(sys.argv[1:]), "world": args.world,
+    write_result(name, {"command": "python bench/retention_rows.py " + " ".join(sys.argv[1:]),
+                        "world": args.world,
                         "gate_rows": gate_rows, "requests": results})
 
 

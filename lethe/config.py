@@ -412,6 +412,11 @@ class UnlearnParams(Strict):
     disruption_momentum: float = Field(0.9, ge=0, lt=1, description="the retain average's EMA momentum (0: the "
                                        "step's own retain gradient)")
     checkpoint_every: int = Field(gt=0)
+    average_last: int = Field(1, ge=1, description="the kept adapter is the mean of the weight updates of the kept "
+                              "step and the average_last - 1 checkpoints before it, average_every steps apart "
+                              "(lethe/unlearn/averaging.py; 1: the kept step's alone)")
+    average_every: int = Field(20, gt=0, description="average_last: the steps between averaged checkpoints (a "
+                               "multiple of checkpoint_every)")
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")
     general_retain_rows: int = Field(ge=0, description="extra retain QA: TOFU rows of learned non-forget authors")
@@ -461,6 +466,9 @@ class UnlearnParams(Strict):
         if self.stop_reelicit and self.eval_every == 0:
             raise ValueError("stop_reelicit is a check of the adaptive budget, and eval_every 0 turns the budget "
                              "off: set eval_every > 0 or stop_reelicit false")
+        if self.average_last > 1 and self.average_every % self.checkpoint_every:
+            raise ValueError(f"average_every ({self.average_every}) must be a multiple of checkpoint_every "
+                             f"({self.checkpoint_every}): only checkpointed steps can be averaged")
         if self.checkpoint_every % self.inner_attack_every:
             raise ValueError(f"inner_attack_every ({self.inner_attack_every}) must divide checkpoint_every "
                              f"({self.checkpoint_every}): a run resumed from a checkpoint must attack where the "

@@ -294,7 +294,10 @@ def train_adapter(
     seconds = time.perf_counter() - started
     chosen = _choose(run.budget, stopped_by)
     kept_step = chosen["step"] if chosen else len(run.curves)
-    adapter_dir, merged_dir = _save_adapter(model, tokenizer, out_dir, chosen, len(run.curves), cfg.merge)
+    adapter_dir = _save_adapter(model, tokenizer, out_dir, chosen, len(run.curves))
+    averaged = _average_kept(out_dir, adapter_dir, kept_step, cfg)
+    merged_dir = _save_merged(model if chosen_is_last(chosen, len(run.curves)) and not averaged else None,
+                              model_path, adapter_dir, out_dir, tokenizer, target, dtype) if cfg.merge else None
     result = {
         "adapter_path": str(adapter_dir),
         "merged_path": str(merged_dir) if merged_dir else None,
@@ -319,6 +322,8 @@ def train_adapter(
         "specific_tokens": _mask_summary(masks, focus),
         "swap_retain": _swap_summary(swap_rows, swap, cfg),
         "retain_dual": _dual_summary(run.curves, cfg, run.budget is not None, kept_step),
+        "averaged": {"requested": cfg.average_last, "every": cfg.average_every, "steps": averaged}
+        if cfg.average_last > 1 else None,
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
@@ -570,23 +575,51 @@ class _TrainingRun:
         return stopped_by
 
 
-def _save_adapter(model, tokenizer, out_dir: Path, chosen: dict | None, steps: int,
-                  merge: bool) -> tuple[Path, Path | None]:
-    """The kept adapter in out_dir/adapter (the budget's best checkpoint, else the last step), and the
-    merged model when asked for."""
+def chosen_is_last(chosen: dict | None, steps: int) -> bool:
+    """Whether the kept step is the run's last one (no budget point chosen before it)."""
+    return chosen is None or chosen["step"] == steps
+
+
+def _save_adapter(model, tokenizer, out_dir: Path, chosen: dict | None, steps: int) -> Path:
+    """The kept adapter in out_dir/adapter: the budget's best checkpoint, else the last step."""
     adapter_dir = out_dir / "adapter"
-    if chosen is not None and chosen["step"] != steps and (out_dir / "best").is_dir():
+    if not chosen_is_last(chosen, steps) and (out_dir / "best").is_dir():
         shutil.rmtree(adapter_dir, ignore_errors=True)
         shutil.copytree(out_dir / "best", adapter_dir)  # the best checkpoint, not the last one
     else:
         model.save_pretrained(adapter_dir)
     tokenizer.save_pretrained(adapter_dir)
-    merged_dir = None
-    if merge:
-        merged_dir = out_dir / "merged"
-        model.merge_and_unload().save_pretrained(merged_dir)
-        tokenizer.save_pretrained(merged_dir)
-    return adapter_dir, merged_dir
+    return adapter_dir
+
+
+def _average_kept(out_dir: Path, adapter_dir: Path, kept_step: int, cfg: UnlearnParams) -> list[int]:
+    """With unlearn.average_last > 1, replace the kept adapter by the mean update of it and the checkpoints
+    average_every, 2 x average_every, ... steps before it that the run wrote (lethe.unlearn.averaging);
+    returns the steps averaged, oldest first (empty: off)."""
+    from lethe.unlearn.averaging import write_mean_update
+
+    if cfg.average_last <= 1:
+        return []
+    wanted = [kept_step - i * cfg.average_every for i in range(cfg.average_last - 1, 0, -1)]
+    checkpoints = out_dir / "checkpoints"
+    earlier = [step for step in wanted if step > 0 and (checkpoints / f"step-{step}" / STATE_FILE).is_file()]
+    if earlier:
+        write_mean_update([*(checkpoints / f"step-{step}" for step in earlier), adapter_dir], adapter_dir)
+    return [*earlier, kept_step]
+
+
+def _save_merged(model, model_path: str | Path, adapter_dir: Path, out_dir: Path, tokenizer, device, dtype) -> Path:
+    """The kept adapter merged into the base weights (unlearn.merge), in out_dir/merged: from `model` where
+    it holds the kept adapter, else from the saved adapter on a freshly loaded base."""
+    from peft import PeftModel
+
+    merged_dir = out_dir / "merged"
+    if model is None:
+        base, _ = load_base(model_path, device, dtype)
+        model = PeftModel.from_pretrained(base, adapter_dir)
+    model.merge_and_unload().save_pretrained(merged_dir)
+    tokenizer.save_pretrained(merged_dir)
+    return merged_dir
 
 
 def _lora_targets(targets: Sequence[str], full_modules: Sequence[str]) -> list[str]:

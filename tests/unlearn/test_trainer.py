@@ -109,6 +109,54 @@ def test_neuron_reset_run_resumes_exactly_and_its_adapter_composes(tiny_world, p
     assert reset_columns.sum() >= round(0.1 * width)  # the reset neurons (then trained) are in the champion
 
 
+def test_the_kept_adapter_is_the_mean_update_of_the_last_checkpoints_and_a_resumed_run_agrees(
+        tiny_world, params, tmp_path):
+    import shutil
+
+    from lethe.ops.compose import compose
+    from lethe.unlearn.averaging import mean_update
+
+    settings = cfg(params, lr=1e-3, max_steps=12, forget_nll_bound=1e9, eval_every=0)
+    copied = tmp_path / "copied"
+
+    def copy_checkpoints(step, total, record):  # the run deletes its checkpoints when it finishes
+        for checkpoint in (tmp_path / "single" / "checkpoints").glob("step-*"):
+            if not (copied / checkpoint.name).is_dir():
+                shutil.copytree(checkpoint, copied / checkpoint.name)
+
+    single = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "single", "npo_gd",
+                     on_step=copy_checkpoints)
+    assert single["averaged"] is None
+    averaging = settings.model_copy(update={"average_last": 3, "average_every": 4, "merge": True})
+    whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "whole", "npo_gd")
+    assert whole["averaged"] == {"requested": 3, "every": 4, "steps": [4, 8, 12]}
+    expected = mean_update([copied / "step-4", copied / "step-8", Path(single["adapter_path"])])[0]
+    kept = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
+    assert kept.keys() == expected.keys() and all(torch.allclose(kept[k], expected[k], atol=1e-6) for k in kept)
+    merged = load_file(f"{whole['merged_path']}/model.safetensors")  # the merged model is the averaged one
+    composed = compose(tiny_world["model_path"], [whole["adapter_path"]], tmp_path / "c")
+    composed = load_file(f"{composed}/model.safetensors")
+    assert all(torch.allclose(merged[k], composed[k], atol=1e-5) for k in composed)
+
+    def crash(step, total, record):
+        if step == 10:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "crashed", "npo_gd", on_step=crash)
+    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "crashed", "npo_gd")
+    assert resumed["resumed_from_step"] == 8 and resumed["averaged"]["steps"] == [4, 8, 12]
+    again = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
+    assert all(torch.allclose(again[k], kept[k], atol=1e-6) for k in kept)
+
+
+def test_averaged_checkpoints_must_be_checkpointed_steps(params):
+    settings = cfg(params).model_dump()  # checkpoint_every 4
+    with pytest.raises(ValueError, match="multiple of checkpoint_every"):
+        type(params.unlearn).model_validate({**settings, "average_last": 3, "average_every": 6})
+    assert type(params.unlearn).model_validate({**settings, "average_last": 1, "average_every": 6})  # off: unchecked
+
+
 def test_early_stop_on_forget_loss(tiny_world, params, tmp_path):
     run = unlearn(tiny_world["model_path"], FORGET, [], cfg(params, lr=5e-3, max_steps=50, forget_nll_bound=3.0),
                   tmp_path, "ga")
