@@ -415,7 +415,7 @@ class UnlearnParams(Strict):
     average_last: int = Field(1, ge=1, description="the kept adapter is the mean of the weight updates of the kept "
                               "step and the average_last - 1 checkpoints before it, average_every steps apart "
                               "(lethe/unlearn/averaging.py; 1: the kept step's alone)")
-    average_every: int = Field(20, gt=0, description="average_last: the steps between averaged checkpoints (a "
+    average_every: int = Field(10, gt=0, description="average_last: the steps between averaged checkpoints (a "
                                "multiple of checkpoint_every)")
     gradient_checkpointing: bool | Literal["auto"] = Field(description="recompute activations in the backward "
                                                            "pass (auto: on CUDA, where memory is the limit)")

@@ -1,12 +1,15 @@
 """The kept adapter as the mean of the weight updates of the last checkpoints of a run (unlearn.average_last).
 
-Along one unlearning run the other author whose answers break changes from checkpoint to checkpoint,
-while the target stays forgotten: the damage is particular to each step, the forgetting is what the
-steps share. The mean of several checkpoints' updates keeps what they share (docs/forgetting-
-measurements.md, stop 57). The mean is exact, not an approximation: the modules trained in full (peft
-`modules_to_save`) are averaged, and each LoRA pair is concatenated across the K checkpoints (rank
-K x r, alpha K x alpha, so the scale alpha / r is unchanged) with B divided by K, so that the product
-B A is the mean of the K low-rank updates.
+Along one unlearning run the other author whose answers break can change from checkpoint to checkpoint
+while the target stays forgotten: where the damage is particular to each step and the forgetting is
+what the steps share, the mean of several checkpoints' updates keeps the forgetting and loses less of
+the rest. Where early checkpoints break one author over and over, a span reaching back to them keeps
+that damage (docs/forgetting-measurements.md, stop 57).
+
+The mean is exact, not an approximation: the modules trained in full (peft `modules_to_save`) are
+averaged, and each LoRA pair is concatenated across the K checkpoints (rank K x r, alpha K x alpha, so
+the scale alpha / r is unchanged) with B divided by K, so that the product B A is the mean of the K
+low-rank updates.
 """
 
 from __future__ import annotations
@@ -59,4 +62,3 @@ def write_mean_update(folders: Sequence[Path], out: Path) -> Path:
     save_file(weights, out / WEIGHTS)
     (out / CONFIG).write_text(json.dumps(config, indent=2))
     return out
-
