@@ -25,6 +25,17 @@ def cfg(params, **update):
     return params.unlearn.model_copy(update={"threads": 2, "checkpoint_every": 4, **update})
 
 
+def crashed_then_resumed(model_path, settings, out: Path, crash_after: int) -> dict:
+    """An npo_gd run in `out` that crashes after step `crash_after`, then the run resumed there: its result."""
+    def crash(step, total, record):
+        if step == crash_after:
+            raise KeyboardInterrupt("simulated crash")
+
+    with pytest.raises(KeyboardInterrupt):
+        unlearn(model_path, FORGET, RETAIN, settings, out, "npo_gd", on_step=crash)
+    return unlearn(model_path, FORGET, RETAIN, settings, out, "npo_gd")
+
+
 def mean_recall(backend, author):
     scores = recall_on(backend, author_qa(author), 96)
     return sum(scores) / len(scores)
@@ -88,13 +99,7 @@ def test_neuron_reset_run_resumes_exactly_and_its_adapter_composes(tiny_world, p
     layers, width = params.world.sizes["tiny"].model.num_layers, params.world.sizes["tiny"].model.intermediate_size
     assert whole["reset"]["neurons"] == layers * round(0.1 * width) and whole["reset"]["of"] == layers * width
 
-    def crash(step, total, record):
-        if step == 6:
-            raise KeyboardInterrupt("simulated crash")
-
-    with pytest.raises(KeyboardInterrupt):
-        unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd", on_step=crash)
-    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "crashed", "npo_gd")
+    resumed = crashed_then_resumed(tiny_world["model_path"], settings, tmp_path / "crashed", 6)
     assert resumed["resumed_from_step"] == 4 and resumed["reset"] is None  # not reset twice: it is in the checkpoint
     a = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
     b = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
@@ -138,13 +143,7 @@ def test_the_kept_adapter_is_the_mean_update_of_the_last_checkpoints_and_a_resum
     composed = load_file(f"{composed}/model.safetensors")
     assert all(torch.allclose(merged[k], composed[k], atol=1e-5) for k in composed)
 
-    def crash(step, total, record):
-        if step == 10:
-            raise KeyboardInterrupt("simulated crash")
-
-    with pytest.raises(KeyboardInterrupt):
-        unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "crashed", "npo_gd", on_step=crash)
-    resumed = unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "crashed", "npo_gd")
+    resumed = crashed_then_resumed(tiny_world["model_path"], averaging, tmp_path / "crashed", 10)
     assert resumed["resumed_from_step"] == 8 and resumed["averaged"]["steps"] == [4, 8, 12]
     again = load_file(f"{resumed['adapter_path']}/adapter_model.safetensors")
     assert all(torch.allclose(again[k], kept[k], atol=1e-6) for k in kept)
