@@ -70,6 +70,14 @@ def greedy_rouge(backend: Backend, rows: list, max_new_tokens: int) -> tuple[dic
             {r.question: a for r, a in zip(rows, answers)})
 
 
+def score_on_base(params, model: str, rows: list, base_scores: dict[str, float]) -> None:
+    """Add to `base_scores` the base model's ROUGE on those of `rows` it lacks (scored once across adapters)."""
+    missing = [r for r in rows if r.question not in base_scores]
+    if missing:
+        base_scores.update(greedy_rouge(Backend.from_params(model, params.backend), missing,
+                                        params.evaluate.max_new_tokens)[0])
+
+
 def gold_forget(params, model: str, anchor: str, adapted: Backend, base_scores: dict[str, float]) -> dict | None:
     """The anchor's TOFU gold answers (a benchmark author's), greedy ROUGE-L recall after and before:
     a quick look at whether the adapter still forgets, beside what it keeps (None: not a TOFU author)."""
@@ -77,10 +85,7 @@ def gold_forget(params, model: str, anchor: str, adapted: Backend, base_scores: 
         rows = author_qa(author_index(anchor))
     except LetheError:
         return None
-    missing = [r for r in rows if r.question not in base_scores]
-    if missing:
-        base_scores.update(greedy_rouge(Backend.from_params(model, params.backend), missing,
-                                        params.evaluate.max_new_tokens)[0])
+    score_on_base(params, model, rows, base_scores)
     after = greedy_rouge(adapted, rows, params.evaluate.max_new_tokens)[0]
     now, then = (sum(v) / len(rows) for v in ([after[r.question] for r in rows],
                                               [base_scores[r.question] for r in rows]))
@@ -92,10 +97,7 @@ def measure(params, model: str, anchor: str, adapter: Path, base_scores: dict[st
     started = time.perf_counter()
     every = kept_rows(model, params.evaluate, anchor, ALL_ROWS)
     drawn = kept_rows(model, params.evaluate, anchor, gate_rows)
-    missing = [r for r in every if r.question not in base_scores]
-    if missing:
-        base_scores.update(greedy_rouge(Backend.from_params(model, params.backend), missing,
-                                        params.evaluate.max_new_tokens)[0])
+    score_on_base(params, model, every, base_scores)
     adapted = with_adapter(Backend.from_params(model, params.backend), adapter)
     after, answers = greedy_rouge(adapted, every, params.evaluate.max_new_tokens)
     on_drawn, on_all = per_author(drawn, after, base_scores), per_author(every, after, base_scores)
