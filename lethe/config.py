@@ -412,6 +412,9 @@ class UnlearnParams(Strict):
     disruption_momentum: float = Field(0.9, ge=0, lt=1, description="the retain average's EMA momentum (0: the "
                                        "step's own retain gradient)")
     checkpoint_every: int = Field(gt=0)
+    keep_checkpoints: bool = Field(False, description="keep each checkpoint's adapter (not its optimizer state) under "
+                                   "the run's step_adapters/ when it finishes, to judge or average them afterwards "
+                                   "(bench/retention_rows.py --adapters, bench/average_checkpoints.py); off: deleted")
     average_last: int = Field(1, ge=1, description="the kept adapter is the mean of the weight updates of the kept "
                               "step and the average_last - 1 checkpoints before it, average_every steps apart "
                               "(lethe/unlearn/averaging.py; 1: the kept step's alone)")

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 StepCallback = Callable[[int, int, dict], None]
 Probe = Callable[[torch.nn.Module], dict[str, float]]  # model -> {"dev_rouge", "utility"[, "dev_floor"]}
 STATE_FILE = "trainer_state.pt"
+STEP_ADAPTERS_DIR = "step_adapters"
 
 
 class BudgetTracker:
@@ -292,6 +293,9 @@ def train_adapter(
     started = time.perf_counter()
     stopped_by = run.train(out_dir, on_step)
     seconds = time.perf_counter() - started
+    if cfg.keep_checkpoints:  # the last step is never checkpointed: keep it beside the checkpoints
+        shutil.rmtree(out_dir / STEP_ADAPTERS_DIR, ignore_errors=True)
+        model.save_pretrained(out_dir / STEP_ADAPTERS_DIR / f"step-{len(run.curves)}")
     chosen = _choose(run.budget, stopped_by)
     kept_step = chosen["step"] if chosen else len(run.curves)
     adapter_dir = _save_adapter(model, tokenizer, out_dir, chosen, len(run.curves))
@@ -326,9 +330,23 @@ def train_adapter(
         if cfg.average_last > 1 else None,
     }
     (out_dir / "curves.json").write_text(json.dumps(run.curves, indent=1))
+    if cfg.keep_checkpoints:
+        result["step_adapters"] = _keep_step_adapters(out_dir)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)  # the run finished: nothing to resume
     shutil.rmtree(out_dir / "best", ignore_errors=True)
     return result
+
+
+def _keep_step_adapters(out_dir: Path) -> list[int]:
+    """Move each complete checkpoint's adapter (its optimizer state dropped) to out_dir/step_adapters/step-N,
+    beside the last step's adapter saved there after training; returns every step kept there. A checkpoint
+    left under checkpoints/ would be resumed from, so they move out of it."""
+    kept_dir = out_dir / STEP_ADAPTERS_DIR
+    for ckpt in (out_dir / "checkpoints").glob("step-*"):
+        if (ckpt / STATE_FILE).is_file():
+            (ckpt / STATE_FILE).unlink()
+            ckpt.rename(kept_dir / ckpt.name)
+    return sorted(int(p.name.split("-")[1]) for p in kept_dir.glob("step-*"))
 
 
 def _dual_summary(curves: Sequence[dict], cfg: UnlearnParams, adaptive: bool, kept_step: int) -> dict | None:

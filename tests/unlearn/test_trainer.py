@@ -116,26 +116,22 @@ def test_neuron_reset_run_resumes_exactly_and_its_adapter_composes(tiny_world, p
 
 def test_the_kept_adapter_is_the_mean_update_of_the_last_checkpoints_and_a_resumed_run_agrees(
         tiny_world, params, tmp_path):
-    import shutil
-
     from lethe.ops.compose import compose
     from lethe.unlearn.averaging import mean_update
 
     settings = cfg(params, lr=1e-3, max_steps=12, forget_nll_bound=1e9, eval_every=0)
-    copied = tmp_path / "copied"
-
-    def copy_checkpoints(step, total, record):  # the run deletes its checkpoints when it finishes
-        for checkpoint in (tmp_path / "single" / "checkpoints").glob("step-*"):
-            if not (copied / checkpoint.name).is_dir():
-                shutil.copytree(checkpoint, copied / checkpoint.name)
-
-    single = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings, tmp_path / "single", "npo_gd",
-                     on_step=copy_checkpoints)
-    assert single["averaged"] is None
+    single = unlearn(tiny_world["model_path"], FORGET, RETAIN, settings.model_copy(update={"keep_checkpoints": True}),
+                     tmp_path / "single", "npo_gd")
+    assert single["averaged"] is None and single["step_adapters"] == [4, 8, 12]
+    copied = tmp_path / "single" / "step_adapters"
+    assert not (tmp_path / "single" / "checkpoints").exists()  # nothing left that a rerun would resume from
+    assert not list(copied.glob("*/trainer_state.pt"))  # adapters only: the optimizer state is dropped
     averaging = settings.model_copy(update={"average_last": 3, "average_every": 4, "merge": True})
     whole = unlearn(tiny_world["model_path"], FORGET, RETAIN, averaging, tmp_path / "whole", "npo_gd")
-    assert whole["averaged"] == {"requested": 3, "every": 4, "steps": [4, 8, 12]}
-    expected = mean_update([copied / "step-4", copied / "step-8", Path(single["adapter_path"])])[0]
+    assert whole["averaged"] == {"requested": 3, "every": 4, "steps": [4, 8, 12]} and "step_adapters" not in whole
+    expected = mean_update([copied / "step-4", copied / "step-8", copied / "step-12"])[0]
+    last = load_file(f"{single['adapter_path']}/adapter_model.safetensors")
+    assert all(torch.equal(last[k], v) for k, v in load_file(copied / "step-12" / "adapter_model.safetensors").items())
     kept = load_file(f"{whole['adapter_path']}/adapter_model.safetensors")
     assert kept.keys() == expected.keys() and all(torch.allclose(kept[k], expected[k], atol=1e-6) for k in kept)
     merged = load_file(f"{whole['merged_path']}/model.safetensors")  # the merged model is the averaged one
