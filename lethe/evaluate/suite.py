@@ -7,7 +7,6 @@ other Hugging Face model the full TOFU splits are used.
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from collections import Counter
@@ -44,9 +43,10 @@ class EvalPlan:
 
 
 def world_record(model_path: str | Path) -> dict | None:
-    """The world.json of a world model folder (None for any other model)."""
-    record = Path(model_path).parent / "world.json"
-    return json.loads(record.read_text()) if record.is_file() else None
+    """The world.json of a world model folder (None for any other model), its paths usable from here."""
+    from lethe.world.build import read_record
+
+    return read_record(Path(model_path).parent)
 
 
 def other_entities(model: str | Path, names: Sequence[str], avoid: AbstractSet[str],

@@ -8,6 +8,7 @@ base model's world.json, so evaluation plans stay limited to the authors the wor
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -40,6 +41,8 @@ def compose(base_model: str | Path, adapters: Sequence[str | Path], cache_dir: s
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from lethe.world.build import MODEL_KEYS, RECORD, read_record
+
     model = AutoModelForCausalLM.from_pretrained(base_model)
     for adapter in adapters:
         model = PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
@@ -49,7 +52,8 @@ def compose(base_model: str | Path, adapters: Sequence[str | Path], cache_dir: s
     model.save_pretrained(staging)
     AutoTokenizer.from_pretrained(base_model).save_pretrained(staging)
     staging.rename(model_dir)
-    world = base_model.parent / "world.json"
-    if world.is_file():
-        shutil.copy2(world, out / "world.json")
+    world = read_record(base_model.parent)
+    if world:  # its paths made absolute: the copy sits in another folder, and its reader in any
+        world.update({key: str(Path(world[key]).resolve()) for key in MODEL_KEYS if key in world})
+        (out / RECORD).write_text(json.dumps(world, indent=2))
     return model_dir

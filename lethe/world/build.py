@@ -26,6 +26,7 @@ from lethe.world.train import StepCallback, new_llama, train_on_qa
 
 RECIPE_VERSION = 1  # bump when the training code changes what a build produces
 RECORD = "world.json"
+MODEL_KEYS = ("model_path", "retain_model_path")
 
 ProgressFactory = Callable[[str], StepCallback]
 
@@ -75,6 +76,32 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def read_record(world_dir: str | Path) -> dict | None:
+    """world_dir's world.json (None where there is none), its model paths usable from any working directory.
+
+    A build records the paths it was given, often relative to the folder it ran in
+    (artifacts/world/default/model). Read from anywhere else (another checkout, `bench/audit.py --world`),
+    such a path is resolved against the ancestor of world_dir it was recorded from.
+    """
+    record_path = Path(world_dir) / RECORD
+    if not record_path.is_file():
+        return None
+    record = json.loads(record_path.read_text())
+    anchored = {key: str(_anchored(Path(record[key]), Path(world_dir))) for key in MODEL_KEYS if key in record}
+    return {**record, **anchored}
+
+
+def _anchored(recorded: Path, world_dir: Path) -> Path:
+    """A recorded model path as seen from here: unchanged where it is absolute, or where it already names
+    that folder from the working directory; else resolved against world_dir's matching ancestor."""
+    tail = recorded.parent.parts
+    here = world_dir.resolve().parts
+    if recorded.is_absolute() or not tail or here[-len(tail):] != tail:
+        return recorded
+    candidate = Path(*here[:len(here) - len(tail)]) / recorded
+    return recorded if recorded.resolve() == candidate else candidate
+
+
 def build_world(
     params: Params,
     size_name: str,
@@ -109,10 +136,9 @@ def _build_or_reuse(params: Params, size_name: str, out: Path, force: bool,
     size, seed = params.world.sizes[size_name], params.world.seed
     key = cache_key(size_name, size, seed)
     record_path = out / RECORD
-    if not force and record_path.is_file():
-        record = json.loads(record_path.read_text())
-        if record.get("cache_key") == key and all(Path(record[k]).is_dir() for k in ("model_path", "retain_model_path")):
-            return {**record, "reused": True}
+    record = None if force else read_record(out)
+    if record and record.get("cache_key") == key and all(Path(record[k]).is_dir() for k in MODEL_KEYS):
+        return {**record, "reused": True}
 
     start = time.perf_counter()
     full_pairs = training_pairs(size, seed, include_forget=True)

@@ -7,7 +7,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from lethe.data import author_qa, load_holdout
 from lethe.llm.backend import Backend
-from lethe.world.build import build_world
+from lethe.world.build import build_world, read_record
 from lethe.world.probe import memorization_report, recall_on
 
 
@@ -75,3 +75,36 @@ def test_one_builder_per_world_folder(tmp_path):
             pass
     assert entered.wait(5)
     thread.join()
+
+
+def _recorded_world(project: Path) -> Path:
+    """A world folder whose record names its models relative to `project`, as a build run there does."""
+    world = project / "artifacts" / "world" / "default"
+    for name in ("model", "retain_model"):
+        (world / name).mkdir(parents=True)
+    (world / "world.json").write_text(json.dumps({"model_path": "artifacts/world/default/model",
+                                                  "retain_model_path": "artifacts/world/default/retain_model"}))
+    return world
+
+
+def test_a_record_read_from_another_folder_still_names_its_models(tmp_path, monkeypatch):
+    """Another checkout (or bench/audit.py --world) reading the world must find its retain model, not look
+    for artifacts/world/default/retain_model under its own working directory."""
+    world = _recorded_world(tmp_path / "project")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    record = read_record(world)
+    assert Path(record["retain_model_path"]) == world.resolve() / "retain_model"
+    assert Path(record["model_path"]) == world.resolve() / "model"
+    monkeypatch.chdir(tmp_path / "project")  # where it was built, the record reads as written
+    assert read_record(Path("artifacts/world/default"))["retain_model_path"] == "artifacts/world/default/retain_model"
+
+
+def test_a_record_leaves_absolute_and_unrelated_paths_alone(tmp_path):
+    world = tmp_path / "copy"
+    world.mkdir()
+    (world / "world.json").write_text(json.dumps({"model_path": "/srv/models/base",
+                                                  "retain_model_path": "elsewhere/retain_model"}))
+    assert {k: read_record(world)[k] for k in ("model_path", "retain_model_path")} == {
+        "model_path": "/srv/models/base", "retain_model_path": "elsewhere/retain_model"}
+    assert read_record(tmp_path / "no-world") is None
