@@ -42,6 +42,18 @@ def _value(request: dict, key: str) -> float | None:
     return float(value) if isinstance(value, (int, float)) else None
 
 
+def _requests(path: Path) -> list[dict]:
+    """A result file's requests. A bench/regate.py re-judgement's seconds time its evaluation alone, so each
+    of its requests takes the seconds of the request it re-judged (None where that run is not stored)."""
+    result = json.loads(path.read_text())
+    if "regated" not in result:
+        return result["requests"]
+    judged = path.parent / f"{result['regated']}.json"
+    seconds = {r["anchor"]: r.get("seconds") for r in json.loads(judged.read_text())["requests"]} \
+        if judged.is_file() else {}
+    return [{**request, "seconds": seconds.get(request["anchor"])} for request in result["requests"]]
+
+
 def value_range(values: list[float | None]) -> dict | None:
     """min / median / max / n of the known values; None when there are none."""
     known = [v for v in values if v is not None]
@@ -93,7 +105,7 @@ def main() -> None:
         parser.error("give at least one --group LABEL FILE [FILE ...]")
     groups, files = {}, {}
     for (label, *paths), passed_only in specs:
-        requests = [r for path in paths for r in json.loads(Path(path).read_text())["requests"]
+        requests = [r for path in paths for r in _requests(Path(path))
                     if not passed_only or r.get("gate") == "passed"]
         groups[label], files[label] = summarize_group(requests), paths
     table = markdown(groups)

@@ -159,5 +159,6 @@ def test_the_thorough_profile_is_the_measured_setting():
     assert (unlearn.retain_batch_size, unlearn.general_retain_rows, unlearn.entity_retain_rows) == (24, 200, 600)
     assert (unlearn.retain_replay_share, unlearn.swap_retain_rows, unlearn.swap_retain_weight) == (0.5, 8, 8.0)
     assert unlearn.specific_tokens and unlearn.reset_fraction == 0.001 and unlearn.stop_train_ratio == 1.0
+    assert (unlearn.average_last, unlearn.average_every) == (5, 10)
     assert (audit.heldout_share, audit.dev_share) == (0.2, 0.1)
     assert params.gate == load_params().gate  # the profile trains differently; it is judged the same
