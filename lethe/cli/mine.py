@@ -16,14 +16,13 @@ SOURCE_OPTION = typer.Option("mage", "--source", help="Forget-set source: mage, 
 
 def default_model_path(params, size: str = "default") -> Path:
     """The world model of `size`, as recorded by its build (no build is started here)."""
-    import json
-
     from lethe.errors import ModelNotFoundError
+    from lethe.world.build import read_record
 
-    record = Path(params.world.output_dir) / size / "world.json"
-    if not record.is_file():
+    record = read_record(Path(params.world.output_dir) / size)
+    if record is None:
         raise ModelNotFoundError(f"the '{size}' world model is not built yet: run `lethe world build --size {size}`")
-    return Path(json.loads(record.read_text())["model_path"])
+    return Path(record["model_path"])
 
 
 def pipeline_for(anchor: str, description, model, workdir, source, params_path):
