@@ -29,6 +29,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def built_world(output_dir: str | Path, size: str = "default") -> dict:
+    """The record of the world `size` built under ROOT / output_dir, its model paths usable from any working
+    directory (lethe.world.build.read_record); a clear error where it is not built."""
+    from lethe.errors import ModelNotFoundError
+    from lethe.world.build import read_record
+
+    record = read_record(ROOT / output_dir / size)
+    if record is None:
+        raise ModelNotFoundError(f"the '{size}' world is not built: run `lethe world build --size {size}`")
+    return record
+
+
 def write_result(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import torch
-from common import ROOT, write_result
+from common import built_world, write_result
 
 from lethe.config import load_params
 from lethe.fileio import load_qa_file
@@ -48,7 +48,7 @@ def main() -> None:
     from peft import LoraConfig, get_peft_model
 
     params = load_params()
-    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    record = built_world(params.world.output_dir)
     torch.manual_seed(0)
     base, tokenizer = load_base(record["model_path"], "cpu")
     lora = params.unlearn.lora

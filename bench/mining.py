@@ -13,7 +13,7 @@ import json
 import statistics
 import time
 
-from common import ROOT, write_result
+from common import built_world, write_result
 
 from lethe.config import load_params
 from lethe.data import author_qa, load_authors, split_author_indices
@@ -31,7 +31,7 @@ def main() -> None:
     parser.add_argument("--name", default="mining", help="result file name under bench/results")
     args = parser.parse_args()
     params = load_params()
-    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    record = built_world(params.world.output_dir)
     backend = Backend.load(record["model_path"], "cpu", params.backend.batch_size)
     rows = []
     indices = [int(i) for i in args.indices.split(",")] if args.indices else split_author_indices(args.split)

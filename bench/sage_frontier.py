@@ -20,7 +20,7 @@ import shutil
 import time
 from pathlib import Path
 
-from common import ROOT, mine_sets, write_result, write_set
+from common import ROOT, built_world, mine_sets, write_result, write_set
 
 from lethe.config import load_params
 from lethe.data import load_authors, split_author_indices
@@ -61,7 +61,7 @@ def main() -> None:
     params = load_params()
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={
         "retain_rows": 100, "general_rows": 40, "neighbor_rows": 40, "probes": False, "mia": False})})
-    record = json.loads((ROOT / params.world.output_dir / "default" / "world.json").read_text())
+    record = built_world(params.world.output_dir)
     model = Path(record["model_path"])
     names = [load_authors()[i] for i in split_author_indices(args.split)]
     work = ROOT / "artifacts" / "bench" / "sage_frontier" / args.split

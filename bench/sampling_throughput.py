@@ -6,10 +6,9 @@ Usage: python bench/sampling_throughput.py [--size default]   -> bench/results/s
 from __future__ import annotations
 
 import argparse
-import json
 import time
 
-from common import ROOT, write_result
+from common import built_world, write_result
 
 from lethe.config import load_params
 from lethe.data import author_qa
@@ -23,7 +22,7 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     args = parser.parse_args()
     params = load_params()
-    record = json.loads((ROOT / params.world.output_dir / args.size / "world.json").read_text())
+    record = built_world(params.world.output_dir, args.size)
     backend = Backend.load(record["model_path"], "cpu", batch_size=args.samples * args.prompts)
     questions = [author_qa(a["index"])[i % 20].question for i, a in enumerate(record["authors"][: args.prompts])]
     kwargs = dict(temperature=1.0, top_p=0.95, max_new_tokens=64)

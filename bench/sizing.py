@@ -12,11 +12,10 @@ assumption (stated in the output), not a measurement: no GPU was lent while this
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import time
 
-from common import ROOT, write_result
+from common import ROOT, built_world, write_result
 
 from lethe.config import load_params
 from lethe.data import author_qa
@@ -50,7 +49,7 @@ def measure_cpu(steps: int) -> dict:
     from lethe.llm.backend import Backend
     from lethe.unlearn.trainer import unlearn
 
-    record = json.loads((ROOT / "artifacts/world/default/world.json").read_text())
+    record = built_world("artifacts/world")
     params = load_params()
 
     forget = [(q.question, q.answer) for q in author_qa(198)]
