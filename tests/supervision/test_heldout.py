@@ -97,7 +97,9 @@ def _part(split, node: str) -> str:
 
 
 def test_an_answer_naming_a_held_out_and_a_trained_memory_is_neither_probe_nor_training():
-    splits = [split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.3, 0.2, seed=seed) for seed in range(50)]
+    # At 0.4 the audit can reach its share with "1961" before the answer {1961, Tide Songs} comes up in the draw
+    # (at lower shares that answer joins the part that holds 1961, so the two stay together).
+    splits = [split_forget_set([*ASKED, *SAMPLED], ANCHOR, KEYS, 0.4, 0.1, seed=seed) for seed in range(50)]
     split = next(s for s in splits if _part(s, "1961") != _part(s, "Tide Songs"))
     assert not any(r.question == "Q6?" for r in [*split.train, *split.dev, *split.audit])
 
@@ -170,3 +172,19 @@ def test_a_held_out_part_is_never_left_empty_where_one_memory_fits_within_half_o
     one_memory = [_asked(f"Q{i}?", f"{ANCHOR} wrote part {i} of Series 0.", ["Series 0"]) for i in range(8)]
     split = split_forget_set([*singles, *one_memory], ANCHOR, keys, 0.2, 0.1, seed=0)
     assert not split.dev  # a memory that most answers name is never held out, whatever the part's share
+
+
+def test_a_memory_held_out_may_grow_into_a_wider_answer_that_contains_it():
+    # "Lisbon" alone in one answer and with "Oporto" in two (Nikolai Abilov's "Kazakhstan" and "Astana,
+    # Kazakhstan"): once the audit holds {Lisbon}, the answer set {Lisbon, Oporto} only overlaps its own part, so
+    # it may join and lift the audit to the gate's floor instead of leaving it one probe short.
+    rows, keys = _thin_entity(8)
+    rows.append(_asked("W?", f"{ANCHOR} lived in Lisbon.", ["Lisbon"]))
+    rows += [_asked(f"B{i}?", f"{ANCHOR} lived in Lisbon, then Oporto.", ["Lisbon", "Oporto"]) for i in range(2)]
+    keys |= {"Lisbon": "lisbon", "Oporto": "oporto"}
+    grown = 0
+    for seed in range(40):
+        split = split_forget_set(rows, ANCHOR, keys, 0.2, 0.1, seed=seed, min_audit=3)
+        assert len(split.audit) >= 3, (seed, split.record())
+        grown += set(split.nodes["audit"]) >= {"Lisbon", "Oporto"} and len(split.audit) == 3
+    assert grown  # some draws hold {Lisbon} first and then its wider answer
