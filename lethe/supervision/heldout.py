@@ -190,7 +190,8 @@ def _hold_out(candidates: Sequence[frozenset[str]], claims: dict[str, set[int]],
                 break
             new = set().union(*(claims[n] for n in nodes)) - claimed
             would_hold = _held(taken | new, members | nodes, unit, named)
-            if any(part_of.get(n, part) != part for n in nodes) or would_hold <= held or len((taken | new) & unit) > 1.5 * target \
+            elsewhere = any(part_of.get(n, part) != part for n in nodes)  # a memory this part holds may join again
+            if elsewhere or would_hold <= held or len((taken | new) & unit) > 1.5 * target \
                     or len(taken | new) > 1.5 * share * n_rows:
                 continue
             part_of.update({n: part for n in nodes})
