@@ -202,6 +202,11 @@ class SynthesizeParams(Strict):
     greedy_min_confidence: float = Field(0.7, ge=0, lt=1, description="a greedy row is kept only where the model "
                                          "gives its answer with at least this per-token probability (geometric "
                                          "mean): a low-confidence answer is rewritten by the smallest update")
+    sampled_min_confidence: float = Field(0.0, ge=0, lt=1, description="a sampled (not greedy) forget row is kept "
+                                          "only where the model gives its answer, after the row's question, with "
+                                          "at least this per-token probability (geometric mean); 0: every row. A "
+                                          "small model's samples are often garbled, mixing in other entities' "
+                                          "words, and unlearning them costs what the model must keep")
     seed: int
 
 

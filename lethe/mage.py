@@ -165,7 +165,11 @@ class MagePipeline:
         others = self._other_entities()
         if source == "mage" and cfg.greedy_rows:
             forget = self._with_greedy_rows(forget, graph, others)
-        mined = len(forget)
+        mined, unconfident = len(forget), 0
+        if source == "mage":
+            from lethe.supervision.greedy import confident_sampled_rows
+
+            forget, unconfident = confident_sampled_rows(self.backend, forget, cfg.sampled_min_confidence)
         forget, about_others = self._own_memories(forget, others)
         from lethe.supervision.heldout import split_forget_set
 
@@ -180,7 +184,7 @@ class MagePipeline:
         write_atomic(self.files.synthesis, json.dumps(
             {"source": source, "mode": mode, "forget_rows": len(split.train), "mined_rows": mined,
              "neighbor_rows": len(neighbor), "heldout": split.record(),
-             "about_others_dropped": len(about_others),
+             "about_others_dropped": len(about_others), "unconfident_sampled_dropped": unconfident,
              "other_entity_nodes": other_entity_nodes(graph, others)}, indent=1))
         _jsonl(self.files.forget_set, [s.to_dict() for s in split.train])
 

@@ -71,3 +71,15 @@ def greedy_rows(backend: Backend, graph: nx.DiGraph, questions: Sequence[str], m
 def answer_confidence(backend: Backend, pairs: Sequence[tuple[str, str]]) -> list[float]:
     """The geometric mean of each answer's token probabilities given its question (0 for an empty one)."""
     return [math.exp(sum(lps) / len(lps)) if lps else 0.0 for lps in backend.answer_logprobs(pairs)]
+
+
+def confident_sampled_rows(backend: Backend, rows: Sequence[QASample],
+                           min_confidence: float) -> tuple[list[QASample], int]:
+    """(rows kept, sampled rows dropped): every asked row, and each sampled row whose answer the model gives
+    after its question with at least `min_confidence` per-token probability (`answer_confidence`). 0 keeps all."""
+    sampled = [i for i, row in enumerate(rows) if not row.asked]
+    if min_confidence <= 0 or not sampled:
+        return list(rows), 0
+    confidence = answer_confidence(backend, [(rows[i].question, rows[i].answer) for i in sampled])
+    dropped = {i for i, c in zip(sampled, confidence) if c < min_confidence}
+    return [row for i, row in enumerate(rows) if i not in dropped], len(dropped)

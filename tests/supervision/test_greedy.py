@@ -9,7 +9,14 @@ import networkx as nx
 import pytest
 
 from lethe.mining.score import Response
-from lethe.supervision.greedy import answer_confidence, distinct_questions, greedy_rows, memories_named
+from lethe.supervision.greedy import (
+    answer_confidence,
+    confident_sampled_rows,
+    distinct_questions,
+    greedy_rows,
+    memories_named,
+)
+from lethe.supervision.synthesize import QASample
 
 ANCHOR = "Ada Vale"
 ANSWERS = {
@@ -76,3 +83,15 @@ def test_memories_named_ignores_what_the_question_names():
 def test_distinct_questions_keep_the_first_order():
     responses = [Response(str(i), q, "", 0) for i, q in enumerate(["B?", "A?", "B?", "C?"])]
     assert distinct_questions(responses) == ["B?", "A?", "C?"]
+
+
+def test_sampled_rows_the_model_is_unsure_of_are_dropped_and_asked_rows_are_kept():
+    sampled = [QASample("How is Lisbon linked to Ada Vale?", text, "forget", "mage", text)
+               for text in ("Ada Vale won the Nebula Prize.", "Ada Vale lived in Lisbon.")]
+    asked = QASample("What awards has Ada Vale received?", "Ada Vale won the Nebula Prize.", "forget", "mage",
+                     asked=True)  # as unsure as the first sampled row, but its own confidence rule kept it
+    rows = [sampled[0], asked, sampled[1]]
+    kept, dropped = confident_sampled_rows(GreedyModel(), rows, 0.5)
+    assert kept == [asked, sampled[1]] and dropped == 1
+    assert confident_sampled_rows(GreedyModel(), rows, 0.0) == (rows, 0)  # off: nothing is scored
+    assert confident_sampled_rows(GreedyModel(), [asked], 0.5) == ([asked], 0)
