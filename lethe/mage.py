@@ -166,7 +166,7 @@ class MagePipeline:
         if source == "mage" and cfg.greedy_rows:
             forget = self._with_greedy_rows(forget, graph, others)
         mined, unconfident = len(forget), 0
-        if source == "mage":
+        if source == "mage" and cfg.sampled_min_confidence > 0:
             from lethe.supervision.greedy import confident_sampled_rows
 
             forget, unconfident = confident_sampled_rows(self.backend, forget, cfg.sampled_min_confidence)
