@@ -83,6 +83,28 @@ def test_held_out_probes_are_the_models_greedy_answers(mined):
         assert row["answer"] in " ".join(answer.split())  # what the model says, not a sampled sentence
 
 
+def test_unconfident_sampled_rows_are_dropped_before_the_split(mined, params, tmp_path):
+    import shutil
+
+    from lethe.supervision.greedy import answer_confidence
+
+    pipeline, _ = mined
+    workdir = tmp_path / "strict"
+    shutil.copytree(pipeline.workdir, workdir)
+    strict = params.model_copy(update={"synthesize": params.synthesize.model_copy(
+        update={"sampled_min_confidence": 0.3})})
+    MagePipeline(pipeline.request, workdir, strict, backend=pipeline.backend).synthesize()
+    before = json.loads((pipeline.workdir / "synthesis.json").read_text())
+    after = json.loads((workdir / "synthesis.json").read_text())
+    assert before["unconfident_sampled_dropped"] == 0 and after["unconfident_sampled_dropped"] > 0
+    assert after["mined_rows"] == before["mined_rows"]
+    rows = [QASample(**json.loads(l)) for name in ("forget_set.jsonl", "dev_set.jsonl", "audit_set.jsonl")
+            for l in open(workdir / name)]
+    sampled = [r for r in rows if not r.asked]
+    assert all(c >= 0.3 for c in answer_confidence(pipeline.backend, [(r.question, r.answer) for r in sampled]))
+    assert sum(r.asked for r in rows) == sum(after["heldout"]["asked"].values())
+
+
 def test_workdir_refuses_another_request(mined, params):
     pipeline, _ = mined
     with pytest.raises(LetheError, match="different request"):
