@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from common import ROOT, assign, write_result
@@ -34,7 +35,8 @@ def _override(params: Params, assignments: list[str]) -> Params:
     return Params.model_validate(assign(params.model_dump(mode="json", by_alias=True), assignments))
 
 
-def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict:
+def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict, spared: Sequence[str] = ()) -> dict:
+    """One request's figures; `spared` (earlier targets of a chain, a batch's members) are no "other author"."""
     before, after, reference = ev["before"], ev["after"], ev["reference"]
 
     def ratio(key, b=before, a=after):
@@ -42,7 +44,7 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict) -> dict
 
     path = trained.get("budget_path", [])  # [step, dev recall, utility proxy ratio] per budget point
     entities = {k: v / after["base_entity_rouge"][k] for k, v in after.get("entity_rouge", {}).items()
-                if after.get("base_entity_rouge", {}).get(k) and k != anchor}
+                if after.get("base_entity_rouge", {}).get(k) and k != anchor and k not in spared}
     return {
         "anchor": anchor, "seconds": round(seconds, 1), "steps": trained["steps"], "chosen_step": trained.get("chosen_step"),
         "stopped_by": trained["stopped_by"], "budget_met": trained.get("budget_met"),
@@ -153,7 +155,7 @@ def run(params: Params, model: Path, anchors: list[str], work: Path, chained: bo
         decision = decide(evaluation["before"], evaluation["after"], evaluation["base"], evaluation["reference"],
                           mined["validation"]["success"], {k: "x" for k in REQUIRED_LINEAGE}, params.gate,
                           spared=[anchor, *forgotten])
-        row = _row(anchor, evaluation, decision, time.perf_counter() - started, trained)
+        row = _row(anchor, evaluation, decision, time.perf_counter() - started, trained, forgotten)
         row["phase_seconds"] = {**{k: round(v, 1) for k, v in phases.items()}, **evaluation_seconds(evaluation)}
         row["start_chain"] = len(chain)
         rows.append(row)
@@ -197,7 +199,7 @@ def run_batch(params: Params, model: Path, anchors: list[str], work: Path) -> tu
     seconds = time.perf_counter() - started
     rows = []
     for anchor, ev in evaluations.items():
-        row = _row(anchor, ev, decision, seconds, trained)
+        row = _row(anchor, ev, decision, seconds, trained, anchors)
         names = [r.split(":")[0] for r in decision.reasons]
         row["failed_checks"] = [n.removesuffix(f" - {entity_label(anchor)}") for n in names
                                 if " - " not in n or n.endswith(f" - {entity_label(anchor)}")]
