@@ -12,8 +12,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from lethe.rouge import STOPWORDS
-
 MONTHS = (
     "January|February|March|April|May|June|July|August|September|October|November|December"
 )
@@ -124,12 +122,6 @@ def _years(text: str) -> list[str]:
     return re.findall(_YEAR, text)
 
 
-def _function_words_only(surface: str) -> bool:
-    """True for a quoted span such as " and " or " of the ": no title, and as a memory node it would be
-    "mentioned" by nearly every sentence."""
-    return all(word in STOPWORDS | CONNECTORS for word in normalize(surface).split())
-
-
 def extract(text: str) -> list[Mention]:
     """All memories mentioned in `text`, deduplicated by key, in order of appearance."""
     found: dict[str, Mention] = {}
@@ -142,8 +134,6 @@ def extract(text: str) -> list[Mention]:
 
     for pattern in (_TITLE, _SINGLE_TITLE):
         for match in re.finditer(pattern, consumed):
-            if _function_words_only(match.group(1)):
-                continue  # the text between two titles whose quotes a small model garbled: '"A"" and "B"'
             add(match.group(1), "title")
             consumed = consumed.replace(match.group(0), " ")
     for pattern in _DATE_PATTERNS:

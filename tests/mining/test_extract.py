@@ -44,10 +44,3 @@ def test_single_quoted_titles_plural_professions_and_sentence_initial_words():
     assert found["astronaut"] == "concept" and found["roofer"] == "concept"
     assert "growing" not in found and "certainly" not in found
     assert "takashi nakamura" in found
-
-
-def test_a_quoted_span_of_function_words_is_no_title():
-    # A small model's garbled quotes: the regex pairs the closing quote of one title with the opening of the next.
-    found = keys('He wrote "Thieves\' Paradise"" and "Unseen Rainbows".')
-    assert "and" not in found and found["thieves' paradise"] == "title"
-    assert keys("They called it 'Of the Sea'.")["of the sea"] == "title"
