@@ -14,23 +14,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import time
 from pathlib import Path
 
-from common import ROOT, assign, built_world, write_result
+from audit import _override
+from common import ROOT, built_world, write_result
 
 from lethe.config import Params, load_params
 from lethe.data import load_authors, split_author_indices
 from lethe.mage import MagePipeline, Request, request_slug
-
-
-def _commit() -> str:
-    import lethe
-
-    where = Path(lethe.__file__).resolve().parent.parent
-    out = subprocess.run(["git", "-C", str(where), "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
-    return out.stdout.strip() or "unknown"
+from lethe.ops.lineage import git_commit
 
 
 def split_row(anchor: str, params: Params, model: str, work: Path) -> dict:
@@ -58,8 +51,7 @@ def main() -> None:
     parser.add_argument("--tag", default="")
     args = parser.parse_args()
 
-    params = load_params(args.params or None)
-    params = Params.model_validate(assign(params.model_dump(mode="json", by_alias=True), args.set))
+    params = _override(load_params(args.params or None), args.set)
     model = str(Path(built_world(params.world.output_dir)["model_path"]).resolve())
     anchors = [load_authors()[i] for i in split_author_indices(args.split)]
     if unknown := set(args.author) - set(anchors):
@@ -74,7 +66,7 @@ def main() -> None:
                    + (f" --params {args.params}" if args.params else "")
                    + "".join(f" --set {s}" for s in args.set) + "".join(f" --author '{a}'" for a in args.author)
                    + (f" --tag {args.tag}" if args.tag else ""),
-        "lethe_commit": _commit(), "audit": params.audit.model_dump(mode="json"),
+        "lethe_commit": git_commit(), "audit": params.audit.model_dump(mode="json"),
         "authors": rows,
         "summary": {"authors": len(rows), "split": len(judged),
                     "audit_holds_floor": sum(r["audit_holds_floor"] for r in judged),
