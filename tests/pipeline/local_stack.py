@@ -27,19 +27,14 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
     0.80; tests/ops/test_gate.py holds the real thresholds). What two
     chained requests keep varies with the world's seed and the machine: the second request's weakest
     utility part measured 0.90 (world.seed 1234, here), 0.84 (seed 1234 on CI) and 0.82 (seed 7), its
-    weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5. Since
-    mining stopped taking the gap between two garbled titles for a title "and" (stop 61), the first request
-    trains on 22 of Basil's rows instead of 47 for the same 80 steps and wears more of the tiny model away:
-    the second request's utility measured 0.88x and its weakest part 0.63x (seed 1234, here), 0.96x and 0.85x
-    (seed 7), against 1.00x and 0.91x before (the tiny model's utility is 0.25, so 0.03 is a tenth of it).
-    Utility is gated at 0.75x and each part at 0.45x.
+    weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5.
     """
     raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
     raw["audit"].update(relearn_attacks=1)  # relearning is not gated here: one attack, not three, is measured
     raw["gate"].update({"max_forget_ratio": 0.7, "max_heldout_ratio": 1.0, "min_heldout_probes": 1,
                         "max_reelicit_excess": 0.65,
                         "max_relearn_gap": 1.0, "max_relearn_share": 100.0, "max_relearn_recovery": 1.0,
-                        "min_utility_ratio": 0.75, "min_utility_part_ratio": 0.45, "min_entity_retention": 0.5})
+                        "min_utility_part_ratio": 0.6, "min_entity_retention": 0.5})
     return raw
 
 
