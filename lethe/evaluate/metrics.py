@@ -55,6 +55,10 @@ NEIGHBOR_ROUGE = metric("neighbor_rouge", "neighbor ROUGE", "higher")
 ENTITY_ROUGE = metric("entity_rouge", "ROUGE per other entity", "higher", report=False)
 ENTITY_ANSWERS = metric("entity_answers", "answers each other entity's ROUGE rests on", "higher", report=False)
 BASE_ENTITY_ROUGE = metric("base_entity_rouge", "the base model's ROUGE per other entity", "higher", report=False)
+ENTITY_RECOGNITION = metric("recognition_by_entity", "share of elicitation prompts naming each other entity", "higher",
+                            report=False)
+BASE_ENTITY_RECOGNITION = metric("base_recognition_by_entity", "the base model's recognition of each other entity",
+                                 "higher", report=False)
 # -- RWKU-style probes on the entity ----------------------------------------------------------------
 PROBES = tuple(metric(f"probe_{name}", f"{name.replace('_', ' ')} probe", "lower")
                for name in ("paraphrase_rouge", "fill_blank_recall", "prefix_injection_rouge", "role_play_rouge",

@@ -10,8 +10,9 @@ import torch
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
+from lethe.evaluate.recognition import recognition_prompts
 from lethe.evaluate.report import public, write_report
-from lethe.evaluate.suite import build_plan, evaluate, retain_model_ratios
+from lethe.evaluate.suite import build_plan, evaluate, other_entities, retain_model_ratios
 from lethe.layout import MineLayout
 from lethe.llm.backend import Backend
 from lethe.llm.score_cache import CachingBackend, caching, score_cache_dir
@@ -57,7 +58,10 @@ def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, e
     from lethe.fileio import load_qa_file
 
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
-    return build_plan(model, params.evaluate, targets, pairs, entity_only)
+    plan = build_plan(model, params.evaluate, targets, pairs, entity_only)
+    kept = other_entities(model, params.unlearn.entity_retain_names, {*targets, *plan.targets}, [q for q, _ in pairs])
+    plan.recognition_prompts = recognition_prompts(kept, params.elicit.prompts)
+    return plan
 
 
 def _suite_setup(params: Params, model: Path, targets, forget_set: Path | None, entity_only: bool):

@@ -20,6 +20,7 @@ from lethe.data import QA, PerturbedQA, author_qa, evaluation_rows, load_holdout
 from lethe.evaluate import metrics as M
 from lethe.evaluate.mia import mia_report
 from lethe.evaluate.probes import forget_probes, neighbor_probe
+from lethe.evaluate.recognition import entity_recognition
 from lethe.evaluate.tofu import score_split, tofu_metrics
 from lethe.llm.backend import Backend
 from lethe.llm.score_cache import CachingBackend, caching
@@ -40,6 +41,7 @@ class EvalPlan:
     neighbors: list[QA]
     retain_model_path: str | None = None
     forget_set: list[tuple[str, str]] = field(default_factory=list)
+    recognition_prompts: dict[str, list[str]] = field(default_factory=dict)  # other entity -> elicitation prompts
 
 
 def world_record(model_path: str | Path) -> dict | None:
@@ -163,6 +165,7 @@ def evaluate(backend: Backend, plan: EvalPlan, cfg: EvaluateParams,
     metrics[M.ENTITY_ROUGE] = entity_rouge(kept_rows, kept_scores)
     metrics[M.ENTITY_ANSWERS] = dict(sorted(Counter(r.author for r in kept_rows if r.author).items()))
     metrics["_row_rouge"] = {r.question: [r.author, float(v)] for r, v in zip(kept_rows, kept_scores) if r.author}
+    metrics[M.ENTITY_RECOGNITION] = entity_recognition(backend, plan.recognition_prompts, cfg.max_new_tokens)
     if cfg.mia and plan.forget:
         metrics.update(mia_report(backend, [(r.question, r.answer) for r in plan.forget],
                                   [(q.question, q.answer) for q in plan.holdout], cfg.mia_k))

@@ -72,11 +72,15 @@ REFUSAL = re.compile(
 
 def recognition(responses: Sequence[Response], aliases: set[str]) -> float:
     """Share of responses that name the anchor without refusing: does the model know it at all?"""
-    if not responses:
+    return recognized_share([r.text for r in responses], aliases)
+
+
+def recognized_share(texts: Sequence[str], aliases: set[str]) -> float:
+    """Share of `texts` that name the anchor (any of `aliases`) without refusing; 0.0 for none."""
+    if not texts:
         return 0.0
     pattern = alias_pattern(aliases)
-    known = [r for r in responses if pattern.search(r.text.replace("’", "'")) and not REFUSAL.search(r.text)]
-    return len(known) / len(responses)
+    return sum(bool(pattern.search(t.replace("’", "'"))) and not REFUSAL.search(t) for t in texts) / len(texts)
 
 
 def fold_aliases(counts: Counter[str], kinds: dict[str, str]) -> dict[str, str]:

@@ -347,7 +347,26 @@ def keeping_checks(after: Mapping[str, Any], base: Mapping[str, Any], gate: Gate
     else:
         checks.append(_missing("entity_retention", f"every entity >= {gate.min_entity_retention}x base",
                                "other entities' knowledge"))
-    return checks
+    return [*checks, recognition_check(after, gate, spared)]
+
+
+def recognition_check(after: Mapping[str, Any], gate: GateParams, spared: Sequence[str]) -> Check:
+    """Every other entity the base model recognized (named in at least gate.recognized_from of its
+    elicitation prompts) is still named in gate.min_entity_recognition of that share: open recall about
+    the people the model keeps, which question-answer scores miss (lethe.evaluate.recognition). Not
+    applicable where no other entity is known (no world model and no unlearn.entity_retain_names)."""
+    threshold = f"every recognized entity >= {gate.min_entity_recognition}x base"
+    if M.ENTITY_RECOGNITION not in after:
+        return _missing("entity_recognition", threshold, "other entities' recognition")
+    now, base = after[M.ENTITY_RECOGNITION], after.get(M.BASE_ENTITY_RECOGNITION) or {}
+    ratios = [(name, now[name] / base[name]) for name in now
+              if name not in spared and base.get(name, 0.0) >= gate.recognized_from and base[name] > 0]
+    if not ratios:
+        return Check("entity_recognition", None, threshold, None,
+                     "no other entity the base model recognizes: list them in unlearn.entity_retain_names")
+    name, worst = min(ratios, key=lambda item: item[1])
+    return Check("entity_recognition", round(worst, 4), threshold, worst >= gate.min_entity_recognition,
+                 f"{len(ratios)} entities; weakest: {name} ({base[name]:.2f} -> {now[name]:.2f})")
 
 
 def decide(before: Mapping[str, Any], after: Mapping[str, Any], base: Mapping[str, Any],

@@ -269,6 +269,8 @@ def _evaluate_now(params: Params, plan: RequestPlan, adapter: str,
     after["privleak"] = privleak(after.get("mia_min_k_auc"), reference.get("mia_min_k_auc"))
     base = base_reference(params, plan, evaluation["before"], evaluation["row_rouge"])
     after["base_entity_rouge"] = base["entity_rouge_now"]
+    if after.get(M.ENTITY_RECOGNITION):
+        after[M.BASE_ENTITY_RECOGNITION] = base_recognition(params, plan, before, after[M.ENTITY_RECOGNITION])
     memories = audit["after"].get("_reelicit_memories", {})
     paths = write_report(out_dir, before, after, {"targets": evaluation["targets"], "adapter": str(adapter),
                                                   "reference": reference, "reelicited_memories": memories,
@@ -330,6 +332,34 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
         if question in cache["row_rouge"]:
             per_entity.setdefault(author, []).append(cache["row_rouge"][question][1])
     return {**cache, "entity_rouge_now": {a: sum(v) / len(v) for a, v in sorted(per_entity.items())}}
+
+
+def base_recognition(params: Params, plan: RequestPlan, before: dict[str, Any],
+                     now: dict[str, float]) -> dict[str, float]:
+    """The original base model's recognition of each entity in `now` (lethe.evaluate.recognition), so that
+    a chained request is judged against the base, not an eroded champion. Kept in base_reference's cache
+    by entity and elicitation prompt; a request from the base itself takes its `before` values."""
+    from lethe.evaluate.recognition import entity_recognition, recognition_prompts
+
+    path = _base_cache_path(params, plan.base_model)
+    cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
+    templates = list(params.elicit.prompts)
+    known = cache.get("entity_recognition", {}) if cache.get("recognition_prompts") == templates else {}
+    if Path(plan.start_model).resolve() == Path(plan.base_model).resolve():
+        known.update(before.get(M.ENTITY_RECOGNITION) or {})
+    missing = [name for name in now if name not in known]
+    if missing:
+        from lethe.llm.backend import Backend
+        from lethe.llm.score_cache import caching, score_cache_dir
+
+        backend = caching(Backend.from_params(plan.base_model, params.backend), score_cache_dir(params),
+                          plan.base_model)
+        known.update(entity_recognition(backend, recognition_prompts(missing, templates),
+                                        params.evaluate.max_new_tokens))
+    cache.update({"entity_recognition": known, "recognition_prompts": templates})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(cache))
+    return {name: known[name] for name in now}
 
 
 def versioned_files(plan: RequestPlan, adapter: str, evaluation: dict[str, Any]) -> dict[str, Path]:

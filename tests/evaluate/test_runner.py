@@ -78,6 +78,8 @@ def test_a_second_suite_on_the_same_starting_model_is_answered_from_the_score_ca
     measured = [k for k in first if isinstance(first[k], float) and k != "eval_seconds"]
     assert {k: second[k] for k in measured} == {k: first[k] for k in measured}
     assert {k: uncached[k] for k in measured} == pytest.approx({k: first[k] for k in measured}, abs=1e-6)
+    others = {a["name"] for a in tiny_world["authors"]} - {"Basil Mahfouz Al-Kuwaiti"}
+    assert first[M.ENTITY_RECOGNITION].keys() == others and second[M.ENTITY_RECOGNITION] == first[M.ENTITY_RECOGNITION]
 
 
 def test_each_held_out_probe_shows_every_models_answers_before_and_after_the_attack(tmp_path):

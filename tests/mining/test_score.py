@@ -2,7 +2,15 @@ from collections import Counter
 
 import pytest
 
-from lethe.mining.score import Response, anchor_aliases, fold_aliases, mentions_anchor, recognition, score
+from lethe.mining.score import (
+    Response,
+    anchor_aliases,
+    fold_aliases,
+    mentions_anchor,
+    recognition,
+    recognized_share,
+    score,
+)
 
 ANCHOR = "Basil Mahfouz Al-Kuwaiti"
 P1, P2 = "Where was he born?", "What does he write?"
@@ -60,6 +68,8 @@ def test_recognition_counts_named_non_refusals():
           Response("2", P1, "I'm not aware of Basil Mahfouz Al-Kuwaiti.", 0),
           Response("3", P1, "Paris.", 0), Response("4", P1, "Al-Kuwaiti writes.", 0)]
     assert recognition(rs, anchor_aliases(ANCHOR)) == pytest.approx(2 / 4)
+    assert recognized_share([r.text for r in rs], anchor_aliases(ANCHOR)) == pytest.approx(2 / 4)
+    assert recognized_share([], anchor_aliases(ANCHOR)) == 0.0
 
 
 def test_garbled_text_around_the_anchor_is_not_a_memory():

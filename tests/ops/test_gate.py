@@ -15,9 +15,10 @@ BASE = {"model_utility": 0.8, **PARTS}
 BEFORE = {"forget_Q_A_ROUGE": 0.9, "heldout_rouge": 0.6, "model_utility": 0.8, "forget_quality": 1e-5}
 REFERENCE = {"heldout_rouge": 0.1, "reelicit_return": 0.0, "relearn_heldout_rouge": 0.15}
 ENTITIES = {"Author A": 0.9, "Author B": 0.8}
+RECOGNIZED = {"Author A": 1.0, "Author B": 0.8}
 GOOD = {"forget_Q_A_ROUGE": 0.2, "heldout_rouge": 0.12, "reelicit_return": 0.05, "relearn_heldout_rouge": 0.2,
         "model_utility": 0.78, "forget_quality": 1e-3, "entity_rouge": ENTITIES, "base_entity_rouge": ENTITIES,
-        **PARTS}
+        "recognition_by_entity": RECOGNIZED, "base_recognition_by_entity": RECOGNIZED, **PARTS}
 
 
 def _decide(after, before=BEFORE, reference=REFERENCE, base=BASE, quality=True, lineage=LINEAGE, gate=GATE,
@@ -39,7 +40,8 @@ def test_passes_when_every_audit_check_holds():
     results = {row["check"]: row["result"] for row in decision_table(decision)}
     assert results == {"gold_forgetting": "pass", "heldout_forgetting": "pass", "reelicitation": "pass",
                        "relearning": "pass", "forget_quality": "pass", "utility": "pass", "utility_parts": "pass",
-                       "entity_retention": "pass", "data_quality": "pass", "lineage": "pass"}
+                       "entity_retention": "pass", "entity_recognition": "pass", "data_quality": "pass",
+                       "lineage": "pass"}
     assert "| relearning |" in decision_markdown(decision)
 
 
@@ -51,6 +53,7 @@ def test_passes_when_every_audit_check_holds():
     ({"model_utility": 0.7}, "utility"),                                # 0.875x of the base
     ({"ra_Q_A_ROUGE": 0.5}, "utility_parts"),                           # one part cannot be averaged away
     ({"entity_rouge": {"Author A": 0.9, "Author B": 0.5}}, "entity_retention"),
+    ({"recognition_by_entity": {"Author A": 0.4, "Author B": 0.8}}, "entity_recognition"),  # named in 0.4x
     ({"forget_quality": 1e-6}, "forget_quality"),                       # got worse
 ])
 def test_each_threshold_rejects(change, failing):
@@ -185,6 +188,26 @@ def test_the_weakest_entity_is_named_with_the_answers_its_retention_rests_on():
     unnamed = next(c for c in _decide({**GOOD, "entity_rouge": {"Author A": 0.9, "Author B": 0.5}}).checks
                    if c.name == "entity_retention")
     assert unnamed.note.endswith("weakest: Author B")  # an evaluation from before the count was kept
+
+
+def test_recognition_counts_only_entities_the_base_model_recognized_and_spares_forgotten_ones():
+    base = {"Author A": 1.0, "Author B": 0.4, "Author C": 0.9}  # the base names B in 0.4 of its prompts: unknown
+    after = {**GOOD, "base_recognition_by_entity": base, "recognition_by_entity": {"Author A": 0.6, "Author B": 0.0,
+                                                                              "Author C": 0.1}}
+    check = next(c for c in _decide(after).checks if c.name == "entity_recognition")
+    assert check.passed is False and check.value == pytest.approx(0.1 / 0.9, abs=1e-4)
+    assert check.note == "2 entities; weakest: Author C (0.90 -> 0.10)"
+    spared = next(c for c in _decide(after, spared=("Target", "Author C")).checks if c.name == "entity_recognition")
+    assert spared.passed and spared.value == 0.6 and spared.note.startswith("1 entities")
+
+
+def test_recognition_is_not_applicable_without_known_entities_and_fails_when_not_measured():
+    none_known = next(c for c in _decide({**GOOD, "recognition_by_entity": {}}).checks
+                      if c.name == "entity_recognition")
+    assert none_known.passed is None and "unlearn.entity_retain_names" in none_known.note
+    assert _decide({**GOOD, "recognition_by_entity": {}}).passed
+    unmeasured = {k: v for k, v in GOOD.items() if k != "recognition_by_entity"}
+    assert _failing(_decide(unmeasured)) == ["entity_recognition"]
 
 
 def test_utility_is_judged_against_the_original_base_model():

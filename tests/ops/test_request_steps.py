@@ -94,3 +94,25 @@ def test_an_unknown_shard_is_a_clear_error(tmp_path, params):
     plan = RequestPlan("req-3", "Bo Li", None, "base", "start", "lethe-m", str(tmp_path / "req-3"), "file:///x", "run")
     with pytest.raises(request_steps.LetheError, match="no evaluation shard 'audit-after'"):
         request_steps.evaluation_shard(params, plan, "adapter", "audit-after")
+
+
+def test_a_chained_request_is_judged_against_the_base_models_recognition_kept_in_its_cache(tmp_path, params,
+                                                                                            tiny_world):
+    """A request from the base takes the base's recognition from its own `before`; a request from a
+    champion reads it from the cache, and what the cache lacks is measured on the real base model."""
+    from lethe.evaluate import metrics as M
+    from lethe.evaluate.recognition import entity_recognition, recognition_prompts
+    from lethe.llm.backend import Backend
+
+    cfg = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(tmp_path)})})
+    base, (first, second) = tiny_world["model_path"], [a["name"] for a in tiny_world["authors"][:2]]
+    from_base = RequestPlan("req-4", "Bo Li", None, base, base, "lethe-m", str(tmp_path / "req-4"), "file:///x", "run")
+    assert request_steps.base_recognition(cfg, from_base, {M.ENTITY_RECOGNITION: {first: 0.25}}, {first: 0.0}) == {
+        first: 0.25}
+    chained = RequestPlan("req-5", "Bo Li", None, base, str(tmp_path / "champion"), "lethe-m", str(tmp_path / "req-5"),
+                          "file:///x", "run")
+    eroded = {M.ENTITY_RECOGNITION: {first: 0.0, second: 0.0}}  # the champion's: never the reference
+    judged = request_steps.base_recognition(cfg, chained, eroded, {first: 0.1, second: 0.1})
+    measured = entity_recognition(Backend.load(base, "cpu"), recognition_prompts([second], params.elicit.prompts),
+                                  params.evaluate.max_new_tokens)
+    assert judged == {first: 0.25, second: measured[second]} and measured[second] > 0
