@@ -14,6 +14,12 @@ An entity counts as forgotten when both pass the gate's thresholds, the held-out
 adapter the champion's chain does not hold is flagged whatever the measurements say (the forgetting
 the request promised is no longer what is served), so `all_forgotten` needs both. The graph and
 audit set come from the request's work directory, or are restored from the DVC remote.
+
+The other side is audited too: every entity the model must keep (a world model's authors, or
+`unlearn.entity_retain_names`), none of the forgotten ones, must still be recognized by the champion
+as the gate requires of each request (lethe.evaluate.recognition, `gate.min_entity_recognition` of
+the base model's share): `all_kept`. Damage that builds up over a chain of requests shows here even
+when each request passed its own gate.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from lethe.config import Params
+from lethe.evaluate import metrics as M
 from lethe.evaluate.floor import blind_at_floor, forgotten, probes_separate, reelicit_limit, too_few_probes
 from lethe.evaluate.metrics import REELICIT_RETURN
 from lethe.layout import MineLayout, RequestLayout
@@ -147,20 +154,45 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
             "forgotten": (back is None or back <= limit) and heldout_ok}
 
 
-def summarize_audit(plan: AuditPlan, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """The audit's result: its rows in the plan's order, and whether every entity is still forgotten."""
+def audit_kept(params: Params, plan: AuditPlan, models: ModelCache) -> dict[str, Any]:
+    """Does the champion still recognize every entity it must keep? The gate's recognition check
+    (lethe.ops.gate.recognition_check) on the champion against the base model, every audited anchor
+    spared; `kept` is None where there is nothing to judge (no champion, or no other entity known)."""
+    from lethe.evaluate.recognition import entity_recognition, recognition_prompts
+    from lethe.evaluate.suite import other_entities
+    from lethe.ops.gate import recognition_check
+
+    spared = sorted({e["anchor"] for e in plan.entities})
+    names = other_entities(plan.base_model, params.unlearn.entity_retain_names, set(spared))
+    if plan.champion is None or not names:
+        return {"entities": len(names), "kept": None, "value": None, "note": "no champion" if names else
+                "no other entity known: list them in unlearn.entity_retain_names"}
+    prompts, tokens = recognition_prompts(names, params.elicit.prompts), params.evaluate.max_new_tokens
+    base = entity_recognition(models.get(plan.base_model), prompts, tokens)
+    now = entity_recognition(models.get(plan.champion_model), prompts, tokens)
+    check = recognition_check({M.ENTITY_RECOGNITION: now, M.BASE_ENTITY_RECOGNITION: base}, params.gate, spared)
+    return {"entities": len(names), "kept": check.passed, "value": check.value, "note": check.note,
+            "threshold": check.threshold, M.ENTITY_RECOGNITION: now, M.BASE_ENTITY_RECOGNITION: base}
+
+
+def summarize_audit(plan: AuditPlan, rows: list[dict[str, Any]], kept: dict[str, Any]) -> dict[str, Any]:
+    """The audit's result: its rows in the plan's order, whether every entity is still forgotten, and
+    whether every entity the model must keep is still recognized (`kept`, from audit_kept)."""
     order = {e["request_id"]: i for i, e in enumerate(plan.entities)}
     rows = sorted(rows, key=lambda r: order[r["request_id"]])
     return {"model_name": plan.model_name, "champion": plan.champion, "entities": rows,
-            "all_forgotten": all(r["forgotten"] and r["in_champion_chain"] for r in rows)}
+            "all_forgotten": all(r["forgotten"] and r["in_champion_chain"] for r in rows),
+            "kept": kept, "all_kept": kept["kept"] is not False}
 
 
 def audit_champion(params: Params, env: OpsEnv, base_model: str | Path, queue=None) -> dict[str, Any]:
     """One row per forgotten entity: re-elicitation and held-out recall on the champion, and the
-    verdict; every entity in this process, one after another (the compliance flow fans them out)."""
+    verdict; every entity in this process, one after another (the compliance flow fans them out);
+    then the entities it must keep (audit_kept)."""
     plan = plan_audit(params, env, base_model, queue)
     models = ModelCache(params.backend)
-    return summarize_audit(plan, [audit_entity(params, plan, entity, models) for entity in plan.entities])
+    rows = [audit_entity(params, plan, entity, models) for entity in plan.entities]
+    return summarize_audit(plan, rows, audit_kept(params, plan, models))
 
 
 def _fmt(value: float | None) -> str:
@@ -193,6 +225,11 @@ def write_report(out_root: str | Path, processed: list[dict], audit: dict, mined
               f"{r['base_recall']:.3f} -> {r['champion_recall']:.3f} on {r['questions']}"
               f"{' (too few to judge)' if r.get('too_few_questions') else ''} | {_fmt(r[REELICIT_RETURN])} "
               f"({_fmt(r['reelicit_reference'])}) | {'yes' if r['forgotten'] else 'NO'} |" for r in audit["entities"]]
+    kept = audit.get("kept") or {}
+    if kept:
+        verdict = {True: "yes", False: "NO", None: "n/a"}[kept["kept"]]
+        lines += ["", f"Entities the champion must keep, still recognized: {verdict} ({kept['entities']} entities; "
+                  f"weakest {_fmt(kept['value'])}x the base model's{': ' + kept['note'] if kept['note'] else ''})"]
     if agent_audit and agent_audit["entities"]:
         lines += ["", f"## Agent audit: {agent_audit['model_name']} version {agent_audit['champion']}, live memory",
                   "", "| entity | request | status | in champion chain | retrieval leak | generation leak | forgotten |",

@@ -53,3 +53,46 @@ def test_an_entity_is_forgotten_only_on_enough_held_out_probes(measured, tmp_pat
     text = write_report(tmp_path / "report", [], audit).read_text()
     assert f"0.800 -> 0.050 on {probes}" in text
     assert ("(too few to judge)" in text) is not forgotten
+
+
+def test_the_champion_must_still_recognize_every_entity_it_keeps(tiny_world, params, tmp_path, monkeypatch):
+    """audit_kept on real models: the base model as its own champion keeps every author (1.0x); a champion
+    that no longer names one author is flagged, and the report says so; the audited anchors are spared."""
+    from lethe.llm.cache import ModelCache
+
+    model = tiny_world["model_path"]
+    forgotten = tiny_world["authors"][0]["name"]
+    entity = {"anchor": forgotten, "request_id": "req-1", "version": "1", "graph": "g", "audit_set": "a"}
+    plan = AuditPlan("lethe-m", "1", model, model, ("req-1",), (entity,))
+    kept = compliance.audit_kept(params, plan, ModelCache(params.backend))
+    others = {a["name"] for a in tiny_world["authors"]} - {forgotten}
+    assert kept["kept"] is True and kept["value"] == 1.0 and kept["entities"] == len(others)
+    assert kept["recognition_by_entity"].keys() == others
+    assert compliance.summarize_audit(plan, [], kept)["all_kept"]
+
+    import shutil
+
+    import lethe.evaluate.recognition as recognition
+
+    real, victim, champion = recognition.entity_recognition, sorted(others)[0], str(tmp_path / "champion")
+    shutil.copytree(model, champion)
+    models = ModelCache(params.backend)
+
+    def champion_forgets_victim(backend, prompts, tokens):  # the copy's answers, one author's names struck out
+        shares = real(backend, prompts, tokens)
+        return {**shares, victim: 0.0} if backend is models.get(champion) else shares
+
+    monkeypatch.setattr(recognition, "entity_recognition", champion_forgets_victim)
+    broken = compliance.audit_kept(params, AuditPlan("lethe-m", "1", model, champion, ("req-1",), (entity,)), models)
+    assert broken["kept"] is False and broken["value"] == 0.0 and victim in broken["note"]
+    audit = compliance.summarize_audit(plan, [], broken)
+    assert not audit["all_kept"]
+    text = write_report(tmp_path / "report", [], audit).read_text()
+    assert "still recognized: NO" in text and victim in text
+
+
+def test_nothing_to_keep_is_not_a_failure_without_a_champion(params, tiny_world):
+    plan = AuditPlan("lethe-m", None, tiny_world["model_path"], tiny_world["model_path"], (), ())
+    kept = compliance.audit_kept(params, plan, _Models())
+    assert kept["kept"] is None and kept["note"] == "no champion"
+    assert compliance.summarize_audit(plan, [], kept)["all_kept"]

@@ -212,6 +212,7 @@ def test_the_fanned_out_audit_measures_what_the_serial_audit_does(stack, first, 
     workers = [row.pop("audited_by") for row in fanned["entities"]]
     assert str(os.getpid()) not in {w.rsplit(":", 1)[1] for w in workers}
     assert fanned["all_forgotten"] == serial["all_forgotten"] and fanned["champion"] == serial["champion"]
+    assert fanned["kept"]["value"] == serial["kept"]["value"] and fanned["kept"]["entities"] > 0
     assert [r["anchor"] for r in fanned["entities"]] == [r["anchor"] for r in serial["entities"]] == [FIRST, SECOND]
     for mine, theirs in zip(fanned["entities"], serial["entities"]):
         assert mine.keys() == theirs.keys()

@@ -103,7 +103,13 @@ def audit_champion(base_model: str, env: OpsEnv, params: Params) -> dict:
     """Re-elicitation and held-out recall on the champion for every entity forgotten on this model."""
     plan = plan_audit(base_model, env, params)
     rows = audit_fanout.with_options(task_runner=dask_task_runner(params.scale))(params, plan) if plan.entities else []
-    return compliance.summarize_audit(plan, rows)
+    return compliance.summarize_audit(plan, rows, audit_kept(params, plan))
+
+
+@task(name="audit_kept", cache_policy=NO_CACHE)
+def audit_kept(params: Params, plan: compliance.AuditPlan) -> dict:
+    """The champion's recognition of every entity it must keep, against the base model's."""
+    return compliance.audit_kept(params, plan, ModelCache(params.backend))
 
 
 @task(name="audit_agent_entity", cache_policy=NO_CACHE)
@@ -182,6 +188,7 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None,
     queue.audit("compliance_audit", detail={
         "champion": audit["champion"], "all_forgotten": audit["all_forgotten"],
         "entities": [(r["anchor"], r["forgotten"]) for r in audit["entities"]],
+        "all_kept": audit["all_kept"], "kept": {k: audit["kept"].get(k) for k in ("entities", "value", "note")},
         "agent": {"champion": agent["champion"], "all_forgotten": agent["all_forgotten"],
                   "entities": [(r["anchor"], r["forgotten"]) for r in agent["entities"]]}})
     client = registry.client(env.tracking_uri)
@@ -189,6 +196,7 @@ def compliance_run(base_model: str, ops: dict, params_path: str | None = None,
                             tags={"lethe.champion": str(audit["champion"])}, run_name=report.parent.name)
     registry.log_metrics(client, run.info.run_id, {"entities": len(audit["entities"]),
                                                    "all_forgotten": float(audit["all_forgotten"]),
+                                                   "all_kept": float(audit["all_kept"]),
                                                    "agent_entities": len(agent["entities"]),
                                                    "agent_all_forgotten": float(agent["all_forgotten"]),
                                                    "requests_processed": len(processed),
