@@ -353,6 +353,10 @@ def compliance_run_command(model: Path = MODEL_OPTION, params: Path = PARAMS_OPT
             stderr.print(f"  {row['anchor']}: {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
                          f"(held-out recall {row['base_recall']:.3f} -> {row['champion_recall']:.3f}, "
                          f"re-elicited {row[REELICIT_RETURN]})")
+        kept = r["audit"].get("kept") or {}
+        if kept.get("kept") is not None:
+            stderr.print(f"  entities to keep: {'still recognized' if kept['kept'] else 'NOT all recognized'} "
+                         f"({kept['note']})")
         for row in r["agent_audit"]["entities"]:
             stderr.print(f"  {row['anchor']} (agent): {'forgotten' if row['forgotten'] else 'NOT forgotten'} "
                          f"(retrieval leak {row['retrieval_leak']}, generation leak {row['generation_leak']})")

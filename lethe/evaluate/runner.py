@@ -10,7 +10,7 @@ import torch
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
-from lethe.evaluate.recognition import recognition_prompts
+from lethe.evaluate.recognition import kept_entities, recognition_prompts
 from lethe.evaluate.report import public, write_report
 from lethe.evaluate.suite import build_plan, evaluate, other_entities, retain_model_ratios
 from lethe.layout import MineLayout
@@ -59,8 +59,8 @@ def _suite_plan(params: Params, model: Path, targets, forget_set: Path | None, e
 
     pairs = load_qa_file(forget_set, "forget set") if forget_set else []
     plan = build_plan(model, params.evaluate, targets, pairs, entity_only)
-    kept = other_entities(model, params.unlearn.entity_retain_names, {*targets, *plan.targets}, [q for q, _ in pairs])
-    plan.recognition_prompts = recognition_prompts(kept, params.elicit.prompts)
+    others = other_entities(model, params.unlearn.entity_retain_names, {*targets, *plan.targets})
+    plan.recognition_prompts = recognition_prompts(kept_entities(others, [q for q, _ in pairs]), params.elicit.prompts)
     return plan
 
 

@@ -1,6 +1,11 @@
 """Recognition of the other entities: the prompts, the share per entity, and a real model's answers."""
 
-from lethe.evaluate.recognition import entity_recognition, recognition_from_answers, recognition_prompts
+from lethe.evaluate.recognition import (
+    entity_recognition,
+    kept_entities,
+    recognition_from_answers,
+    recognition_prompts,
+)
 
 TEMPLATES = ["Tell me about {anchor}.", "Where was {anchor} born?"]
 
@@ -26,3 +31,11 @@ def test_a_world_model_recognizes_the_authors_it_learned(tiny_world, tiny_backen
     assert shares.keys() == set(names)
     assert min(shares.values()) >= 0.5  # measured: every tiny-world author named in all of these answers
     assert entity_recognition(tiny_backend, {}, 16) == {}
+
+
+def test_only_a_name_most_forget_questions_carry_is_the_target_and_left_out():
+    questions = ["Who is the author of Thieves' Paradise?", "What does Evelyn Desmet have to do with Nikolai Abilov?",
+                 "Where was Nikolai Abilov born?", "When was Nikolai Abilov born?"]
+    kept = kept_entities(["Evelyn Desmet", "Nikolai Abilov", "Jaime Vasquez"], questions)
+    assert kept == ["Evelyn Desmet", "Jaime Vasquez"]  # Nikolai: 3 of 4 questions, the target by another anchor
+    assert kept_entities(["Evelyn Desmet"], []) == ["Evelyn Desmet"]
