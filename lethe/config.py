@@ -614,7 +614,7 @@ class GateParams(Strict):
     min_entity_retention: float = Field(ge=0, description="every other entity's retain ROUGE after / the base's")
     min_entity_recognition: float = Field(0.5, ge=0, description="every other entity the base model recognizes: "
                                           "share of elicitation prompts answered naming it after / the base's")
-    recognized_from: float = Field(0.5, ge=0, le=1, description="an entity counts as recognized by the base model "
+    recognized_from: float = Field(0.3, ge=0, le=1, description="an entity counts as recognized by the base model "
                                    "when at least this share of its elicitation prompts name it")
     min_forget_quality: float = Field(ge=0, le=1, description="TOFU forget quality after, at least (and not worse)")
     require_data_quality: bool

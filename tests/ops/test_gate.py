@@ -191,7 +191,7 @@ def test_the_weakest_entity_is_named_with_the_answers_its_retention_rests_on():
 
 
 def test_recognition_counts_only_entities_the_base_model_recognized_and_spares_forgotten_ones():
-    base = {"Author A": 1.0, "Author B": 0.4, "Author C": 0.9}  # the base names B in 0.4 of its prompts: unknown
+    base = {"Author A": 1.0, "Author B": 0.2, "Author C": 0.9}  # the base names B in 0.2 of its prompts: unknown
     after = {**GOOD, "base_recognition_by_entity": base, "recognition_by_entity": {"Author A": 0.6, "Author B": 0.0,
                                                                               "Author C": 0.1}}
     check = next(c for c in _decide(after).checks if c.name == "entity_recognition")
