@@ -78,6 +78,8 @@ def _row(anchor: str, ev: dict, decision, seconds: float, trained: dict, spared:
         "utility_vs_base": after["model_utility"] / ev["base"]["model_utility"],
         "weakest_other_entity": min(entities.items(), key=lambda kv: kv[1]) if entities else None,
         "mean_other_entity": sum(entities.values()) / len(entities) if entities else None,
+        "entity_recognition": next(([c.value, c.note] for c in decision.checks if c.name == "entity_recognition"),
+                                   None),  # the gate's row: weakest ratio to the base, and whom
         "gate": decision.status, "failed_checks": [r.split(":")[0] for r in decision.reasons],
     }
 
