@@ -28,6 +28,8 @@ def relax_for_pipeline_tests(raw: dict) -> dict:
     chained requests keep varies with the world's seed and the machine: the second request's weakest
     utility part measured 0.90 (world.seed 1234, here), 0.84 (seed 1234 on CI) and 0.82 (seed 7), its
     weakest other author 0.93 (seed 1234) and 0.71 (seed 7), so these tests gate at 0.6 and 0.5.
+    Recognition of the other authors keeps the real bound (0.5x): the second request measured 0.79x
+    (seed 1234) and 0.71x (seed 7), stop 62.
     """
     raw["unlearn"].update(forget_nll_bound=100.0, max_steps=80, eval_every=0)
     raw["audit"].update(relearn_attacks=1)  # relearning is not gated here: one attack, not three, is measured
