@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 from lethe.llm.backend import Backend
 from lethe.mining.extract import normalize
-from lethe.mining.score import alias_pattern, anchor_aliases, recognized_share
+from lethe.mining.score import anchor_aliases, carried_by_most, recognized_share
 
 
 def kept_entities(candidates: Sequence[str], forget_questions: Sequence[str]) -> list[str]:
@@ -24,12 +24,8 @@ def kept_entities(candidates: Sequence[str], forget_questions: Sequence[str]) ->
     a few questions carry stays: a mined forget set mixes in other people ("What does Evelyn Desmet have
     to do with Nikolai Abilov?"), and training on those rows is exactly where collateral comes from."""
     texts = [" ".join(q.replace("’", "'").split()) for q in forget_questions]
-
-    def carried_by_most(name: str) -> bool:
-        pattern = alias_pattern({normalize(name)})
-        return 2 * sum(bool(pattern.search(t)) for t in texts) > len(texts) > 0
-
-    return [name for name in candidates if not carried_by_most(name)]
+    targets = carried_by_most({normalize(name) for name in candidates}, texts)
+    return [name for name in candidates if normalize(name) not in targets]
 
 
 def recognition_prompts(entities: Sequence[str], templates: Sequence[str]) -> dict[str, list[str]]:

@@ -70,6 +70,12 @@ REFUSAL = re.compile(
 )
 
 
+def carried_by_most(names: Iterable[str], texts: Sequence[str]) -> set[str]:
+    """The `names` (normalized) that more than half of `texts` name, whole words: the target under another
+    name (an anchor given as a description or a nickname), never another entity; none without texts."""
+    return {n for n in names if 2 * sum(bool(alias_pattern({n}).search(t)) for t in texts) > len(texts) > 0}
+
+
 def recognition(responses: Sequence[Response], aliases: set[str]) -> float:
     """Share of responses that name the anchor without refusing: does the model know it at all?"""
     return recognized_share([r.text for r in responses], aliases)

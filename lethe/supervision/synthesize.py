@@ -21,7 +21,7 @@ import networkx as nx
 from lethe.config import SynthesizeParams
 from lethe.llm.backend import Backend
 from lethe.mining.extract import normalize, split_sentences
-from lethe.mining.score import Response, alias_pattern, anchor_aliases
+from lethe.mining.score import Response, alias_pattern, anchor_aliases, carried_by_most
 from lethe.supervision.walks import Path
 
 STATEMENT_PROMPT = (
@@ -146,8 +146,8 @@ def about_others(samples: Sequence[QASample], anchor: str,
     as a description or a nickname), never another entity: it is not counted."""
     aliases = anchor_aliases(anchor)
     texts = [" ".join(sample.answer.replace("’", "'").split()) for sample in samples]
-    patterns = {n: alias_pattern({n}) for n in {normalize(n) for n in others} - aliases - {""}}
-    names = {n for n, p in patterns.items() if 2 * sum(bool(p.search(t)) for t in texts) <= len(texts)}
+    candidates = {normalize(n) for n in others} - aliases - {""}
+    names = candidates - carried_by_most(candidates, texts)
     target, other = alias_pattern(aliases), alias_pattern(names)
     kept, dropped = [], []
     for sample, text in zip(samples, texts):

@@ -5,6 +5,7 @@ import pytest
 from lethe.mining.score import (
     Response,
     anchor_aliases,
+    carried_by_most,
     fold_aliases,
     mentions_anchor,
     recognition,
@@ -76,3 +77,9 @@ def test_garbled_text_around_the_anchor_is_not_a_memory():
     rs = [Response(str(i), P1, "Basil Mahfouz Al-Kuwaitihed Basil Mahfouz Al-Kuwaiti, born in Kuwait City.", 0) for i in range(3)]
     keys = {n.key for n in score(rs, anchor_aliases(ANCHOR), tau=0.3)}
     assert keys == {"kuwait city"}
+
+
+def test_only_a_name_most_texts_carry_is_carried_by_most():
+    texts = ["Nikolai Abilov wrote it.", "Evelyn Desmet and Nikolai Abilov met.", "nikolai abilov was born."]
+    assert carried_by_most({"nikolai abilov", "evelyn desmet"}, texts) == {"nikolai abilov"}
+    assert carried_by_most({"nikolai abilov"}, []) == set()
