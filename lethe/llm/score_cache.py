@@ -120,6 +120,11 @@ def score_cache_dir(params: Params) -> Path | None:
     return Path(params.registry.workdir) / "_scores" if params.backend.score_cache else None
 
 
+def load_cached(model_dir: str | Path, params: Params) -> Backend:
+    """The model in `model_dir`, loaded with params' backend settings, through params' score cache."""
+    return caching(Backend.from_params(model_dir, params.backend), score_cache_dir(params), model_dir)
+
+
 def caching(backend: Backend, cache_dir: Path | None, model_dir: str | Path) -> Backend:
     """`backend`, loaded from `model_dir` and not changed since, through the score cache under
     `cache_dir` (None: the backend itself, uncached)."""

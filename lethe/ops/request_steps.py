@@ -310,11 +310,9 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     if missing or M.MODEL_UTILITY not in cache:
         from lethe.data import load_full, load_perturbed
         from lethe.evaluate.suite import build_plan, evaluate
-        from lethe.llm.backend import Backend
-        from lethe.llm.score_cache import caching, score_cache_dir
+        from lethe.llm.score_cache import load_cached
 
-        backend = caching(Backend.from_params(plan.base_model, params.backend), score_cache_dir(params),
-                          plan.base_model)
+        backend = load_cached(plan.base_model, params)
         if M.MODEL_UTILITY not in cache:
             measured = evaluate(backend, build_plan(plan.base_model, params.evaluate, entity_only=True),
                                 params.evaluate.model_copy(update={"probes": False, "mia": False}), None)
@@ -349,12 +347,9 @@ def base_recognition(params: Params, plan: RequestPlan, before: dict[str, Any],
         known.update(before.get(M.ENTITY_RECOGNITION) or {})
     missing = [name for name in now if name not in known]
     if missing:
-        from lethe.llm.backend import Backend
-        from lethe.llm.score_cache import caching, score_cache_dir
+        from lethe.llm.score_cache import load_cached
 
-        backend = caching(Backend.from_params(plan.base_model, params.backend), score_cache_dir(params),
-                          plan.base_model)
-        known.update(entity_recognition(backend, recognition_prompts(missing, templates),
+        known.update(entity_recognition(load_cached(plan.base_model, params), recognition_prompts(missing, templates),
                                         params.evaluate.max_new_tokens))
     cache.update({"entity_recognition": known, "recognition_prompts": templates})
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -51,11 +51,9 @@ def entity_retain(params: Params, model: str | Path, targets: AbstractSet[str],
         raise LetheError(f"unlearn.entity_retain_rows is {cfg.entity_retain_rows}, but the model at {model} names no "
                          "other entity to keep (not a world model): list them in unlearn.entity_retain_names, "
                          "or set entity_retain_rows to 0")
-    from lethe.llm.backend import Backend
-    from lethe.llm.score_cache import caching, score_cache_dir
+    from lethe.llm.score_cache import load_cached
 
     prompts = [p for _, p in even_share(prompt_orders(entities, params.elicit.prompts, cfg.seed),
                                         cfg.entity_retain_rows)]
-    backend = caching(Backend.from_params(model, params.backend), score_cache_dir(params), model)
-    answers = backend.greedy(prompts, params.elicit.max_new_tokens)
+    answers = load_cached(model, params).greedy(prompts, params.elicit.max_new_tokens)
     return [(p, a.strip()) for p, a in zip(prompts, answers) if a.strip()]
