@@ -21,6 +21,7 @@ from typing import Any
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
+from lethe.fileio import write_atomic
 from lethe.layout import MineLayout, RequestLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown, decision_tags
@@ -290,6 +291,17 @@ def _base_cache_path(params: Params, base_model: str) -> Path:
     return Path(params.registry.workdir) / "_base" / f"{key}.json"
 
 
+def _load_base_cache(path: Path) -> dict[str, Any]:
+    """The base model's cached reference scores; empty where none is kept yet."""
+    return json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
+
+
+def _save_base_cache(path: Path, cache: dict[str, Any]) -> None:
+    # atomic: requests fanned out over workers read the same file while one of them writes it
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(cache))
+
+
 def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
                    rows: dict[str, dict[str, list]]) -> dict[str, Any]:
     """What the original base model scores: its utility and its parts, and per-row retain ROUGE, so
@@ -302,7 +314,7 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
     from lethe.rouge import rouge_l_recall
 
     path = _base_cache_path(params, plan.base_model)
-    cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
+    cache = _load_base_cache(path)
     if Path(plan.start_model).resolve() == Path(plan.base_model).resolve():
         cache.update({k: before[k] for k in (M.MODEL_UTILITY, *UTILITY_KEYS) if k in before})
         cache["row_rouge"].update(rows["before"])
@@ -323,8 +335,7 @@ def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],
         answers = backend.greedy(questions, params.evaluate.max_new_tokens)
         for question, answer in zip(questions, answers):
             cache["row_rouge"][question] = [missing[question], rouge_l_recall(answer, answers_by_question[question])]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cache))
+    _save_base_cache(path, cache)
     per_entity: dict[str, list[float]] = {}
     for question, (author, _) in rows["after"].items():
         if question in cache["row_rouge"]:
@@ -340,7 +351,7 @@ def base_recognition(params: Params, plan: RequestPlan, before: dict[str, Any],
     from lethe.evaluate.recognition import entity_recognition, recognition_prompts
 
     path = _base_cache_path(params, plan.base_model)
-    cache = json.loads(path.read_text()) if path.is_file() else {"row_rouge": {}}
+    cache = _load_base_cache(path)
     templates = list(params.elicit.prompts)
     known = cache.get("entity_recognition", {}) if cache.get("recognition_prompts") == templates else {}
     if Path(plan.start_model).resolve() == Path(plan.base_model).resolve():
@@ -352,8 +363,7 @@ def base_recognition(params: Params, plan: RequestPlan, before: dict[str, Any],
         known.update(entity_recognition(load_cached(plan.base_model, params), recognition_prompts(missing, templates),
                                         params.evaluate.max_new_tokens))
     cache.update({"entity_recognition": known, "recognition_prompts": templates})
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(cache))
+    _save_base_cache(path, cache)
     return {name: known[name] for name in now}
 
 
