@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from lethe.rouge import STOPWORDS
+
 MONTHS = (
     "January|February|March|April|May|June|July|August|September|October|November|December"
 )
@@ -23,7 +25,9 @@ _DATE_PATTERNS = [
     r"\b\d{4}-\d{2}-\d{2}\b",
 ]
 _YEAR = r"\b(?:1[0-9]|20)\d{2}\b"
-_TITLE = r"[\"“«]([^\"”»\n]{3,80}?)[,.]?[\"”»]"
+# A title opens on a non-space: in a small model's garbled '"A"" and "B"' the span '" and "' is the gap between
+# two titles, and the scan must go on to find "B".
+_TITLE = r"[\"“«](?!\s)([^\"”»\n]{3,80}?)[,.]?[\"”»]"
 # 'Single-quoted Titles': the quote must open after a non-word and close before one (not "X's").
 _SINGLE_TITLE = r"(?<![\w'])'([A-Z][^'\n]{2,80}?)[,.]?'(?![\w])"
 # Sentence-initial single words that are ordinary words capitalised by position ("Certainly", "Growing").
@@ -122,6 +126,12 @@ def _years(text: str) -> list[str]:
     return re.findall(_YEAR, text)
 
 
+def _function_words_only(surface: str) -> bool:
+    """True for a quoted span such as "and" or "of the": no title, and as a memory node it would be
+    "mentioned" by nearly every sentence."""
+    return all(word in STOPWORDS | CONNECTORS for word in normalize(surface).split())
+
+
 def extract(text: str) -> list[Mention]:
     """All memories mentioned in `text`, deduplicated by key, in order of appearance."""
     found: dict[str, Mention] = {}
@@ -134,6 +144,8 @@ def extract(text: str) -> list[Mention]:
 
     for pattern in (_TITLE, _SINGLE_TITLE):
         for match in re.finditer(pattern, consumed):
+            if _function_words_only(match.group(1)):
+                continue
             add(match.group(1), "title")
             consumed = consumed.replace(match.group(0), " ")
     for pattern in _DATE_PATTERNS:

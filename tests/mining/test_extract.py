@@ -44,3 +44,12 @@ def test_single_quoted_titles_plural_professions_and_sentence_initial_words():
     assert found["astronaut"] == "concept" and found["roofer"] == "concept"
     assert "growing" not in found and "certainly" not in found
     assert "takashi nakamura" in found
+
+
+def test_garbled_quotes_between_two_titles_yield_both_titles_and_no_function_word_node():
+    # A small model's garbled quotes: '"A"" and "B"' pairs the closing quote of A with the opening of the gap.
+    found = keys('He wrote "Thieves\' Paradise"" and "Unseen Rainbows".')
+    assert "and" not in found
+    assert found["thieves' paradise"] == "title" and found["unseen rainbows"] == "title"
+    assert "and" not in keys('Her second word was "and".')
+    assert keys("They called it 'Of the Sea'.")["of the sea"] == "title"
