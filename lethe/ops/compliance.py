@@ -157,9 +157,11 @@ def audit_entity(params: Params, plan: AuditPlan, entity: dict[str, Any], models
 def audit_kept(params: Params, plan: AuditPlan, models: ModelCache) -> dict[str, Any]:
     """Does the champion still recognize every entity it must keep? The gate's recognition check
     (lethe.ops.gate.recognition_check) on the champion against the base model, every audited anchor
-    spared; `kept` is None where there is nothing to judge (no champion, or no other entity known)."""
+    spared; `kept` is None where there is nothing to judge (no champion, or no other entity known).
+    The base model answers through the score cache: every night asks it the same prompts."""
     from lethe.evaluate.recognition import entity_recognition, recognition_prompts
     from lethe.evaluate.suite import other_entities
+    from lethe.llm.score_cache import caching, score_cache_dir
     from lethe.ops.gate import recognition_check
 
     spared = sorted({e["anchor"] for e in plan.entities})
@@ -168,7 +170,8 @@ def audit_kept(params: Params, plan: AuditPlan, models: ModelCache) -> dict[str,
         return {"entities": len(names), "kept": None, "value": None, "note": "no champion" if names else
                 "no other entity known: list them in unlearn.entity_retain_names"}
     prompts, tokens = recognition_prompts(names, params.elicit.prompts), params.evaluate.max_new_tokens
-    base = entity_recognition(models.get(plan.base_model), prompts, tokens)
+    base_model = caching(models.get(plan.base_model), score_cache_dir(params), plan.base_model)
+    base = entity_recognition(base_model, prompts, tokens)
     now = entity_recognition(models.get(plan.champion_model), prompts, tokens)
     check = recognition_check({M.ENTITY_RECOGNITION: now, M.BASE_ENTITY_RECOGNITION: base}, params.gate, spared)
     return {"entities": len(names), "kept": check.passed, "value": check.value, "note": check.note,

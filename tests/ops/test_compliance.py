@@ -57,9 +57,11 @@ def test_an_entity_is_forgotten_only_on_enough_held_out_probes(measured, tmp_pat
 
 def test_the_champion_must_still_recognize_every_entity_it_keeps(tiny_world, params, tmp_path, monkeypatch):
     """audit_kept on real models: the base model as its own champion keeps every author (1.0x); a champion
-    that no longer names one author is flagged, and the report says so; the audited anchors are spared."""
+    that no longer names one author is flagged, and the report says so; the audited anchors are spared.
+    The base model's answers come from the score cache the second time."""
     from lethe.llm.cache import ModelCache
 
+    params = params.model_copy(update={"registry": params.registry.model_copy(update={"workdir": str(tmp_path)})})
     model = tiny_world["model_path"]
     forgotten = tiny_world["authors"][0]["name"]
     entity = {"anchor": forgotten, "request_id": "req-1", "version": "1", "graph": "g", "audit_set": "a"}
@@ -78,13 +80,19 @@ def test_the_champion_must_still_recognize_every_entity_it_keeps(tiny_world, par
     shutil.copytree(model, champion)
     models = ModelCache(params.backend)
 
+    base_rows_cached = []
+
     def champion_forgets_victim(backend, prompts, tokens):  # the copy's answers, one author's names struck out
         shares = real(backend, prompts, tokens)
-        return {**shares, victim: 0.0} if backend is models.get(champion) else shares
+        if backend is models.get(champion):
+            return {**shares, victim: 0.0}
+        base_rows_cached.append(backend.hits)
+        return shares
 
     monkeypatch.setattr(recognition, "entity_recognition", champion_forgets_victim)
     broken = compliance.audit_kept(params, AuditPlan("lethe-m", "1", model, champion, ("req-1",), (entity,)), models)
     assert broken["kept"] is False and broken["value"] == 0.0 and victim in broken["note"]
+    assert base_rows_cached == [len(others) * len(params.elicit.prompts)]
     audit = compliance.summarize_audit(plan, [], broken)
     assert not audit["all_kept"]
     text = write_report(tmp_path / "report", [], audit).read_text()
