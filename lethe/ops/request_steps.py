@@ -21,7 +21,6 @@ from typing import Any
 from lethe.config import Params
 from lethe.errors import LetheError
 from lethe.evaluate import metrics as M
-from lethe.fileio import write_atomic
 from lethe.layout import MineLayout, RequestLayout
 from lethe.ops import registry
 from lethe.ops.gate import GateDecision, decide, decision_markdown, decision_tags
@@ -297,9 +296,14 @@ def _load_base_cache(path: Path) -> dict[str, Any]:
 
 
 def _save_base_cache(path: Path, cache: dict[str, Any]) -> None:
-    # atomic: requests fanned out over workers read the same file while one of them writes it
+    # Requests fanned out over workers read and write this file at once: each writes a temporary file of
+    # its own and renames it over the cache, so a reader never sees half a file (the last writer wins).
+    import tempfile
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, json.dumps(cache))
+    with tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", delete=False) as handle:
+        handle.write(json.dumps(cache))
+    Path(handle.name).replace(path)
 
 
 def base_reference(params: Params, plan: RequestPlan, before: dict[str, Any],

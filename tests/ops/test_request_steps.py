@@ -116,3 +116,30 @@ def test_a_chained_request_is_judged_against_the_base_models_recognition_kept_in
     measured = entity_recognition(Backend.load(base, "cpu"), recognition_prompts([second], params.elicit.prompts),
                                   params.evaluate.max_new_tokens)
     assert judged == {first: 0.25, second: measured[second]} and measured[second] > 0
+
+
+def test_the_base_models_cache_is_never_read_half_written_while_two_requests_write_it(tmp_path):
+    import threading
+
+    path = tmp_path / "_base" / "key.json"
+    cache = {"row_rouge": {f"What is fact {i}?": ["Ada Vale", 0.5] for i in range(5000)}}
+    stop, failures = threading.Event(), []
+
+    def write_until_stopped():
+        try:
+            while not stop.is_set():
+                request_steps._save_base_cache(path, cache)
+        except Exception as error:  # noqa: BLE001 - a writer's failure is the test's verdict
+            failures.append(error)
+
+    writers = [threading.Thread(target=write_until_stopped) for _ in range(2)]
+    for writer in writers:
+        writer.start()
+    try:
+        for _ in range(100):
+            assert request_steps._load_base_cache(path)["row_rouge"] in ({}, cache["row_rouge"])
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert not failures and sorted(p.name for p in path.parent.iterdir()) == ["key.json"]
